@@ -1,0 +1,71 @@
+/**
+ * Every error jiglet reports on purpose. Each has a stable code (sent to clients in the
+ * `jiglet-error-code` trailer) and exactly one gRPC status, so agent, CLI and tests agree.
+ */
+import { status } from '@grpc/grpc-js';
+
+/** What each error code means and which gRPC status carries it. */
+export const ERROR_CODES = {
+  JIGLET_E_INVALID_ARGUMENT: { grpc: status.INVALID_ARGUMENT, doc: 'the request is malformed or out of range' },
+  JIGLET_E_OUT_OF_RANGE: { grpc: status.OUT_OF_RANGE, doc: 'an offset or size lies past what exists' },
+  JIGLET_E_NOT_FOUND: { grpc: status.NOT_FOUND, doc: 'no such job, DUT or resource' },
+  JIGLET_E_ALREADY_EXISTS: { grpc: status.ALREADY_EXISTS, doc: 'the thing to create exists already' },
+  JIGLET_E_FAILED_PRECONDITION: {
+    grpc: status.FAILED_PRECONDITION,
+    doc: 'the request is valid but the target is not in a state that allows it',
+  },
+  JIGLET_E_ILLEGAL_TRANSITION: {
+    grpc: status.FAILED_PRECONDITION,
+    doc: 'a job or lease state machine refused a transition',
+  },
+  JIGLET_E_UNAUTHENTICATED: { grpc: status.UNAUTHENTICATED, doc: 'no usable client certificate' },
+  JIGLET_E_PERMISSION_DENIED: { grpc: status.PERMISSION_DENIED, doc: 'the caller’s role or ownership forbids it' },
+  JIGLET_E_RESOURCE_EXHAUSTED: { grpc: status.RESOURCE_EXHAUSTED, doc: 'a quota or size limit was hit' },
+  JIGLET_E_DEADLINE_EXCEEDED: { grpc: status.DEADLINE_EXCEEDED, doc: 'an operation ran past its deadline' },
+  JIGLET_E_UNAVAILABLE: { grpc: status.UNAVAILABLE, doc: 'the agent is shutting down or cannot be reached' },
+  JIGLET_E_INTERNAL: { grpc: status.INTERNAL, doc: 'a bug or an unexpected host failure' },
+} as const satisfies Record<string, { grpc: status; doc: string }>;
+
+/** A stable, documented error code. */
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+/** Metadata key that carries the error code next to the gRPC status. */
+export const ERROR_CODE_METADATA_KEY = 'jiglet-error-code';
+
+/** Base class of every deliberate jiglet error. */
+export class JigletError extends Error {
+  /** Creates an error with a stable code and a message a person can act on. */
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+    this.name = 'JigletError';
+  }
+
+  /** The gRPC status this error is reported with. */
+  get grpcStatus(): status {
+    return ERROR_CODES[this.code].grpc;
+  }
+}
+
+/** The request is malformed or a value is out of its allowed range. */
+export const invalidArgument = (message: string): JigletError =>
+  new JigletError('JIGLET_E_INVALID_ARGUMENT', message);
+
+/** The named thing does not exist. */
+export const notFound = (message: string): JigletError => new JigletError('JIGLET_E_NOT_FOUND', message);
+
+/** The target's state does not allow the request. */
+export const failedPrecondition = (message: string): JigletError =>
+  new JigletError('JIGLET_E_FAILED_PRECONDITION', message);
+
+/** The caller may not do this. */
+export const permissionDenied = (message: string): JigletError =>
+  new JigletError('JIGLET_E_PERMISSION_DENIED', message);
+
+/** True for a known error code string. */
+export function isErrorCode(value: string): value is ErrorCode {
+  return Object.hasOwn(ERROR_CODES, value);
+}
