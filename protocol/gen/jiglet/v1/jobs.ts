@@ -141,7 +141,7 @@ export function outputStreamToJSON(object: OutputStream): string {
 /** Limits are enforced by the job's cgroup; zero means no limit. */
 export interface Limits {
   /** Memory limit in bytes (RAM; swap is capped to the same amount where the kernel allows). */
-  memoryBytes: number;
+  memoryBytes: bigint;
   /** CPU bandwidth in thousandths of one CPU (500 = half a CPU). */
   cpuMillis: number;
   /** Maximum number of processes and threads. */
@@ -159,11 +159,13 @@ export interface JobSpec {
   cwd: string;
   /** The DUT this job drives, if any. */
   dut: string;
-  limits:
+  limits?:
     | Limits
     | undefined;
   /** Wall-clock limit in milliseconds; zero = none. The job is then stopped like StopJob does. */
-  timeoutMs: number;
+  timeoutMs: bigint;
+  /** Keep the job's stdin open for WriteStdin; otherwise stdin is /dev/null. */
+  stdin: boolean;
 }
 
 export interface JobSpec_EnvEntry {
@@ -173,29 +175,29 @@ export interface JobSpec_EnvEntry {
 
 /** StartJobResponse carries the job record. */
 export interface StartJobResponse {
-  job: Job | undefined;
+  job?: Job | undefined;
 }
 
 /** StartJobRequest starts a job. */
 export interface StartJobRequest {
-  spec: JobSpec | undefined;
+  spec?: JobSpec | undefined;
 }
 
 /** StopJobResponse carries the job record. */
 export interface StopJobResponse {
-  job: Job | undefined;
+  job?: Job | undefined;
 }
 
 /** StopJobRequest stops a job. */
 export interface StopJobRequest {
   id: string;
   /** Time between SIGTERM and the kill of the whole tree; zero = the agent's default (5 s). */
-  graceMs: number;
+  graceMs: bigint;
 }
 
 /** GetJobResponse carries the job record. */
 export interface GetJobResponse {
-  job: Job | undefined;
+  job?: Job | undefined;
 }
 
 /** GetJobRequest names a job. */
@@ -221,7 +223,7 @@ export interface Job {
   id: string;
   /** Identity (certificate common name) of the client that started it. */
   owner: string;
-  spec: JobSpec | undefined;
+  spec?: JobSpec | undefined;
   state: JobState;
   /** Why a STOPPED job stopped: "request", "timeout", "shutdown". */
   stopReason: string;
@@ -238,19 +240,19 @@ export interface Job {
   /** Process id of the job's leader while running. */
   pid: number;
   /** Bytes in the output log so far. */
-  outputBytes: number;
+  outputBytes: bigint;
   /** How the job is contained: "cgroup-v2", "cgroup-v1", "none". */
   containment: string;
-  createdAt: Date | undefined;
-  startedAt: Date | undefined;
-  endedAt: Date | undefined;
+  createdAt?: Date | undefined;
+  startedAt?: Date | undefined;
+  endedAt?: Date | undefined;
 }
 
 /** StreamOutputRequest asks for output from a byte offset. */
 export interface StreamOutputRequest {
   id: string;
   /** Byte offset into the log to start from; must not be past its current end. */
-  offset: number;
+  offset: bigint;
   /** Keep streaming new output until the job is over. */
   follow: boolean;
 }
@@ -258,15 +260,15 @@ export interface StreamOutputRequest {
 /** OutputChunk is a piece of the output log. */
 export interface OutputChunk {
   /** Offset of data[0] in the log: a client resumes at offset + len(data). */
-  offset: number;
+  offset: bigint;
   data: Buffer;
   stream: OutputStream;
 }
 
 /** StreamOutputResponse is a chunk of output, or (last, when following) the job's final record. */
 export interface StreamOutputResponse {
-  chunk: OutputChunk | undefined;
-  finished: Job | undefined;
+  chunk?: OutputChunk | undefined;
+  finished?: Job | undefined;
 }
 
 /** WriteStdinRequest carries bytes for a job's stdin; the first message must name the job. */
@@ -279,16 +281,19 @@ export interface WriteStdinRequest {
 
 /** WriteStdinResponse reports how many bytes reached the job. */
 export interface WriteStdinResponse {
-  bytesWritten: number;
+  bytesWritten: bigint;
 }
 
 function createBaseLimits(): Limits {
-  return { memoryBytes: 0, cpuMillis: 0, pidsMax: 0 };
+  return { memoryBytes: 0n, cpuMillis: 0, pidsMax: 0 };
 }
 
 export const Limits: MessageFns<Limits> = {
   encode(message: Limits, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.memoryBytes !== 0) {
+    if (message.memoryBytes !== 0n) {
+      if (BigInt.asUintN(64, message.memoryBytes) !== message.memoryBytes) {
+        throw new globalThis.Error("value provided for field message.memoryBytes of type uint64 too large");
+      }
       writer.uint32(8).uint64(message.memoryBytes);
     }
     if (message.cpuMillis !== 0) {
@@ -318,7 +323,7 @@ export const Limits: MessageFns<Limits> = {
               break;
             }
 
-            message.memoryBytes = longToNumber(reader.uint64());
+            message.memoryBytes = reader.uint64() as bigint;
             continue;
           }
           case 2: {
@@ -352,10 +357,10 @@ export const Limits: MessageFns<Limits> = {
   fromJSON(object: any): Limits {
     return {
       memoryBytes: isSet(object.memoryBytes)
-        ? globalThis.Number(object.memoryBytes)
+        ? BigInt(object.memoryBytes)
         : isSet(object.memory_bytes)
-        ? globalThis.Number(object.memory_bytes)
-        : 0,
+        ? BigInt(object.memory_bytes)
+        : 0n,
       cpuMillis: isSet(object.cpuMillis)
         ? globalThis.Number(object.cpuMillis)
         : isSet(object.cpu_millis)
@@ -371,8 +376,8 @@ export const Limits: MessageFns<Limits> = {
 
   toJSON(message: Limits): unknown {
     const obj: any = {};
-    if (message.memoryBytes !== 0) {
-      obj.memoryBytes = Math.round(message.memoryBytes);
+    if (message.memoryBytes !== 0n) {
+      obj.memoryBytes = message.memoryBytes.toString();
     }
     if (message.cpuMillis !== 0) {
       obj.cpuMillis = Math.round(message.cpuMillis);
@@ -388,7 +393,9 @@ export const Limits: MessageFns<Limits> = {
   },
   fromPartial(object: DeepPartial<Limits>): Limits {
     const message = createBaseLimits();
-    message.memoryBytes = object.memoryBytes ?? 0;
+    message.memoryBytes = (object.memoryBytes !== undefined && object.memoryBytes !== null)
+      ? BigInt(object.memoryBytes)
+      : 0n;
     message.cpuMillis = object.cpuMillis ?? 0;
     message.pidsMax = object.pidsMax ?? 0;
     return message;
@@ -396,7 +403,7 @@ export const Limits: MessageFns<Limits> = {
 };
 
 function createBaseJobSpec(): JobSpec {
-  return { command: "", args: [], env: {}, cwd: "", dut: "", limits: undefined, timeoutMs: 0 };
+  return { command: "", args: [], env: {}, cwd: "", dut: "", limits: undefined, timeoutMs: 0n, stdin: false };
 }
 
 export const JobSpec: MessageFns<JobSpec> = {
@@ -419,8 +426,14 @@ export const JobSpec: MessageFns<JobSpec> = {
     if (message.limits !== undefined) {
       Limits.encode(message.limits, writer.uint32(50).fork()).join();
     }
-    if (message.timeoutMs !== 0) {
+    if (message.timeoutMs !== 0n) {
+      if (BigInt.asUintN(64, message.timeoutMs) !== message.timeoutMs) {
+        throw new globalThis.Error("value provided for field message.timeoutMs of type uint64 too large");
+      }
       writer.uint32(56).uint64(message.timeoutMs);
+    }
+    if (message.stdin !== false) {
+      writer.uint32(64).bool(message.stdin);
     }
     return writer;
   },
@@ -494,7 +507,15 @@ export const JobSpec: MessageFns<JobSpec> = {
               break;
             }
 
-            message.timeoutMs = longToNumber(reader.uint64());
+            message.timeoutMs = reader.uint64() as bigint;
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.stdin = reader.bool();
             continue;
           }
         }
@@ -531,10 +552,11 @@ export const JobSpec: MessageFns<JobSpec> = {
       dut: isSet(object.dut) ? globalThis.String(object.dut) : "",
       limits: isSet(object.limits) ? Limits.fromJSON(object.limits) : undefined,
       timeoutMs: isSet(object.timeoutMs)
-        ? globalThis.Number(object.timeoutMs)
+        ? BigInt(object.timeoutMs)
         : isSet(object.timeout_ms)
-        ? globalThis.Number(object.timeout_ms)
-        : 0,
+        ? BigInt(object.timeout_ms)
+        : 0n,
+      stdin: isSet(object.stdin) ? globalThis.Boolean(object.stdin) : false,
     };
   },
 
@@ -564,8 +586,11 @@ export const JobSpec: MessageFns<JobSpec> = {
     if (message.limits !== undefined) {
       obj.limits = Limits.toJSON(message.limits);
     }
-    if (message.timeoutMs !== 0) {
-      obj.timeoutMs = Math.round(message.timeoutMs);
+    if (message.timeoutMs !== 0n) {
+      obj.timeoutMs = message.timeoutMs.toString();
+    }
+    if (message.stdin !== false) {
+      obj.stdin = message.stdin;
     }
     return obj;
   },
@@ -591,7 +616,8 @@ export const JobSpec: MessageFns<JobSpec> = {
     message.limits = (object.limits !== undefined && object.limits !== null)
       ? Limits.fromPartial(object.limits)
       : undefined;
-    message.timeoutMs = object.timeoutMs ?? 0;
+    message.timeoutMs = (object.timeoutMs !== undefined && object.timeoutMs !== null) ? BigInt(object.timeoutMs) : 0n;
+    message.stdin = object.stdin ?? false;
     return message;
   },
 };
@@ -883,7 +909,7 @@ export const StopJobResponse: MessageFns<StopJobResponse> = {
 };
 
 function createBaseStopJobRequest(): StopJobRequest {
-  return { id: "", graceMs: 0 };
+  return { id: "", graceMs: 0n };
 }
 
 export const StopJobRequest: MessageFns<StopJobRequest> = {
@@ -891,7 +917,10 @@ export const StopJobRequest: MessageFns<StopJobRequest> = {
     if (message.id !== "") {
       writer.uint32(10).string(message.id);
     }
-    if (message.graceMs !== 0) {
+    if (message.graceMs !== 0n) {
+      if (BigInt.asUintN(64, message.graceMs) !== message.graceMs) {
+        throw new globalThis.Error("value provided for field message.graceMs of type uint64 too large");
+      }
       writer.uint32(16).uint64(message.graceMs);
     }
     return writer;
@@ -923,7 +952,7 @@ export const StopJobRequest: MessageFns<StopJobRequest> = {
               break;
             }
 
-            message.graceMs = longToNumber(reader.uint64());
+            message.graceMs = reader.uint64() as bigint;
             continue;
           }
         }
@@ -941,11 +970,7 @@ export const StopJobRequest: MessageFns<StopJobRequest> = {
   fromJSON(object: any): StopJobRequest {
     return {
       id: isSet(object.id) ? globalThis.String(object.id) : "",
-      graceMs: isSet(object.graceMs)
-        ? globalThis.Number(object.graceMs)
-        : isSet(object.grace_ms)
-        ? globalThis.Number(object.grace_ms)
-        : 0,
+      graceMs: isSet(object.graceMs) ? BigInt(object.graceMs) : isSet(object.grace_ms) ? BigInt(object.grace_ms) : 0n,
     };
   },
 
@@ -954,8 +979,8 @@ export const StopJobRequest: MessageFns<StopJobRequest> = {
     if (message.id !== "") {
       obj.id = message.id;
     }
-    if (message.graceMs !== 0) {
-      obj.graceMs = Math.round(message.graceMs);
+    if (message.graceMs !== 0n) {
+      obj.graceMs = message.graceMs.toString();
     }
     return obj;
   },
@@ -966,7 +991,7 @@ export const StopJobRequest: MessageFns<StopJobRequest> = {
   fromPartial(object: DeepPartial<StopJobRequest>): StopJobRequest {
     const message = createBaseStopJobRequest();
     message.id = object.id ?? "";
-    message.graceMs = object.graceMs ?? 0;
+    message.graceMs = (object.graceMs !== undefined && object.graceMs !== null) ? BigInt(object.graceMs) : 0n;
     return message;
   },
 };
@@ -1283,7 +1308,7 @@ function createBaseJob(): Job {
     oomKilled: false,
     error: "",
     pid: 0,
-    outputBytes: 0,
+    outputBytes: 0n,
     containment: "",
     createdAt: undefined,
     startedAt: undefined,
@@ -1323,7 +1348,10 @@ export const Job: MessageFns<Job> = {
     if (message.pid !== 0) {
       writer.uint32(80).uint32(message.pid);
     }
-    if (message.outputBytes !== 0) {
+    if (message.outputBytes !== 0n) {
+      if (BigInt.asUintN(64, message.outputBytes) !== message.outputBytes) {
+        throw new globalThis.Error("value provided for field message.outputBytes of type uint64 too large");
+      }
       writer.uint32(88).uint64(message.outputBytes);
     }
     if (message.containment !== "") {
@@ -1439,7 +1467,7 @@ export const Job: MessageFns<Job> = {
               break;
             }
 
-            message.outputBytes = longToNumber(reader.uint64());
+            message.outputBytes = reader.uint64() as bigint;
             continue;
           }
           case 12: {
@@ -1511,10 +1539,10 @@ export const Job: MessageFns<Job> = {
       error: isSet(object.error) ? globalThis.String(object.error) : "",
       pid: isSet(object.pid) ? globalThis.Number(object.pid) : 0,
       outputBytes: isSet(object.outputBytes)
-        ? globalThis.Number(object.outputBytes)
+        ? BigInt(object.outputBytes)
         : isSet(object.output_bytes)
-        ? globalThis.Number(object.output_bytes)
-        : 0,
+        ? BigInt(object.output_bytes)
+        : 0n,
       containment: isSet(object.containment) ? globalThis.String(object.containment) : "",
       createdAt: isSet(object.createdAt)
         ? fromJsonTimestamp(object.createdAt)
@@ -1566,8 +1594,8 @@ export const Job: MessageFns<Job> = {
     if (message.pid !== 0) {
       obj.pid = Math.round(message.pid);
     }
-    if (message.outputBytes !== 0) {
-      obj.outputBytes = Math.round(message.outputBytes);
+    if (message.outputBytes !== 0n) {
+      obj.outputBytes = message.outputBytes.toString();
     }
     if (message.containment !== "") {
       obj.containment = message.containment;
@@ -1599,7 +1627,9 @@ export const Job: MessageFns<Job> = {
     message.oomKilled = object.oomKilled ?? false;
     message.error = object.error ?? "";
     message.pid = object.pid ?? 0;
-    message.outputBytes = object.outputBytes ?? 0;
+    message.outputBytes = (object.outputBytes !== undefined && object.outputBytes !== null)
+      ? BigInt(object.outputBytes)
+      : 0n;
     message.containment = object.containment ?? "";
     message.createdAt = object.createdAt ?? undefined;
     message.startedAt = object.startedAt ?? undefined;
@@ -1609,7 +1639,7 @@ export const Job: MessageFns<Job> = {
 };
 
 function createBaseStreamOutputRequest(): StreamOutputRequest {
-  return { id: "", offset: 0, follow: false };
+  return { id: "", offset: 0n, follow: false };
 }
 
 export const StreamOutputRequest: MessageFns<StreamOutputRequest> = {
@@ -1617,7 +1647,10 @@ export const StreamOutputRequest: MessageFns<StreamOutputRequest> = {
     if (message.id !== "") {
       writer.uint32(10).string(message.id);
     }
-    if (message.offset !== 0) {
+    if (message.offset !== 0n) {
+      if (BigInt.asUintN(64, message.offset) !== message.offset) {
+        throw new globalThis.Error("value provided for field message.offset of type uint64 too large");
+      }
       writer.uint32(16).uint64(message.offset);
     }
     if (message.follow !== false) {
@@ -1652,7 +1685,7 @@ export const StreamOutputRequest: MessageFns<StreamOutputRequest> = {
               break;
             }
 
-            message.offset = longToNumber(reader.uint64());
+            message.offset = reader.uint64() as bigint;
             continue;
           }
           case 3: {
@@ -1678,7 +1711,7 @@ export const StreamOutputRequest: MessageFns<StreamOutputRequest> = {
   fromJSON(object: any): StreamOutputRequest {
     return {
       id: isSet(object.id) ? globalThis.String(object.id) : "",
-      offset: isSet(object.offset) ? globalThis.Number(object.offset) : 0,
+      offset: isSet(object.offset) ? BigInt(object.offset) : 0n,
       follow: isSet(object.follow) ? globalThis.Boolean(object.follow) : false,
     };
   },
@@ -1688,8 +1721,8 @@ export const StreamOutputRequest: MessageFns<StreamOutputRequest> = {
     if (message.id !== "") {
       obj.id = message.id;
     }
-    if (message.offset !== 0) {
-      obj.offset = Math.round(message.offset);
+    if (message.offset !== 0n) {
+      obj.offset = message.offset.toString();
     }
     if (message.follow !== false) {
       obj.follow = message.follow;
@@ -1703,19 +1736,22 @@ export const StreamOutputRequest: MessageFns<StreamOutputRequest> = {
   fromPartial(object: DeepPartial<StreamOutputRequest>): StreamOutputRequest {
     const message = createBaseStreamOutputRequest();
     message.id = object.id ?? "";
-    message.offset = object.offset ?? 0;
+    message.offset = (object.offset !== undefined && object.offset !== null) ? BigInt(object.offset) : 0n;
     message.follow = object.follow ?? false;
     return message;
   },
 };
 
 function createBaseOutputChunk(): OutputChunk {
-  return { offset: 0, data: Buffer.alloc(0), stream: 0 };
+  return { offset: 0n, data: Buffer.alloc(0), stream: 0 };
 }
 
 export const OutputChunk: MessageFns<OutputChunk> = {
   encode(message: OutputChunk, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.offset !== 0) {
+    if (message.offset !== 0n) {
+      if (BigInt.asUintN(64, message.offset) !== message.offset) {
+        throw new globalThis.Error("value provided for field message.offset of type uint64 too large");
+      }
       writer.uint32(8).uint64(message.offset);
     }
     if (message.data.length !== 0) {
@@ -1745,7 +1781,7 @@ export const OutputChunk: MessageFns<OutputChunk> = {
               break;
             }
 
-            message.offset = longToNumber(reader.uint64());
+            message.offset = reader.uint64() as bigint;
             continue;
           }
           case 2: {
@@ -1778,7 +1814,7 @@ export const OutputChunk: MessageFns<OutputChunk> = {
 
   fromJSON(object: any): OutputChunk {
     return {
-      offset: isSet(object.offset) ? globalThis.Number(object.offset) : 0,
+      offset: isSet(object.offset) ? BigInt(object.offset) : 0n,
       data: isSet(object.data) ? Buffer.from(bytesFromBase64(object.data)) : Buffer.alloc(0),
       stream: isSet(object.stream) ? outputStreamFromJSON(object.stream) : 0,
     };
@@ -1786,8 +1822,8 @@ export const OutputChunk: MessageFns<OutputChunk> = {
 
   toJSON(message: OutputChunk): unknown {
     const obj: any = {};
-    if (message.offset !== 0) {
-      obj.offset = Math.round(message.offset);
+    if (message.offset !== 0n) {
+      obj.offset = message.offset.toString();
     }
     if (message.data.length !== 0) {
       obj.data = base64FromBytes(message.data);
@@ -1803,7 +1839,7 @@ export const OutputChunk: MessageFns<OutputChunk> = {
   },
   fromPartial(object: DeepPartial<OutputChunk>): OutputChunk {
     const message = createBaseOutputChunk();
-    message.offset = object.offset ?? 0;
+    message.offset = (object.offset !== undefined && object.offset !== null) ? BigInt(object.offset) : 0n;
     message.data = object.data ?? Buffer.alloc(0);
     message.stream = object.stream ?? 0;
     return message;
@@ -2001,12 +2037,15 @@ export const WriteStdinRequest: MessageFns<WriteStdinRequest> = {
 };
 
 function createBaseWriteStdinResponse(): WriteStdinResponse {
-  return { bytesWritten: 0 };
+  return { bytesWritten: 0n };
 }
 
 export const WriteStdinResponse: MessageFns<WriteStdinResponse> = {
   encode(message: WriteStdinResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.bytesWritten !== 0) {
+    if (message.bytesWritten !== 0n) {
+      if (BigInt.asUintN(64, message.bytesWritten) !== message.bytesWritten) {
+        throw new globalThis.Error("value provided for field message.bytesWritten of type uint64 too large");
+      }
       writer.uint32(8).uint64(message.bytesWritten);
     }
     return writer;
@@ -2030,7 +2069,7 @@ export const WriteStdinResponse: MessageFns<WriteStdinResponse> = {
               break;
             }
 
-            message.bytesWritten = longToNumber(reader.uint64());
+            message.bytesWritten = reader.uint64() as bigint;
             continue;
           }
         }
@@ -2048,17 +2087,17 @@ export const WriteStdinResponse: MessageFns<WriteStdinResponse> = {
   fromJSON(object: any): WriteStdinResponse {
     return {
       bytesWritten: isSet(object.bytesWritten)
-        ? globalThis.Number(object.bytesWritten)
+        ? BigInt(object.bytesWritten)
         : isSet(object.bytes_written)
-        ? globalThis.Number(object.bytes_written)
-        : 0,
+        ? BigInt(object.bytes_written)
+        : 0n,
     };
   },
 
   toJSON(message: WriteStdinResponse): unknown {
     const obj: any = {};
-    if (message.bytesWritten !== 0) {
-      obj.bytesWritten = Math.round(message.bytesWritten);
+    if (message.bytesWritten !== 0n) {
+      obj.bytesWritten = message.bytesWritten.toString();
     }
     return obj;
   },
@@ -2068,7 +2107,9 @@ export const WriteStdinResponse: MessageFns<WriteStdinResponse> = {
   },
   fromPartial(object: DeepPartial<WriteStdinResponse>): WriteStdinResponse {
     const message = createBaseWriteStdinResponse();
-    message.bytesWritten = object.bytesWritten ?? 0;
+    message.bytesWritten = (object.bytesWritten !== undefined && object.bytesWritten !== null)
+      ? BigInt(object.bytesWritten)
+      : 0n;
     return message;
   },
 };
@@ -2283,22 +2324,22 @@ function base64FromBytes(arr: Uint8Array): string {
   return globalThis.Buffer.from(arr).toString("base64");
 }
 
-type Builtin = Date | Function | Uint8Array | string | number | boolean | undefined;
+type Builtin = Date | Function | Uint8Array | string | number | boolean | bigint | undefined;
 
-export type DeepPartial<T> = T extends Builtin ? T
-  : T extends globalThis.Array<infer U> ? globalThis.Array<DeepPartial<U>>
+export type DeepPartial<T> = T extends bigint ? string | number | bigint
+  : T extends Builtin ? T : T extends globalThis.Array<infer U> ? globalThis.Array<DeepPartial<U>>
   : T extends ReadonlyArray<infer U> ? ReadonlyArray<DeepPartial<U>>
   : T extends {} ? { [K in keyof T]?: DeepPartial<T[K]> }
   : Partial<T>;
 
 function toTimestamp(date: Date): Timestamp {
-  const seconds = Math.trunc(date.getTime() / 1_000);
+  const seconds = BigInt(Math.trunc(date.getTime() / 1_000));
   const nanos = (date.getTime() % 1_000) * 1_000_000;
   return { seconds, nanos };
 }
 
 function fromTimestamp(t: Timestamp): Date {
-  let millis = (t.seconds || 0) * 1_000;
+  let millis = (globalThis.Number(t.seconds.toString()) || 0) * 1_000;
   millis += (t.nanos || 0) / 1_000_000;
   return new globalThis.Date(millis);
 }
@@ -2311,17 +2352,6 @@ function fromJsonTimestamp(o: any): Date {
   } else {
     return fromTimestamp(Timestamp.fromJSON(o));
   }
-}
-
-function longToNumber(int64: { toString(): string }): number {
-  const num = globalThis.Number(int64.toString());
-  if (num > globalThis.Number.MAX_SAFE_INTEGER) {
-    throw new globalThis.Error("Value is larger than Number.MAX_SAFE_INTEGER");
-  }
-  if (num < globalThis.Number.MIN_SAFE_INTEGER) {
-    throw new globalThis.Error("Value is smaller than Number.MIN_SAFE_INTEGER");
-  }
-  return num;
 }
 
 function isObject(value: any): boolean {

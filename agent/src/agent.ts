@@ -1,0 +1,82 @@
+/**
+ * The composition root of jiglet: state directory, containment, supervisor and gRPC server,
+ * started in order and stopped in reverse. Tests start agents in-process through this.
+ */
+import { createHash } from 'node:crypto';
+import { mkdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import { JigletError } from '../../protocol/src/errors.js';
+import { detectContainment } from './jobs/containment.js';
+import { JobRecords } from './jobs/job-records.js';
+import { DEFAULT_GRACE_MS, Supervisor } from './jobs/supervisor.js';
+import { type GrpcServer, type ServerTls, startGrpcServer } from './rpc/grpc-server.js';
+import { lockStateDir } from './state-lock.js';
+
+/** A running agent. */
+export interface Agent {
+  readonly port: number;
+  readonly supervisor: Supervisor;
+  readonly grpc: GrpcServer;
+  /** Graceful stop: refuse new calls, stop jobs, flush records, release the state dir. */
+  stop(graceMs?: number): Promise<void>;
+}
+
+/** Reads ca.crt, server.crt and server.key from a TLS directory. */
+export function readServerTls(tlsDir: string): ServerTls {
+  const read = (name: string): Buffer => {
+    try {
+      return readFileSync(join(tlsDir, name));
+    } catch (err) {
+      throw new JigletError(
+        'JIGLET_E_INVALID_ARGUMENT',
+        `cannot read ${join(tlsDir, name)} (${(err as NodeJS.ErrnoException).code}); create one with: jigctl certs init --dir ${tlsDir}`,
+      );
+    }
+  };
+  return { ca: read('ca.crt'), cert: read('server.crt'), key: read('server.key') };
+}
+
+/** Starts an agent. */
+export async function startAgent(opts: {
+  listen: string;
+  stateDir: string;
+  tls: ServerTls;
+  log: Logger;
+}): Promise<Agent> {
+  const { log, stateDir } = opts;
+  mkdirSync(stateDir, { recursive: true });
+  const unlock = lockStateDir(stateDir);
+  try {
+    const namespace = `jiglet-${createHash('sha256').update(stateDir).digest('hex').slice(0, 12)}`;
+    const containment = await detectContainment({ namespace, log: (msg) => log.warn(msg) });
+    log.info({ containment: containment.mode }, 'job containment');
+    const supervisor = new Supervisor({
+      records: new JobRecords(stateDir),
+      containment,
+      log,
+      baseEnv: { PATH: process.env.PATH ?? '/usr/local/bin:/usr/bin:/bin', LANG: 'C.UTF-8' },
+    });
+    await supervisor.recover();
+    const grpc = await startGrpcServer({ listen: opts.listen, tls: opts.tls, supervisor, log });
+    let stopping: Promise<void> | undefined;
+    return {
+      port: grpc.port,
+      supervisor,
+      grpc,
+      stop(graceMs = DEFAULT_GRACE_MS) {
+        stopping ??= (async () => {
+          log.info('agent stopping');
+          await supervisor.shutdown(graceMs);
+          await grpc.close();
+          unlock();
+          log.info('agent stopped');
+        })();
+        return stopping;
+      },
+    };
+  } catch (err) {
+    unlock();
+    throw err;
+  }
+}

@@ -1,0 +1,65 @@
+/**
+ * Authorization as data: what each role may do, and which permission each RPC needs. An RPC
+ * that is missing from METHOD_PERMISSIONS is denied — new RPCs are closed until listed here.
+ */
+import { permissionDenied } from '../../../protocol/src/errors.js';
+import type { Identity, Role } from './identity.js';
+
+/** Things a caller may be allowed to do. `*.own` acts on one's own jobs; `*.any` on anyone's. */
+export type Permission =
+  | 'jobs.read'
+  | 'jobs.start'
+  | 'jobs.stop.own'
+  | 'jobs.stop.any'
+  | 'jobs.stdin.own'
+  | 'jobs.stdin.any'
+  | 'agent.health'
+  | 'agent.reflect';
+
+const VIEWER: readonly Permission[] = ['jobs.read', 'agent.health', 'agent.reflect'];
+const OPERATOR: readonly Permission[] = [...VIEWER, 'jobs.start', 'jobs.stop.own', 'jobs.stdin.own'];
+const ADMIN: readonly Permission[] = [...OPERATOR, 'jobs.stop.any', 'jobs.stdin.any'];
+
+/** Role → permissions. */
+export const ROLE_PERMISSIONS: Readonly<Record<Role, ReadonlySet<Permission>>> = {
+  viewer: new Set(VIEWER),
+  operator: new Set(OPERATOR),
+  admin: new Set(ADMIN),
+};
+
+/** Full gRPC method path → the permission it needs. */
+export const METHOD_PERMISSIONS: Readonly<Record<string, Permission>> = {
+  '/jiglet.v1.JobService/StartJob': 'jobs.start',
+  '/jiglet.v1.JobService/StopJob': 'jobs.stop.own',
+  '/jiglet.v1.JobService/GetJob': 'jobs.read',
+  '/jiglet.v1.JobService/ListJobs': 'jobs.read',
+  '/jiglet.v1.JobService/StreamOutput': 'jobs.read',
+  '/jiglet.v1.JobService/WriteStdin': 'jobs.stdin.own',
+  '/grpc.health.v1.Health/Check': 'agent.health',
+  '/grpc.health.v1.Health/Watch': 'agent.health',
+  '/grpc.reflection.v1.ServerReflection/ServerReflectionInfo': 'agent.reflect',
+  '/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo': 'agent.reflect',
+};
+
+/** True when the role holds the permission. */
+export function can(role: Role, permission: Permission): boolean {
+  return ROLE_PERMISSIONS[role].has(permission);
+}
+
+/** Throws PERMISSION_DENIED unless the identity may call the method. */
+export function authorizeMethod(identity: Identity, methodPath: string): void {
+  const needed = METHOD_PERMISSIONS[methodPath];
+  if (needed === undefined) throw permissionDenied(`${methodPath} is not an RPC this agent allows`);
+  if (!can(identity.role, needed)) {
+    throw permissionDenied(`${identity.name} (role ${identity.role}) may not call ${methodPath.split('/').pop()}`);
+  }
+}
+
+/**
+ * Throws PERMISSION_DENIED unless the identity owns the job or holds the `.any` permission,
+ * e.g. an operator may stop only its own jobs while an admin may stop anyone's.
+ */
+export function authorizeOwner(identity: Identity, owner: string, anyPermission: Permission, what: string): void {
+  if (identity.name === owner || can(identity.role, anyPermission)) return;
+  throw permissionDenied(`${identity.name} may not ${what}: it belongs to ${owner}`);
+}

@@ -1,0 +1,68 @@
+/**
+ * Agent settings: defaults, then the YAML config file, then command-line flags. The config file
+ * is also the jig description (its `duts:`), validated by jig-drivers.
+ */
+import { readFileSync } from 'node:fs';
+import { isAbsolute, resolve } from 'node:path';
+import { parse } from 'yaml';
+import { z } from 'zod';
+import { invalidArgument } from '../../protocol/src/errors.js';
+
+/** Where the agent listens when nothing else says (loopback: exposing it is a decision). */
+export const DEFAULT_LISTEN = '127.0.0.1:7411';
+
+/** The settings `jiglet serve` runs with. */
+export interface AgentConfig {
+  listen: string;
+  stateDir: string;
+  tlsDir: string;
+  logLevel: string;
+  /** Raw `duts` section, for the jig description loader. */
+  duts: unknown;
+  configFile?: string;
+}
+
+const FileSchema = z
+  .object({
+    listen: z.string().regex(/^[^\s:]+:\d{1,5}$|^\[[0-9a-fA-F:]+\]:\d{1,5}$/, 'HOST:PORT').optional(),
+    stateDir: z.string().min(1).optional(),
+    tlsDir: z.string().min(1).optional(),
+    logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal']).optional(),
+    duts: z.unknown().optional(),
+  })
+  .strict();
+
+/** Merges defaults, the config file and flags; every problem is reported with its key. */
+export function loadAgentConfig(flags: Partial<Omit<AgentConfig, 'duts'>> & { config?: string }): AgentConfig {
+  let file: z.infer<typeof FileSchema> = {};
+  const base = flags.config ? resolve(flags.config, '..') : process.cwd();
+  if (flags.config) {
+    let text: string;
+    try {
+      text = readFileSync(flags.config, 'utf8');
+    } catch (err) {
+      throw invalidArgument(`cannot read config file ${flags.config}: ${(err as Error).message}`);
+    }
+    let parsed: unknown;
+    try {
+      parsed = parse(text) ?? {};
+    } catch (err) {
+      throw invalidArgument(`${flags.config}: not valid YAML: ${(err as Error).message.split('\n')[0]}`);
+    }
+    const result = FileSchema.safeParse(parsed);
+    if (!result.success) {
+      const problems = result.error.issues.map((i) => `${flags.config}: ${i.path.join('.') || '(top)'}: ${i.message}`);
+      throw invalidArgument(problems.join('\n'));
+    }
+    file = result.data;
+  }
+  const fromFile = (p: string | undefined): string | undefined => (p && !isAbsolute(p) ? resolve(base, p) : p);
+  return {
+    listen: flags.listen ?? file.listen ?? DEFAULT_LISTEN,
+    stateDir: resolve(flags.stateDir ?? fromFile(file.stateDir) ?? '/var/lib/jiglet'),
+    tlsDir: resolve(flags.tlsDir ?? fromFile(file.tlsDir) ?? '/etc/jiglet/tls'),
+    logLevel: flags.logLevel ?? file.logLevel ?? 'info',
+    duts: file.duts,
+    configFile: flags.config,
+  };
+}

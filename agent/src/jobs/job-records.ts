@@ -1,0 +1,81 @@
+/**
+ * Durable job records: one JSON file per job in the state directory, replaced atomically
+ * (write a temporary file, then rename) so a crash never leaves a half-written record.
+ */
+import { mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { CgroupPaths } from './containment.js';
+import type { JobSpecInput } from './job-spec.js';
+import type { JobStateName } from './job-state.js';
+
+/** Why a stopped job stopped. */
+export type StopReason = 'request' | 'timeout' | 'shutdown' | 'lease';
+
+/** Everything the agent remembers about a job. Times are epoch milliseconds. */
+export interface JobRecord {
+  id: string;
+  owner: string;
+  spec: JobSpecInput;
+  state: JobStateName;
+  stopReason?: StopReason;
+  exitCode?: number;
+  signal?: string;
+  oomKilled: boolean;
+  error?: string;
+  pid?: number;
+  containment: string;
+  cgroup?: CgroupPaths;
+  createdAt: number;
+  startedAt?: number;
+  endedAt?: number;
+  /** Size of the output log once the job is over. */
+  outputBytes?: number;
+}
+
+const RECORD_FILE = 'job.json';
+
+/** The jobs folder of a state directory. */
+export class JobRecords {
+  /** Folder holding one sub-folder per job. */
+  readonly root: string;
+
+  constructor(stateDir: string) {
+    this.root = join(stateDir, 'jobs');
+    mkdirSync(this.root, { recursive: true });
+  }
+
+  /** The folder of one job (its record, output log and work dir). */
+  dirOf(id: string): string {
+    return join(this.root, id);
+  }
+
+  /** Creates the job's folder; fails if it exists. */
+  createDir(id: string): string {
+    const dir = this.dirOf(id);
+    mkdirSync(dir);
+    return dir;
+  }
+
+  /** Writes the record atomically. Synchronous so that saves of one job never reorder. */
+  save(record: JobRecord): void {
+    const dir = this.dirOf(record.id);
+    const tmp = join(dir, `${RECORD_FILE}.tmp`);
+    writeFileSync(tmp, JSON.stringify(record));
+    renameSync(tmp, join(dir, RECORD_FILE));
+  }
+
+  /** Loads every readable record; unreadable ones are reported to `onBad` and skipped. */
+  loadAll(onBad: (dir: string, err: unknown) => void): JobRecord[] {
+    const records: JobRecord[] = [];
+    for (const entry of readdirSync(this.root, { withFileTypes: true })) {
+      if (!entry.isDirectory()) continue;
+      const dir = join(this.root, entry.name);
+      try {
+        records.push(JSON.parse(readFileSync(join(dir, RECORD_FILE), 'utf8')) as JobRecord);
+      } catch (err) {
+        onBad(dir, err);
+      }
+    }
+    return records;
+  }
+}

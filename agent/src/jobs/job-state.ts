@@ -1,0 +1,30 @@
+/**
+ * The job lifecycle as an explicit state machine. Transitions are compare-and-set: a caller
+ * names the state it expects to leave, so two racing finishers (exit vs. stop vs. timeout)
+ * cannot both win.
+ */
+import { JigletError } from '../../../protocol/src/errors.js';
+
+/** Lifecycle states; the last four are final. */
+export type JobStateName = 'pending' | 'running' | 'exited' | 'failed' | 'stopped' | 'lost';
+
+const TRANSITIONS: Readonly<Record<JobStateName, readonly JobStateName[]>> = {
+  pending: ['running', 'failed', 'stopped', 'lost'],
+  running: ['exited', 'stopped', 'failed', 'lost'],
+  exited: [],
+  failed: [],
+  stopped: [],
+  lost: [],
+};
+
+/** True once a job can no longer change. */
+export function isFinal(state: JobStateName): boolean {
+  return TRANSITIONS[state].length === 0;
+}
+
+/** Throws JIGLET_E_ILLEGAL_TRANSITION unless `from → to` is allowed. */
+export function assertTransition(jobId: string, from: JobStateName, to: JobStateName): void {
+  if (!TRANSITIONS[from].includes(to)) {
+    throw new JigletError('JIGLET_E_ILLEGAL_TRANSITION', `job ${jobId} is ${from}; it cannot become ${to}`);
+  }
+}

@@ -1,0 +1,75 @@
+#!/usr/bin/env node
+/** `jiglet`: the agent's command line. */
+import { pino } from 'pino';
+import yargs from 'yargs';
+import { hideBin } from 'yargs/helpers';
+import { JigletError } from '../../protocol/src/errors.js';
+import { readServerTls, startAgent } from './agent.js';
+import { loadAgentConfig } from './config.js';
+
+/** Exit code for a configuration problem (sysexits EX_CONFIG). */
+const EXIT_CONFIG = 78;
+
+async function serve(flags: {
+  config?: string;
+  listen?: string;
+  stateDir?: string;
+  tlsDir?: string;
+  logLevel?: string;
+}): Promise<void> {
+  const config = loadAgentConfig(flags);
+  const log = pino({ level: config.logLevel, base: { pid: process.pid } }, pino.destination(2));
+  const agent = await startAgent({
+    listen: config.listen,
+    stateDir: config.stateDir,
+    tls: readServerTls(config.tlsDir),
+    log,
+  });
+  // Printed on stdout so scripts (and tests) can learn the port when listening on :0.
+  process.stdout.write(`jiglet listening on ${config.listen.replace(/:\d+$/, '')}:${agent.port}\n`);
+  const onSignal = (signal: NodeJS.Signals): void => {
+    log.info({ signal }, 'shutdown requested');
+    process.off('SIGTERM', onSignal);
+    process.off('SIGINT', onSignal);
+    agent.stop().then(
+      () => process.exit(0),
+      (err) => {
+        log.error({ err }, 'shutdown failed');
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+}
+
+await yargs(hideBin(process.argv))
+  .scriptName('jiglet')
+  .strict()
+  .command(
+    'serve',
+    'run the agent',
+    (y) =>
+      y
+        .option('config', { type: 'string', describe: 'YAML config / jig description' })
+        .option('listen', { type: 'string', describe: 'HOST:PORT to listen on (default 127.0.0.1:7411)' })
+        .option('state-dir', { type: 'string', describe: 'job records and logs (default /var/lib/jiglet)' })
+        .option('tls-dir', { type: 'string', describe: 'holds ca.crt server.crt server.key (default /etc/jiglet/tls)' })
+        .option('log-level', { type: 'string', choices: ['trace', 'debug', 'info', 'warn', 'error'] }),
+    (argv) => serve(argv),
+  )
+  .demandCommand(1, 'name a command: jiglet serve')
+  .fail((msg, err) => {
+    if (err instanceof JigletError) {
+      process.stderr.write(`jiglet: ${err.message}\n`);
+      process.exit(err.code === 'JIGLET_E_INVALID_ARGUMENT' ? EXIT_CONFIG : 1);
+    }
+    if (err) {
+      process.stderr.write(`jiglet: ${err.message}\n`);
+      process.exit(1);
+    }
+    process.stderr.write(`jiglet: ${msg}\n(see jiglet --help)\n`);
+    process.exit(2);
+  })
+  .help()
+  .parseAsync();

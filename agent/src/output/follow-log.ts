@@ -1,0 +1,55 @@
+/**
+ * Pumps an output log to one follower. Reads happen only when the transport said it can take
+ * more (write() returned true, or after 'drain'), so a slow follower costs one pending read and
+ * never slows the job or other followers. Each follower is just an offset.
+ */
+import type { LogPiece, OutputLog } from './output-log.js';
+
+/** Largest piece read and sent at once: big enough for throughput, small enough for latency. */
+export const FOLLOW_PIECE_BYTES = 256 * 1024;
+
+/** What the pump needs from a transport (a gRPC server stream in production). */
+export interface FollowSink {
+  /** Sends a piece; false means "buffer full, wait for drained()". */
+  send(piece: LogPiece): boolean;
+  /** Resolves when the transport can take more, or when `signal` aborts. */
+  drained(signal: AbortSignal): Promise<void>;
+}
+
+/** How a follow ended: the log was complete, or the follower went away. */
+export type FollowEnd = 'complete' | 'caught-up' | 'aborted';
+
+/**
+ * Streams `log` from `offset`. With `follow`, waits for growth until the log is closed;
+ * without it, stops once caught up with what exists now.
+ */
+export async function followLog(opts: {
+  log: OutputLog;
+  offset: number;
+  follow: boolean;
+  signal: AbortSignal;
+  sink: FollowSink;
+}): Promise<FollowEnd> {
+  const { log, follow, signal, sink } = opts;
+  const release = log.acquire();
+  try {
+    let offset = opts.offset;
+    const stopAt = follow ? Number.POSITIVE_INFINITY : log.length;
+    for (;;) {
+      if (signal.aborted) return 'aborted';
+      if (offset >= stopAt) return 'caught-up';
+      if (offset < log.length) {
+        const piece = await log.read(offset, Math.min(FOLLOW_PIECE_BYTES, stopAt - offset));
+        if (signal.aborted) return 'aborted';
+        if (piece.data.length === 0) continue;
+        offset += piece.data.length;
+        if (!sink.send(piece)) await sink.drained(signal);
+        continue;
+      }
+      if (log.closed) return 'complete';
+      await log.waitForGrowth(offset, signal);
+    }
+  } finally {
+    release();
+  }
+}

@@ -1,0 +1,89 @@
+/**
+ * The agent's gRPC server: mutual TLS 1.3 only, the auth interceptor in front of every
+ * service, health and reflection next to JobService, keepalive so dead clients are noticed.
+ */
+import { fileURLToPath } from 'node:url';
+import tls from 'node:tls';
+import { Server, ServerCredentials } from '@grpc/grpc-js';
+import { loadSync } from '@grpc/proto-loader';
+import { ReflectionService } from '@grpc/reflection';
+import { HealthImplementation } from 'grpc-health-check';
+import type { Logger } from 'pino';
+import { JobServiceService } from '../../../protocol/gen/jiglet/v1/jobs.js';
+import { PROTO_DIR, PROTO_FILES } from '../../../protocol/src/proto-files.js';
+import { authInterceptor } from '../auth/auth-interceptor.js';
+import type { Supervisor } from '../jobs/supervisor.js';
+import { type FollowerRegistry, jobService } from './job-service.js';
+
+/** PEM material for the server side of mutual TLS. */
+export interface ServerTls {
+  ca: Buffer;
+  cert: Buffer;
+  key: Buffer;
+}
+
+/** A running gRPC server and what it owns. */
+export interface GrpcServer {
+  readonly port: number;
+  readonly followers: FollowerRegistry;
+  readonly health: HealthImplementation;
+  /** Stops accepting calls, ends follower streams, and waits for in-flight calls (bounded). */
+  close(timeoutMs?: number): Promise<void>;
+}
+
+const KEEPALIVE_TIME_MS = 30_000;
+const KEEPALIVE_TIMEOUT_MS = 10_000;
+
+/** Binds and starts the server on `host:port` (port 0 = any free port). */
+export async function startGrpcServer(opts: {
+  listen: string;
+  tls: ServerTls;
+  supervisor: Supervisor;
+  log: Logger;
+}): Promise<GrpcServer> {
+  const { log } = opts;
+  // grpc-js's createSsl has no minVersion; this process-wide default is what its TLS server uses.
+  tls.DEFAULT_MIN_VERSION = 'TLSv1.3';
+  const server = new Server({
+    interceptors: [authInterceptor(log)],
+    'grpc.keepalive_time_ms': KEEPALIVE_TIME_MS,
+    'grpc.keepalive_timeout_ms': KEEPALIVE_TIMEOUT_MS,
+    'grpc.keepalive_permit_without_calls': 1,
+    'grpc.max_receive_message_length': 8 * 1024 * 1024,
+  });
+  const followers: FollowerRegistry = { active: new Set() };
+  server.addService(JobServiceService, jobService(opts.supervisor, log, followers));
+  const health = new HealthImplementation({ '': 'SERVING', 'jiglet.v1.JobService': 'SERVING' });
+  health.addToServer(server);
+  const definitions = loadSync(
+    PROTO_FILES.map((f) => fileURLToPath(new URL(f, PROTO_DIR))),
+    { includeDirs: [fileURLToPath(PROTO_DIR)] },
+  );
+  new ReflectionService(definitions).addToServer(server);
+
+  const creds = ServerCredentials.createSsl(opts.tls.ca, [{ cert_chain: opts.tls.cert, private_key: opts.tls.key }], true);
+  const port = await new Promise<number>((resolve, reject) => {
+    server.bindAsync(opts.listen, creds, (err, boundPort) => (err ? reject(err) : resolve(boundPort)));
+  });
+  log.info({ listen: opts.listen, port }, 'gRPC server listening (mutual TLS 1.3)');
+
+  return {
+    port,
+    followers,
+    health,
+    async close(timeoutMs = 5000) {
+      health.setStatus('', 'NOT_SERVING');
+      for (const f of followers.active) f.abort();
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(() => {
+          server.forceShutdown();
+          resolve();
+        }, timeoutMs);
+        server.tryShutdown(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+    },
+  };
+}

@@ -1,0 +1,221 @@
+/**
+ * jiglet.v1.JobService: the gRPC face of the supervisor. Authorization by method already
+ * happened in the interceptor; ownership ("may this caller touch this job?") is checked here.
+ */
+import type { ServerReadableStream, ServerWritableStream, sendUnaryData } from '@grpc/grpc-js';
+import type { Logger } from 'pino';
+import { invalidArgument, JigletError } from '../../../protocol/src/errors.js';
+import {
+  type JobServiceServer,
+  OutputStream,
+  type StreamOutputRequest,
+  type StreamOutputResponse,
+  type WriteStdinRequest,
+  type WriteStdinResponse,
+} from '../../../protocol/gen/jiglet/v1/jobs.js';
+import { identityOf } from '../auth/auth-interceptor.js';
+import type { Identity } from '../auth/identity.js';
+import { authorizeOwner, can } from '../auth/permissions.js';
+import { boundedNumber, validateJobSpec } from '../jobs/job-spec.js';
+import { DEFAULT_GRACE_MS, type JobView, type Supervisor } from '../jobs/supervisor.js';
+import { followLog } from '../output/follow-log.js';
+import { failStream, statusFor, unary } from './respond.js';
+import { stateName, toWireJob } from './job-wire.js';
+
+/** Longest grace period a client may ask for. */
+const MAX_GRACE_MS = 10 * 60 * 1000;
+/** Longest job id we bother to look up; anything longer is not one of ours. */
+const MAX_ID_LENGTH = 64;
+
+/** Live follower streams, for shutdown and leak checks. */
+export interface FollowerRegistry {
+  readonly active: Set<AbortController>;
+}
+
+/** Builds the JobService handlers over a supervisor. */
+export function jobService(supervisor: Supervisor, log: Logger, followers: FollowerRegistry): JobServiceServer {
+  const wire = (view: JobView, who: Identity) =>
+    toWireJob(view, who.name === view.record.owner || who.role === 'admin');
+
+  return {
+    startJob: unary(log, 'StartJob', async (call) => {
+      const who = identityOf(call);
+      const spec = validateJobSpec(call.request.spec);
+      const view = await supervisor.start(spec, who.name);
+      return { job: wire(view, who) };
+    }),
+
+    stopJob: unary(log, 'StopJob', async (call) => {
+      const who = identityOf(call);
+      const view = supervisor.get(checkId(call.request.id));
+      authorizeOwner(who, view.record.owner, 'jobs.stop.any', `stop job ${view.record.id}`);
+      const grace = call.request.graceMs === 0n ? DEFAULT_GRACE_MS : boundedNumber('grace_ms', call.request.graceMs, MAX_GRACE_MS);
+      return { job: wire(await supervisor.stop(view.record.id, grace, 'request'), who) };
+    }),
+
+    getJob: unary(log, 'GetJob', async (call) => {
+      const who = identityOf(call);
+      return { job: wire(supervisor.get(checkId(call.request.id)), who) };
+    }),
+
+    listJobs: unary(log, 'ListJobs', async (call) => {
+      const who = identityOf(call);
+      const states = call.request.states.map((s) => {
+        const name = stateName(s);
+        if (!name) throw invalidArgument(`unknown job state ${s} in filter`);
+        return name;
+      });
+      const owner = call.request.owner;
+      const jobs = supervisor
+        .list()
+        .filter((v) => (states.length === 0 || states.includes(v.record.state)) && (!owner || v.record.owner === owner))
+        .map((v) => wire(v, who));
+      return { jobs };
+    }),
+
+    streamOutput: (call) => streamOutput(call, supervisor, log, followers),
+
+    writeStdin: (call, callback) => writeStdin(call, callback, supervisor, log),
+  };
+}
+
+function checkId(id: string): string {
+  if (id === '') throw invalidArgument('a job id is required');
+  if (id.length > MAX_ID_LENGTH) throw invalidArgument(`"${id.slice(0, 16)}…" is too long to be a job id`);
+  return id;
+}
+
+async function streamOutput(
+  call: ServerWritableStream<StreamOutputRequest, StreamOutputResponse>,
+  supervisor: Supervisor,
+  log: Logger,
+  followers: FollowerRegistry,
+): Promise<void> {
+  const controller = new AbortController();
+  const abort = (): void => controller.abort();
+  // grpc-node #2583: a client cancel can surface as 'cancelled', 'close' or 'error'.
+  call.once('cancelled', abort);
+  call.once('close', abort);
+  call.once('error', abort);
+  followers.active.add(controller);
+  try {
+    const who = identityOf(call);
+    const view = supervisor.get(checkId(call.request.id));
+    const output = view.output();
+    const { offset: rawOffset, follow } = call.request;
+    if (rawOffset > BigInt(output.length)) {
+      throw new JigletError(
+        'JIGLET_E_OUT_OF_RANGE',
+        `offset ${rawOffset} is past the end of job ${view.record.id}'s output (${output.length} bytes)`,
+      );
+    }
+    const end = await followLog({
+      log: output,
+      offset: Number(rawOffset),
+      follow,
+      signal: controller.signal,
+      sink: {
+        send: (piece) =>
+          call.write({
+            chunk: {
+              offset: BigInt(piece.offset),
+              data: piece.data,
+              stream: piece.stream === 'stderr' ? OutputStream.OUTPUT_STREAM_STDERR : OutputStream.OUTPUT_STREAM_STDOUT,
+            },
+          }),
+        drained: (signal) => eventOrAbort(call, 'drain', signal),
+      },
+    });
+    if (end === 'aborted') return;
+    if (end === 'complete' && follow) {
+      call.write({ finished: toWireJob(view, who.name === view.record.owner || who.role === 'admin') });
+    }
+    call.end();
+  } catch (err) {
+    failStream(log, 'StreamOutput', call, err);
+  } finally {
+    followers.active.delete(controller);
+    call.off('cancelled', abort);
+    call.off('close', abort);
+    call.off('error', abort);
+  }
+}
+
+function writeStdin(
+  call: ServerReadableStream<WriteStdinRequest, WriteStdinResponse>,
+  callback: sendUnaryData<WriteStdinResponse>,
+  supervisor: Supervisor,
+  log: Logger,
+): void {
+  let jobId: string | undefined;
+  let stdin: NodeJS.WritableStream | undefined;
+  let written = 0;
+  let settled = false;
+  const onStdinError = (err: Error): void =>
+    finish(new JigletError('JIGLET_E_FAILED_PRECONDITION', `job ${jobId} stopped reading its stdin (${err.message})`));
+  const onDrain = (): void => {
+    call.resume();
+  };
+  const finish = (err: unknown): void => {
+    if (settled) return;
+    settled = true;
+    stdin?.off('error', onStdinError);
+    stdin?.off('drain', onDrain);
+    call.off('data', onData);
+    if (err === null) {
+      callback(null, { bytesWritten: BigInt(written) });
+    } else {
+      callback(statusFor(log, 'WriteStdin', err));
+      call.destroy();
+    }
+  };
+  const onData = (msg: WriteStdinRequest): void => {
+    try {
+      if (!stdin) {
+        jobId = checkId(msg.id);
+        const who = identityOf(call);
+        const view = supervisor.get(jobId);
+        if (!can(who.role, 'jobs.stdin.any')) {
+          authorizeOwner(who, view.record.owner, 'jobs.stdin.any', `write to job ${jobId}`);
+        }
+        stdin = supervisor.stdinOf(jobId);
+        stdin.on('error', onStdinError);
+      } else if (msg.id !== '' && msg.id !== jobId) {
+        throw invalidArgument(`one WriteStdin call writes to one job: started with ${jobId}, got ${msg.id}`);
+      }
+      if (msg.data.length > 0) {
+        written += msg.data.length;
+        // Backpressure: stop reading from the client until the job has taken what we gave it.
+        if (!stdin.write(msg.data)) {
+          call.pause();
+          stdin.once('drain', onDrain);
+        }
+      }
+      if (msg.close) stdin.end();
+    } catch (err) {
+      finish(err);
+    }
+  };
+  call.on('data', onData);
+  call.once('end', () => finish(null));
+  call.once('cancelled', () => finish(new JigletError('JIGLET_E_UNAVAILABLE', 'client cancelled')));
+  call.once('error', (err) => finish(err));
+}
+
+/** Resolves on the first `event` from `emitter`, or when `signal` aborts; cleans up both ways. */
+function eventOrAbort(
+  emitter: NodeJS.EventEmitter,
+  event: string,
+  signal: AbortSignal,
+): Promise<void> {
+  if (signal.aborted) return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = (): void => {
+      emitter.off(event, done);
+      signal.removeEventListener('abort', done);
+      resolve();
+    };
+    emitter.on(event, done);
+    signal.addEventListener('abort', done, { once: true });
+  });
+}

@@ -1,0 +1,39 @@
+/**
+ * Where handler errors become gRPC statuses (through protocol's one mapping). Unexpected errors
+ * are logged with their stack here and reach the client as a plain INTERNAL message.
+ */
+import type { sendUnaryData, ServerUnaryCall, ServerWritableStream } from '@grpc/grpc-js';
+import type { Logger } from 'pino';
+import { type GrpcErrorStatus, toGrpcStatus } from '../../../protocol/src/status.js';
+
+/** Maps an error to a status, logging the ones that are bugs. */
+export function statusFor(log: Logger, method: string, err: unknown): GrpcErrorStatus {
+  const status = toGrpcStatus(err);
+  if (status.internal) log.error({ err, method }, 'internal error');
+  return status;
+}
+
+/** Adapts an async function to a grpc-js unary handler. */
+export function unary<Req, Res>(
+  log: Logger,
+  method: string,
+  fn: (call: ServerUnaryCall<Req, Res>) => Promise<Res>,
+): (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>) => void {
+  return (call, callback) => {
+    fn(call).then(
+      (res) => callback(null, res),
+      (err: unknown) => callback(statusFor(log, method, err)),
+    );
+  };
+}
+
+/** Ends a server stream with an error status, unless the client is already gone. */
+export function failStream<Req, Res>(
+  log: Logger,
+  method: string,
+  call: ServerWritableStream<Req, Res>,
+  err: unknown,
+): void {
+  if (call.cancelled || call.destroyed) return;
+  call.emit('error', statusFor(log, method, err));
+}

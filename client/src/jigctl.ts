@@ -1,0 +1,154 @@
+#!/usr/bin/env node
+/**
+ * `jigctl`: the command line for CI pipelines and engineers. Failures print one line on stderr
+ * and exit 2 (usage), 69 (agent unreachable), 77 (permission/identity) or 1; `run` exits with
+ * the job's own code.
+ */
+import yargs, { type Argv } from 'yargs';
+import { hideBin } from 'yargs/helpers';
+import { describeFailure, EXIT } from './cli/exit-codes.js';
+
+/** Options every command that talks to an agent accepts. */
+function connectionOptions<T>(y: Argv<T>) {
+  return y
+    .option('server', { type: 'string', describe: 'agent HOST:PORT (env JIGLET_ADDR)', group: 'Connection:' })
+    .option('ca', { type: 'string', describe: 'CA certificate (env JIGLET_CA)', group: 'Connection:' })
+    .option('cert', { type: 'string', describe: 'client certificate (env JIGLET_CERT)', group: 'Connection:' })
+    .option('key', { type: 'string', describe: 'client key (env JIGLET_KEY)', group: 'Connection:' })
+    .option('context', { type: 'string', describe: 'named context from the config file', group: 'Connection:' });
+}
+
+function startOptions<T>(y: Argv<T>) {
+  return connectionOptions(y)
+    .option('dut', { type: 'string', describe: 'the DUT the job drives' })
+    .option('timeout', { type: 'string', describe: 'stop the job after this long (30, 90s, 10m)' })
+    .option('memory', { type: 'string', describe: 'memory limit (256M, 1G)' })
+    .option('cpus', { type: 'string', describe: 'CPU limit in CPUs (0.5)' })
+    .option('pids', { type: 'number', describe: 'process/thread limit' })
+    .option('env', { type: 'string', array: true, describe: 'NAME=value for the job (repeatable)' })
+    .option('cwd', { type: 'string', describe: 'working directory on the jig host' })
+    .option('stdin', { alias: 'i', type: 'boolean', describe: 'forward our stdin to the job' });
+}
+
+/** The words after `--` (or the positional words), as the command to run. */
+function commandWords(argv: { _: (string | number)[]; '--'?: (string | number)[] }): string[] {
+  return [...argv._.slice(1), ...(argv['--'] ?? [])].map(String);
+}
+
+let exitCode = 0;
+try {
+  await yargs(hideBin(process.argv))
+    .scriptName('jigctl')
+    .parserConfiguration({ 'populate--': true })
+    .strict()
+    .command(
+      'run',
+      'run a command on the jig host, stream its output, exit with its code (jigctl run -- CMD ARGS)',
+      (y) => startOptions(y),
+      async (argv) => {
+        const { runCommand } = await import('./cli/job-commands.js');
+        exitCode = await runCommand(argv, commandWords(argv));
+      },
+    )
+    .command(
+      'start',
+      'start a command and print its job id (jigctl start -- CMD ARGS)',
+      (y) => startOptions(y),
+      async (argv) => {
+        const { startCommand } = await import('./cli/job-commands.js');
+        exitCode = await startCommand(argv, commandWords(argv));
+      },
+    )
+    .command(
+      'stop <id>',
+      'stop a job: SIGTERM, grace period, then kill its whole process tree',
+      (y) =>
+        connectionOptions(y)
+          .positional('id', { type: 'string', demandOption: true })
+          .option('grace', { type: 'string', describe: 'time between SIGTERM and kill (default 5s)' }),
+      async (argv) => {
+        const { stopCommand } = await import('./cli/job-commands.js');
+        exitCode = await stopCommand(argv);
+      },
+    )
+    .command(
+      'status <id>',
+      'show a job',
+      (y) =>
+        connectionOptions(y)
+          .positional('id', { type: 'string', demandOption: true })
+          .option('output', { alias: 'o', choices: ['text', 'json'] as const, default: 'text' as const }),
+      async (argv) => {
+        const { statusCommand } = await import('./cli/job-commands.js');
+        exitCode = await statusCommand(argv);
+      },
+    )
+    .command(
+      'logs <id>',
+      "print a job's output",
+      (y) =>
+        connectionOptions(y)
+          .positional('id', { type: 'string', demandOption: true })
+          .option('follow', { alias: 'f', type: 'boolean', describe: 'keep printing until the job ends' })
+          .option('offset', { type: 'number', describe: 'start at this byte offset' }),
+      async (argv) => {
+        const { logsCommand } = await import('./cli/job-commands.js');
+        exitCode = await logsCommand(argv);
+      },
+    )
+    .command(
+      'list',
+      'list jobs, newest first',
+      (y) => connectionOptions(y).option('output', { alias: 'o', choices: ['text', 'json'] as const, default: 'text' as const }),
+      async (argv) => {
+        const { listCommand } = await import('./cli/job-commands.js');
+        exitCode = await listCommand(argv);
+      },
+    )
+    .command('certs', 'create development certificates', (y) =>
+      y
+        .command(
+          'init',
+          'create a CA, a server certificate and one certificate per role',
+          (c) =>
+            c
+              .option('dir', { type: 'string', demandOption: true })
+              .option('hosts', { type: 'string', default: 'localhost,127.0.0.1', describe: 'server names/IPs' })
+              .option('force', { type: 'boolean', describe: 'replace an existing CA' }),
+          async (argv) => {
+            const { initCerts } = await import('./certs.js');
+            const files = await initCerts({ dir: argv.dir, hosts: argv.hosts.split(','), force: argv.force });
+            process.stdout.write(`${files.join('\n')}\n`);
+          },
+        )
+        .command(
+          'issue',
+          'issue a client certificate with a role',
+          (c) =>
+            c
+              .option('dir', { type: 'string', demandOption: true, describe: 'folder with ca.crt and ca.key' })
+              .option('name', { type: 'string', demandOption: true })
+              .option('role', { choices: ['admin', 'operator', 'viewer'] as const, demandOption: true })
+              .option('days', { type: 'number' }),
+          async (argv) => {
+            const { issueClientCert } = await import('./certs.js');
+            const out = await issueClientCert({ dir: argv.dir, name: argv.name, role: argv.role, days: argv.days });
+            process.stdout.write(`${out.certPath}\n${out.keyPath}\n`);
+          },
+        )
+        .demandCommand(1, 'name a certs command: init or issue'),
+    )
+    .demandCommand(1, 'name a command (jigctl --help lists them)')
+    .fail((msg, err) => {
+      if (err) throw err;
+      process.stderr.write(`jigctl: ${msg}\n`);
+      process.exit(EXIT.usage);
+    })
+    .help()
+    .parseAsync();
+} catch (err) {
+  const { code, message } = describeFailure(err);
+  process.stderr.write(`jigctl: ${message}\n`);
+  exitCode = code;
+}
+process.exitCode = exitCode;

@@ -1,0 +1,219 @@
+/**
+ * The typed client library for jiglet: what jigctl, CI pipelines and hil-tests use. Every
+ * method either resolves or rejects with a JigletError carrying the agent's error code.
+ */
+import { readFileSync } from 'node:fs';
+import { once } from 'node:events';
+import tls from 'node:tls';
+import { type CallOptions, type ClientReadableStream, credentials, Metadata } from '@grpc/grpc-js';
+import {
+  type Job,
+  JobServiceClient,
+  type JobSpec,
+  JobState,
+  OutputStream,
+  type GetJobResponse,
+  type ListJobsResponse,
+  type StartJobResponse,
+  type StopJobResponse,
+  type StreamOutputResponse,
+} from '../../protocol/gen/jiglet/v1/jobs.js';
+import { JigletError } from '../../protocol/src/errors.js';
+import { fromGrpcError } from '../../protocol/src/status.js';
+import type { ConnectionSettings } from './connection.js';
+
+export { type Job, JobState, type JobSpec } from '../../protocol/gen/jiglet/v1/jobs.js';
+
+/** HTTP/2 window for bulk output streams; the 64 KiB default caps throughput on fast links. */
+const FLOW_CONTROL_WINDOW = 8 * 1024 * 1024;
+/** Deadline for quick RPCs, so a hung agent never hangs a CI job forever. */
+const UNARY_DEADLINE_MS = 30_000;
+
+/** A piece of job output or, at the end of a followed stream, the job's final record. */
+export type OutputEvent =
+  | { type: 'chunk'; offset: number; data: Buffer; stream: 'stdout' | 'stderr' }
+  | { type: 'finished'; job: Job };
+
+/** What to run; everything but the command is optional. */
+export type StartOptions = Partial<Omit<JobSpec, 'limits' | 'timeoutMs'>> & {
+  command: string;
+  memoryBytes?: number;
+  cpuMillis?: number;
+  pidsMax?: number;
+  timeoutMs?: number;
+};
+
+/** Writes to a running job's stdin with backpressure. */
+export interface StdinWriter {
+  write(data: Buffer | string): Promise<void>;
+  /** Closes the job's stdin and resolves with the bytes the job received. */
+  close(): Promise<number>;
+  /** Ends the call without closing the job's stdin. */
+  end(): Promise<number>;
+}
+
+/** A connection to one jiglet agent. */
+export class JigletClient {
+  readonly #stub: JobServiceClient;
+
+  /** Opens a channel (lazily: the first call connects). */
+  constructor(settings: ConnectionSettings) {
+    const read = (what: string, path: string): Buffer => {
+      try {
+        return readFileSync(path);
+      } catch (err) {
+        throw new JigletError(
+          'JIGLET_E_INVALID_ARGUMENT',
+          `cannot read the ${what} ${path}: ${(err as NodeJS.ErrnoException).code}`,
+        );
+      }
+    };
+    const context = tls.createSecureContext({
+      ca: read('CA certificate', settings.ca),
+      cert: read('client certificate', settings.cert),
+      key: read('client key', settings.key),
+      minVersion: 'TLSv1.3',
+    });
+    this.#stub = new JobServiceClient(settings.server, credentials.createFromSecureContext(context), {
+      'grpc-node.flow_control_window': FLOW_CONTROL_WINDOW,
+      'grpc.max_receive_message_length': 8 * 1024 * 1024,
+      'grpc.keepalive_time_ms': 30_000,
+    });
+  }
+
+  /** Starts a job; resolves once it runs (or has failed to start). */
+  async start(opts: StartOptions): Promise<Job> {
+    const spec: JobSpec = {
+      command: opts.command,
+      args: opts.args ?? [],
+      env: opts.env ?? {},
+      cwd: opts.cwd ?? '',
+      dut: opts.dut ?? '',
+      stdin: opts.stdin ?? false,
+      timeoutMs: BigInt(opts.timeoutMs ?? 0),
+      limits: {
+        memoryBytes: BigInt(opts.memoryBytes ?? 0),
+        cpuMillis: opts.cpuMillis ?? 0,
+        pidsMax: opts.pidsMax ?? 0,
+      },
+    };
+    const res = await this.#unary<StartJobResponse>((cb) => this.#stub.startJob({ spec }, new Metadata(), this.#opts(), cb));
+    return mustHaveJob(res.job);
+  }
+
+  /** Stops a job (SIGTERM, grace, kill of its tree) and resolves with its final record. */
+  async stop(id: string, graceMs = 0): Promise<Job> {
+    const res = await this.#unary<StopJobResponse>((cb) =>
+      this.#stub.stopJob({ id, graceMs: BigInt(graceMs) }, new Metadata(), this.#opts(UNARY_DEADLINE_MS + graceMs), cb),
+    );
+    return mustHaveJob(res.job);
+  }
+
+  /** One job's record. */
+  async get(id: string): Promise<Job> {
+    const res = await this.#unary<GetJobResponse>((cb) => this.#stub.getJob({ id }, new Metadata(), this.#opts(), cb));
+    return mustHaveJob(res.job);
+  }
+
+  /** Job records, newest first. */
+  async list(filter: { states?: JobState[]; owner?: string } = {}): Promise<Job[]> {
+    const res = await this.#unary<ListJobsResponse>((cb) =>
+      this.#stub.listJobs({ states: filter.states ?? [], owner: filter.owner ?? '' }, new Metadata(), this.#opts(), cb),
+    );
+    return res.jobs;
+  }
+
+  /**
+   * A job's output from `offset`. With `follow`, keeps going until the job is over and then
+   * yields a final `finished` event. Breaking out of the loop or aborting `signal` cancels the
+   * stream on the agent.
+   */
+  async *output(
+    id: string,
+    opts: { offset?: number; follow?: boolean; signal?: AbortSignal } = {},
+  ): AsyncGenerator<OutputEvent, void, undefined> {
+    const call: ClientReadableStream<StreamOutputResponse> = this.#stub.streamOutput({
+      id,
+      offset: BigInt(opts.offset ?? 0),
+      follow: opts.follow ?? false,
+    });
+    const onAbort = (): void => call.cancel();
+    opts.signal?.addEventListener('abort', onAbort, { once: true });
+    try {
+      for await (const msg of call as AsyncIterable<StreamOutputResponse>) {
+        if (msg.chunk) {
+          yield {
+            type: 'chunk',
+            offset: Number(msg.chunk.offset),
+            data: Buffer.from(msg.chunk.data.buffer, msg.chunk.data.byteOffset, msg.chunk.data.byteLength),
+            stream: msg.chunk.stream === OutputStream.OUTPUT_STREAM_STDERR ? 'stderr' : 'stdout',
+          };
+        } else if (msg.finished) {
+          yield { type: 'finished', job: msg.finished };
+        }
+      }
+    } catch (err) {
+      if (opts.signal?.aborted) return;
+      throw fromGrpcError(err as Error);
+    } finally {
+      opts.signal?.removeEventListener('abort', onAbort);
+      call.cancel();
+    }
+  }
+
+  /** Opens a writer to a running job's stdin (the job must have been started with `stdin: true`). */
+  stdin(id: string): StdinWriter {
+    let first = true;
+    let call!: ReturnType<JobServiceClient['writeStdin']>;
+    const result = new Promise<number>((resolve, reject) => {
+      call = this.#stub.writeStdin((err, res) =>
+        err ? reject(fromGrpcError(err)) : resolve(Number(res?.bytesWritten ?? 0n)),
+      );
+    });
+    // The rejection is delivered by the next write()/close(); don't let it go unhandled meanwhile.
+    result.catch(() => undefined);
+    const send = async (data: Buffer, close: boolean): Promise<void> => {
+      const ok = call.write({ id: first ? id : '', data, close });
+      first = false;
+      if (!ok) await Promise.race([once(call, 'drain'), result]);
+    };
+    return {
+      write: (data) => send(Buffer.isBuffer(data) ? data : Buffer.from(data), false),
+      close: async () => {
+        await send(Buffer.alloc(0), true);
+        call.end();
+        return result;
+      },
+      end: async () => {
+        if (first) await send(Buffer.alloc(0), false);
+        call.end();
+        return result;
+      },
+    };
+  }
+
+  /** Closes the channel. */
+  close(): void {
+    this.#stub.close();
+  }
+
+  #opts(deadlineMs = UNARY_DEADLINE_MS): Partial<CallOptions> {
+    return { deadline: Date.now() + deadlineMs };
+  }
+
+  #unary<T>(invoke: (cb: (err: Error | null, res?: T) => void) => void): Promise<T> {
+    return new Promise((resolve, reject) => {
+      invoke((err, res) => (err ? reject(fromGrpcError(err)) : resolve(res as T)));
+    });
+  }
+}
+
+function mustHaveJob(job: Job | undefined): Job {
+  if (!job) throw new JigletError('JIGLET_E_INTERNAL', 'the agent answered without a job record');
+  return job;
+}
+
+/** True once a job can no longer change. */
+export function isFinished(job: Job): boolean {
+  return job.state !== JobState.JOB_STATE_PENDING && job.state !== JobState.JOB_STATE_RUNNING;
+}

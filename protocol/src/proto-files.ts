@@ -1,0 +1,7 @@
+/** Where the .proto sources live at run time (the build copies them next to the compiled code). */
+
+/** Folder holding the proto package tree, as a URL ending in '/'. */
+export const PROTO_DIR = new URL('../proto/', import.meta.url);
+
+/** The proto files of jiglet.v1, relative to PROTO_DIR. */
+export const PROTO_FILES: readonly string[] = ['jiglet/v1/jobs.proto'];
