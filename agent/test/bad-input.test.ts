@@ -75,15 +75,23 @@ describe('bad input', () => {
     });
   }
 
-  it('refuses a negative or huge offset with OUT_OF_RANGE', async () => {
+  it('refuses an offset past the end, however large, with OUT_OF_RANGE', async () => {
     const op = t.client('operator');
     const job = await op.start({ command: 'echo', args: ['hello'] });
     await collect(op, job.id, { follow: true });
-    for (const offset of [-1, 7, 2 ** 53 + 10, Number.MAX_VALUE]) {
-      const err = await errorOf(collect(op, job.id, { offset: Number.isSafeInteger(offset) ? offset : 2 ** 62 }));
+    for (const offset of [7n, 2n ** 53n + 10n, 2n ** 63n, 2n ** 64n - 1n]) {
+      const err = await errorOf(collect(op, job.id, { offset }));
       assert.equal(err.code, 'JIGLET_E_OUT_OF_RANGE', `offset ${offset}: ${err.message}`);
       assert.match(err.message, /past the end of job .* output \(6 bytes\)/);
     }
+  });
+
+  it('refuses a negative offset in the client library, before anything is sent', async () => {
+    const op = t.client('operator');
+    const job = await op.start({ command: 'true' });
+    const err = await errorOf(collect(op, job.id, { offset: -1 }));
+    assert.equal(err.code, 'JIGLET_E_INVALID_ARGUMENT');
+    assert.match(err.message, /offset -1 is not a byte position/);
   });
 
   it('refuses stopping a job that already ended, naming its state', async () => {

@@ -105,12 +105,13 @@ describe('output streaming', () => {
         if (ev.type === 'chunk') seen += ev.data.length;
         if (seen > 100) controller.abort();
       }
-      // And a follower that waits at the end of the log (no data pending) when it leaves.
-      const waiting = op.output(job.id, { follow: true, offset: log.length });
+      // And a follower parked at the end of the log (nothing in flight) when it leaves.
+      const parked = new AbortController();
+      const waiting = op.output(job.id, { follow: true, offset: log.length, signal: parked.signal });
       const pending = waiting.next();
       await waitUntil('a follower waiting for growth', () => log.waiting === 1);
-      await waiting.return(undefined);
-      await pending.catch(() => undefined);
+      parked.abort();
+      assert.equal((await pending).done, true);
     }
     await waitUntil('server-side followers to go away', () => t.agent.grpc.followers.active.size === 0);
     await waitUntil('log readers to be released', () => log.readers === 0 && log.waiting === 0);

@@ -130,11 +130,15 @@ export class JigletClient {
    */
   async *output(
     id: string,
-    opts: { offset?: number; follow?: boolean; signal?: AbortSignal } = {},
+    opts: { offset?: number | bigint; follow?: boolean; signal?: AbortSignal } = {},
   ): AsyncGenerator<OutputEvent, void, undefined> {
+    const offset = BigInt(opts.offset ?? 0);
+    if (offset < 0n || offset >= 2n ** 64n) {
+      throw new JigletError('JIGLET_E_INVALID_ARGUMENT', `offset ${offset} is not a byte position (0 or more)`);
+    }
     const call: ClientReadableStream<StreamOutputResponse> = this.#stub.streamOutput({
       id,
-      offset: BigInt(opts.offset ?? 0),
+      offset,
       follow: opts.follow ?? false,
     });
     const onAbort = (): void => call.cancel();

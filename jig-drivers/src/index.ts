@@ -1,0 +1,56 @@
+/**
+ * The public surface of jig-drivers: the jig description, the power capability and its drivers,
+ * and USB device matching. The agent and the `jig-driver` executable import from here only.
+ */
+export type { CheckResult, KeyPath } from './config-issues.js';
+export { checkAgainst, formatKeyPath, parseOrThrow } from './config-issues.js';
+export { abortable, deadlineExceeded, withDeadline } from './deadline.js';
+export type { HttpAnswer, HttpGetOptions } from './http-get.js';
+export { httpGet, httpGetJson, redactUrl } from './http-get.js';
+export type { DutDescription, JigDescription, SafeState, SerialConfig } from './jig-description.js';
+export { findDut, loadJigDescription, parseJigDescription } from './jig-description.js';
+export type {
+  PowerDriverContext,
+  PowerDriverFactory,
+  PowerOps,
+  PowerState,
+  PowerStep,
+  PowerSwitch,
+} from './power.js';
+export {
+  commonPowerOptions,
+  DEFAULT_OFF_TIME_MS,
+  DEFAULT_POWER_TIMEOUT_MS,
+  makePowerSwitch,
+  recordPowerSteps,
+} from './power.js';
+export { commandPowerDriver, stateFromOutput } from './power-command.js';
+export type { GpioPowerConfig } from './power-gpio.js';
+export { createGpioPowerDriver, gpiogetArgv, gpioPowerDriver, gpiosetArgv } from './power-gpio.js';
+export type { PowerConfig } from './power-registry.js';
+export { builtinPowerRegistry, PowerRegistry } from './power-registry.js';
+export { shellyPowerDriver } from './power-shelly.js';
+export type { TasmotaTarget } from './power-tasmota.js';
+export { TasmotaClient, tasmotaPowerDriver, tasmotaSwitch } from './power-tasmota.js';
+export { createUsbHidRelayPowerDriver, usbHidRelayPowerDriver } from './power-usb-hid-relay.js';
+export { virtualPowerDriver } from './power-virtual.js';
+export type { CommandOptions, CommandResult, CommandRunner } from './run-command.js';
+export { runCommand, runShellCommand } from './run-command.js';
+export type { ControlSetup, RelayBoardState } from './usb-hid-relay-protocol.js';
+export {
+  allRelaysCommand,
+  GET_FEATURE_REPORT,
+  HID_RELAY_PID,
+  HID_RELAY_VID,
+  isRelayOn,
+  parseRelayReport,
+  relayCommand,
+  relayCountFromProduct,
+  SET_FEATURE_REPORT,
+} from './usb-hid-relay-protocol.js';
+export type { HidRelayHandle, HidRelayTransport } from './usb-hid-relay-transport.js';
+export { libusbHidRelayTransport } from './usb-hid-relay-transport.js';
+export type { DeviceKind, DeviceRoots, ResolvedDevice, ResolveOptions, UsbMatch } from './usb-match.js';
+export { describeMatch, resolveUsbDevice } from './usb-match.js';
+export type { WaitForDeviceOptions } from './wait-for-device.js';
+export { DEFAULT_RECHECK_MS, waitForDevice } from './wait-for-device.js';

@@ -1,0 +1,176 @@
+/**
+ * The jig description: which DUTs a jig host has, how each is powered and where its console is.
+ * A YAML file validated as a whole, so that every mistake in it is reported at once with its key
+ * path (`lab.yaml: duts[1].power.url: expected an http:// or https:// URL, got "x"`).
+ */
+import { readFile } from 'node:fs/promises';
+import { LineCounter, parseDocument } from 'yaml';
+import { z } from 'zod';
+import { invalidArgument, notFound } from '../../protocol/src/errors.js';
+import { checkAgainst, formatKeyPath } from './config-issues.js';
+import { builtinPowerRegistry, type PowerConfig, type PowerRegistry } from './power-registry.js';
+import type { UsbMatch } from './usb-match.js';
+
+/** What the DUT's power is left at when a lease ends or a job is stopped. */
+export interface SafeState {
+  /** `off` (default with a power driver), `on`, or `unchanged` (default without one). */
+  power: 'off' | 'on' | 'unchanged';
+}
+
+/** Where a DUT's serial console is: exactly one of `path` and `usb`. */
+export interface SerialConfig {
+  /** A fixed device path, e.g. `/dev/ttyUSB0`. */
+  path?: string;
+  /** A USB adapter to find by VID:PID, serial or port. */
+  usb?: UsbMatch;
+  /** Line speed. */
+  baud: number;
+}
+
+/** One device under test. */
+export interface DutDescription {
+  /** Unique name, `[a-z0-9][a-z0-9-]{0,62}`. */
+  name: string;
+  /** Labels used to pick a DUT (`device-type`, `site`, …). */
+  labels: Record<string, string>;
+  /** Power driver config, validated by that driver. */
+  power?: PowerConfig;
+  /** Serial console. */
+  serial?: SerialConfig;
+  /** What "safe" means for this DUT. */
+  safeState: SafeState;
+}
+
+/** A whole jig: where it was read from and its DUTs. */
+export interface JigDescription {
+  /** File name (or other source name) it was parsed from, for messages. */
+  source: string;
+  /** The DUTs, in file order. */
+  duts: DutDescription[];
+}
+
+// Unquoted, YAML reads 0403 as the number 403: the message says to quote it.
+const HEX_ID_ERROR = 'expected 4 hex digits in quotes, such as "0403"';
+const hexId = z.string({ error: HEX_ID_ERROR }).regex(/^[0-9a-fA-F]{4}$/, { error: HEX_ID_ERROR });
+
+const usbMatchSchema = z
+  .strictObject({
+    vid: hexId.optional(),
+    pid: hexId.optional(),
+    serial: z.string().min(1).optional(),
+    byPath: z
+      .string()
+      .regex(/^[^/\s]+$/, { error: 'expected a /dev/serial/by-path name (no "/")' })
+      .optional(),
+  })
+  .refine((usb) => Object.values(usb).some((v) => v !== undefined), {
+    error: 'expected at least one of vid, serial, byPath',
+  })
+  .refine((usb) => usb.pid === undefined || usb.vid !== undefined, { error: 'pid needs vid', path: ['vid'] });
+
+const serialSchema = z
+  .strictObject({
+    path: z.string().startsWith('/', { error: 'expected an absolute device path' }).optional(),
+    usb: usbMatchSchema.optional(),
+    baud: z.number().int().min(50).max(20_000_000).default(115200),
+  })
+  .refine((serial) => (serial.path === undefined) !== (serial.usb === undefined), {
+    error: 'expected exactly one of "path" and "usb"',
+  });
+
+const dutSchema = z.strictObject({
+  name: z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, {
+    error: 'expected a DUT name: a-z, 0-9 and "-", not starting with "-", at most 63 characters',
+  }),
+  labels: z
+    .record(
+      z.string().regex(/^[a-z0-9][a-z0-9._/-]{0,62}$/, {
+        error: 'expected a label name: a-z, 0-9, ".", "_", "/", "-"',
+      }),
+      z.string(),
+    )
+    .default({}),
+  // Only the driver name here; the driver's own schema checks the rest (see the second pass).
+  power: z.looseObject({ driver: z.string() }).optional(),
+  serial: serialSchema.optional(),
+  safeState: z.strictObject({ power: z.enum(['off', 'on', 'unchanged']).optional() }).optional(),
+});
+
+const jigSchema = z.strictObject({ duts: z.array(dutSchema) });
+
+/** Parses and validates a jig description; throws JIGLET_E_INVALID_ARGUMENT listing every problem. */
+export function parseJigDescription(
+  text: string,
+  sourceName: string,
+  registry: PowerRegistry = builtinPowerRegistry(),
+): JigDescription {
+  const fail = (problems: string[]): never => {
+    throw invalidArgument(problems.map((p) => `${sourceName}: ${p}`).join('\n'));
+  };
+  const lines = new LineCounter();
+  const document = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
+  if (document.errors.length > 0) {
+    fail(document.errors.map((e) => `line ${lines.linePos(e.pos[0]).line}: ${e.message.split('\n')[0]}`));
+  }
+  const raw: unknown = document.toJS();
+  const shape = checkAgainst(jigSchema, raw ?? {});
+  const problems = shape.ok ? [] : [...shape.problems];
+
+  // Second pass on the raw input, so driver settings are checked even where the first pass failed.
+  const rawDuts = (raw as { duts?: unknown } | null)?.duts;
+  const powers: (PowerConfig | undefined)[] = [];
+  if (Array.isArray(rawDuts)) {
+    rawDuts.forEach((dut: unknown, index) => {
+      const power = (dut as { power?: unknown } | null)?.power;
+      if (power === undefined || power === null || typeof power !== 'object') return;
+      if (typeof (power as { driver?: unknown }).driver !== 'string') return; // reported by the first pass
+      const checked = registry.check(power, ['duts', index, 'power']);
+      if (checked.ok) powers[index] = checked.data;
+      else problems.push(...checked.problems);
+    });
+  }
+  if (!shape.ok) return fail(problems);
+
+  const seen = new Map<string, number>();
+  const duts = shape.data.duts.map((dut, index): DutDescription => {
+    const first = seen.get(dut.name);
+    if (first !== undefined) {
+      problems.push(
+        `${formatKeyPath(['duts', index, 'name'])}: duplicate DUT name "${dut.name}" (also duts[${first}])`,
+      );
+    } else seen.set(dut.name, index);
+    const power = powers[index];
+    const safePower = dut.safeState?.power ?? (power ? 'off' : 'unchanged');
+    if (safePower !== 'unchanged' && !power) {
+      problems.push(
+        `${formatKeyPath(['duts', index, 'safeState', 'power'])}: "${safePower}" needs a power driver`,
+      );
+    }
+    return { name: dut.name, labels: dut.labels, power, serial: dut.serial, safeState: { power: safePower } };
+  });
+  if (problems.length > 0) fail(problems);
+  return { source: sourceName, duts };
+}
+
+/** Reads and parses a jig description file. */
+export async function loadJigDescription(file: string, registry?: PowerRegistry): Promise<JigDescription> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    const message = `${file}: cannot read the jig description: ${code ?? String(error)}`;
+    throw code === 'ENOENT' ? notFound(message) : invalidArgument(message);
+  }
+  return parseJigDescription(text, file, registry);
+}
+
+/** The named DUT, or JIGLET_E_NOT_FOUND listing the names there are. */
+export function findDut(jig: JigDescription, name: string): DutDescription {
+  const dut = jig.duts.find((candidate) => candidate.name === name);
+  if (!dut)
+    throw notFound(
+      `no DUT "${name}" in ${jig.source} (there are: ${jig.duts.map((d) => d.name).join(', ') || 'none'})`,
+    );
+  return dut;
+}
