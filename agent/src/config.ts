@@ -24,7 +24,10 @@ export interface AgentConfig {
 
 const FileSchema = z
   .object({
-    listen: z.string().regex(/^[^\s:]+:\d{1,5}$|^\[[0-9a-fA-F:]+\]:\d{1,5}$/, 'HOST:PORT').optional(),
+    listen: z
+      .string()
+      .regex(/^[^\s:]+:\d{1,5}$|^\[[0-9a-fA-F:]+\]:\d{1,5}$/, 'HOST:PORT')
+      .optional(),
     stateDir: z.string().min(1).optional(),
     tlsDir: z.string().min(1).optional(),
     logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal']).optional(),
@@ -33,7 +36,9 @@ const FileSchema = z
   .strict();
 
 /** Merges defaults, the config file and flags; every problem is reported with its key. */
-export function loadAgentConfig(flags: Partial<Omit<AgentConfig, 'duts'>> & { config?: string }): AgentConfig {
+export function loadAgentConfig(
+  flags: Partial<Omit<AgentConfig, 'duts'>> & { config?: string },
+): AgentConfig {
   let file: z.infer<typeof FileSchema> = {};
   const base = flags.config ? resolve(flags.config, '..') : process.cwd();
   if (flags.config) {
@@ -51,12 +56,15 @@ export function loadAgentConfig(flags: Partial<Omit<AgentConfig, 'duts'>> & { co
     }
     const result = FileSchema.safeParse(parsed);
     if (!result.success) {
-      const problems = result.error.issues.map((i) => `${flags.config}: ${i.path.join('.') || '(top)'}: ${i.message}`);
+      const problems = result.error.issues.map(
+        (i) => `${flags.config}: ${i.path.join('.') || '(top)'}: ${i.message}`,
+      );
       throw invalidArgument(problems.join('\n'));
     }
     file = result.data;
   }
-  const fromFile = (p: string | undefined): string | undefined => (p && !isAbsolute(p) ? resolve(base, p) : p);
+  const fromFile = (p: string | undefined): string | undefined =>
+    p && !isAbsolute(p) ? resolve(base, p) : p;
   return {
     listen: flags.listen ?? file.listen ?? DEFAULT_LISTEN,
     stateDir: resolve(flags.stateDir ?? fromFile(file.stateDir) ?? '/var/lib/jiglet'),

@@ -54,7 +54,10 @@ await yargs(hideBin(process.argv))
         .option('config', { type: 'string', describe: 'YAML config / jig description' })
         .option('listen', { type: 'string', describe: 'HOST:PORT to listen on (default 127.0.0.1:7411)' })
         .option('state-dir', { type: 'string', describe: 'job records and logs (default /var/lib/jiglet)' })
-        .option('tls-dir', { type: 'string', describe: 'holds ca.crt server.crt server.key (default /etc/jiglet/tls)' })
+        .option('tls-dir', {
+          type: 'string',
+          describe: 'holds ca.crt server.crt server.key (default /etc/jiglet/tls)',
+        })
         .option('log-level', { type: 'string', choices: ['trace', 'debug', 'info', 'warn', 'error'] }),
     (argv) => serve(argv),
   )

@@ -6,8 +6,8 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { JigletClient } from '../../client/src/jiglet-client.js';
-import type { JigletError } from '../../protocol/src/errors.js';
 import { startTestAgent, type TestAgent } from '../../fixtures/test-support/test-agent.js';
+import type { JigletError } from '../../protocol/src/errors.js';
 
 /** Runs openssl s_client against the agent; resolves with its exit code and output. */
 function sClient(t: TestAgent, args: string[]): Promise<{ code: number; out: string }> {
@@ -15,7 +15,18 @@ function sClient(t: TestAgent, args: string[]): Promise<{ code: number; out: str
   const d = t.pki.dir;
   const child = spawn(
     'openssl',
-    ['s_client', '-connect', `${host}:${port}`, '-CAfile', join(d, 'ca.crt'), '-cert', join(d, 'admin.crt'), '-key', join(d, 'admin.key'), ...args],
+    [
+      's_client',
+      '-connect',
+      `${host}:${port}`,
+      '-CAfile',
+      join(d, 'ca.crt'),
+      '-cert',
+      join(d, 'admin.crt'),
+      '-key',
+      join(d, 'admin.key'),
+      ...args,
+    ],
     { stdio: ['pipe', 'pipe', 'pipe'] },
   );
   let out = '';
@@ -54,7 +65,10 @@ describe('authentication', () => {
     assert.match(ok.out, /Protocol\s*:\s*TLSv1\.3|New, TLSv1\.3/);
     const old = await sClient(t, ['-tls1_2']);
     assert.notEqual(old.code, 0);
-    assert.match(old.out, /alert protocol version|no protocols available|wrong version|unsupported protocol/i);
+    assert.match(
+      old.out,
+      /alert protocol version|no protocols available|wrong version|unsupported protocol/i,
+    );
   });
 
   it('refuses a client that presents no certificate', async () => {
@@ -64,8 +78,13 @@ describe('authentication', () => {
     const { credentials } = await import('@grpc/grpc-js');
     const { JobServiceClient } = await import('../../protocol/gen/jiglet/v1/jobs.js');
     const { readFileSync } = await import('node:fs');
-    const stub = new JobServiceClient(t.address, credentials.createSsl(readFileSync(join(t.pki.dir, 'ca.crt'))));
-    const err = await new Promise<Error | null>((resolve) => stub.listJobs({ states: [], owner: '' }, (e) => resolve(e)));
+    const stub = new JobServiceClient(
+      t.address,
+      credentials.createSsl(readFileSync(join(t.pki.dir, 'ca.crt'))),
+    );
+    const err = await new Promise<Error | null>((resolve) =>
+      stub.listJobs({ states: [], owner: '' }, (e) => resolve(e)),
+    );
     stub.close();
     assert.ok(err, 'a call without a client certificate succeeded');
   });

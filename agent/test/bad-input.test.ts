@@ -1,10 +1,10 @@
 /** Bad requests get a clear gRPC error and never hurt the agent. */
 import assert from 'node:assert/strict';
 import type { JigletClient } from '../../client/src/jiglet-client.js';
-import type { JobState } from '../../protocol/gen/jiglet/v1/jobs.js';
-import type { JigletError } from '../../protocol/src/errors.js';
 import { collect } from '../../fixtures/test-support/collect.js';
 import { startTestAgent, type TestAgent } from '../../fixtures/test-support/test-agent.js';
+import type { JobState } from '../../protocol/gen/jiglet/v1/jobs.js';
+import type { JigletError } from '../../protocol/src/errors.js';
 
 async function writeAndEnd(c: JigletClient, id: string): Promise<number> {
   const w = c.stdin(id);
@@ -29,13 +29,26 @@ describe('bad input', () => {
   after(async () => {
     // The agent must still be serving after everything below.
     const job = await t.client('operator').start({ command: 'echo', args: ['still here'] });
-    assert.equal((await collect(t.client('operator'), job.id, { follow: true })).all.toString(), 'still here\n');
+    assert.equal(
+      (await collect(t.client('operator'), job.id, { follow: true })).all.toString(),
+      'still here\n',
+    );
     await t.stop();
   });
 
   const cases: [string, (t: TestAgent) => Promise<unknown>, string, RegExp][] = [
-    ['an empty command', (t) => t.client('operator').start({ command: '' }), 'JIGLET_E_INVALID_ARGUMENT', /command is empty/],
-    ['a blank command', (t) => t.client('operator').start({ command: '   ' }), 'JIGLET_E_INVALID_ARGUMENT', /command is empty/],
+    [
+      'an empty command',
+      (t) => t.client('operator').start({ command: '' }),
+      'JIGLET_E_INVALID_ARGUMENT',
+      /command is empty/,
+    ],
+    [
+      'a blank command',
+      (t) => t.client('operator').start({ command: '   ' }),
+      'JIGLET_E_INVALID_ARGUMENT',
+      /command is empty/,
+    ],
     [
       'oversized arguments',
       (t) => t.client('operator').start({ command: 'echo', args: ['x'.repeat(300 * 1024)] }),
@@ -48,24 +61,74 @@ describe('bad input', () => {
       'JIGLET_E_INVALID_ARGUMENT',
       /at most 4096/,
     ],
-    ['a NUL in an argument', (t) => t.client('operator').start({ command: 'echo', args: ['a\0b'] }), 'JIGLET_E_INVALID_ARGUMENT', /NUL/],
-    ['a bad env name', (t) => t.client('operator').start({ command: 'true', env: { 'A-B': '1' } }), 'JIGLET_E_INVALID_ARGUMENT', /valid variable name/],
-    ['a relative cwd', (t) => t.client('operator').start({ command: 'true', cwd: 'tmp' }), 'JIGLET_E_INVALID_ARGUMENT', /absolute/],
-    ['a tiny memory limit', (t) => t.client('operator').start({ command: 'true', memoryBytes: 1024 }), 'JIGLET_E_INVALID_ARGUMENT', /minimum of 4 MiB/],
+    [
+      'a NUL in an argument',
+      (t) => t.client('operator').start({ command: 'echo', args: ['a\0b'] }),
+      'JIGLET_E_INVALID_ARGUMENT',
+      /NUL/,
+    ],
+    [
+      'a bad env name',
+      (t) => t.client('operator').start({ command: 'true', env: { 'A-B': '1' } }),
+      'JIGLET_E_INVALID_ARGUMENT',
+      /valid variable name/,
+    ],
+    [
+      'a relative cwd',
+      (t) => t.client('operator').start({ command: 'true', cwd: 'tmp' }),
+      'JIGLET_E_INVALID_ARGUMENT',
+      /absolute/,
+    ],
+    [
+      'a tiny memory limit',
+      (t) => t.client('operator').start({ command: 'true', memoryBytes: 1024 }),
+      'JIGLET_E_INVALID_ARGUMENT',
+      /minimum of 4 MiB/,
+    ],
     [
       'a memory limit beyond the host',
       (t) => t.client('operator').start({ command: 'true', memoryBytes: 2 ** 50 }),
       'JIGLET_E_INVALID_ARGUMENT',
       /memory_bytes .* out of range/,
     ],
-    ['a CPU limit beyond the host', (t) => t.client('operator').start({ command: 'true', cpuMillis: 1_000_000 }), 'JIGLET_E_INVALID_ARGUMENT', /exceeds this host/],
-    ['a pids limit beyond the kernel', (t) => t.client('operator').start({ command: 'true', pidsMax: 2 ** 31 }), 'JIGLET_E_INVALID_ARGUMENT', /pids_max/],
-    ['a timeout beyond a week', (t) => t.client('operator').start({ command: 'true', timeoutMs: 30 * 86400_000 }), 'JIGLET_E_INVALID_ARGUMENT', /timeout_ms/],
-    ['an unknown job id', (t) => t.client('viewer').get('0b7d6f0e-0000-4000-8000-000000000000'), 'JIGLET_E_NOT_FOUND', /no job with id/],
+    [
+      'a CPU limit beyond the host',
+      (t) => t.client('operator').start({ command: 'true', cpuMillis: 1_000_000 }),
+      'JIGLET_E_INVALID_ARGUMENT',
+      /exceeds this host/,
+    ],
+    [
+      'a pids limit beyond the kernel',
+      (t) => t.client('operator').start({ command: 'true', pidsMax: 2 ** 31 }),
+      'JIGLET_E_INVALID_ARGUMENT',
+      /pids_max/,
+    ],
+    [
+      'a timeout beyond a week',
+      (t) => t.client('operator').start({ command: 'true', timeoutMs: 30 * 86400_000 }),
+      'JIGLET_E_INVALID_ARGUMENT',
+      /timeout_ms/,
+    ],
+    [
+      'an unknown job id',
+      (t) => t.client('viewer').get('0b7d6f0e-0000-4000-8000-000000000000'),
+      'JIGLET_E_NOT_FOUND',
+      /no job with id/,
+    ],
     ['an empty job id', (t) => t.client('viewer').get(''), 'JIGLET_E_INVALID_ARGUMENT', /job id is required/],
-    ['a huge job id', (t) => t.client('viewer').get('x'.repeat(10_000)), 'JIGLET_E_INVALID_ARGUMENT', /too long/],
+    [
+      'a huge job id',
+      (t) => t.client('viewer').get('x'.repeat(10_000)),
+      'JIGLET_E_INVALID_ARGUMENT',
+      /too long/,
+    ],
     ['stopping an unknown job', (t) => t.client('admin').stop('nope'), 'JIGLET_E_NOT_FOUND', /no job/],
-    ['a grace period of a day', (t) => t.client('admin').stop('nope', 86400_000), 'JIGLET_E_NOT_FOUND', /no job/],
+    [
+      'a grace period of a day',
+      (t) => t.client('admin').stop('nope', 86400_000),
+      'JIGLET_E_NOT_FOUND',
+      /no job/,
+    ],
   ];
   for (const [what, call, code, message] of cases) {
     it(`refuses ${what}`, async () => {

@@ -6,10 +6,10 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { JobState } from '../../protocol/gen/jiglet/v1/jobs.js';
 import { collect } from '../../fixtures/test-support/collect.js';
 import { startTestAgent, type TestAgent } from '../../fixtures/test-support/test-agent.js';
 import { waitUntil } from '../../fixtures/test-support/wait-until.js';
+import { JobState } from '../../protocol/gen/jiglet/v1/jobs.js';
 
 describe('output streaming', () => {
   let t: TestAgent;
@@ -51,7 +51,11 @@ describe('output streaming', () => {
 
   it('follows a running job from offset 0 as it writes, then reports how it ended', async () => {
     const op = t.client('operator');
-    const job = await op.start({ command: 'sh', args: ['-c', 'echo one; read x; echo "two $x"; exit 3'], stdin: true });
+    const job = await op.start({
+      command: 'sh',
+      args: ['-c', 'echo one; read x; echo "two $x"; exit 3'],
+      stdin: true,
+    });
     const events = op.output(job.id, { follow: true });
     const first = await events.next();
     assert.equal(first.done, false);

@@ -9,17 +9,35 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { JigletClient } from '../../client/src/jiglet-client.js';
-import { JobState } from '../../protocol/gen/jiglet/v1/jobs.js';
 import { collect } from '../../fixtures/test-support/collect.js';
 import { testPki } from '../../fixtures/test-support/test-pki.js';
+import { JobState } from '../../protocol/gen/jiglet/v1/jobs.js';
 
 const JIGLET = join(import.meta.dirname, '../../dist/agent/src/main.js');
 
 /** Starts the agent binary; resolves with the process and its address once it listens. */
-async function startJiglet(stateDir: string, tlsDir: string): Promise<{ proc: ChildProcess; address: string }> {
-  const proc = spawn(process.execPath, [JIGLET, 'serve', '--listen', '127.0.0.1:0', '--state-dir', stateDir, '--tls-dir', tlsDir, '--log-level', 'warn'], {
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
+async function startJiglet(
+  stateDir: string,
+  tlsDir: string,
+): Promise<{ proc: ChildProcess; address: string }> {
+  const proc = spawn(
+    process.execPath,
+    [
+      JIGLET,
+      'serve',
+      '--listen',
+      '127.0.0.1:0',
+      '--state-dir',
+      stateDir,
+      '--tls-dir',
+      tlsDir,
+      '--log-level',
+      'warn',
+    ],
+    {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    },
+  );
   let out = '';
   for await (const chunk of proc.stdout!) {
     out += chunk;
@@ -56,7 +74,10 @@ describe('agent restart', () => {
     const c1 = new JigletClient(pki.as('operator', first.address));
     const done = await c1.start({ command: 'echo', args: ['finished before the crash'] });
     await collect(c1, done.id, { follow: true });
-    const running = await c1.start({ command: 'sh', args: ['-c', 'echo before; setsid sleep 1000 & echo $!; sleep 1000'] });
+    const running = await c1.start({
+      command: 'sh',
+      args: ['-c', 'echo before; setsid sleep 1000 & echo $!; sleep 1000'],
+    });
     const events = c1.output(running.id, { follow: true });
     let text = '';
     for await (const ev of events) {

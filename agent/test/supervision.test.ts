@@ -4,9 +4,9 @@
  */
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { JobState } from '../../protocol/gen/jiglet/v1/jobs.js';
 import { collect } from '../../fixtures/test-support/collect.js';
 import { startTestAgent, type TestAgent } from '../../fixtures/test-support/test-agent.js';
+import { JobState } from '../../protocol/gen/jiglet/v1/jobs.js';
 
 /** Session id of a live process, or null once it is gone (zombies count as gone). */
 function sessionOf(pid: number): number | null {
@@ -40,7 +40,11 @@ describe('supervision', () => {
     const first = await events.next();
     const grandchild = Number(first.value?.type === 'chunk' && first.value.data.toString().trim());
     assert.ok(grandchild > 0);
-    assert.equal(sessionOf(grandchild), grandchild, 'the grandchild leads its own session, outside the job group');
+    assert.equal(
+      sessionOf(grandchild),
+      grandchild,
+      'the grandchild leads its own session, outside the job group',
+    );
     const stopped = await op.stop(job.id, 500);
     assert.equal(stopped.state, JobState.JOB_STATE_STOPPED);
     assert.equal(stopped.stopReason, 'request');
@@ -59,7 +63,10 @@ describe('supervision', () => {
 
   it('kills after the grace period a job that ignores SIGTERM', async () => {
     const op = t.client('operator');
-    const job = await op.start({ command: 'sh', args: ['-c', "trap '' TERM; echo ready; while :; do :; done"] });
+    const job = await op.start({
+      command: 'sh',
+      args: ['-c', "trap '' TERM; echo ready; while :; do :; done"],
+    });
     const events = op.output(job.id, { follow: true });
     await events.next(); // "ready": the trap is installed
     const stopped = await op.stop(job.id, 200);

@@ -35,11 +35,16 @@ interface ContextsFile {
 
 /** The config file path: $JIGLET_CONFIG or ~/.config/jiglet/config.yaml. */
 export function configPath(env: NodeJS.ProcessEnv = process.env): string {
-  return env.JIGLET_CONFIG ?? join(env.XDG_CONFIG_HOME ?? join(homedir(), '.config'), 'jiglet', 'config.yaml');
+  return (
+    env.JIGLET_CONFIG ?? join(env.XDG_CONFIG_HOME ?? join(homedir(), '.config'), 'jiglet', 'config.yaml')
+  );
 }
 
 /** Resolves settings; throws JIGLET_E_INVALID_ARGUMENT naming what is missing and where it could come from. */
-export function resolveConnection(flags: ConnectionFlags, env: NodeJS.ProcessEnv = process.env): ConnectionSettings {
+export function resolveConnection(
+  flags: ConnectionFlags,
+  env: NodeJS.ProcessEnv = process.env,
+): ConnectionSettings {
   const file = readContexts(configPath(env));
   const name = flags.context ?? env.JIGLET_CONTEXT ?? file?.data['current-context'];
   let ctx: Partial<ConnectionSettings> = {};
@@ -47,16 +52,24 @@ export function resolveConnection(flags: ConnectionFlags, env: NodeJS.ProcessEnv
     const found = file?.data.contexts?.[name];
     if (!found) throw invalidArgument(`no context "${name}" in ${configPath(env)}`);
     ctx = Object.fromEntries(
-      Object.entries(found).map(([k, v]) => [k, k !== 'server' && typeof v === 'string' ? fromFile(file!.dir, v) : v]),
+      Object.entries(found).map(([k, v]) => [
+        k,
+        k !== 'server' && typeof v === 'string' ? fromFile(file!.dir, v) : v,
+      ]),
     );
   }
-  const pick = (flag: string | undefined, envName: string, key: keyof ConnectionSettings): string | undefined =>
-    flag ?? env[envName] ?? ctx[key];
+  const pick = (
+    flag: string | undefined,
+    envName: string,
+    key: keyof ConnectionSettings,
+  ): string | undefined => flag ?? env[envName] ?? ctx[key];
   const server = pick(flags.server, 'JIGLET_ADDR', 'server') ?? DEFAULT_SERVER;
   const ca = pick(flags.ca, 'JIGLET_CA', 'ca');
   const cert = pick(flags.cert, 'JIGLET_CERT', 'cert');
   const key = pick(flags.key, 'JIGLET_KEY', 'key');
-  const missing = [!ca && '--ca/JIGLET_CA', !cert && '--cert/JIGLET_CERT', !key && '--key/JIGLET_KEY'].filter(Boolean);
+  const missing = [!ca && '--ca/JIGLET_CA', !cert && '--cert/JIGLET_CERT', !key && '--key/JIGLET_KEY'].filter(
+    Boolean,
+  );
   if (missing.length > 0) {
     throw invalidArgument(
       `no client certificate configured: set ${missing.join(', ')}, or a context in ${configPath(env)}`,

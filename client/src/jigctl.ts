@@ -7,15 +7,34 @@
 import yargs, { type Argv } from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { describeFailure, EXIT } from './cli/exit-codes.js';
+import { resolveConnection } from './connection.js';
+
+/** Re-tries the TLS handshake by hand to explain an UNAVAILABLE (see diagnose-connection.ts). */
+async function diagnose() {
+  const argv = (await yargs(hideBin(process.argv)).help(false).version(false).parse()) as Record<
+    string,
+    string | undefined
+  >;
+  const { diagnoseConnection } = await import('./diagnose-connection.js');
+  return diagnoseConnection(resolveConnection(argv));
+}
 
 /** Options every command that talks to an agent accepts. */
 function connectionOptions<T>(y: Argv<T>) {
   return y
     .option('server', { type: 'string', describe: 'agent HOST:PORT (env JIGLET_ADDR)', group: 'Connection:' })
     .option('ca', { type: 'string', describe: 'CA certificate (env JIGLET_CA)', group: 'Connection:' })
-    .option('cert', { type: 'string', describe: 'client certificate (env JIGLET_CERT)', group: 'Connection:' })
+    .option('cert', {
+      type: 'string',
+      describe: 'client certificate (env JIGLET_CERT)',
+      group: 'Connection:',
+    })
     .option('key', { type: 'string', describe: 'client key (env JIGLET_KEY)', group: 'Connection:' })
-    .option('context', { type: 'string', describe: 'named context from the config file', group: 'Connection:' });
+    .option('context', {
+      type: 'string',
+      describe: 'named context from the config file',
+      group: 'Connection:',
+    });
 }
 
 function startOptions<T>(y: Argv<T>) {
@@ -34,6 +53,10 @@ function startOptions<T>(y: Argv<T>) {
 function commandWords(argv: { _: (string | number)[]; '--'?: (string | number)[] }): string[] {
   return [...argv._.slice(1), ...(argv['--'] ?? [])].map(String);
 }
+
+// grpc-js sets the TLS ServerName even to an IP address (channel-credentials.js), and Node
+// then prints DEP0123 on every connection to 127.0.0.1: noise a CLI user cannot act on.
+process.noDeprecation = true;
 
 let exitCode = 0;
 try {
@@ -99,7 +122,12 @@ try {
     .command(
       'list',
       'list jobs, newest first',
-      (y) => connectionOptions(y).option('output', { alias: 'o', choices: ['text', 'json'] as const, default: 'text' as const }),
+      (y) =>
+        connectionOptions(y).option('output', {
+          alias: 'o',
+          choices: ['text', 'json'] as const,
+          default: 'text' as const,
+        }),
       async (argv) => {
         const { listCommand } = await import('./cli/job-commands.js');
         exitCode = await listCommand(argv);
@@ -113,7 +141,11 @@ try {
           (c) =>
             c
               .option('dir', { type: 'string', demandOption: true })
-              .option('hosts', { type: 'string', default: 'localhost,127.0.0.1', describe: 'server names/IPs' })
+              .option('hosts', {
+                type: 'string',
+                default: 'localhost,127.0.0.1',
+                describe: 'server names/IPs',
+              })
               .option('force', { type: 'boolean', describe: 'replace an existing CA' }),
           async (argv) => {
             const { initCerts } = await import('./certs.js');
@@ -126,13 +158,22 @@ try {
           'issue a client certificate with a role',
           (c) =>
             c
-              .option('dir', { type: 'string', demandOption: true, describe: 'folder with ca.crt and ca.key' })
+              .option('dir', {
+                type: 'string',
+                demandOption: true,
+                describe: 'folder with ca.crt and ca.key',
+              })
               .option('name', { type: 'string', demandOption: true })
               .option('role', { choices: ['admin', 'operator', 'viewer'] as const, demandOption: true })
               .option('days', { type: 'number' }),
           async (argv) => {
             const { issueClientCert } = await import('./certs.js');
-            const out = await issueClientCert({ dir: argv.dir, name: argv.name, role: argv.role, days: argv.days });
+            const out = await issueClientCert({
+              dir: argv.dir,
+              name: argv.name,
+              role: argv.role,
+              days: argv.days,
+            });
             process.stdout.write(`${out.certPath}\n${out.keyPath}\n`);
           },
         )
@@ -147,7 +188,7 @@ try {
     .help()
     .parseAsync();
 } catch (err) {
-  const { code, message } = describeFailure(err);
+  const { code, message } = await describeFailure(err, diagnose);
   process.stderr.write(`jigctl: ${message}\n`);
   exitCode = code;
 }

@@ -2,18 +2,19 @@
  * The typed client library for jiglet: what jigctl, CI pipelines and hil-tests use. Every
  * method either resolves or rejects with a JigletError carrying the agent's error code.
  */
-import { readFileSync } from 'node:fs';
+
 import { once } from 'node:events';
+import { readFileSync } from 'node:fs';
 import tls from 'node:tls';
 import { type CallOptions, type ClientReadableStream, credentials, Metadata } from '@grpc/grpc-js';
 import {
+  type GetJobResponse,
   type Job,
   JobServiceClient,
   type JobSpec,
   JobState,
-  OutputStream,
-  type GetJobResponse,
   type ListJobsResponse,
+  OutputStream,
   type StartJobResponse,
   type StopJobResponse,
   type StreamOutputResponse,
@@ -22,7 +23,7 @@ import { JigletError } from '../../protocol/src/errors.js';
 import { fromGrpcError } from '../../protocol/src/status.js';
 import type { ConnectionSettings } from './connection.js';
 
-export { type Job, JobState, type JobSpec } from '../../protocol/gen/jiglet/v1/jobs.js';
+export { type Job, type JobSpec, JobState } from '../../protocol/gen/jiglet/v1/jobs.js';
 
 /** HTTP/2 window for bulk output streams; the 64 KiB default caps throughput on fast links. */
 const FLOW_CONTROL_WINDOW = 8 * 1024 * 1024;
@@ -97,28 +98,42 @@ export class JigletClient {
         pidsMax: opts.pidsMax ?? 0,
       },
     };
-    const res = await this.#unary<StartJobResponse>((cb) => this.#stub.startJob({ spec }, new Metadata(), this.#opts(), cb));
+    const res = await this.#unary<StartJobResponse>((cb) =>
+      this.#stub.startJob({ spec }, new Metadata(), this.#opts(), cb),
+    );
     return mustHaveJob(res.job);
   }
 
   /** Stops a job (SIGTERM, grace, kill of its tree) and resolves with its final record. */
   async stop(id: string, graceMs = 0): Promise<Job> {
     const res = await this.#unary<StopJobResponse>((cb) =>
-      this.#stub.stopJob({ id, graceMs: BigInt(graceMs) }, new Metadata(), this.#opts(UNARY_DEADLINE_MS + graceMs), cb),
+      this.#stub.stopJob(
+        { id, graceMs: BigInt(graceMs) },
+        new Metadata(),
+        this.#opts(UNARY_DEADLINE_MS + graceMs),
+        cb,
+      ),
     );
     return mustHaveJob(res.job);
   }
 
   /** One job's record. */
   async get(id: string): Promise<Job> {
-    const res = await this.#unary<GetJobResponse>((cb) => this.#stub.getJob({ id }, new Metadata(), this.#opts(), cb));
+    const res = await this.#unary<GetJobResponse>((cb) =>
+      this.#stub.getJob({ id }, new Metadata(), this.#opts(), cb),
+    );
     return mustHaveJob(res.job);
   }
 
   /** Job records, newest first. */
   async list(filter: { states?: JobState[]; owner?: string } = {}): Promise<Job[]> {
     const res = await this.#unary<ListJobsResponse>((cb) =>
-      this.#stub.listJobs({ states: filter.states ?? [], owner: filter.owner ?? '' }, new Metadata(), this.#opts(), cb),
+      this.#stub.listJobs(
+        { states: filter.states ?? [], owner: filter.owner ?? '' },
+        new Metadata(),
+        this.#opts(),
+        cb,
+      ),
     );
     return res.jobs;
   }
@@ -134,7 +149,10 @@ export class JigletClient {
   ): AsyncGenerator<OutputEvent, void, undefined> {
     const offset = BigInt(opts.offset ?? 0);
     if (offset < 0n || offset >= 2n ** 64n) {
-      throw new JigletError('JIGLET_E_INVALID_ARGUMENT', `offset ${offset} is not a byte position (0 or more)`);
+      throw new JigletError(
+        'JIGLET_E_INVALID_ARGUMENT',
+        `offset ${offset} is not a byte position (0 or more)`,
+      );
     }
     const call: ClientReadableStream<StreamOutputResponse> = this.#stub.streamOutput({
       id,

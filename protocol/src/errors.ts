@@ -6,7 +6,10 @@ import { status } from '@grpc/grpc-js';
 
 /** What each error code means and which gRPC status carries it. */
 export const ERROR_CODES = {
-  JIGLET_E_INVALID_ARGUMENT: { grpc: status.INVALID_ARGUMENT, doc: 'the request is malformed or out of range' },
+  JIGLET_E_INVALID_ARGUMENT: {
+    grpc: status.INVALID_ARGUMENT,
+    doc: 'the request is malformed or out of range',
+  },
   JIGLET_E_OUT_OF_RANGE: { grpc: status.OUT_OF_RANGE, doc: 'an offset or size lies past what exists' },
   JIGLET_E_NOT_FOUND: { grpc: status.NOT_FOUND, doc: 'no such job, DUT or resource' },
   JIGLET_E_ALREADY_EXISTS: { grpc: status.ALREADY_EXISTS, doc: 'the thing to create exists already' },
@@ -19,7 +22,10 @@ export const ERROR_CODES = {
     doc: 'a job or lease state machine refused a transition',
   },
   JIGLET_E_UNAUTHENTICATED: { grpc: status.UNAUTHENTICATED, doc: 'no usable client certificate' },
-  JIGLET_E_PERMISSION_DENIED: { grpc: status.PERMISSION_DENIED, doc: 'the caller’s role or ownership forbids it' },
+  JIGLET_E_PERMISSION_DENIED: {
+    grpc: status.PERMISSION_DENIED,
+    doc: 'the caller’s role or ownership forbids it',
+  },
   JIGLET_E_RESOURCE_EXHAUSTED: { grpc: status.RESOURCE_EXHAUSTED, doc: 'a quota or size limit was hit' },
   JIGLET_E_DEADLINE_EXCEEDED: { grpc: status.DEADLINE_EXCEEDED, doc: 'an operation ran past its deadline' },
   JIGLET_E_UNAVAILABLE: { grpc: status.UNAVAILABLE, doc: 'the agent is shutting down or cannot be reached' },

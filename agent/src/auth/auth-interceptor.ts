@@ -2,7 +2,11 @@
  * The one server interceptor that authenticates and authorizes every call before any handler
  * runs: identity from the client certificate, then the method → permission table.
  */
-import { type ServerInterceptor, ServerInterceptingCall, type ServerInterceptingCallInterface } from '@grpc/grpc-js';
+import {
+  ServerInterceptingCall,
+  type ServerInterceptingCallInterface,
+  type ServerInterceptor,
+} from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import { toGrpcStatus } from '../../../protocol/src/status.js';
 import { type Identity, identityFromCertificate } from './identity.js';

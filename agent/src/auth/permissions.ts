@@ -51,7 +51,9 @@ export function authorizeMethod(identity: Identity, methodPath: string): void {
   const needed = METHOD_PERMISSIONS[methodPath];
   if (needed === undefined) throw permissionDenied(`${methodPath} is not an RPC this agent allows`);
   if (!can(identity.role, needed)) {
-    throw permissionDenied(`${identity.name} (role ${identity.role}) may not call ${methodPath.split('/').pop()}`);
+    throw permissionDenied(
+      `${identity.name} (role ${identity.role}) may not call ${methodPath.split('/').pop()}`,
+    );
   }
 }
 
@@ -59,7 +61,12 @@ export function authorizeMethod(identity: Identity, methodPath: string): void {
  * Throws PERMISSION_DENIED unless the identity owns the job or holds the `.any` permission,
  * e.g. an operator may stop only its own jobs while an admin may stop anyone's.
  */
-export function authorizeOwner(identity: Identity, owner: string, anyPermission: Permission, what: string): void {
+export function authorizeOwner(
+  identity: Identity,
+  owner: string,
+  anyPermission: Permission,
+  what: string,
+): void {
   if (identity.name === owner || can(identity.role, anyPermission)) return;
   throw permissionDenied(`${identity.name} may not ${what}: it belongs to ${owner}`);
 }

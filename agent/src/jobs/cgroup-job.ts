@@ -56,12 +56,15 @@ export class CgroupJob implements JobCgroup {
       const ended = new Promise<boolean>((resolve) => {
         const timer = setTimeout(() => resolve(false), Math.max(0, deadline - Date.now()));
         const check = (): void => {
-          this.isEmpty().then((empty) => {
-            if (empty) {
-              clearTimeout(timer);
-              resolve(true);
-            }
-          }, () => undefined);
+          this.isEmpty().then(
+            (empty) => {
+              if (empty) {
+                clearTimeout(timer);
+                resolve(true);
+              }
+            },
+            () => undefined,
+          );
         };
         changes.on('change', check);
         changes.on('error', () => {

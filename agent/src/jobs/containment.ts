@@ -4,7 +4,15 @@
  * are (our CI machines), plus the controller-less v2 hierarchy for cgroup.kill when mounted;
  * otherwise none, with a warning.
  */
-import { accessSync, constants, existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
+import {
+  accessSync,
+  constants,
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  rmdirSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { CgroupJob } from './cgroup-job.js';
 
@@ -98,7 +106,10 @@ function tryV2(root: string, namespace: string): Containment | null {
           writeIfPresent(join(dir, 'memory.swap.max'), '0');
         }
         if (limits.cpuMillis > 0) {
-          writeFileSync(join(dir, 'cpu.max'), `${(limits.cpuMillis * CPU_PERIOD_US) / 1000} ${CPU_PERIOD_US}`);
+          writeFileSync(
+            join(dir, 'cpu.max'),
+            `${(limits.cpuMillis * CPU_PERIOD_US) / 1000} ${CPU_PERIOD_US}`,
+          );
         }
         if (limits.pidsMax > 0) writeFileSync(join(dir, 'pids.max'), String(limits.pidsMax));
       } catch (err) {

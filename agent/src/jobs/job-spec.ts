@@ -4,8 +4,8 @@
  */
 import { availableParallelism, totalmem } from 'node:os';
 import { isAbsolute } from 'node:path';
-import { invalidArgument } from '../../../protocol/src/errors.js';
 import type { JobSpec as WireJobSpec } from '../../../protocol/gen/jiglet/v1/jobs.js';
+import { invalidArgument } from '../../../protocol/src/errors.js';
 import type { JobLimits } from './containment.js';
 
 /** Most arguments a job may have. */
@@ -42,11 +42,12 @@ export function validateJobSpec(spec: WireJobSpec | undefined): JobSpecInput {
     throw invalidArgument(`spec.args has ${spec.args.length} arguments; at most ${MAX_ARGS} are allowed`);
   }
   noNul('spec.command', command);
-  spec.args.forEach((a, i) => noNul(`spec.args[${i}]`, a));
+  for (const [i, a] of spec.args.entries()) noNul(`spec.args[${i}]`, a);
   let bytes = Buffer.byteLength(command);
   for (const a of spec.args) bytes += Buffer.byteLength(a) + 1;
   for (const [k, v] of Object.entries(spec.env)) {
-    if (!ENV_NAME.test(k)) throw invalidArgument(`spec.env: "${k.slice(0, 64)}" is not a valid variable name`);
+    if (!ENV_NAME.test(k))
+      throw invalidArgument(`spec.env: "${k.slice(0, 64)}" is not a valid variable name`);
     noNul(`spec.env.${k}`, v);
     bytes += Buffer.byteLength(k) + Buffer.byteLength(v) + 2;
   }

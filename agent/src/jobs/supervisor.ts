@@ -86,7 +86,8 @@ export class Supervisor {
           const leftovers = await cg.pids();
           await cg.killAll();
           await cg.remove();
-          if (leftovers.length > 0) log.warn({ job: record.id, pids: leftovers }, 'killed leftovers of lost job');
+          if (leftovers.length > 0)
+            log.warn({ job: record.id, pids: leftovers }, 'killed leftovers of lost job');
         }
         assertTransition(record.id, record.state, 'lost');
         record.state = 'lost';
@@ -137,7 +138,12 @@ export class Supervisor {
     const { record } = entry;
     const { id, spec } = record;
 
-    const env: Record<string, string> = { ...baseEnv, ...spec.env, JIGLET_JOB_ID: id, ...(spec.dut ? { JIGLET_DUT: spec.dut } : {}) };
+    const env: Record<string, string> = {
+      ...baseEnv,
+      ...spec.env,
+      JIGLET_JOB_ID: id,
+      ...(spec.dut ? { JIGLET_DUT: spec.dut } : {}),
+    };
     let cwd = spec.cwd;
     if (cwd === '') {
       cwd = join(dir, 'work');
@@ -156,12 +162,16 @@ export class Supervisor {
       this.#fail(entry, `could not create the job's cgroup: ${(err as Error).message}`);
       return;
     }
-    const child = spawn('/bin/sh', ['-c', SHIM, 'jiglet-shim', ...(cgroup?.procsFiles ?? []), '--', executable.path, ...spec.args], {
-      cwd,
-      env,
-      detached: true,
-      stdio: [spec.stdin ? 'pipe' : 'ignore', 'pipe', 'pipe'],
-    });
+    const child = spawn(
+      '/bin/sh',
+      ['-c', SHIM, 'jiglet-shim', ...(cgroup?.procsFiles ?? []), '--', executable.path, ...spec.args],
+      {
+        cwd,
+        env,
+        detached: true,
+        stdio: [spec.stdin ? 'pipe' : 'ignore', 'pipe', 'pipe'],
+      },
+    );
     const spawned = await new Promise<Error | null>((resolve) => {
       child.once('spawn', () => resolve(null));
       child.once('error', resolve);
@@ -184,7 +194,9 @@ export class Supervisor {
     runtime.done = this.#supervise(entry, runtime);
     if (spec.timeoutMs > 0) {
       runtime.timeout = setTimeout(() => {
-        this.stop(id, DEFAULT_GRACE_MS, 'timeout').catch((err) => log.error({ job: id, err }, 'timeout stop failed'));
+        this.stop(id, DEFAULT_GRACE_MS, 'timeout').catch((err) =>
+          log.error({ job: id, err }, 'timeout stop failed'),
+        );
       }, spec.timeoutMs);
     }
     log.info({ job: id, owner: record.owner, command: spec.command, pid: child.pid }, 'job started');
@@ -231,7 +243,10 @@ export class Supervisor {
     const entry = this.get(id) as Entry;
     const stdin = entry.runtime?.child.stdin;
     if (entry.record.state !== 'running') {
-      throw new JigletError('JIGLET_E_FAILED_PRECONDITION', `job ${id} is ${entry.record.state}, not running`);
+      throw new JigletError(
+        'JIGLET_E_FAILED_PRECONDITION',
+        `job ${id} is ${entry.record.state}, not running`,
+      );
     }
     if (!entry.record.spec.stdin || !stdin) {
       throw new JigletError('JIGLET_E_FAILED_PRECONDITION', `job ${id} was started without stdin`);
@@ -283,7 +298,14 @@ export class Supervisor {
     entry.log!.close();
     delete entry.runtime;
     this.#opts.log.info(
-      { job: record.id, state: to, code, signal, oom: record.oomKilled, ms: record.endedAt - (record.startedAt ?? 0) },
+      {
+        job: record.id,
+        state: to,
+        code,
+        signal,
+        oom: record.oomKilled,
+        ms: record.endedAt - (record.startedAt ?? 0),
+      },
       'job ended',
     );
   }
@@ -318,7 +340,10 @@ export class Supervisor {
   #transition(entry: Entry, from: JobStateName, to: JobStateName): void {
     const { record } = entry;
     if (record.state !== from) {
-      throw new JigletError('JIGLET_E_ILLEGAL_TRANSITION', `job ${record.id} is ${record.state}, expected ${from}`);
+      throw new JigletError(
+        'JIGLET_E_ILLEGAL_TRANSITION',
+        `job ${record.id} is ${record.state}, expected ${from}`,
+      );
     }
     assertTransition(record.id, from, to);
     record.state = to;

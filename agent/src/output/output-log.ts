@@ -3,8 +3,15 @@
  * synchronously; readers read positionally at their own offsets and wait for growth on an
  * in-process signal, so there is no polling and no per-reader buffer.
  */
-import { appendFileSync, closeSync, fstatSync, openSync, readFileSync, writeSync } from 'node:fs';
-import { read as readAsync } from 'node:fs';
+import {
+  appendFileSync,
+  closeSync,
+  fstatSync,
+  openSync,
+  read as readAsync,
+  readFileSync,
+  writeSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 

@@ -2,8 +2,9 @@
  * The agent's gRPC server: mutual TLS 1.3 only, the auth interceptor in front of every
  * service, health and reflection next to JobService, keepalive so dead clients are noticed.
  */
-import { fileURLToPath } from 'node:url';
+
 import tls from 'node:tls';
+import { fileURLToPath } from 'node:url';
 import { Server, ServerCredentials } from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
 import { ReflectionService } from '@grpc/reflection';
@@ -61,7 +62,11 @@ export async function startGrpcServer(opts: {
   );
   new ReflectionService(definitions).addToServer(server);
 
-  const creds = ServerCredentials.createSsl(opts.tls.ca, [{ cert_chain: opts.tls.cert, private_key: opts.tls.key }], true);
+  const creds = ServerCredentials.createSsl(
+    opts.tls.ca,
+    [{ cert_chain: opts.tls.cert, private_key: opts.tls.key }],
+    true,
+  );
   const port = await new Promise<number>((resolve, reject) => {
     server.bindAsync(opts.listen, creds, (err, boundPort) => (err ? reject(err) : resolve(boundPort)));
   });

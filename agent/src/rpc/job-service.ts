@@ -4,7 +4,6 @@
  */
 import type { ServerReadableStream, ServerWritableStream, sendUnaryData } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
-import { invalidArgument, JigletError } from '../../../protocol/src/errors.js';
 import {
   type JobServiceServer,
   OutputStream,
@@ -13,14 +12,15 @@ import {
   type WriteStdinRequest,
   type WriteStdinResponse,
 } from '../../../protocol/gen/jiglet/v1/jobs.js';
+import { invalidArgument, JigletError } from '../../../protocol/src/errors.js';
 import { identityOf } from '../auth/auth-interceptor.js';
 import type { Identity } from '../auth/identity.js';
 import { authorizeOwner, can } from '../auth/permissions.js';
 import { boundedNumber, validateJobSpec } from '../jobs/job-spec.js';
 import { DEFAULT_GRACE_MS, type JobView, type Supervisor } from '../jobs/supervisor.js';
 import { followLog } from '../output/follow-log.js';
-import { failStream, statusFor, unary } from './respond.js';
 import { stateName, toWireJob } from './job-wire.js';
+import { failStream, statusFor, unary } from './respond.js';
 
 /** Longest grace period a client may ask for. */
 const MAX_GRACE_MS = 10 * 60 * 1000;
@@ -33,7 +33,11 @@ export interface FollowerRegistry {
 }
 
 /** Builds the JobService handlers over a supervisor. */
-export function jobService(supervisor: Supervisor, log: Logger, followers: FollowerRegistry): JobServiceServer {
+export function jobService(
+  supervisor: Supervisor,
+  log: Logger,
+  followers: FollowerRegistry,
+): JobServiceServer {
   const wire = (view: JobView, who: Identity) =>
     toWireJob(view, who.name === view.record.owner || who.role === 'admin');
 
@@ -49,7 +53,10 @@ export function jobService(supervisor: Supervisor, log: Logger, followers: Follo
       const who = identityOf(call);
       const view = supervisor.get(checkId(call.request.id));
       authorizeOwner(who, view.record.owner, 'jobs.stop.any', `stop job ${view.record.id}`);
-      const grace = call.request.graceMs === 0n ? DEFAULT_GRACE_MS : boundedNumber('grace_ms', call.request.graceMs, MAX_GRACE_MS);
+      const grace =
+        call.request.graceMs === 0n
+          ? DEFAULT_GRACE_MS
+          : boundedNumber('grace_ms', call.request.graceMs, MAX_GRACE_MS);
       return { job: wire(await supervisor.stop(view.record.id, grace, 'request'), who) };
     }),
 
@@ -68,7 +75,10 @@ export function jobService(supervisor: Supervisor, log: Logger, followers: Follo
       const owner = call.request.owner;
       const jobs = supervisor
         .list()
-        .filter((v) => (states.length === 0 || states.includes(v.record.state)) && (!owner || v.record.owner === owner))
+        .filter(
+          (v) =>
+            (states.length === 0 || states.includes(v.record.state)) && (!owner || v.record.owner === owner),
+        )
         .map((v) => wire(v, who));
       return { jobs };
     }),
@@ -120,7 +130,10 @@ async function streamOutput(
             chunk: {
               offset: BigInt(piece.offset),
               data: piece.data,
-              stream: piece.stream === 'stderr' ? OutputStream.OUTPUT_STREAM_STDERR : OutputStream.OUTPUT_STREAM_STDOUT,
+              stream:
+                piece.stream === 'stderr'
+                  ? OutputStream.OUTPUT_STREAM_STDERR
+                  : OutputStream.OUTPUT_STREAM_STDOUT,
             },
           }),
         drained: (signal) => eventOrAbort(call, 'drain', signal),
@@ -152,7 +165,12 @@ function writeStdin(
   let written = 0;
   let settled = false;
   const onStdinError = (err: Error): void =>
-    finish(new JigletError('JIGLET_E_FAILED_PRECONDITION', `job ${jobId} stopped reading its stdin (${err.message})`));
+    finish(
+      new JigletError(
+        'JIGLET_E_FAILED_PRECONDITION',
+        `job ${jobId} stopped reading its stdin (${err.message})`,
+      ),
+    );
   const onDrain = (): void => {
     call.resume();
   };
@@ -203,11 +221,7 @@ function writeStdin(
 }
 
 /** Resolves on the first `event` from `emitter`, or when `signal` aborts; cleans up both ways. */
-function eventOrAbort(
-  emitter: NodeJS.EventEmitter,
-  event: string,
-  signal: AbortSignal,
-): Promise<void> {
+function eventOrAbort(emitter: NodeJS.EventEmitter, event: string, signal: AbortSignal): Promise<void> {
   if (signal.aborted) return Promise.resolve();
   return new Promise((resolve) => {
     const done = (): void => {

@@ -1,7 +1,7 @@
 /** Converts the supervisor's job records to the wire's Job message. */
-import { type Job, JobState, type JobSpec } from '../../../protocol/gen/jiglet/v1/jobs.js';
-import type { JobView } from '../jobs/supervisor.js';
+import { type Job, type JobSpec, JobState } from '../../../protocol/gen/jiglet/v1/jobs.js';
 import type { JobStateName } from '../jobs/job-state.js';
+import type { JobView } from '../jobs/supervisor.js';
 
 const STATES: Record<JobStateName, JobState> = {
   pending: JobState.JOB_STATE_PENDING,

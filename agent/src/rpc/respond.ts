@@ -2,7 +2,7 @@
  * Where handler errors become gRPC statuses (through protocol's one mapping). Unexpected errors
  * are logged with their stack here and reach the client as a plain INTERNAL message.
  */
-import type { sendUnaryData, ServerUnaryCall, ServerWritableStream } from '@grpc/grpc-js';
+import type { ServerUnaryCall, ServerWritableStream, sendUnaryData } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import { type GrpcErrorStatus, toGrpcStatus } from '../../../protocol/src/status.js';
 

@@ -3,6 +3,7 @@
  * (sysexits-style for the agent's own refusals, the job's own code for `run`).
  */
 import { type ErrorCode, JigletError } from '../../../protocol/src/errors.js';
+import type { Diagnosis } from '../diagnose-connection.js';
 
 /** Exit codes of jigctl itself. */
 export const EXIT = {
@@ -27,13 +28,23 @@ const BY_CODE: Partial<Record<ErrorCode, number>> = {
  */
 const TLS_REFUSAL = /certificate|handshake|alert|unknown ca|self.signed|ssl/i;
 
-/** The exit code and one-line message for an error. */
-export function describeFailure(err: unknown): { code: number; message: string } {
+/** The exit code and one-line message for an error; `diagnose` explains an unreachable agent. */
+export async function describeFailure(
+  err: unknown,
+  diagnose?: () => Promise<Diagnosis>,
+): Promise<{ code: number; message: string }> {
   if (err instanceof JigletError) {
     if (err.code === 'JIGLET_E_UNAVAILABLE' && TLS_REFUSAL.test(err.message)) {
-      return { code: EXIT.denied, message: `the TLS handshake with the agent failed: ${oneLine(err.message)}` };
+      return {
+        code: EXIT.denied,
+        message: `the TLS handshake with the agent failed: ${oneLine(err.message)}`,
+      };
     }
     if (err.code === 'JIGLET_E_UNAVAILABLE') {
+      const found = diagnose ? await diagnose().catch(() => null) : null;
+      if (found?.kind === 'tls-refused') {
+        return { code: EXIT.denied, message: `the agent refused our TLS identity: ${oneLine(found.detail)}` };
+      }
       return { code: EXIT.unavailable, message: `cannot reach the agent: ${oneLine(err.message)}` };
     }
     return { code: BY_CODE[err.code] ?? EXIT.failure, message: oneLine(err.message) };

@@ -91,7 +91,14 @@ export function listTable(jobs: Job[]): string {
   ]);
   const header = ['ID', 'OWNER', 'STATE', 'EXIT', 'CREATED', 'COMMAND'];
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-  return [header, ...rows].map((r) => r.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd()).join('\n');
+  return [header, ...rows]
+    .map((r) =>
+      r
+        .map((c, i) => c.padEnd(widths[i]!))
+        .join('  ')
+        .trimEnd(),
+    )
+    .join('\n');
 }
 
 function shellQuote(s: string | undefined): string {

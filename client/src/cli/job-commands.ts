@@ -79,7 +79,8 @@ export async function runCommand(flags: StartFlags, argv: readonly string[]): Pr
     const feeding = flags.stdin ? feedStdin(client, job.id) : Promise.resolve();
     let final: Job | undefined;
     for await (const ev of client.output(job.id, { follow: true })) {
-      if (ev.type === 'chunk') await writeOut(ev.stream === 'stderr' ? process.stderr : process.stdout, ev.data);
+      if (ev.type === 'chunk')
+        await writeOut(ev.stream === 'stderr' ? process.stderr : process.stdout, ev.data);
       else final = ev.job;
     }
     await feeding.catch(() => undefined);
@@ -129,11 +130,15 @@ export async function stopCommand(flags: ConnectionFlags & { id: string; grace?:
 }
 
 /** `jigctl status ID`. */
-export async function statusCommand(flags: ConnectionFlags & { id: string; output?: string }): Promise<number> {
+export async function statusCommand(
+  flags: ConnectionFlags & { id: string; output?: string },
+): Promise<number> {
   const client = connect(flags);
   try {
     const job = await client.get(flags.id);
-    process.stdout.write(`${flags.output === 'json' ? JSON.stringify(jobJson(job), null, 2) : statusText(job)}\n`);
+    process.stdout.write(
+      `${flags.output === 'json' ? JSON.stringify(jobJson(job), null, 2) : statusText(job)}\n`,
+    );
     return 0;
   } finally {
     client.close();
@@ -168,7 +173,8 @@ export async function logsCommand(
       follow: flags.follow ?? false,
       signal: controller.signal,
     })) {
-      if (ev.type === 'chunk') await writeOut(ev.stream === 'stderr' ? process.stderr : process.stdout, ev.data);
+      if (ev.type === 'chunk')
+        await writeOut(ev.stream === 'stderr' ? process.stderr : process.stdout, ev.data);
     }
     return controller.signal.aborted ? 130 : 0;
   } finally {

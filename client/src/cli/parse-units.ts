@@ -19,7 +19,8 @@ export function parseSize(flag: string, text: string): number {
 /** "0.5" CPUs → 500 thousandths of a CPU. */
 export function parseCpus(flag: string, text: string): number {
   const n = Number(text);
-  if (!Number.isFinite(n) || n <= 0) throw invalidArgument(`${flag} "${text}" is not a positive number of CPUs`);
+  if (!Number.isFinite(n) || n <= 0)
+    throw invalidArgument(`${flag} "${text}" is not a positive number of CPUs`);
   return Math.round(n * 1000);
 }
 

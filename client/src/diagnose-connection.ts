@@ -1,0 +1,53 @@
+/**
+ * Why a connection failed. grpc-js reports a refused client certificate and a closed port alike
+ * ("No connection established"); a direct TLS handshake with the same material tells them apart,
+ * so a user is told to fix a certificate rather than a network.
+ */
+import { readFileSync } from 'node:fs';
+import tls from 'node:tls';
+import type { ConnectionSettings } from './connection.js';
+
+/** How long the probe waits for the agent's verdict on our certificate. */
+const PROBE_TIMEOUT_MS = 3000;
+
+/** What the probe found: the agent is unreachable, refused our TLS identity, or accepted it. */
+export type Diagnosis = { kind: 'unreachable' | 'tls-refused'; detail: string } | { kind: 'ok' };
+
+/** Opens one TLS 1.3 connection like the client does and reports how it ends. */
+export function diagnoseConnection(settings: ConnectionSettings): Promise<Diagnosis> {
+  const [, host = settings.server, port = '443'] = /^\[?(.*?)\]?:(\d+)$/.exec(settings.server) ?? [];
+  return new Promise((resolve) => {
+    let done = false;
+    const finish = (d: Diagnosis): void => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      socket.destroy();
+      resolve(d);
+    };
+    const socket = tls.connect({
+      host,
+      port: Number(port),
+      ca: readFileSync(settings.ca),
+      cert: readFileSync(settings.cert),
+      key: readFileSync(settings.key),
+      minVersion: 'TLSv1.3',
+      ALPNProtocols: ['h2'],
+      servername: /^[\d.:]+$/.test(host) ? undefined : host,
+    });
+    // In TLS 1.3 the server judges our certificate after the client's handshake is done, so
+    // its refusal arrives as an alert (an 'error') shortly after 'secureConnect'.
+    const timer = setTimeout(() => finish({ kind: 'ok' }), PROBE_TIMEOUT_MS);
+    socket.once('secureConnect', () => socket.write(Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n')));
+    socket.once('data', () => finish({ kind: 'ok' }));
+    socket.once('error', (err: NodeJS.ErrnoException) => {
+      const network = ['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'ETIMEDOUT', 'ENOTFOUND', 'EAI_AGAIN'];
+      if (err.code && network.includes(err.code))
+        finish({ kind: 'unreachable', detail: `${err.code} ${settings.server}` });
+      else finish({ kind: 'tls-refused', detail: err.message });
+    });
+    socket.once('close', () =>
+      finish({ kind: 'tls-refused', detail: 'the agent closed the connection during the TLS handshake' }),
+    );
+  });
+}

@@ -1,0 +1,149 @@
+/**
+ * The jigctl binary as CI scripts and engineers use it: exit codes, streams kept apart, one-line
+ * errors (never a stack trace), and Ctrl-C stopping the remote job.
+ */
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { join } from 'node:path';
+import { startTestAgent, type TestAgent } from '../../fixtures/test-support/test-agent.js';
+import { JobState } from '../../protocol/gen/jiglet/v1/jobs.js';
+
+const JIGCTL = join(import.meta.dirname, '../../dist/client/src/jigctl.js');
+
+interface Run {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs jigctl with the identity's certificate in JIGLET_* variables. */
+function jigctl(
+  t: TestAgent,
+  args: string[],
+  opts: {
+    as?: string;
+    address?: string;
+    onStdout?: (s: string, kill: (sig: NodeJS.Signals) => void) => void;
+  } = {},
+): Promise<Run> {
+  const settings = t.pki.as(opts.as ?? 'operator', opts.address ?? t.address);
+  const child = spawn(process.execPath, [JIGCTL, ...args], {
+    env: {
+      PATH: process.env.PATH,
+      JIGLET_ADDR: settings.server,
+      JIGLET_CA: settings.ca,
+      JIGLET_CERT: settings.cert,
+      JIGLET_KEY: settings.key,
+      JIGLET_CONFIG: '/nonexistent',
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (b: Buffer) => {
+    stdout += b;
+    opts.onStdout?.(stdout, (sig) => child.kill(sig));
+  });
+  child.stderr.on('data', (b: Buffer) => (stderr += b));
+  return once(child, 'close').then(([code]) => ({ code: code as number, stdout, stderr }));
+}
+
+function assertOneLineError(r: Run): void {
+  assert.doesNotMatch(r.stderr, /^\s+at /m, `stack trace on stderr: ${r.stderr}`);
+  assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+  assert.match(r.stderr, /^jigctl: /);
+}
+
+describe('jigctl', () => {
+  let t: TestAgent;
+  before(async () => {
+    t = await startTestAgent();
+  });
+  after(async () => {
+    await t.stop();
+  });
+
+  it('run streams stdout and stderr apart and exits with the job code', async () => {
+    const r = await jigctl(t, ['run', '--', 'sh', '-c', 'echo out; echo err >&2; exit 3']);
+    assert.equal(r.stdout, 'out\n');
+    assert.equal(r.stderr, 'err\n');
+    assert.equal(r.code, 3);
+  });
+
+  it('run exits 128+N when the job dies of signal N, like ssh', async () => {
+    const r = await jigctl(t, ['run', '--', 'sh', '-c', 'kill -TERM $$']);
+    assert.equal(r.code, 143);
+  });
+
+  it('run reports a missing program and exits 127', async () => {
+    const r = await jigctl(t, ['run', '--', 'no-such-program-xyz']);
+    assert.equal(r.code, 127);
+    assert.match(r.stderr, /command not found: no-such-program-xyz/);
+  });
+
+  it('Ctrl-C in run stops the remote job', async () => {
+    const r = await jigctl(t, ['run', '--', 'sh', '-c', 'echo ready; exec sleep 600'], {
+      onStdout: (s, kill) => {
+        if (s === 'ready\n') kill('SIGINT');
+      },
+    });
+    assert.equal(r.code, 143, r.stderr);
+    assert.match(r.stderr, /stopping job/);
+    const [job] = await t.client('admin').list({ states: [JobState.JOB_STATE_STOPPED] });
+    assert.equal(job?.spec?.args.at(-1), 'echo ready; exec sleep 600');
+  });
+
+  it('start prints only the job id; status and list speak JSON', async () => {
+    const r = await jigctl(t, ['start', '--', 'echo', 'hi']);
+    assert.equal(r.code, 0);
+    const id = r.stdout.trim();
+    assert.match(id, /^[0-9a-f-]{36}$/);
+    const logs = await jigctl(t, ['logs', '-f', id]);
+    assert.equal(logs.stdout, 'hi\n');
+    const status = JSON.parse((await jigctl(t, ['status', id, '-o', 'json'])).stdout);
+    assert.equal(status.state, 'exited');
+    assert.equal(status.exitCode, 0);
+    const list = JSON.parse((await jigctl(t, ['list', '-o', 'json'], { as: 'viewer' })).stdout);
+    assert.ok(list.some((j: { id: string }) => j.id === id));
+    const tail = await jigctl(t, ['logs', id, '--offset', '1']);
+    assert.equal(tail.stdout, 'i\n');
+  });
+
+  it('exits 69 with one line when the agent cannot be reached', async () => {
+    const r = await jigctl(t, ['list'], { address: '127.0.0.1:1' });
+    assert.equal(r.code, 69);
+    assertOneLineError(r);
+    assert.match(r.stderr, /cannot reach the agent/);
+  });
+
+  it('exits 77 when the role forbids the call or the certificate is refused', async () => {
+    const viewer = await jigctl(t, ['run', '--', 'true'], { as: 'viewer' });
+    assert.equal(viewer.code, 77);
+    assertOneLineError(viewer);
+    assert.match(viewer.stderr, /viewer .* may not call StartJob/);
+    const stranger = await jigctl(t, ['list'], { as: 'stranger' });
+    assert.equal(stranger.code, 77, stranger.stderr);
+    assertOneLineError(stranger);
+  });
+
+  it('exits 2 for usage errors, local or found by the agent', async () => {
+    for (const args of [['bogus'], ['run', '--memory', 'lots', '--', 'true'], ['run'], ['stop']]) {
+      const r = await jigctl(t, args);
+      assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
+      assert.doesNotMatch(r.stderr, /^\s+at /m);
+    }
+  });
+
+  it('says where to put certificates when none are configured', async () => {
+    const child = spawn(process.execPath, [JIGCTL, 'list'], {
+      env: { PATH: process.env.PATH, JIGLET_CONFIG: '/nonexistent' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr.on('data', (b: Buffer) => (stderr += b));
+    const [code] = await once(child, 'close');
+    assert.equal(code, 2);
+    assert.match(stderr, /no client certificate configured: set --ca\/JIGLET_CA/);
+  });
+});
