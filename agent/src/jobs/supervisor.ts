@@ -82,12 +82,20 @@ export class Supervisor {
     for (const record of loaded) {
       if (!isFinal(record.state)) {
         if (record.cgroup) {
-          const cg = containment.adopt(record.cgroup);
-          const leftovers = await cg.pids();
-          await cg.killAll();
-          await cg.remove();
-          if (leftovers.length > 0)
-            log.warn({ job: record.id, pids: leftovers }, 'killed leftovers of lost job');
+          try {
+            const cg = containment.adopt(record.cgroup);
+            const leftovers = await cg.pids();
+            await cg.killAll();
+            await cg.remove();
+            if (leftovers.length > 0)
+              log.warn({ job: record.id, pids: leftovers }, 'killed leftovers of lost job');
+          } catch (err) {
+            // A record whose cgroup paths fail validation must not keep the agent from starting.
+            log.error(
+              { job: record.id, err, cgroup: record.cgroup },
+              'could not clean up the cgroup of a lost job',
+            );
+          }
         }
         assertTransition(record.id, record.state, 'lost');
         record.state = 'lost';
