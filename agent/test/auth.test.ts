@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { JigletClient } from '../../client/src/jiglet-client.js';
+import { errorOf, writeAndEnd } from '../../fixtures/test-support/call-errors.js';
 import { startTestAgent, type TestAgent } from '../../fixtures/test-support/test-agent.js';
 import type { JigletError } from '../../protocol/src/errors.js';
 
@@ -34,21 +35,6 @@ function sClient(t: TestAgent, args: string[]): Promise<{ code: number; out: str
   child.stderr.on('data', (b: Buffer) => (out += b));
   child.stdin.end('Q\n');
   return new Promise((resolve) => child.on('close', (code) => resolve({ code: code ?? -1, out })));
-}
-
-async function writeAndEnd(c: JigletClient, id: string): Promise<number> {
-  const w = c.stdin(id);
-  await w.write('x');
-  return w.end();
-}
-
-async function errorOf(p: Promise<unknown>): Promise<JigletError> {
-  try {
-    await p;
-  } catch (err) {
-    return err as JigletError;
-  }
-  assert.fail('expected the call to fail');
 }
 
 describe('authentication', () => {

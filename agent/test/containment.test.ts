@@ -11,6 +11,7 @@ import { once } from 'node:events';
 import { existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { ownResourcesDuring, ownResourcesLeftBy } from '../../fixtures/test-support/own-resources.js';
 import { JigletError } from '../../protocol/src/errors.js';
 import { v2LimitWrites } from '../src/jobs/cgroup-v2.js';
 import {
@@ -82,14 +83,6 @@ function sessionOf(pid: number): number | null {
   }
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   return fields[0] === 'Z' ? null : Number(fields[3]);
-}
-
-/** The watchers and timers this process holds; what waitEmpty must not leak. */
-function watchersAndTimers(): string[] {
-  return process
-    .getActiveResourcesInfo()
-    .filter((r) => r === 'FSEventWrap' || r === 'Timeout')
-    .sort();
 }
 
 /** A control file of the job, from whichever of its dirs has it. */
@@ -334,29 +327,30 @@ describe('containment', () => {
         const cg = await f.create();
         const r = run(cg, 'echo in; read line');
         await r.waitOut(/in/);
-        const before = watchersAndTimers();
-        const waiting = cg.waitEmpty(20_000);
-        if (cg.paths.mode === 'cgroup-v2' || cg.paths.tracker?.kind === 'unified') {
-          const watchers = (list: string[]) => list.filter((r) => r === 'FSEventWrap').length;
-          assert.equal(
-            watchers(watchersAndTimers()),
-            watchers(before) + 1,
-            'waits on inotify, not a re-check',
+        const leftovers = await ownResourcesLeftBy(async () => {
+          const result = await ownResourcesDuring(
+            () => cg.waitEmpty(20_000),
+            (types) => {
+              if (cg.paths.mode === 'cgroup-v2' || cg.paths.tracker?.kind === 'unified') {
+                assert.ok(types.includes('FSEVENTWRAP'), `waits on inotify, not a re-check (${types})`);
+              }
+              r.child.stdin!.end('\n');
+            },
           );
-        }
-        r.child.stdin!.end('\n');
-        assert.equal(await waiting, true);
+          assert.equal(result, true);
+        });
         await r.exit;
-        assert.deepEqual(watchersAndTimers(), before);
+        assert.deepEqual(leftovers, []);
       });
 
       it('waitEmpty resolves false at the deadline, leaking no watcher or timer', async () => {
         const cg = await f.create();
         const r = run(cg, 'echo in; exec sleep 1000');
         await r.waitOut(/in/);
-        const before = watchersAndTimers();
-        assert.equal(await cg.waitEmpty(150), false);
-        assert.deepEqual(watchersAndTimers(), before);
+        const leftovers = await ownResourcesLeftBy(async () => {
+          assert.equal(await cg.waitEmpty(150), false);
+        });
+        assert.deepEqual(leftovers, []);
         await cg.killAll();
         assert.deepEqual(await r.exit, [null, 'SIGKILL']);
       });

@@ -10,42 +10,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { JigletClient } from '../../client/src/jiglet-client.js';
 import { collect } from '../../fixtures/test-support/collect.js';
+import { startJigletProcess } from '../../fixtures/test-support/jiglet-process.js';
 import { testPki } from '../../fixtures/test-support/test-pki.js';
 import { JobState } from '../../protocol/gen/jiglet/v1/jobs.js';
-
-const JIGLET = join(import.meta.dirname, '../../dist/agent/src/main.js');
-
-/** Starts the agent binary; resolves with the process and its address once it listens. */
-async function startJiglet(
-  stateDir: string,
-  tlsDir: string,
-): Promise<{ proc: ChildProcess; address: string }> {
-  const proc = spawn(
-    process.execPath,
-    [
-      JIGLET,
-      'serve',
-      '--listen',
-      '127.0.0.1:0',
-      '--state-dir',
-      stateDir,
-      '--tls-dir',
-      tlsDir,
-      '--log-level',
-      'warn',
-    ],
-    {
-      stdio: ['ignore', 'pipe', 'inherit'],
-    },
-  );
-  let out = '';
-  for await (const chunk of proc.stdout!) {
-    out += chunk;
-    const m = /listening on (\S+)/.exec(out);
-    if (m) return { proc, address: m[1]! };
-  }
-  throw new Error(`jiglet exited before listening: ${out}`);
-}
 
 /** True while the process exists and is not a zombie. */
 function alive(pid: number): boolean {
@@ -69,7 +36,7 @@ describe('agent restart', () => {
 
   it('keeps records and logs, marks running jobs lost, and kills what they left running', async () => {
     const pki = await testPki();
-    const first = await startJiglet(stateDir, pki.dir);
+    const first = await startJigletProcess({ stateDir, tlsDir: pki.dir });
     procs.push(first.proc);
     const c1 = new JigletClient(pki.as('operator', first.address));
     const done = await c1.start({ command: 'echo', args: ['finished before the crash'] });
@@ -93,7 +60,7 @@ describe('agent restart', () => {
     await once(first.proc, 'exit');
     assert.ok(alive(leader), 'the job outlives a crashed agent until the restart cleans up');
 
-    const second = await startJiglet(stateDir, pki.dir);
+    const second = await startJigletProcess({ stateDir, tlsDir: pki.dir });
     procs.push(second.proc);
     const c2 = new JigletClient(pki.as('operator', second.address));
     try {
