@@ -1,11 +1,9 @@
 /** Bad requests get a clear gRPC error and never hurt the agent. */
 import assert from 'node:assert/strict';
-import type { JigletClient } from '../../client/src/jiglet-client.js';
 import { errorOf, writeAndEnd } from '../../fixtures/test-support/call-errors.js';
 import { collect } from '../../fixtures/test-support/collect.js';
 import { startTestAgent, type TestAgent } from '../../fixtures/test-support/test-agent.js';
 import type { JobState } from '../../protocol/gen/jiglet/v1/jobs.js';
-import type { JigletError } from '../../protocol/src/errors.js';
 
 describe('bad input', () => {
   let t: TestAgent;
