@@ -82,4 +82,24 @@ describe('agent restart', () => {
       await once(second.proc, 'exit');
     }
   });
+
+  it('shuts down gracefully on SIGTERM: running jobs are stopped and recorded, exit 0', async () => {
+    const pki = await testPki();
+    const agent = await startJigletProcess({ stateDir, tlsDir: pki.dir });
+    procs.push(agent.proc);
+    const c = new JigletClient(pki.as('operator', agent.address));
+    const job = await c.start({ command: 'sh', args: ['-c', 'echo up; exec sleep 1000'] });
+    const events = c.output(job.id, { follow: true });
+    await events.next();
+    const leader = (await c.get(job.id)).pid;
+    const exited = once(agent.proc, 'exit');
+    agent.proc.kill('SIGTERM');
+    const [code] = await exited;
+    c.close();
+    assert.equal(code, 0);
+    assert.equal(alive(leader), false, 'the job outlived a graceful shutdown');
+    const record = JSON.parse(readFileSync(join(stateDir, 'jobs', job.id, 'job.json'), 'utf8'));
+    assert.equal(record.state, 'stopped');
+    assert.equal(record.stopReason, 'shutdown');
+  });
 });

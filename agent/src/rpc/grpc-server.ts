@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { Server, ServerCredentials } from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
 import { ReflectionService } from '@grpc/reflection';
-import { HealthImplementation } from 'grpc-health-check';
+import { HealthImplementation, protoPath as healthProtoPath } from 'grpc-health-check';
 import type { Logger } from 'pino';
 import { JobServiceService } from '../../../protocol/gen/jiglet/v1/jobs.js';
 import { PROTO_DIR, PROTO_FILES } from '../../../protocol/src/proto-files.js';
@@ -56,9 +56,12 @@ export async function startGrpcServer(opts: {
   server.addService(JobServiceService, jobService(opts.supervisor, log, followers));
   const health = new HealthImplementation({ '': 'SERVING', 'jiglet.v1.JobService': 'SERVING' });
   health.addToServer(server);
+  // Reflection describes every service we serve, health included, so grpcurl can use all of them.
   const definitions = loadSync(
-    PROTO_FILES.map((f) => fileURLToPath(new URL(f, PROTO_DIR))),
-    { includeDirs: [fileURLToPath(PROTO_DIR)] },
+    [...PROTO_FILES.map((f) => fileURLToPath(new URL(f, PROTO_DIR))), healthProtoPath],
+    {
+      includeDirs: [fileURLToPath(PROTO_DIR)],
+    },
   );
   new ReflectionService(definitions).addToServer(server);
 

@@ -1,0 +1,47 @@
+/** `jiglet serve` settings: defaults, then the config file, then flags; mistakes name the key. */
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { DEFAULT_LISTEN, loadAgentConfig } from '../src/config.js';
+
+describe('agent config', () => {
+  let dir: string;
+  before(() => {
+    dir = mkdtempSync(join(tmpdir(), 'jiglet-config-'));
+  });
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('falls back to defaults without a file', () => {
+    const c = loadAgentConfig({});
+    assert.equal(c.listen, DEFAULT_LISTEN);
+    assert.equal(c.stateDir, '/var/lib/jiglet');
+  });
+
+  it('reads the file, resolves its paths against it, and lets flags win', () => {
+    const file = join(dir, 'jig.yaml');
+    writeFileSync(file, 'listen: 0.0.0.0:7000\nstateDir: state\ntlsDir: /etc/x\nduts: []\n');
+    const c = loadAgentConfig({ config: file });
+    assert.equal(c.listen, '0.0.0.0:7000');
+    assert.equal(c.stateDir, join(dir, 'state'));
+    assert.equal(c.tlsDir, '/etc/x');
+    assert.deepEqual(c.duts, []);
+    assert.equal(loadAgentConfig({ config: file, listen: '127.0.0.1:1' }).listen, '127.0.0.1:1');
+  });
+
+  it('reports bad YAML, unknown keys and bad values with the file and key', () => {
+    const bad = join(dir, 'bad.yaml');
+    writeFileSync(bad, 'listen: nowhere\nstateDirr: x\n');
+    assert.throws(
+      () => loadAgentConfig({ config: bad }),
+      (err: Error) => {
+        assert.match(err.message, /bad\.yaml: listen: .*HOST:PORT/);
+        assert.match(err.message, /stateDirr/);
+        return true;
+      },
+    );
+    writeFileSync(bad, 'listen: [unclosed\n');
+    assert.throws(() => loadAgentConfig({ config: bad }), /not valid YAML/);
+    assert.throws(() => loadAgentConfig({ config: join(dir, 'missing.yaml') }), /cannot read config file/);
+  });
+});

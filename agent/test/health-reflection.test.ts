@@ -1,0 +1,100 @@
+/**
+ * What grpcurl and load balancers use: server reflection lists and describes the services, and
+ * the standard health service answers — both behind the same mutual TLS as everything else.
+ */
+import assert from 'node:assert/strict';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import {
+  credentials,
+  type GrpcObject,
+  loadPackageDefinition,
+  type ServiceClientConstructor,
+} from '@grpc/grpc-js';
+import { loadSync } from '@grpc/proto-loader';
+import { protoPath as healthProto } from 'grpc-health-check';
+import { startTestAgent, type TestAgent } from '../../fixtures/test-support/test-agent.js';
+
+const require = createRequire(import.meta.url);
+const reflectionProto = join(
+  dirname(require.resolve('@grpc/reflection/package.json')),
+  'build/proto/grpc/reflection/v1/reflection.proto',
+);
+
+function serviceClient(file: string, path: string[]): ServiceClientConstructor {
+  let node: unknown = loadPackageDefinition(loadSync(file, { keepCase: true, longs: String, enums: String }));
+  for (const p of path) node = (node as GrpcObject)[p];
+  return node as ServiceClientConstructor;
+}
+
+describe('health and reflection', () => {
+  let t: TestAgent;
+  before(async () => {
+    t = await startTestAgent();
+  });
+  after(async () => {
+    await t.stop();
+  });
+
+  function creds(who: string) {
+    const s = t.pki.as(who, t.address);
+    const { readFileSync } = require('node:fs') as typeof import('node:fs');
+    return credentials.createSsl(readFileSync(s.ca), readFileSync(s.key), readFileSync(s.cert));
+  }
+
+  it('lists and describes the services over reflection, as grpcurl does', async () => {
+    const Reflection = serviceClient(reflectionProto, ['grpc', 'reflection', 'v1', 'ServerReflection']);
+    const client = new Reflection(t.address, creds('viewer'));
+    const call = client.ServerReflectionInfo!();
+    const answers: Record<string, unknown>[] = [];
+    call.on('data', (a: Record<string, unknown>) => answers.push(a));
+    const ended = new Promise((resolve, reject) => {
+      call.on('end', resolve);
+      call.on('error', reject);
+    });
+    call.write({ list_services: '' });
+    call.write({ file_containing_symbol: 'jiglet.v1.JobService' });
+    call.end();
+    await ended;
+    client.close();
+    const listed = (answers[0]?.list_services_response as { service: { name: string }[] }).service.map(
+      (s) => s.name,
+    );
+    assert.ok(listed.includes('jiglet.v1.JobService'), `services: ${listed}`);
+    assert.ok(listed.includes('grpc.health.v1.Health'), `services: ${listed}`);
+    const files = (answers[1]?.file_descriptor_response as { file_descriptor_proto: Buffer[] })
+      .file_descriptor_proto;
+    assert.ok(
+      files.some((f) => f.includes(Buffer.from('StreamOutput'))),
+      'JobService descriptor is served',
+    );
+  });
+
+  it('answers health checks for the agent and for JobService', async () => {
+    const Health = serviceClient(healthProto, ['grpc', 'health', 'v1', 'Health']);
+    const client = new Health(t.address, creds('viewer'));
+    for (const service of ['', 'jiglet.v1.JobService']) {
+      const res = await new Promise<{ status: string }>((resolve, reject) =>
+        client.Check!({ service }, (err: Error | null, r: { status: string }) =>
+          err ? reject(err) : resolve(r),
+        ),
+      );
+      assert.equal(res.status, 'SERVING', service || '(agent)');
+    }
+    client.close();
+  });
+
+  it('refuses reflection to a client without an accepted certificate', async () => {
+    const Reflection = serviceClient(reflectionProto, ['grpc', 'reflection', 'v1', 'ServerReflection']);
+    const client = new Reflection(t.address, creds('norole'));
+    const call = client.ServerReflectionInfo!();
+    const err = await new Promise<{ code: number }>((resolve) => {
+      call.on('error', resolve);
+      call.on('data', () => undefined);
+      call.write({ list_services: '' });
+      call.end();
+    });
+    client.close();
+    assert.equal(err.code, 7); // PERMISSION_DENIED
+  });
+});
