@@ -57,12 +57,12 @@ describe('health and reflection', () => {
     call.end();
     await ended;
     client.close();
-    const listed = (answers[0]?.list_services_response as { service: { name: string }[] }).service.map(
+    const listed = (answers[0]!.list_services_response as { service: { name: string }[] }).service.map(
       (s) => s.name,
     );
     assert.ok(listed.includes('jiglet.v1.JobService'), `services: ${listed}`);
     assert.ok(listed.includes('grpc.health.v1.Health'), `services: ${listed}`);
-    const files = (answers[1]?.file_descriptor_response as { file_descriptor_proto: Buffer[] })
+    const files = (answers[1]!.file_descriptor_response as { file_descriptor_proto: Buffer[] })
       .file_descriptor_proto;
     assert.ok(
       files.some((f) => f.includes(Buffer.from('StreamOutput'))),
