@@ -7,6 +7,7 @@ import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { JigletClient } from '../../client/src/jiglet-client.js';
 import { errorOf, writeAndEnd } from '../../fixtures/test-support/call-errors.js';
+import { collect } from '../../fixtures/test-support/collect.js';
 import { startTestAgent, type TestAgent } from '../../fixtures/test-support/test-agent.js';
 import type { JigletError } from '../../protocol/src/errors.js';
 
@@ -159,8 +160,10 @@ describe('authorization', () => {
     const w = admin.stdin(job.id);
     await w.write('from admin\n');
     assert.equal(await w.close(), 11);
-    const stopped = await admin.stop(job.id, 100);
-    assert.equal(stopped.exitCode, 0);
+    // Closing stdin ends `cat`; its output proves the admin's bytes reached the job.
+    const got = await collect(admin, job.id, { follow: true });
+    assert.equal(got.all.toString(), 'from admin\n');
+    assert.equal(got.finished?.exitCode, 0);
   });
 
   it('hides environment values from callers other than the owner and admins', async () => {

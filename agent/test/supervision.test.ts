@@ -35,7 +35,10 @@ describe('supervision', () => {
 
   it('stops the whole tree, including a grandchild that called setsid', async () => {
     const op = t.client('operator');
-    const job = await op.start({ command: 'sh', args: ['-c', 'setsid sleep 1000 & echo $!; wait'] });
+    const job = await op.start({
+      command: 'sh',
+      args: ['-c', "setsid sh -c 'echo $$; exec sleep 1000' & wait"],
+    });
     const events = op.output(job.id, { follow: true });
     const first = await events.next();
     const grandchild = Number(first.value?.type === 'chunk' && first.value.data.toString().trim());
