@@ -9,7 +9,7 @@ import type { JobSpecInput } from './job-spec.js';
 import type { JobStateName } from './job-state.js';
 
 /** Why a stopped job stopped. */
-export type StopReason = 'request' | 'timeout' | 'shutdown' | 'lease';
+export type StopReason = 'request' | 'timeout' | 'shutdown' | 'lease' | 'error';
 
 /** Everything the agent remembers about a job. Times are epoch milliseconds. */
 export interface JobRecord {

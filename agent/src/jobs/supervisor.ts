@@ -6,7 +6,7 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Writable } from 'node:stream';
 import type { Logger } from 'pino';
@@ -101,7 +101,7 @@ export class Supervisor {
         record.state = 'lost';
         record.error = 'the agent stopped while this job was running';
         record.endedAt = Date.now();
-        record.outputBytes = OutputLog.openExisting(records.dirOf(record.id)).length;
+        record.outputBytes = logLengthOrZero(records.dirOf(record.id), log);
         delete record.pid;
         records.save(record);
       }
@@ -115,7 +115,12 @@ export class Supervisor {
     if (this.#closing) throw new JigletError('JIGLET_E_UNAVAILABLE', 'the agent is shutting down');
     const { records, containment } = this.#opts;
     const id = randomUUID();
-    const dir = records.createDir(id);
+    let dir: string;
+    try {
+      dir = records.createDir(id);
+    } catch (err) {
+      throw noSpaceAsExhausted(err, records.root);
+    }
     const record: JobRecord = {
       id,
       owner,
@@ -130,9 +135,15 @@ export class Supervisor {
     entry.started = new Promise((resolve) => {
       markStarted = resolve;
     });
-    entry.log = OutputLog.create(dir);
+    try {
+      entry.log = OutputLog.create(dir);
+      records.save(record);
+    } catch (err) {
+      entry.log?.close(); // releases its file descriptor
+      rmSync(dir, { recursive: true, force: true });
+      throw noSpaceAsExhausted(err, records.root);
+    }
     this.#jobs.set(id, entry);
-    records.save(record);
     try {
       await this.#spawn(entry, dir);
     } finally {
@@ -191,15 +202,29 @@ export class Supervisor {
     }
     child.stdin?.on('error', (err) => log.debug({ job: id, err }, 'job stdin closed'));
     const output = entry.log!;
-    child.stdout!.on('data', (chunk: Buffer) => output.append('stdout', chunk));
-    child.stderr!.on('data', (chunk: Buffer) => output.append('stderr', chunk));
+    const append = (stream: 'stdout' | 'stderr', chunk: Buffer): void => {
+      try {
+        output.append(stream, chunk);
+      } catch (err) {
+        // Disk full or the state dir gone: a job whose output cannot be kept is stopped, not lost silently.
+        if (record.error) return;
+        record.error = `the agent could not write this job's output: ${(err as Error).message}`;
+        log.error({ job: id, err }, 'output log write failed; stopping the job');
+        this.stop(id, DEFAULT_GRACE_MS, 'error').catch((e) => log.error({ job: id, err: e }, 'stop failed'));
+      }
+    };
+    child.stdout!.on('data', (chunk: Buffer) => append('stdout', chunk));
+    child.stderr!.on('data', (chunk: Buffer) => append('stderr', chunk));
     this.#transition(entry, 'pending', 'running');
     record.pid = child.pid!;
     record.startedAt = Date.now();
     records.save(record);
     const runtime: Runtime = { child, cgroup, done: Promise.resolve() };
     entry.runtime = runtime;
-    runtime.done = this.#supervise(entry, runtime);
+    // #supervise records its own failures; this catch is the last line against an unhandled rejection.
+    runtime.done = this.#supervise(entry, runtime).catch((err) =>
+      log.error({ job: id, err }, 'supervision failed'),
+    );
     if (spec.timeoutMs > 0) {
       runtime.timeout = setTimeout(() => {
         this.stop(id, DEFAULT_GRACE_MS, 'timeout').catch((err) =>
@@ -279,22 +304,29 @@ export class Supervisor {
     const [code, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((resolve) => {
       child.once('exit', (c, s) => resolve([c, s]));
     });
-    // The leader is gone; whatever it left behind gets SIGTERM and the grace period, like a stop.
-    if (cgroup && !(await cgroup.isEmpty())) {
-      this.#signalTree(rt, 'SIGTERM');
-      if (!(await cgroup.waitEmpty(DEFAULT_GRACE_MS))) await cgroup.killAll();
+    try {
+      // The leader is gone; whatever it left behind gets SIGTERM and the grace period, like a stop.
+      if (cgroup && !(await cgroup.isEmpty())) {
+        this.#signalTree(rt, 'SIGTERM');
+        if (!(await cgroup.waitEmpty(DEFAULT_GRACE_MS))) await cgroup.killAll();
+      }
+      const drained = await withDeadline(pipesClosed, PIPE_DRAIN_MS);
+      if (!drained) {
+        // Only possible without a cgroup: something escaped the process group and holds the pipes.
+        this.#signalTree(rt, 'SIGKILL');
+        child.stdout!.destroy();
+        child.stderr!.destroy();
+      }
+      record.oomKilled = cgroup ? await cgroup.oomKilled() : false;
+      await cgroup?.remove();
+    } catch (err) {
+      // The job must still reach a final state, or its followers would wait forever.
+      record.error ??= `cleaning up after the job failed: ${(err as Error).message}`;
+      this.#opts.log.error({ job: record.id, err }, 'job cleanup failed');
+    } finally {
+      clearTimeout(rt.timeout);
+      clearTimeout(rt.killTimer);
     }
-    const drained = await withDeadline(pipesClosed, PIPE_DRAIN_MS);
-    if (!drained) {
-      // Only possible without a cgroup: something escaped the process group and holds the pipes.
-      this.#signalTree(rt, 'SIGKILL');
-      child.stdout!.destroy();
-      child.stderr!.destroy();
-    }
-    clearTimeout(rt.timeout);
-    clearTimeout(rt.killTimer);
-    record.oomKilled = cgroup ? await cgroup.oomKilled() : false;
-    await cgroup?.remove();
     const to: JobStateName = record.stopReason ? 'stopped' : 'exited';
     this.#transition(entry, 'running', to);
     if (code !== null) record.exitCode = code;
@@ -302,7 +334,12 @@ export class Supervisor {
     record.endedAt = Date.now();
     delete record.pid;
     record.outputBytes = entry.log!.length;
-    this.#opts.records.save(record);
+    try {
+      this.#opts.records.save(record);
+    } catch (err) {
+      // The in-memory record stays right; a restart would report the job as lost instead.
+      this.#opts.log.error({ job: record.id, err }, 'could not save the final job record');
+    }
     entry.log!.close();
     delete entry.runtime;
     this.#opts.log.info(
@@ -371,6 +408,25 @@ export class Supervisor {
       },
     };
     return entry;
+  }
+}
+
+/** A full disk becomes RESOURCE_EXHAUSTED with a readable message; anything else is passed on. */
+function noSpaceAsExhausted(err: unknown, root: string): unknown {
+  const code = (err as NodeJS.ErrnoException).code;
+  if (code === 'ENOSPC' || code === 'EDQUOT') {
+    return new JigletError('JIGLET_E_RESOURCE_EXHAUSTED', `no space left for a new job in ${root}`);
+  }
+  return err;
+}
+
+/** Size of a job's log, or 0 (logged) when the file is gone or unreadable. */
+function logLengthOrZero(dir: string, log: Logger): number {
+  try {
+    return OutputLog.openExisting(dir).length;
+  } catch (err) {
+    log.warn({ dir, err }, 'job output log is unreadable');
+    return 0;
   }
 }
 
