@@ -24,6 +24,7 @@ function jigctl(
   opts: {
     as?: string;
     address?: string;
+    stdin?: Buffer;
     onStdout?: (s: string, kill: (sig: NodeJS.Signals) => void) => void;
   } = {},
 ): Promise<Run> {
@@ -37,15 +38,16 @@ function jigctl(
       JIGLET_KEY: settings.key,
       JIGLET_CONFIG: '/nonexistent',
     },
-    stdio: ['ignore', 'pipe', 'pipe'],
+    stdio: [opts.stdin ? 'pipe' : 'ignore', 'pipe', 'pipe'],
   });
+  child.stdin?.end(opts.stdin);
   let stdout = '';
   let stderr = '';
-  child.stdout.on('data', (b: Buffer) => {
+  child.stdout!.on('data', (b: Buffer) => {
     stdout += b;
     opts.onStdout?.(stdout, (sig) => child.kill(sig));
   });
-  child.stderr.on('data', (b: Buffer) => (stderr += b));
+  child.stderr!.on('data', (b: Buffer) => (stderr += b));
   return once(child, 'close').then(([code]) => ({ code: code as number, stdout, stderr }));
 }
 
@@ -69,6 +71,18 @@ describe('jigctl', () => {
     assert.equal(r.stdout, 'out\n');
     assert.equal(r.stderr, 'err\n');
     assert.equal(r.code, 3);
+  });
+
+  it('run -i forwards a piped stdin to the job, binary-safe', async () => {
+    const input = Buffer.concat([
+      Buffer.from('line one\n'),
+      Buffer.from([0, 0xff, 0x0d]),
+      Buffer.alloc(300_000, 0x61),
+    ]);
+    const r = await jigctl(t, ['run', '-i', '--', 'sha256sum'], { stdin: input });
+    const { createHash } = await import('node:crypto');
+    assert.equal(r.stdout.split(' ')[0], createHash('sha256').update(input).digest('hex'));
+    assert.equal(r.code, 0);
   });
 
   it('run exits 128+N when the job dies of signal N, like ssh', async () => {
