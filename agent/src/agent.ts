@@ -69,6 +69,13 @@ export async function startAgent(opts: {
           log.info('agent stopping');
           await supervisor.shutdown(graceMs);
           await grpc.close();
+          // Leaves nothing behind in the cgroup hierarchies once no job cgroup remains.
+          try {
+            if (!(await containment.removeNamespace()))
+              log.warn('job cgroups remain; the cgroup namespace was kept');
+          } catch (err) {
+            log.warn({ err }, 'could not remove the cgroup namespace');
+          }
           unlock();
           log.info('agent stopped');
         })();
