@@ -15,7 +15,7 @@ import {
 import { invalidArgument, JigletError } from '../../../protocol/src/errors.js';
 import { identityOf } from '../auth/auth-interceptor.js';
 import type { Identity } from '../auth/identity.js';
-import { authorizeOwner, can } from '../auth/permissions.js';
+import { authorizeOwner } from '../auth/permissions.js';
 import { boundedNumber, validateJobSpec } from '../jobs/job-spec.js';
 import { DEFAULT_GRACE_MS, type JobView, type Supervisor } from '../jobs/supervisor.js';
 import { followLog } from '../output/follow-log.js';
@@ -38,8 +38,7 @@ export function jobService(
   log: Logger,
   followers: FollowerRegistry,
 ): JobServiceServer {
-  const wire = (view: JobView, who: Identity) =>
-    toWireJob(view, who.name === view.record.owner || who.role === 'admin');
+  const wire = (view: JobView, who: Identity) => toWireJob(view, seesEnv(who, view));
 
   return {
     startJob: unary(log, 'StartJob', async (call) => {
@@ -87,6 +86,11 @@ export function jobService(
 
     writeStdin: (call, callback) => writeStdin(call, callback, supervisor, log),
   };
+}
+
+/** Environment values can hold secrets: only the job's owner and admins see them. */
+function seesEnv(who: Identity, view: JobView): boolean {
+  return who.name === view.record.owner || who.role === 'admin';
 }
 
 function checkId(id: string): string {
@@ -141,7 +145,7 @@ async function streamOutput(
     });
     if (end === 'aborted') return;
     if (end === 'complete' && follow) {
-      call.write({ finished: toWireJob(view, who.name === view.record.owner || who.role === 'admin') });
+      call.write({ finished: toWireJob(view, seesEnv(who, view)) });
     }
     call.end();
   } catch (err) {
@@ -193,9 +197,7 @@ function writeStdin(
         jobId = checkId(msg.id);
         const who = identityOf(call);
         const view = supervisor.get(jobId);
-        if (!can(who.role, 'jobs.stdin.any')) {
-          authorizeOwner(who, view.record.owner, 'jobs.stdin.any', `write to job ${jobId}`);
-        }
+        authorizeOwner(who, view.record.owner, 'jobs.stdin.any', `write to job ${jobId}`);
         stdin = supervisor.stdinOf(jobId);
         stdin.on('error', onStdinError);
       } else if (msg.id !== '' && msg.id !== jobId) {
