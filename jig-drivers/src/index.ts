@@ -36,6 +36,10 @@ export { createUsbHidRelayPowerDriver, usbHidRelayPowerDriver } from './power-us
 export { virtualPowerDriver } from './power-virtual.js';
 export type { CommandOptions, CommandResult, CommandRunner } from './run-command.js';
 export { runCommand, runShellCommand } from './run-command.js';
+export type { SerialCaptureOptions } from './serial-capture.js';
+export { DEFAULT_REOPEN_TIMEOUT_MS, PATH_RECHECK_MS, runSerialCapture } from './serial-capture.js';
+export type { SerialEventName, SerialRecord } from './serial-record.js';
+export { encodeChunk, encodeEvent, MAX_HEADER_BYTES, SerialRecordDecoder } from './serial-record.js';
 export type { ControlSetup, RelayBoardState } from './usb-hid-relay-protocol.js';
 export {
   allRelaysCommand,
