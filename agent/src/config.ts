@@ -4,8 +4,9 @@
  */
 import { readFileSync } from 'node:fs';
 import { isAbsolute, resolve } from 'node:path';
-import { parse } from 'yaml';
+import { parse, stringify } from 'yaml';
 import { z } from 'zod';
+import { type JigDescription, parseJigDescription } from '../../jig-drivers/src/jig-description.js';
 import { invalidArgument } from '../../protocol/src/errors.js';
 
 /** Where the agent listens when nothing else says (loopback: exposing it is a decision). */
@@ -17,8 +18,8 @@ export interface AgentConfig {
   stateDir: string;
   tlsDir: string;
   logLevel: string;
-  /** Raw `duts` section, for the jig description loader. */
-  duts: unknown;
+  /** The jig description from the config file's `duts:` (validated), if it has one. */
+  jig?: JigDescription;
   configFile?: string;
 }
 
@@ -70,7 +71,11 @@ export function loadAgentConfig(
     stateDir: resolve(flags.stateDir ?? fromFile(file.stateDir) ?? '/var/lib/jiglet'),
     tlsDir: resolve(flags.tlsDir ?? fromFile(file.tlsDir) ?? '/etc/jiglet/tls'),
     logLevel: flags.logLevel ?? file.logLevel ?? 'info',
-    duts: file.duts,
+    // A jig description mistake must stop the agent before anything starts, with its key path.
+    jig:
+      file.duts === undefined
+        ? undefined
+        : parseJigDescription(stringify({ duts: file.duts }), flags.config ?? 'config'),
     configFile: flags.config,
   };
 }

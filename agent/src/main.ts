@@ -19,6 +19,7 @@ async function serve(flags: {
 }): Promise<void> {
   const config = loadAgentConfig(flags);
   const log = pino({ level: config.logLevel, base: { pid: process.pid } }, pino.destination(2));
+  if (config.jig) log.info({ duts: config.jig.duts.map((d) => d.name) }, 'jig description loaded');
   const agent = await startAgent({
     listen: config.listen,
     stateDir: config.stateDir,

@@ -25,7 +25,7 @@ describe('agent config', () => {
     assert.equal(c.listen, '0.0.0.0:7000');
     assert.equal(c.stateDir, join(dir, 'state'));
     assert.equal(c.tlsDir, '/etc/x');
-    assert.deepEqual(c.duts, []);
+    assert.deepEqual(c.jig?.duts, []);
     assert.equal(loadAgentConfig({ config: file, listen: '127.0.0.1:1' }).listen, '127.0.0.1:1');
   });
 
@@ -43,5 +43,13 @@ describe('agent config', () => {
     writeFileSync(bad, 'listen: [unclosed\n');
     assert.throws(() => loadAgentConfig({ config: bad }), /not valid YAML/);
     assert.throws(() => loadAgentConfig({ config: join(dir, 'missing.yaml') }), /cannot read config file/);
+  });
+
+  it('validates the jig description in it before anything starts, naming the key path', () => {
+    const sample = loadAgentConfig({ config: join(import.meta.dirname, '../../fixtures/jigs/lab1.yaml') });
+    assert.ok((sample.jig?.duts.length ?? 0) > 0);
+    const bad = join(dir, 'bad-jig.yaml');
+    writeFileSync(bad, 'duts:\n  - name: rpi4-a\n    power: { driver: tasmota, url: not-a-url }\n');
+    assert.throws(() => loadAgentConfig({ config: bad }), /bad-jig\.yaml: duts\[0\]\.power\.url/);
   });
 });
