@@ -1,0 +1,90 @@
+#!/usr/bin/env node
+/**
+ * `jig-driver`: the executable the agent runs as jobs for hardware actions, so power switching
+ * and serial capture get the same logs, limits, stop and ownership as any other job.
+ *   jig-driver power on|off|cycle|status --dut NAME --config JSON
+ *   jig-driver serial --path TTY [--baud 115200] [--reopen-timeout-ms 60000]
+ * Power steps are printed to stderr as JSON lines (what, how long, how it failed).
+ */
+import yargs from 'yargs';
+import { hideBin } from 'yargs/helpers';
+import { JigletError } from '../../protocol/src/errors.js';
+import { builtinPowerRegistry } from './power-registry.js';
+import { DEFAULT_REOPEN_TIMEOUT_MS, runSerialCapture } from './serial-capture.js';
+
+/** Exit code for a bad invocation or configuration (sysexits EX_USAGE). */
+const EXIT_USAGE = 64;
+
+async function power(
+  action: 'on' | 'off' | 'cycle' | 'status',
+  dut: string,
+  configJson: string,
+): Promise<void> {
+  let config: unknown;
+  try {
+    config = JSON.parse(configJson);
+  } catch (err) {
+    throw new JigletError('JIGLET_E_INVALID_ARGUMENT', `--config is not JSON: ${(err as Error).message}`);
+  }
+  const registry = builtinPowerRegistry();
+  const checked = registry.check(config);
+  if (!checked.ok) throw new JigletError('JIGLET_E_INVALID_ARGUMENT', checked.problems.join('\n'));
+  const sw = registry.create(checked.data, {
+    dutName: dut,
+    onStep: (step) => process.stderr.write(`${JSON.stringify({ step })}\n`),
+  });
+  if (action === 'status') process.stdout.write(`${await sw.status()}\n`);
+  else await sw[action]();
+}
+
+async function serial(path: string, baudRate: number, reopenTimeoutMs: number): Promise<void> {
+  const controller = new AbortController();
+  // Stopping the job (SIGTERM) ends the capture cleanly: the port is closed, nothing is lost.
+  const stop = (): void => controller.abort();
+  process.once('SIGTERM', stop);
+  process.once('SIGINT', stop);
+  await runSerialCapture({
+    path,
+    baudRate,
+    out: process.stdout,
+    input: process.stdin,
+    reopen: { timeoutMs: reopenTimeoutMs },
+    signal: controller.signal,
+  });
+}
+
+try {
+  await yargs(hideBin(process.argv))
+    .scriptName('jig-driver')
+    .strict()
+    .command(
+      'power <action>',
+      'switch or read a DUT power input',
+      (y) =>
+        y
+          .positional('action', { choices: ['on', 'off', 'cycle', 'status'] as const, demandOption: true })
+          .option('dut', { type: 'string', demandOption: true })
+          .option('config', { type: 'string', demandOption: true, describe: 'power config as JSON' }),
+      (argv) => power(argv.action, argv.dut, argv.config),
+    )
+    .command(
+      'serial',
+      'capture a serial port to stdout as timestamped records; stdin goes to the port',
+      (y) =>
+        y
+          .option('path', { type: 'string', demandOption: true })
+          .option('baud', { type: 'number', default: 115200 })
+          .option('reopen-timeout-ms', { type: 'number', default: DEFAULT_REOPEN_TIMEOUT_MS }),
+      (argv) => serial(argv.path, argv.baud, argv.reopenTimeoutMs),
+    )
+    .demandCommand(1)
+    .fail((msg, err) => {
+      if (err) throw err;
+      process.stderr.write(`jig-driver: ${msg}\n`);
+      process.exit(EXIT_USAGE);
+    })
+    .parseAsync();
+} catch (err) {
+  process.stderr.write(`jig-driver: ${(err as Error).message}\n`);
+  process.exitCode = err instanceof JigletError && err.code === 'JIGLET_E_INVALID_ARGUMENT' ? EXIT_USAGE : 1;
+}
