@@ -6,7 +6,11 @@ import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
+import type { JigDescription } from '../../jig-drivers/src/jig-description.js';
 import { JigletError } from '../../protocol/src/errors.js';
+import { defaultJigDriverCommand, type JigDriverCommand } from './jig/jig-driver-command.js';
+import { JigRuntime } from './jig/jig-runtime.js';
+import type { ServiceConfig } from './jig/services.js';
 import { detectContainment } from './jobs/containment.js';
 import { JobRecords } from './jobs/job-records.js';
 import { DEFAULT_GRACE_MS, Supervisor } from './jobs/supervisor.js';
@@ -17,6 +21,7 @@ import { lockStateDir } from './state-lock.js';
 export interface Agent {
   readonly port: number;
   readonly supervisor: Supervisor;
+  readonly jig: JigRuntime;
   readonly grpc: GrpcServer;
   /** Graceful stop: refuse new calls, stop jobs, flush records, release the state dir. */
   stop(graceMs?: number): Promise<void>;
@@ -43,6 +48,12 @@ export async function startAgent(opts: {
   stateDir: string;
   tls: ServerTls;
   log: Logger;
+  /** The DUTs to serve; none without it. */
+  jig?: JigDescription;
+  /** Processes to run beside the agent (started, and ready, before the DUTs' captures). */
+  services?: readonly ServiceConfig[];
+  /** How to run `jig-driver` (default: the compiled one next to this agent). */
+  jigDriver?: JigDriverCommand;
 }): Promise<Agent> {
   const { log, stateDir } = opts;
   mkdirSync(stateDir, { recursive: true });
@@ -58,15 +69,39 @@ export async function startAgent(opts: {
       baseEnv: { PATH: process.env.PATH ?? '/usr/local/bin:/usr/bin:/bin', LANG: 'C.UTF-8' },
     });
     await supervisor.recover();
-    const grpc = await startGrpcServer({ listen: opts.listen, tls: opts.tls, supervisor, log });
+    let jig: JigRuntime;
+    try {
+      jig = await JigRuntime.start({
+        jig: opts.jig,
+        services: opts.services ?? [],
+        supervisor,
+        jigDriver: opts.jigDriver ?? defaultJigDriverCommand(),
+        log,
+      });
+    } catch (err) {
+      await supervisor.shutdown(1000);
+      await containment.removeNamespace().catch(() => false);
+      throw err;
+    }
+    let grpc: GrpcServer;
+    try {
+      grpc = await startGrpcServer({ listen: opts.listen, tls: opts.tls, supervisor, jig, log });
+    } catch (err) {
+      await jig.close();
+      await supervisor.shutdown(1000);
+      await containment.removeNamespace().catch(() => false);
+      throw err;
+    }
     let stopping: Promise<void> | undefined;
     return {
       port: grpc.port,
       supervisor,
+      jig,
       grpc,
       stop(graceMs = DEFAULT_GRACE_MS) {
         stopping ??= (async () => {
           log.info('agent stopping');
+          await jig.close();
           await supervisor.shutdown(graceMs);
           await grpc.close();
           // Leaves nothing behind in the cgroup hierarchies once no job cgroup remains.

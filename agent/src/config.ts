@@ -8,6 +8,8 @@ import { parse, stringify } from 'yaml';
 import { z } from 'zod';
 import { type JigDescription, parseJigDescription } from '../../jig-drivers/src/jig-description.js';
 import { invalidArgument } from '../../protocol/src/errors.js';
+import { compilePattern } from './jig/line-matcher.js';
+import type { ServiceConfig } from './jig/services.js';
 
 /** Where the agent listens when nothing else says (loopback: exposing it is a decision). */
 export const DEFAULT_LISTEN = '127.0.0.1:7411';
@@ -20,8 +22,40 @@ export interface AgentConfig {
   logLevel: string;
   /** The jig description from the config file's `duts:` (validated), if it has one. */
   jig?: JigDescription;
+  /** Processes the agent runs beside itself (a virtual DUT, ser2net, …). */
+  services: ServiceConfig[];
   configFile?: string;
 }
+
+const ServiceSchema = z
+  .object({
+    name: z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, 'expected a name of a-z, 0-9 and "-"'),
+    command: z.string().min(1, 'expected a program to run'),
+    args: z.array(z.string()).default([]),
+    env: z
+      .record(
+        z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'expected an environment variable name'),
+        z.string(),
+      )
+      .default({}),
+    cwd: z.string().min(1).optional(),
+    readyPattern: z
+      .string()
+      .refine(
+        (p) => {
+          try {
+            compilePattern(p, false);
+            return true;
+          } catch {
+            return false;
+          }
+        },
+        { message: 'expected an RE2 regular expression that compiles' },
+      )
+      .optional(),
+    readyTimeoutMs: z.number().int().min(1).max(600_000).default(30_000),
+  })
+  .strict();
 
 const FileSchema = z
   .object({
@@ -33,12 +67,19 @@ const FileSchema = z
     tlsDir: z.string().min(1).optional(),
     logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal']).optional(),
     duts: z.unknown().optional(),
+    services: z
+      .array(ServiceSchema)
+      .refine(
+        (list) => new Set(list.map((x) => x.name)).size === list.length,
+        'expected unique service names',
+      )
+      .optional(),
   })
   .strict();
 
 /** Merges defaults, the config file and flags; every problem is reported with its key. */
 export function loadAgentConfig(
-  flags: Partial<Omit<AgentConfig, 'duts'>> & { config?: string },
+  flags: Partial<Omit<AgentConfig, 'jig' | 'services'>> & { config?: string },
 ): AgentConfig {
   let file: z.infer<typeof FileSchema> = {};
   const base = flags.config ? resolve(flags.config, '..') : process.cwd();
@@ -76,6 +117,11 @@ export function loadAgentConfig(
       file.duts === undefined
         ? undefined
         : parseJigDescription(stringify({ duts: file.duts }), flags.config ?? 'config'),
+    services: (file.services ?? []).map((service) => ({
+      ...service,
+      // Relative paths in a config file mean "next to the config file", wherever jiglet was started.
+      cwd: fromFile(service.cwd) ?? base,
+    })),
     configFile: flags.config,
   };
 }

@@ -25,6 +25,8 @@ async function serve(flags: {
     stateDir: config.stateDir,
     tls: readServerTls(config.tlsDir),
     log,
+    jig: config.jig,
+    services: config.services,
   });
   // Printed on stdout so scripts (and tests) can learn the port when listening on :0.
   process.stdout.write(`jiglet listening on ${config.listen.replace(/:\d+$/, '')}:${agent.port}\n`);

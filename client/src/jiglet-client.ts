@@ -22,6 +22,7 @@ import {
 import { JigletError } from '../../protocol/src/errors.js';
 import { fromGrpcError } from '../../protocol/src/status.js';
 import type { ConnectionSettings } from './connection.js';
+import { JigClient } from './jig-client.js';
 
 export { type Job, type JobSpec, JobState } from '../../protocol/gen/jiglet/v1/jobs.js';
 
@@ -56,6 +57,8 @@ export interface StdinWriter {
 /** A connection to one jiglet agent. */
 export class JigletClient {
   readonly #stub: JobServiceClient;
+  /** DUTs, power, serial, console and expect, over the same connection. */
+  readonly jig: JigClient;
 
   /** Opens a channel (lazily: the first call connects). */
   constructor(settings: ConnectionSettings) {
@@ -75,11 +78,13 @@ export class JigletClient {
       key: read('client key', settings.key),
       minVersion: 'TLSv1.3',
     });
-    this.#stub = new JobServiceClient(settings.server, credentials.createFromSecureContext(context), {
+    const creds = credentials.createFromSecureContext(context);
+    this.#stub = new JobServiceClient(settings.server, creds, {
       'grpc-node.flow_control_window': FLOW_CONTROL_WINDOW,
       'grpc.max_receive_message_length': 8 * 1024 * 1024,
       'grpc.keepalive_time_ms': 30_000,
     });
+    this.jig = new JigClient(settings.server, creds, this.#stub.getChannel());
   }
 
   /** Starts a job; resolves once it runs (or has failed to start). */

@@ -4,7 +4,7 @@
  * USB-serial adapters vanish when the DUT is powered off (lava-docker #162, labgrid #1571), so a
  * vanished port is a gap to mark and wait out, never the end of the capture.
  */
-import { type FSWatcher, realpathSync, type Stats, stat, watch } from 'node:fs';
+import { existsSync, type FSWatcher, realpathSync, type Stats, stat, watch } from 'node:fs';
 import path from 'node:path';
 import { SerialPort } from 'serialport';
 import { encodeChunk, encodeEvent, type SerialEventName } from './serial-record.js';
@@ -89,6 +89,9 @@ export async function runSerialCapture(opts: SerialCaptureOptions): Promise<void
   try {
     let everOpened = false;
     let lastFailure = '';
+    // A port absent from the start is said at once, not a reopen period later: readers of the
+    // log (and `jigctl jig`) must tell "waiting for the adapter" from "starting".
+    if (!existsSync(ttyPath)) event('waiting', `${ttyPath} 0 ms`);
     while (!signal.aborted) {
       startWaiting(); // also covers a port that is absent when the capture starts
       if (!(await waitForPath(ttyPath, signal))) break;

@@ -36,6 +36,14 @@ export function encodeEvent(at: number, event: SerialEventName, detail: string):
   return Buffer.from(`!${Math.trunc(at)} ${event} ${flat}\n`, 'utf8');
 }
 
+/** A decoded record and where it sits in the byte stream it was decoded from. */
+export type PositionedRecord = SerialRecord & {
+  /** Stream offset of the record's first header byte. */
+  offset: number;
+  /** Stream offset just past its last byte: where the next record starts. */
+  nextOffset: number;
+};
+
 /**
  * Streaming decoder: push byte slices cut anywhere (mid-header, mid-payload), get whole records.
  * Payload pieces are collected as slices and joined once, so a large chunk costs no re-copying.
@@ -45,23 +53,48 @@ export class SerialRecordDecoder {
   private need = 0; // payload bytes still missing for the current chunk; 0 = reading a header
   private at = 0;
   private pieces: Buffer[] = [];
+  private consumed: number; // stream offset of the next byte pushed
+  private recordStart: number; // stream offset where the record being read starts
+
+  /** `startOffset`: the stream offset of the first byte pushed, which must be a record boundary. */
+  constructor(startOffset = 0) {
+    this.consumed = startOffset;
+    this.recordStart = startOffset;
+  }
 
   /** Feeds bytes; returns the records they complete, in order. Throws on a malformed header. */
   push(bytes: Uint8Array): SerialRecord[] {
-    const records: SerialRecord[] = [];
+    return this.pushPositioned(bytes).map(({ offset: _offset, nextOffset: _next, ...record }) => record);
+  }
+
+  /**
+   * Like push(), with each record's place in the stream, so a reader can resume at a boundary.
+   * `at` is the stream offset of `bytes` when the stream has other bytes in between (a job log
+   * that interleaves stderr); the skipped bytes are counted inside the record they interrupt.
+   */
+  pushPositioned(bytes: Uint8Array, at = this.consumed): PositionedRecord[] {
+    const records: PositionedRecord[] = [];
+    if (this.idle) this.recordStart = at;
+    const base = at;
     let rest = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    const complete = (record: SerialRecord): void => {
+      const nextOffset = base + (bytes.byteLength - rest.length);
+      records.push({ ...record, offset: this.recordStart, nextOffset });
+      this.recordStart = nextOffset;
+    };
     while (rest.length > 0) {
       if (this.need > 0) {
         const take = Math.min(this.need, rest.length);
         this.pieces.push(rest.subarray(0, take));
         this.need -= take;
         rest = rest.subarray(take);
-        if (this.need === 0) records.push(this.finishChunk());
+        if (this.need === 0) complete(this.finishChunk());
         continue;
       }
       const end = rest.indexOf(NEWLINE);
       if (end < 0) {
         this.header = Buffer.concat([this.header, rest]);
+        rest = rest.subarray(rest.length);
         if (this.header.length > MAX_HEADER_BYTES) throw invalidArgument('serial record header too long');
         break;
       }
@@ -69,8 +102,9 @@ export class SerialRecordDecoder {
       this.header = Buffer.alloc(0);
       rest = rest.subarray(end + 1);
       const record = this.parseHeader(line);
-      if (record) records.push(record);
+      if (record) complete(record);
     }
+    this.consumed = base + bytes.byteLength;
     return records;
   }
 

@@ -28,6 +28,11 @@ export const ERROR_CODES = {
   },
   JIGLET_E_RESOURCE_EXHAUSTED: { grpc: status.RESOURCE_EXHAUSTED, doc: 'a quota or size limit was hit' },
   JIGLET_E_DEADLINE_EXCEEDED: { grpc: status.DEADLINE_EXCEEDED, doc: 'an operation ran past its deadline' },
+  JIGLET_E_DRIVER_FAILED: {
+    grpc: status.ABORTED,
+    doc: 'a hardware driver job failed; the message carries its stderr and job id',
+  },
+  JIGLET_E_TAKEN_OVER: { grpc: status.ABORTED, doc: 'another user took over the console' },
   JIGLET_E_UNAVAILABLE: { grpc: status.UNAVAILABLE, doc: 'the agent is shutting down or cannot be reached' },
   JIGLET_E_INTERNAL: { grpc: status.INTERNAL, doc: 'a bug or an unexpected host failure' },
 } as const satisfies Record<string, { grpc: status; doc: string }>;

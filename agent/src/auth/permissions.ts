@@ -13,12 +13,23 @@ export type Permission =
   | 'jobs.stop.any'
   | 'jobs.stdin.own'
   | 'jobs.stdin.any'
+  | 'jig.read'
+  | 'power.switch'
+  | 'console.write'
+  | 'console.takeover'
   | 'agent.health'
   | 'agent.reflect';
 
-const VIEWER: readonly Permission[] = ['jobs.read', 'agent.health', 'agent.reflect'];
-const OPERATOR: readonly Permission[] = [...VIEWER, 'jobs.start', 'jobs.stop.own', 'jobs.stdin.own'];
-const ADMIN: readonly Permission[] = [...OPERATOR, 'jobs.stop.any', 'jobs.stdin.any'];
+const VIEWER: readonly Permission[] = ['jobs.read', 'jig.read', 'agent.health', 'agent.reflect'];
+const OPERATOR: readonly Permission[] = [
+  ...VIEWER,
+  'jobs.start',
+  'jobs.stop.own',
+  'jobs.stdin.own',
+  'power.switch',
+  'console.write',
+];
+const ADMIN: readonly Permission[] = [...OPERATOR, 'jobs.stop.any', 'jobs.stdin.any', 'console.takeover'];
 
 /** Role → permissions. */
 export const ROLE_PERMISSIONS: Readonly<Record<Role, ReadonlySet<Permission>>> = {
@@ -35,6 +46,12 @@ export const METHOD_PERMISSIONS: Readonly<Record<string, Permission>> = {
   '/jiglet.v1.JobService/ListJobs': 'jobs.read',
   '/jiglet.v1.JobService/StreamOutput': 'jobs.read',
   '/jiglet.v1.JobService/WriteStdin': 'jobs.stdin.own',
+  '/jiglet.v1.JigService/ListDuts': 'jig.read',
+  // Reading the power state is a viewer's right; switching it is checked in the handler.
+  '/jiglet.v1.JigService/Power': 'jig.read',
+  '/jiglet.v1.JigService/SerialTail': 'jig.read',
+  '/jiglet.v1.JigService/Console': 'console.write',
+  '/jiglet.v1.JigService/Expect': 'jig.read',
   '/grpc.health.v1.Health/Check': 'agent.health',
   '/grpc.health.v1.Health/Watch': 'agent.health',
   '/grpc.reflection.v1.ServerReflection/ServerReflectionInfo': 'agent.reflect',

@@ -271,6 +271,15 @@ export class Supervisor {
     return entry;
   }
 
+  /** Resolves with the job once it has reached a final state (at once if it has). */
+  async ended(id: string): Promise<JobView> {
+    const entry = this.#jobs.get(id);
+    if (!entry) throw notFound(`no job with id "${id.slice(0, 80)}"`);
+    if (entry.record.state === 'pending') await entry.started;
+    await entry.runtime?.done;
+    return entry;
+  }
+
   /** The stdin of a running job started with `stdin: true`. */
   stdinOf(id: string): Writable {
     const entry = this.get(id) as Entry;

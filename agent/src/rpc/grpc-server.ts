@@ -10,10 +10,13 @@ import { loadSync } from '@grpc/proto-loader';
 import { ReflectionService } from '@grpc/reflection';
 import { HealthImplementation, protoPath as healthProtoPath } from 'grpc-health-check';
 import type { Logger } from 'pino';
+import { JigServiceService } from '../../../protocol/gen/jiglet/v1/jig.js';
 import { JobServiceService } from '../../../protocol/gen/jiglet/v1/jobs.js';
 import { PROTO_DIR, PROTO_FILES } from '../../../protocol/src/proto-files.js';
 import { authInterceptor } from '../auth/auth-interceptor.js';
+import type { JigRuntime } from '../jig/jig-runtime.js';
 import type { Supervisor } from '../jobs/supervisor.js';
+import { jigService } from './jig-service.js';
 import { type FollowerRegistry, jobService } from './job-service.js';
 
 /** PEM material for the server side of mutual TLS. */
@@ -40,6 +43,7 @@ export async function startGrpcServer(opts: {
   listen: string;
   tls: ServerTls;
   supervisor: Supervisor;
+  jig: JigRuntime;
   log: Logger;
 }): Promise<GrpcServer> {
   const { log } = opts;
@@ -54,7 +58,12 @@ export async function startGrpcServer(opts: {
   });
   const followers: FollowerRegistry = { active: new Set() };
   server.addService(JobServiceService, jobService(opts.supervisor, log, followers));
-  const health = new HealthImplementation({ '': 'SERVING', 'jiglet.v1.JobService': 'SERVING' });
+  server.addService(JigServiceService, jigService(opts.jig, log, followers));
+  const health = new HealthImplementation({
+    '': 'SERVING',
+    'jiglet.v1.JobService': 'SERVING',
+    'jiglet.v1.JigService': 'SERVING',
+  });
   health.addToServer(server);
   // Reflection describes every service we serve, health included, so grpcurl can use all of them.
   const definitions = loadSync(

@@ -20,7 +20,7 @@ import { boundedNumber, validateJobSpec } from '../jobs/job-spec.js';
 import { DEFAULT_GRACE_MS, type JobView, type Supervisor } from '../jobs/supervisor.js';
 import { followLog } from '../output/follow-log.js';
 import { stateName, toWireJob } from './job-wire.js';
-import { failStream, statusFor, unary } from './respond.js';
+import { abortWhenClientGone, eventOrAbort, failStream, statusFor, unary } from './respond.js';
 
 /** Longest grace period a client may ask for. */
 const MAX_GRACE_MS = 10 * 60 * 1000;
@@ -105,12 +105,7 @@ async function streamOutput(
   log: Logger,
   followers: FollowerRegistry,
 ): Promise<void> {
-  const controller = new AbortController();
-  const abort = (): void => controller.abort();
-  // grpc-node #2583: a client cancel can surface as 'cancelled', 'close' or 'error'.
-  call.once('cancelled', abort);
-  call.once('close', abort);
-  call.once('error', abort);
+  const { controller, dispose } = abortWhenClientGone(call);
   followers.active.add(controller);
   try {
     const who = identityOf(call);
@@ -152,9 +147,7 @@ async function streamOutput(
     failStream(log, 'StreamOutput', call, err);
   } finally {
     followers.active.delete(controller);
-    call.off('cancelled', abort);
-    call.off('close', abort);
-    call.off('error', abort);
+    dispose();
   }
 }
 
@@ -220,18 +213,4 @@ function writeStdin(
   call.once('end', () => finish(null));
   call.once('cancelled', () => finish(new JigletError('JIGLET_E_UNAVAILABLE', 'client cancelled')));
   call.once('error', (err) => finish(err));
-}
-
-/** Resolves on the first `event` from `emitter`, or when `signal` aborts; cleans up both ways. */
-function eventOrAbort(emitter: NodeJS.EventEmitter, event: string, signal: AbortSignal): Promise<void> {
-  if (signal.aborted) return Promise.resolve();
-  return new Promise((resolve) => {
-    const done = (): void => {
-      emitter.off(event, done);
-      signal.removeEventListener('abort', done);
-      resolve();
-    };
-    emitter.on(event, done);
-    signal.addEventListener('abort', done, { once: true });
-  });
 }

@@ -37,3 +37,44 @@ export function failStream<Req, Res>(
   if (call.cancelled || call.destroyed) return;
   call.emit('error', statusFor(log, method, err));
 }
+
+/**
+ * An AbortController that fires when the client goes away. grpc-node #2583: a cancel can surface
+ * as 'cancelled', 'close' or 'error', so all three are heard; dispose() removes the listeners.
+ */
+export function abortWhenClientGone(call: NodeJS.EventEmitter): {
+  controller: AbortController;
+  dispose: () => void;
+} {
+  const controller = new AbortController();
+  const abort = (): void => controller.abort();
+  call.once('cancelled', abort);
+  call.once('close', abort);
+  call.once('error', abort);
+  return {
+    controller,
+    dispose() {
+      call.off('cancelled', abort);
+      call.off('close', abort);
+      call.off('error', abort);
+    },
+  };
+}
+
+/** Resolves on the first `event` from `emitter`, or when `signal` aborts; cleans up both ways. */
+export function eventOrAbort(
+  emitter: NodeJS.EventEmitter,
+  event: string,
+  signal: AbortSignal,
+): Promise<void> {
+  if (signal.aborted) return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = (): void => {
+      emitter.off(event, done);
+      signal.removeEventListener('abort', done);
+      resolve();
+    };
+    emitter.on(event, done);
+    signal.addEventListener('abort', done, { once: true });
+  });
+}

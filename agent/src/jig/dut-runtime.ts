@@ -1,0 +1,218 @@
+/**
+ * One DUT at run time: its serial capture job (started with the agent, restarted if it ever
+ * ends), its power actions (one at a time, each a job), and the one writer of its console.
+ */
+import { EventEmitter } from 'node:events';
+import type { Writable } from 'node:stream';
+import type { Logger } from 'pino';
+import type { DutDescription } from '../../../jig-drivers/src/jig-description.js';
+import { describeMatch } from '../../../jig-drivers/src/usb-match.js';
+import { failedPrecondition, JigletError, permissionDenied } from '../../../protocol/src/errors.js';
+import type { Identity } from '../auth/identity.js';
+import { can } from '../auth/permissions.js';
+import type { JobSpecInput } from '../jobs/job-spec.js';
+import type { JobView, Supervisor } from '../jobs/supervisor.js';
+import type { JigDriverCommand } from './jig-driver-command.js';
+import { JobKeeper } from './job-keeper.js';
+import { type PowerActionName, runPowerJob } from './power-job.js';
+import { SerialMonitor } from './serial-monitor.js';
+
+/** Last power state learned from a driver job. */
+export interface PowerStatus {
+  state: 'on' | 'off' | 'unknown';
+  at: number;
+  lastJobId: string;
+  lastError: string;
+  busy: number;
+}
+
+/** The attached console writer. */
+export interface ConsoleWriter {
+  readonly who: Identity;
+  readonly since: number;
+  /** Aborted when an admin takes the console over; the reason says who. */
+  readonly signal: AbortSignal;
+  /** The capture job's stdin (changes if the capture restarts). */
+  input(): Writable;
+  release(): void;
+}
+
+/**
+ * Emits 'capture' (SerialMonitor) when a capture job starts, and 'closed' when the DUT runtime
+ * ends, so followers move to the new capture or stop.
+ */
+export class DutRuntime extends EventEmitter {
+  readonly dut: DutDescription;
+  readonly power: PowerStatus = { state: 'unknown', at: 0, lastJobId: '', lastError: '', busy: 0 };
+  #capture: SerialMonitor | undefined;
+  #writer: (ConsoleWriter & { controller: AbortController }) | undefined;
+  #powerQueue: Promise<unknown> = Promise.resolve();
+  #keeper: JobKeeper | undefined;
+  #closed = false;
+  readonly #opts: { supervisor: Supervisor; jigDriver: JigDriverCommand; log: Logger };
+
+  constructor(
+    dut: DutDescription,
+    opts: { supervisor: Supervisor; jigDriver: JigDriverCommand; log: Logger },
+  ) {
+    super();
+    this.setMaxListeners(0); // one per follower, each removed when it ends
+    this.dut = dut;
+    this.#opts = { ...opts, log: opts.log.child({ dut: dut.name }) };
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /** The capture of the serial log now (undefined without a serial resource or before start). */
+  get capture(): SerialMonitor | undefined {
+    return this.#capture;
+  }
+
+  /** The configured serial source for people: a path, or the USB match. */
+  get serialSource(): string {
+    const serial = this.dut.serial;
+    if (!serial) return '';
+    return serial.path ?? `usb ${describeMatch(serial.usb ?? {}).replace(/^tty /, '')}`;
+  }
+
+  /** The console writer attached now, if any. */
+  get writer(): ConsoleWriter | undefined {
+    return this.#writer;
+  }
+
+  /** Starts the serial capture, if the DUT has a console. */
+  async start(): Promise<void> {
+    if (this.dut.serial) await this.#startCapture();
+  }
+
+  /** Current capture, or FAILED_PRECONDITION saying why there is none. */
+  requireCapture(): SerialMonitor {
+    if (!this.dut.serial)
+      throw failedPrecondition(`DUT ${this.dut.name} has no serial console in the jig description`);
+    if (!this.#capture)
+      throw new JigletError(
+        'JIGLET_E_UNAVAILABLE',
+        `the serial capture of ${this.dut.name} is restarting; try again`,
+      );
+    return this.#capture;
+  }
+
+  /** Runs a power action after the ones queued before it. */
+  runPower(
+    action: PowerActionName,
+    owner: string,
+    offTimeMs?: number,
+  ): Promise<{ jobId: string; state: PowerStatus['state']; serialOffset: number }> {
+    const power = this.dut.power;
+    if (!power) throw failedPrecondition(`DUT ${this.dut.name} has no power driver in the jig description`);
+    this.power.busy++;
+    const run = this.#powerQueue.then(async () => {
+      // Taken when the action starts, so "what the DUT printed since" excludes the queue wait.
+      const serialOffset = this.#capture?.boundary ?? 0;
+      try {
+        const result = await runPowerJob({
+          supervisor: this.#opts.supervisor,
+          jigDriver: this.#opts.jigDriver,
+          dut: this.dut.name,
+          power,
+          action,
+          offTimeMs,
+          owner,
+        });
+        Object.assign(this.power, {
+          state: result.state,
+          at: Date.now(),
+          lastJobId: result.job.record.id,
+          lastError: '',
+        });
+        return { jobId: result.job.record.id, state: result.state, serialOffset };
+      } catch (err) {
+        Object.assign(this.power, { state: 'unknown', at: Date.now(), lastError: (err as Error).message });
+        const jobId = /\(job ([0-9a-f-]+)\)$/.exec((err as Error).message)?.[1];
+        if (jobId) this.power.lastJobId = jobId;
+        throw err;
+      } finally {
+        this.power.busy--;
+      }
+    });
+    this.#powerQueue = run.catch(() => undefined);
+    return run;
+  }
+
+  /**
+   * Attaches `who` as the one console writer. Taking over from someone else is an admin's right
+   * (a forgotten console must not lock a DUT), and the one taken from is told who took it.
+   */
+  attachConsole(who: Identity, takeOver: boolean): ConsoleWriter {
+    this.requireCapture();
+    const held = this.#writer;
+    if (held) {
+      if (!takeOver) {
+        throw failedPrecondition(
+          `the console of ${this.dut.name} is in use by ${held.who.name} since ${new Date(held.since).toISOString()}; read it with "jigctl serial tail -f --dut ${this.dut.name}"${can(who.role, 'console.takeover') ? ', or take it over with --take-over' : ''}`,
+        );
+      }
+      if (!can(who.role, 'console.takeover')) {
+        throw permissionDenied(
+          `${who.name} (role ${who.role}) may not take over the console of ${this.dut.name}`,
+        );
+      }
+      held.controller.abort(
+        new JigletError('JIGLET_E_TAKEN_OVER', `${who.name} took over the console of ${this.dut.name}`),
+      );
+      this.#writer = undefined;
+    }
+    const controller = new AbortController();
+    const writer = {
+      who,
+      since: Date.now(),
+      signal: controller.signal,
+      controller,
+      input: (): Writable => this.#opts.supervisor.stdinOf(this.requireCapture().jobId),
+      release: (): void => {
+        if (this.#writer === writer) this.#writer = undefined;
+      },
+    };
+    this.#writer = writer;
+    return writer;
+  }
+
+  /** Stops restarting the capture; the supervisor's shutdown ends the job itself. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    this.#keeper?.close();
+    this.#writer?.controller.abort(new JigletError('JIGLET_E_UNAVAILABLE', 'the agent is shutting down'));
+    this.emit('closed');
+    await this.#capture?.close();
+  }
+
+  async #startCapture(): Promise<void> {
+    const serial = this.dut.serial!;
+    const { supervisor, jigDriver, log } = this.#opts;
+    const source = serial.path ? ['--path', serial.path] : ['--usb', JSON.stringify(serial.usb)];
+    const spec: JobSpecInput = {
+      command: jigDriver.command,
+      args: [...jigDriver.args, 'serial', ...source, '--baud', String(serial.baud)],
+      env: {},
+      cwd: '',
+      dut: this.dut.name,
+      limits: { memoryBytes: 0, cpuMillis: 0, pidsMax: 0 },
+      timeoutMs: 0,
+      stdin: true,
+    };
+    const keeper = new JobKeeper(`serial capture of ${this.dut.name}`, spec, supervisor, log);
+    keeper.on('started', (job: JobView) => {
+      const monitor = new SerialMonitor(job.record.id, job.output(), (err) =>
+        log.error({ err, job: job.record.id }, 'the serial capture log is unreadable'),
+      );
+      const previous = this.#capture;
+      this.#capture = monitor;
+      this.emit('capture', monitor);
+      void previous?.close();
+    });
+    this.#keeper = keeper;
+    await keeper.start();
+  }
+}

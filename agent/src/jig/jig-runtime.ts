@@ -1,0 +1,76 @@
+/**
+ * The jig at run time: its services first (a virtual DUT must exist before its console is
+ * opened), then one DutRuntime per DUT with its serial capture. Closed in reverse.
+ */
+import type { Logger } from 'pino';
+import type { JigDescription } from '../../../jig-drivers/src/jig-description.js';
+import { invalidArgument, notFound } from '../../../protocol/src/errors.js';
+import type { Supervisor } from '../jobs/supervisor.js';
+import { DutRuntime } from './dut-runtime.js';
+import type { JigDriverCommand } from './jig-driver-command.js';
+import { type ServiceConfig, type Services, startServices } from './services.js';
+
+/** Longest DUT name a request may carry (the jig description allows 63 characters). */
+const MAX_DUT_NAME = 63;
+
+/** All DUTs of the agent's jig; empty when the agent has no jig description. */
+export class JigRuntime {
+  readonly #duts = new Map<string, DutRuntime>();
+  readonly #source: string;
+  #services: Services | undefined;
+
+  private constructor(source: string) {
+    this.#source = source;
+  }
+
+  /** Starts services, then serial captures. */
+  static async start(opts: {
+    jig?: JigDescription;
+    services: readonly ServiceConfig[];
+    supervisor: Supervisor;
+    jigDriver: JigDriverCommand;
+    log: Logger;
+  }): Promise<JigRuntime> {
+    const runtime = new JigRuntime(opts.jig?.source ?? 'the agent config');
+    try {
+      runtime.#services = await startServices(opts.services, opts.supervisor, opts.log);
+      for (const dut of opts.jig?.duts ?? []) {
+        const dutRuntime = new DutRuntime(dut, opts);
+        runtime.#duts.set(dut.name, dutRuntime);
+        await dutRuntime.start();
+      }
+    } catch (err) {
+      await runtime.close();
+      throw err;
+    }
+    return runtime;
+  }
+
+  /** The DUTs in description order, optionally only those carrying all `labels`. */
+  list(labels: Record<string, string> = {}): DutRuntime[] {
+    return [...this.#duts.values()].filter((d) =>
+      Object.entries(labels).every(([key, value]) => d.dut.labels[key] === value),
+    );
+  }
+
+  /** One DUT; NOT_FOUND names the DUTs there are. */
+  get(name: string): DutRuntime {
+    if (name === '') throw invalidArgument('a DUT name is required (--dut)');
+    if (name.length > MAX_DUT_NAME)
+      throw invalidArgument(`"${name.slice(0, 16)}…" is too long to be a DUT name`);
+    const found = this.#duts.get(name);
+    if (found) return found;
+    const names = [...this.#duts.keys()];
+    throw notFound(
+      names.length === 0
+        ? `no DUT "${name}": this agent has no jig description (start it with jiglet serve --config FILE)`
+        : `no DUT "${name}" in ${this.#source} (there are: ${names.join(', ')})`,
+    );
+  }
+
+  /** Ends restarts and followers; the supervisor's shutdown stops the jobs. */
+  async close(): Promise<void> {
+    await Promise.all([...this.#duts.values()].map((d) => d.close()));
+    this.#services?.close();
+  }
+}

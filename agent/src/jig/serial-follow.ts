@@ -1,0 +1,49 @@
+/**
+ * Reads a serial capture log (a `jig-driver serial` job's output) as positioned records. Built
+ * on the same follower pump as job output, so backpressure and cancellation work the same way;
+ * only the stdout stream holds records (the capture's stderr is diagnostics).
+ */
+import { type PositionedRecord, SerialRecordDecoder } from '../../../jig-drivers/src/serial-record.js';
+import { type FollowEnd, followLog } from '../output/follow-log.js';
+import type { OutputLog } from '../output/output-log.js';
+
+/** Where a reader wants to start, and which records it wants to see. */
+export interface SerialFollowOptions {
+  log: OutputLog;
+  /** A record boundary to decode from (0, or a checkpoint). */
+  from: number;
+  /** Records that start before this offset are decoded but not delivered. */
+  skipBefore?: number;
+  /** Records stamped before this time (epoch ms) are decoded but not delivered. */
+  skipUntilMs?: number;
+  follow: boolean;
+  signal: AbortSignal;
+  /** Receives each record; false = "full, wait for drained()". */
+  onRecord(record: PositionedRecord): boolean;
+  drained(signal: AbortSignal): Promise<void>;
+}
+
+/** Streams the records of a capture log; see followLog for how it ends. */
+export function followSerial(opts: SerialFollowOptions): Promise<FollowEnd> {
+  const decoder = new SerialRecordDecoder(opts.from);
+  const skipBefore = opts.skipBefore ?? 0;
+  const skipUntil = opts.skipUntilMs ?? 0;
+  return followLog({
+    log: opts.log,
+    offset: opts.from,
+    follow: opts.follow,
+    signal: opts.signal,
+    sink: {
+      send(piece) {
+        if (piece.stream !== 'stdout') return true;
+        let more = true;
+        for (const record of decoder.pushPositioned(piece.data, piece.offset)) {
+          if (record.offset < skipBefore || record.at < skipUntil) continue;
+          more = opts.onRecord(record) && more;
+        }
+        return more;
+      },
+      drained: (signal) => opts.drained(signal),
+    },
+  });
+}

@@ -1,0 +1,102 @@
+/**
+ * Watches one serial capture job's log as it grows: keeps the port's state for `jigctl jig`, and
+ * a sparse index of record boundaries with their times, so a reader asking for an offset or a
+ * time starts decoding close to it instead of at the start of a long log.
+ */
+import { EventEmitter } from 'node:events';
+import type { PositionedRecord } from '../../../jig-drivers/src/serial-record.js';
+import type { OutputLog } from '../output/output-log.js';
+import { followSerial } from './serial-follow.js';
+
+/** One index entry per this many log bytes. */
+const CHECKPOINT_BYTES = 64 * 1024;
+
+/** What the capture says about its port. */
+export type PortState = 'starting' | 'open' | 'absent' | 'stopped';
+
+/** A record boundary and the time of the record that starts there. */
+interface Checkpoint {
+  offset: number;
+  at: number;
+}
+
+/** The state of one capture log; emits 'record' for each record it decodes. */
+export class SerialMonitor extends EventEmitter {
+  readonly jobId: string;
+  readonly log: OutputLog;
+  state: PortState = 'starting';
+  port = '';
+  bytesCaptured = 0;
+  lastEvent = '';
+  lastEventAt = 0;
+  /** The offset just past the last record decoded: a boundary a new reader can start at. */
+  boundary = 0;
+  readonly #checkpoints: Checkpoint[] = [{ offset: 0, at: 0 }];
+  readonly #controller = new AbortController();
+  readonly done: Promise<void>;
+
+  constructor(jobId: string, log: OutputLog, onError: (err: unknown) => void) {
+    super();
+    this.jobId = jobId;
+    this.log = log;
+    this.done = followSerial({
+      log,
+      from: 0,
+      follow: true,
+      signal: this.#controller.signal,
+      onRecord: (record) => {
+        this.#take(record);
+        return true;
+      },
+      drained: async () => {},
+    }).then(
+      () => {
+        this.state = 'stopped';
+        this.emit('end');
+      },
+      (err: unknown) => {
+        this.state = 'stopped';
+        onError(err);
+        this.emit('end');
+      },
+    );
+  }
+
+  /** Where to start decoding to reach `offset` or `sinceMs`: a boundary at or before it. */
+  seek(target: { offset: number } | { sinceMs: number }): number {
+    let best = 0;
+    for (const c of this.#checkpoints) {
+      const before = 'offset' in target ? c.offset <= target.offset : c.at <= target.sinceMs;
+      if (!before) break;
+      best = c.offset;
+    }
+    return best;
+  }
+
+  /** Stops following (the log itself stays). */
+  close(): Promise<void> {
+    this.#controller.abort();
+    return this.done;
+  }
+
+  #take(record: PositionedRecord): void {
+    const last = this.#checkpoints.at(-1)!;
+    if (record.offset - last.offset >= CHECKPOINT_BYTES) {
+      this.#checkpoints.push({ offset: record.offset, at: record.at });
+    }
+    this.boundary = record.nextOffset;
+    if (record.kind === 'chunk') {
+      this.bytesCaptured += record.data.length;
+    } else {
+      this.lastEvent = `${record.event} ${record.detail}`.trim();
+      this.lastEventAt = record.at;
+      if (record.event === 'open' || record.event === 'reopen') {
+        this.state = 'open';
+        this.port = record.detail;
+      } else if (record.event === 'gone' || record.event === 'waiting') {
+        this.state = 'absent';
+      }
+    }
+    this.emit('record', record);
+  }
+}

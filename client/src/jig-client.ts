@@ -1,0 +1,337 @@
+/**
+ * The jig half of the client library: DUTs, power, serial tail, console and expect. Reached as
+ * `client.jig`; it shares the JigletClient's channel (one TLS connection per agent).
+ */
+import { once } from 'node:events';
+import { type CallOptions, type ChannelCredentials, type Client, Metadata } from '@grpc/grpc-js';
+import {
+  type ConsoleResponse,
+  type Dut,
+  type ExpectMatch,
+  type ExpectResponse,
+  JigServiceClient,
+  type ListDutsResponse,
+  PowerAction,
+  type PowerResponse,
+  PowerState,
+  type SerialTailResponse,
+} from '../../protocol/gen/jiglet/v1/jig.js';
+import { JigletError } from '../../protocol/src/errors.js';
+import { fromGrpcError } from '../../protocol/src/status.js';
+
+export { type Dut, type ExpectMatch, PowerState, SerialState } from '../../protocol/gen/jiglet/v1/jig.js';
+
+/** Deadline for quick RPCs. */
+const UNARY_DEADLINE_MS = 30_000;
+
+/** A power action by name. */
+export type PowerActionName = 'on' | 'off' | 'cycle' | 'status';
+
+const ACTIONS: Record<PowerActionName, PowerAction> = {
+  on: PowerAction.POWER_ACTION_ON,
+  off: PowerAction.POWER_ACTION_OFF,
+  cycle: PowerAction.POWER_ACTION_CYCLE,
+  status: PowerAction.POWER_ACTION_STATUS,
+};
+
+/** What a power action did. */
+export interface PowerResult {
+  dut: string;
+  state: 'on' | 'off' | 'unknown';
+  /** The `jig-driver power` job, whose output has the driver's steps. */
+  jobId: string;
+  /** Serial-log offset just before the action: expect from here to see only this boot. */
+  serialOffset: number;
+  durationMs: number;
+}
+
+/** One record of a serial log. */
+export type SerialRecord =
+  | { type: 'chunk'; offset: number; nextOffset: number; time: Date; data: Buffer; captureJobId: string }
+  | {
+      type: 'event';
+      offset: number;
+      nextOffset: number;
+      time: Date;
+      event: string;
+      detail: string;
+      captureJobId: string;
+    };
+
+/** Where a serial read starts: an offset, a time, the current end; none = the whole log. */
+export interface SerialStartOptions {
+  offset?: number;
+  since?: Date;
+  fromEnd?: boolean;
+}
+
+/** An attached console. */
+export interface ConsoleSession {
+  /** Capture job and offset the output starts at. */
+  readonly attached: { captureJobId: string; offset: number };
+  /** The DUT's output from the moment of attaching; leaving a loop over it does not detach. */
+  readonly output: AsyncIterable<SerialRecord>;
+  /** Sends keystrokes; resolves when the transport took them (backpressure). */
+  write(data: Buffer | string): Promise<void>;
+  /** Detaches (releases the writer slot) and waits for the session to end. */
+  close(): Promise<void>;
+}
+
+/** A line that matched an expect. */
+export interface ExpectResult {
+  line: string;
+  matched: string;
+  groups: string[];
+  lineOffset: number;
+  /** Where to search from for the next match. */
+  nextOffset: number;
+  time: Date | undefined;
+  captureJobId: string;
+}
+
+/** Thrown by expect() when nothing matched in time; carries what was seen. */
+export class ExpectTimeoutError extends JigletError {
+  constructor(
+    readonly pattern: string,
+    readonly timeoutMs: number,
+    readonly lastLines: string[],
+    readonly offset: number,
+    readonly serialState: string,
+  ) {
+    super(
+      'JIGLET_E_DEADLINE_EXCEEDED',
+      `no line matched /${pattern}/ within ${timeoutMs} ms${serialState ? ` (${serialState})` : ''}`,
+    );
+    this.name = 'ExpectTimeoutError';
+  }
+}
+
+/** The JigService client. */
+export class JigClient {
+  readonly #stub: JigServiceClient;
+
+  constructor(server: string, creds: ChannelCredentials, channel: ReturnType<Client['getChannel']>) {
+    this.#stub = new JigServiceClient(server, creds, { channelOverride: channel });
+  }
+
+  /** The DUTs with their resources' states (only those with all `labels`, if given). */
+  async duts(labels: Record<string, string> = {}): Promise<Dut[]> {
+    const res = await this.#unary<ListDutsResponse>((cb) =>
+      this.#stub.listDuts({ labels }, new Metadata(), this.#opts(), cb),
+    );
+    return res.duts;
+  }
+
+  /** Switches or reads a DUT's power; resolves when the driver job has finished. */
+  async power(dut: string, action: PowerActionName, opts: { offTimeMs?: number } = {}): Promise<PowerResult> {
+    const wire = ACTIONS[action];
+    if (wire === undefined)
+      throw new JigletError(
+        'JIGLET_E_INVALID_ARGUMENT',
+        `power action "${action}" is not one of on, off, cycle, status`,
+      );
+    // A cycle waits its off time plus two driver deadlines; leave room beyond the agent's own timeout.
+    const deadline = UNARY_DEADLINE_MS * 2 + (opts.offTimeMs ?? 0);
+    const res = await this.#unary<PowerResponse>((cb) =>
+      this.#stub.power(
+        { dut, action: wire, offTimeMs: opts.offTimeMs ?? 0 },
+        new Metadata(),
+        this.#opts(deadline),
+        cb,
+      ),
+    );
+    return {
+      dut: res.dut,
+      state:
+        res.state === PowerState.POWER_STATE_ON
+          ? 'on'
+          : res.state === PowerState.POWER_STATE_OFF
+            ? 'off'
+            : 'unknown',
+      jobId: res.jobId,
+      serialOffset: Number(res.serialOffset),
+      durationMs: res.durationMs,
+    };
+  }
+
+  /**
+   * A DUT's serial log as records. With `follow`, keeps going (across capture restarts) until
+   * `signal` aborts or the loop is left; leaving the loop cancels the stream on the agent.
+   */
+  async *serial(
+    dut: string,
+    opts: SerialStartOptions & { follow?: boolean; signal?: AbortSignal } = {},
+  ): AsyncGenerator<SerialRecord, void, undefined> {
+    const call = this.#stub.serialTail({
+      dut,
+      follow: opts.follow ?? false,
+      ...(opts.offset !== undefined ? { offset: BigInt(opts.offset) } : {}),
+      ...(opts.since !== undefined ? { since: opts.since } : {}),
+      ...(opts.fromEnd ? { fromEnd: true } : {}),
+    });
+    const onAbort = (): void => call.cancel();
+    opts.signal?.addEventListener('abort', onAbort, { once: true });
+    try {
+      for await (const msg of call as AsyncIterable<SerialTailResponse>) {
+        const record = toRecord(msg, msg.captureJobId);
+        if (record) yield record;
+      }
+    } catch (err) {
+      if (opts.signal?.aborted) return;
+      throw fromGrpcError(err as Error);
+    } finally {
+      opts.signal?.removeEventListener('abort', onAbort);
+      call.cancel();
+    }
+  }
+
+  /**
+   * Attaches as the DUT's one console writer; resolves once attached. `takeOver` (admin) takes the
+   * console from whoever holds it. The session ends when close() is called or the agent ends it.
+   */
+  async console(dut: string, opts: { takeOver?: boolean } = {}): Promise<ConsoleSession> {
+    const call = this.#stub.console();
+    const failed = new Promise<never>((_, reject) => {
+      call.once('error', (err: Error) => reject(fromGrpcError(err)));
+    });
+    failed.catch(() => undefined);
+    call.write({ open: { dut, takeOver: opts.takeOver ?? false } });
+    const iterator = (call as AsyncIterable<ConsoleResponse>)[Symbol.asyncIterator]();
+    const first = await Promise.race([iterator.next(), failed]);
+    if (first.done || !first.value.attached) {
+      call.cancel();
+      throw new JigletError('JIGLET_E_INTERNAL', 'the agent ended the console before attaching it');
+    }
+    const { captureJobId, offset } = first.value.attached;
+    let currentJob = captureJobId;
+    const records = (async function* (): AsyncGenerator<SerialRecord, void, undefined> {
+      try {
+        for (;;) {
+          const next = await iterator.next();
+          if (next.done) return;
+          const record = toRecord(next.value, currentJob);
+          if (!record) continue;
+          if (record.type === 'event' && record.event === 'capture-restarted') currentJob = record.detail;
+          yield record;
+        }
+      } catch (err) {
+        throw fromGrpcError(err as Error);
+      }
+    })();
+    // Leaving a for-await loop must not end the session: a test reads up to a prompt, types, reads on.
+    const output: AsyncIterable<SerialRecord> = {
+      [Symbol.asyncIterator]: () => ({
+        next: () => records.next(),
+        return: async () => ({ done: true, value: undefined }),
+      }),
+    };
+    return {
+      attached: { captureJobId, offset: Number(offset) },
+      output,
+      async write(data) {
+        const input = Buffer.isBuffer(data) ? data : Buffer.from(data);
+        if (!call.write({ input })) await Promise.race([once(call, 'drain'), failed]);
+      },
+      async close() {
+        call.end();
+        // Drain what the agent still sends, so the call completes instead of being cancelled.
+        await Promise.race([once(call, 'status'), failed.catch(() => undefined)]);
+      },
+    };
+  }
+
+  /**
+   * Waits on the agent for a serial line matching `pattern` (RE2 syntax); resolves with it, or
+   * rejects with ExpectTimeoutError holding the last lines seen.
+   */
+  async expect(
+    dut: string,
+    pattern: string,
+    opts: {
+      timeoutMs?: number;
+      offset?: number;
+      fromNow?: boolean;
+      ignoreCase?: boolean;
+      signal?: AbortSignal;
+    } = {},
+  ): Promise<ExpectResult> {
+    const timeoutMs = opts.timeoutMs ?? 30_000;
+    const res = await new Promise<ExpectResponse>((resolve, reject) => {
+      const call = this.#stub.expect(
+        {
+          dut,
+          pattern,
+          timeoutMs,
+          ignoreCase: opts.ignoreCase ?? false,
+          ...(opts.offset !== undefined ? { offset: BigInt(opts.offset) } : {}),
+          ...(opts.fromNow ? { fromNow: true } : {}),
+        },
+        new Metadata(),
+        this.#opts(timeoutMs + UNARY_DEADLINE_MS),
+        (err, value) => (err ? reject(fromGrpcError(err)) : resolve(value as ExpectResponse)),
+      );
+      opts.signal?.addEventListener('abort', () => call.cancel(), { once: true });
+    });
+    if (res.match) return fromMatch(res.match, res.captureJobId);
+    const t = res.timeout;
+    throw new ExpectTimeoutError(
+      pattern,
+      timeoutMs,
+      t?.lastLines ?? [],
+      Number(t?.offset ?? 0n),
+      t?.serialState ?? '',
+    );
+  }
+
+  #opts(deadlineMs = UNARY_DEADLINE_MS): Partial<CallOptions> {
+    return { deadline: Date.now() + deadlineMs };
+  }
+
+  #unary<T>(invoke: (cb: (err: Error | null, res?: T) => void) => void): Promise<T> {
+    return new Promise((resolve, reject) => {
+      invoke((err, res) => (err ? reject(fromGrpcError(err)) : resolve(res as T)));
+    });
+  }
+}
+
+function fromMatch(m: ExpectMatch, captureJobId: string): ExpectResult {
+  return {
+    line: m.line,
+    matched: m.matched,
+    groups: m.groups,
+    lineOffset: Number(m.lineOffset),
+    nextOffset: Number(m.nextOffset),
+    time: m.time,
+    captureJobId,
+  };
+}
+
+function toRecord(
+  msg: Pick<SerialTailResponse, 'chunk' | 'event'>,
+  captureJobId: string,
+): SerialRecord | undefined {
+  if (msg.chunk) {
+    const c = msg.chunk;
+    return {
+      type: 'chunk',
+      offset: Number(c.offset),
+      nextOffset: Number(c.nextOffset),
+      time: c.time ?? new Date(0),
+      data: Buffer.from(c.data.buffer, c.data.byteOffset, c.data.byteLength),
+      captureJobId,
+    };
+  }
+  if (msg.event) {
+    const e = msg.event;
+    return {
+      type: 'event',
+      offset: Number(e.offset),
+      nextOffset: Number(e.nextOffset),
+      time: e.time ?? new Date(0),
+      event: e.event,
+      detail: e.detail,
+      captureJobId,
+    };
+  }
+  return undefined;
+}
