@@ -11,7 +11,7 @@ import {
   SerialState,
 } from '../../client/src/jig-client.js';
 import { startVirtualJig, type VirtualJig } from '../../fixtures/test-support/virtual-jig.js';
-import { JigletError } from '../../protocol/src/errors.js';
+import { errorOf } from '../../fixtures/test-support/call-errors.js';
 
 /** Reads a console's output until `text` has appeared; returns all text read. */
 async function readUntil(session: ConsoleSession, text: string, seen = { text: '' }): Promise<string> {
@@ -80,5 +80,95 @@ describe('JigService on a virtual jig', function () {
     const text = chunksText(tail);
     assert.match(text, /U-Boot 2024\.01 \(virtual\)/);
     assert.match(text, /Linux vdut-a 6\.1\.0-virtual/);
+  });
+
+  it('keeps one console writer: a second operator is refused, an admin takes over and the first is told', async () => {
+    const first = await v.t.client('operator').jig.console('vdut-b');
+    const refused = await errorOf(v.t.client('operator2').jig.console('vdut-b'));
+    assert.equal(refused.code, 'JIGLET_E_FAILED_PRECONDITION');
+    assert.match(refused.message, /in use by operator since/);
+    const listed = (await v.t.client('viewer').jig.duts()).find((d) => d.name === 'vdut-b');
+    assert.equal(listed?.serial?.consoleWriter, 'operator');
+
+    const denied = await errorOf(v.t.client('operator2').jig.console('vdut-b', { takeOver: true }));
+    assert.equal(denied.code, 'JIGLET_E_PERMISSION_DENIED');
+
+    const admin = await v.t.client('admin').jig.console('vdut-b', { takeOver: true });
+    const kicked = await errorOf(
+      (async () => {
+        for await (const _ of first.output) {
+          // drain until the agent ends the session
+        }
+      })(),
+    );
+    assert.equal(kicked.code, 'JIGLET_E_TAKEN_OVER');
+    assert.match(kicked.message, /admin took over the console of vdut-b/);
+    await admin.close();
+    // Released: anyone may attach again.
+    const again = await v.t.client('operator2').jig.console('vdut-b');
+    await again.close();
+  });
+
+  it('lets a viewer read power state and serial, but not switch power or type', async () => {
+    const viewer = v.t.client('viewer');
+    const denied = await errorOf(viewer.jig.power('vdut-b', 'on'));
+    assert.equal(denied.code, 'JIGLET_E_PERMISSION_DENIED');
+    assert.match(denied.message, /may read but not switch the power of vdut-b/);
+    const status = await viewer.jig.power('vdut-b', 'status');
+    assert.ok(['on', 'off'].includes(status.state));
+    assert.equal((await errorOf(viewer.jig.console('vdut-b'))).code, 'JIGLET_E_PERMISSION_DENIED');
+  });
+
+  it('answers an expect timeout with the last lines seen, and a bad pattern or DUT with a clear error', async () => {
+    const op = v.t.client('operator');
+    const timeout = await errorOf(op.jig.expect('vdut-a', 'kernel panic', { timeoutMs: 300 }));
+    assert.ok(timeout instanceof ExpectTimeoutError);
+    assert.ok(timeout.lastLines.includes('vdut-a login: root'), JSON.stringify(timeout.lastLines));
+
+    const bad = await errorOf(op.jig.expect('vdut-a', '(a', { timeoutMs: 300 }));
+    assert.equal(bad.code, 'JIGLET_E_INVALID_ARGUMENT');
+    assert.match(bad.message, /does not compile: .*missing closing \)/);
+
+    const unknown = await errorOf(op.jig.power('nope', 'on'));
+    assert.equal(unknown.code, 'JIGLET_E_NOT_FOUND');
+    assert.match(unknown.message, /no DUT "nope" in virtual-jig \(there are: vdut-a, vdut-b\)/);
+    assert.equal((await errorOf(op.jig.power('', 'status'))).code, 'JIGLET_E_INVALID_ARGUMENT');
+    const past = await errorOf(op.jig.expect('vdut-a', 'x', { offset: 2 ** 40 }));
+    assert.equal(past.code, 'JIGLET_E_OUT_OF_RANGE');
+  });
+
+  it('matches in linear time: a pathological pattern on a long line does not stall the agent', async () => {
+    const op = v.t.client('operator');
+    const seen = op.jig.expect('vdut-a', '^(a+)+$', { fromNow: true, timeoutMs: 5000 });
+    // Wait until the expect is registered: a second expect from now sees the same line.
+    v.dut('vdut-a').inject(Buffer.from(`${'a'.repeat(5000)}b\r\n`));
+    v.dut('vdut-a').inject(Buffer.from('aaaa\r\n'));
+    const match = await seen.catch((err: unknown) => err);
+    // Either the backtracking-free engine got to "aaaa" or (if the expect armed late) timed out; never hung.
+    if (!(match instanceof ExpectTimeoutError)) assert.equal((match as { line: string }).line, 'aaaa');
+    const health = await op.jig.duts();
+    assert.equal(health.length, 2);
+  });
+
+  it('resumes a tail at any offset it printed, and reads by time', async () => {
+    const viewer = v.t.client('viewer');
+    const all: SerialRecord[] = [];
+    for await (const r of viewer.jig.serial('vdut-a')) all.push(r);
+    assert.ok(all.length > 10);
+    const middle = all[Math.floor(all.length / 2)]!;
+    const resumed: SerialRecord[] = [];
+    for await (const r of viewer.jig.serial('vdut-a', { offset: middle.offset })) resumed.push(r);
+    assert.deepEqual(
+      resumed.map((r) => r.offset),
+      all.slice(all.indexOf(middle)).map((r) => r.offset),
+    );
+    // An offset inside a record moves forward to the next record.
+    const inside: SerialRecord[] = [];
+    for await (const r of viewer.jig.serial('vdut-a', { offset: middle.offset + 1 })) inside.push(r);
+    assert.equal(inside[0]?.offset, middle.nextOffset);
+    const since: SerialRecord[] = [];
+    for await (const r of viewer.jig.serial('vdut-a', { since: middle.time })) since.push(r);
+    assert.ok(since.every((r) => r.time.getTime() >= middle.time.getTime()));
+    assert.ok(since.length >= resumed.length);
   });
 });

@@ -53,7 +53,8 @@ export interface JigDescription {
 const HEX_ID_ERROR = 'expected 4 hex digits in quotes, such as "0403"';
 const hexId = z.string({ error: HEX_ID_ERROR }).regex(/^[0-9a-fA-F]{4}$/, { error: HEX_ID_ERROR });
 
-const usbMatchSchema = z
+/** A USB serial match, as the jig description (and `jig-driver serial --usb`) accepts it. */
+export const usbMatchSchema = z
   .strictObject({
     vid: hexId.optional(),
     pid: hexId.optional(),

@@ -3,14 +3,18 @@
  * `jig-driver`: the executable the agent runs as jobs for hardware actions, so power switching
  * and serial capture get the same logs, limits, stop and ownership as any other job.
  *   jig-driver power on|off|cycle|status --dut NAME --config JSON
- *   jig-driver serial --path TTY [--baud 115200] [--reopen-timeout-ms 60000]
+ *   jig-driver serial --path TTY | --usb JSON [--baud 115200] [--reopen-timeout-ms 60000]
  * Power steps are printed to stderr as JSON lines (what, how long, how it failed).
  */
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
-import { JigletError } from '../../protocol/src/errors.js';
+import { invalidArgument, JigletError } from '../../protocol/src/errors.js';
+import { parseOrThrow } from './config-issues.js';
+import { usbMatchSchema } from './jig-description.js';
 import { builtinPowerRegistry } from './power-registry.js';
 import { DEFAULT_REOPEN_TIMEOUT_MS, runSerialCapture } from './serial-capture.js';
+import { runUsbSerialCapture } from './serial-usb-capture.js';
+import type { UsbMatch } from './usb-match.js';
 
 /** Exit code for a bad invocation or configuration (sysexits EX_USAGE). */
 const EXIT_USAGE = 64;
@@ -37,20 +41,37 @@ async function power(
   else await sw[action]();
 }
 
-async function serial(path: string, baudRate: number, reopenTimeoutMs: number): Promise<void> {
+/** Parses `--usb` (a UsbMatch as JSON); throws JIGLET_E_INVALID_ARGUMENT naming the problem. */
+function parseUsbMatch(json: string): UsbMatch {
+  let value: unknown;
+  try {
+    value = JSON.parse(json);
+  } catch (err) {
+    throw invalidArgument(`--usb is not JSON: ${(err as Error).message}`);
+  }
+  return parseOrThrow(usbMatchSchema, value, '--usb');
+}
+
+async function serial(
+  target: { path: string } | { usb: UsbMatch },
+  baudRate: number,
+  reopenTimeoutMs: number,
+): Promise<void> {
   const controller = new AbortController();
-  // Stopping the job (SIGTERM) ends the capture cleanly: the port is closed, nothing is lost.
+  // Stopping the job (SIGTERM) ends the capture cleanly, also while still waiting for a USB
+  // adapter: the port is closed, nothing is lost.
   const stop = (): void => controller.abort();
   process.once('SIGTERM', stop);
   process.once('SIGINT', stop);
-  await runSerialCapture({
-    path,
+  const common = {
     baudRate,
     out: process.stdout,
     input: process.stdin,
     reopen: { timeoutMs: reopenTimeoutMs },
     signal: controller.signal,
-  });
+  };
+  if ('usb' in target) await runUsbSerialCapture({ ...common, match: target.usb });
+  else await runSerialCapture({ ...common, path: target.path });
 }
 
 try {
@@ -72,10 +93,26 @@ try {
       'capture a serial port to stdout as timestamped records; stdin goes to the port',
       (y) =>
         y
-          .option('path', { type: 'string', demandOption: true })
+          .option('path', { type: 'string', describe: 'tty device path' })
+          .option('usb', {
+            type: 'string',
+            describe: 'USB adapter match as JSON: {"vid","pid","serial","byPath"}',
+          })
           .option('baud', { type: 'number', default: 115200 })
-          .option('reopen-timeout-ms', { type: 'number', default: DEFAULT_REOPEN_TIMEOUT_MS }),
-      (argv) => serial(argv.path, argv.baud, argv.reopenTimeoutMs),
+          .option('reopen-timeout-ms', { type: 'number', default: DEFAULT_REOPEN_TIMEOUT_MS })
+          .check((argv) => {
+            if ((argv.path === undefined) === (argv.usb === undefined)) {
+              throw invalidArgument('serial: expected exactly one of --path and --usb');
+            }
+            return true;
+          }),
+      // --usb is parsed here, not in a yargs coerce, which would rewrap the coded error.
+      (argv) =>
+        serial(
+          argv.usb === undefined ? { path: argv.path ?? '' } : { usb: parseUsbMatch(argv.usb) },
+          argv.baud,
+          argv.reopenTimeoutMs,
+        ),
     )
     .demandCommand(1)
     .fail((msg, err) => {

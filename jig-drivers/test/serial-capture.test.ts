@@ -176,18 +176,23 @@ describe('serial capture on a real pty', function () {
     await done;
   });
 
-  it('reports waiting once per period while the port stays away, and stops cleanly there', async () => {
+  it('reports waiting at once and then once per period while the port stays away, and stops cleanly there', async () => {
     const left = await ownResourcesLeftBy(async () => {
       const done = start({ timeoutMs: 50 });
       await sink.until(
-        'two waiting events',
-        () => sink.events().filter((e) => e.startsWith('waiting')).length >= 2,
+        'three waiting events',
+        () => sink.events().filter((e) => e.startsWith('waiting')).length >= 3,
       );
       controller.abort();
       await done;
     });
     assert.deepEqual(left, []);
-    assert.deepEqual(sink.events().slice(0, 2), [`waiting ${link} 50 ms`, `waiting ${link} 100 ms`]);
+    // The first one at once (absent from the start), then one per period.
+    assert.deepEqual(sink.events().slice(0, 3), [
+      `waiting ${link} 0 ms`,
+      `waiting ${link} 50 ms`,
+      `waiting ${link} 100 ms`,
+    ]);
   });
 
   it('stops on abort leaving no port, listener, timer or watcher behind', async () => {
