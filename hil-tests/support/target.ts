@@ -1,0 +1,106 @@
+/**
+ * The jig the HIL suites run against. With JIGLET_ADDR set, a real jiglet (certificates from
+ * JIGLET_CA / JIGLET_CERT / JIGLET_KEY, the DUT from JIGLET_DUT); otherwise the built-in virtual
+ * jig, started here exactly as a user starts it: `jiglet serve --config fixtures/jigs/virtual.yaml`.
+ * The suites themselves only use the client library.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { ConnectionSettings } from '../../client/src/connection.js';
+import { JigletClient } from '../../client/src/jiglet-client.js';
+import { startJigletProcess } from '../../fixtures/test-support/jiglet-process.js';
+import { testPki } from '../../fixtures/test-support/test-pki.js';
+
+/** What a suite needs to know about the DUT it drives. */
+export interface HilTarget {
+  /** An engineer allowed to switch power and type on the console. */
+  operator: JigletClient;
+  /** More readers (on their own connections). */
+  viewers: JigletClient[];
+  /** The DUT to drive. */
+  dut: string;
+  /** A DUT whose USB-serial adapter vanishes while unpowered (may equal `dut` on real jigs). */
+  vanishingDut: string;
+  /** Whether `vanishingDut`'s port is known to vanish (true on the virtual jig). */
+  portVanishes: boolean;
+  login: { user: string; password: string; loginPrompt: string; passwordPrompt: string; shellPrompt: string };
+  /** A banner every boot prints once (to count boots). */
+  bootBanner: string;
+  /** A command and a pattern its output matches. */
+  command: { text: string; expect: string };
+  /** Power cycles for the cycle suite. */
+  cycles: number;
+  stop(): Promise<void>;
+}
+
+const env = process.env;
+
+/** Opens the target named by the environment, or brings up the virtual jig. */
+export async function openHilTarget(): Promise<HilTarget> {
+  const common = {
+    login: {
+      user: env.JIGLET_DUT_USER ?? 'root',
+      password: env.JIGLET_DUT_PASSWORD ?? 'secret',
+      loginPrompt: env.JIGLET_LOGIN_PROMPT ?? 'login: $',
+      passwordPrompt: env.JIGLET_PASSWORD_PROMPT ?? 'Password: $',
+      shellPrompt: env.JIGLET_SHELL_PROMPT ?? '[#$] $',
+    },
+    bootBanner: env.JIGLET_BOOT_BANNER ?? 'U-Boot ',
+    command: { text: env.JIGLET_COMMAND ?? 'uname -a', expect: env.JIGLET_COMMAND_EXPECT ?? '^Linux ' },
+    cycles: Number(env.JIGLET_CYCLES ?? 3),
+  };
+  if (env.JIGLET_ADDR) {
+    const settings: ConnectionSettings = {
+      server: env.JIGLET_ADDR,
+      ca: required('JIGLET_CA'),
+      cert: required('JIGLET_CERT'),
+      key: required('JIGLET_KEY'),
+    };
+    const dut = required('JIGLET_DUT');
+    const operator = new JigletClient(settings);
+    const viewers = [new JigletClient(settings), new JigletClient(settings)];
+    return {
+      ...common,
+      operator,
+      viewers,
+      dut,
+      vanishingDut: env.JIGLET_VANISHING_DUT ?? dut,
+      portVanishes: env.JIGLET_VANISHING_DUT !== undefined,
+      async stop() {
+        for (const c of [operator, ...viewers]) c.close();
+      },
+    };
+  }
+  const pki = await testPki();
+  const stateDir = mkdtempSync(join(tmpdir(), 'jiglet-hil-'));
+  const agent = await startJigletProcess({
+    stateDir,
+    tlsDir: pki.dir,
+    config: join(import.meta.dirname, '../../fixtures/jigs/virtual.yaml'),
+  });
+  const operator = new JigletClient(pki.as('operator', agent.address));
+  const viewers = [
+    new JigletClient(pki.as('viewer', agent.address)),
+    new JigletClient(pki.as('admin', agent.address)),
+  ];
+  return {
+    ...common,
+    operator,
+    viewers,
+    dut: 'vdut-a',
+    vanishingDut: 'vdut-b',
+    portVanishes: true,
+    async stop() {
+      for (const c of [operator, ...viewers]) c.close();
+      await agent.stop();
+      rmSync(stateDir, { recursive: true, force: true });
+    },
+  };
+}
+
+function required(name: string): string {
+  const value = env[name];
+  if (!value) throw new Error(`${name} is required when JIGLET_ADDR names a real jiglet`);
+  return value;
+}
