@@ -10,8 +10,8 @@ import {
   type SerialRecord,
   SerialState,
 } from '../../client/src/jig-client.js';
-import { startVirtualJig, type VirtualJig } from '../../fixtures/test-support/virtual-jig.js';
 import { errorOf } from '../../fixtures/test-support/call-errors.js';
+import { startVirtualJig, type VirtualJig } from '../../fixtures/test-support/virtual-jig.js';
 
 /** Reads a console's output until `text` has appeared; returns all text read. */
 async function readUntil(session: ConsoleSession, text: string, seen = { text: '' }): Promise<string> {

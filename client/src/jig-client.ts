@@ -171,6 +171,7 @@ export class JigClient {
     });
     const onAbort = (): void => call.cancel();
     opts.signal?.addEventListener('abort', onAbort, { once: true });
+    if (opts.signal?.aborted) call.cancel();
     try {
       for await (const msg of call as AsyncIterable<SerialTailResponse>) {
         const record = toRecord(msg, msg.captureJobId);
@@ -191,6 +192,9 @@ export class JigClient {
    */
   async console(dut: string, opts: { takeOver?: boolean } = {}): Promise<ConsoleSession> {
     const call = this.#stub.console();
+    // Armed now: the agent may end the session (OK status) long before close() is called.
+    const ended = once(call, 'status').then(() => undefined);
+    ended.catch(() => undefined);
     const failed = new Promise<never>((_, reject) => {
       call.once('error', (err: Error) => reject(fromGrpcError(err)));
     });
@@ -235,7 +239,7 @@ export class JigClient {
       async close() {
         call.end();
         // Drain what the agent still sends, so the call completes instead of being cancelled.
-        await Promise.race([once(call, 'status'), failed.catch(() => undefined)]);
+        await Promise.race([ended, failed.catch(() => undefined)]);
       },
     };
   }
@@ -270,7 +274,10 @@ export class JigClient {
         this.#opts(timeoutMs + UNARY_DEADLINE_MS),
         (err, value) => (err ? reject(fromGrpcError(err)) : resolve(value as ExpectResponse)),
       );
-      opts.signal?.addEventListener('abort', () => call.cancel(), { once: true });
+      const onAbort = (): void => call.cancel();
+      opts.signal?.addEventListener('abort', onAbort, { once: true });
+      call.once('status', () => opts.signal?.removeEventListener('abort', onAbort));
+      if (opts.signal?.aborted) call.cancel();
     });
     if (res.match) return fromMatch(res.match, res.captureJobId);
     const t = res.timeout;

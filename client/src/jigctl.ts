@@ -133,6 +133,89 @@ try {
         exitCode = await listCommand(argv);
       },
     )
+    .command(
+      'jig',
+      'list the DUTs with their labels, power and serial state',
+      (y) =>
+        connectionOptions(y)
+          .option('output', { alias: 'o', choices: ['table', 'json'] as const, default: 'table' as const })
+          .option('label', { type: 'string', array: true, describe: 'only DUTs with this key=value label' }),
+      async (argv) => {
+        const { jigListCommand } = await import('./cli/jig-commands.js');
+        exitCode = await jigListCommand(argv);
+      },
+    )
+    .command(
+      'power <action>',
+      "switch or read a DUT's power (status prints on, off or unknown)",
+      (y) =>
+        connectionOptions(y)
+          .positional('action', { choices: ['on', 'off', 'cycle', 'status'] as const, demandOption: true })
+          .option('dut', { type: 'string', demandOption: true })
+          .option('off-time', { type: 'string', describe: 'for cycle: time to stay off (3s)' })
+          .option('output', { alias: 'o', choices: ['text', 'json'] as const, default: 'text' as const }),
+      async (argv) => {
+        const { powerCommand } = await import('./cli/jig-commands.js');
+        exitCode = await powerCommand(argv);
+      },
+    )
+    .command('serial', "read a DUT's serial log", (y) =>
+      y
+        .command(
+          'tail',
+          'print the serial log: bytes on stdout, capture events on stderr (-o json: one record a line)',
+          (c) =>
+            connectionOptions(c)
+              .option('dut', { type: 'string', demandOption: true })
+              .option('follow', { alias: 'f', type: 'boolean', describe: 'keep printing until Ctrl-C' })
+              .option('offset', { type: 'number', describe: 'start at this serial-log offset' })
+              .option('since', { type: 'string', describe: 'start this long ago (10m) or at an ISO time' })
+              .option('from-end', { type: 'boolean', describe: 'only what arrives from now on' })
+              .conflicts('offset', ['since', 'from-end'])
+              .conflicts('since', 'from-end')
+              .option('output', { alias: 'o', choices: ['raw', 'json'] as const, default: 'raw' as const }),
+          async (argv) => {
+            const { serialTailCommand } = await import('./cli/jig-commands.js');
+            exitCode = await serialTailCommand(argv);
+          },
+        )
+        .demandCommand(1, 'name a serial command: tail'),
+    )
+    .command(
+      'console',
+      "attach to a DUT's console; Ctrl-] detaches (piped stdin: detaches when it ends)",
+      (y) =>
+        connectionOptions(y)
+          .option('dut', { type: 'string', demandOption: true })
+          .option('take-over', { type: 'boolean', describe: 'take the console from its writer (admin)' })
+          .epilogue(
+            'On a terminal, keys go to the DUT as typed (Ctrl-C included) and Ctrl-] detaches. ' +
+              "Otherwise stdin's bytes are sent as they are and its end detaches: " +
+              "printf 'uname -a\\r' | jigctl console --dut D. DUT output goes to stdout, capture events to stderr.",
+          ),
+      async (argv) => {
+        const { consoleCommand } = await import('./cli/jig-commands.js');
+        exitCode = await consoleCommand(argv);
+      },
+    )
+    .command(
+      'expect',
+      'wait on the agent for a serial line matching a regular expression (RE2) and print it',
+      (y) =>
+        connectionOptions(y)
+          .option('dut', { type: 'string', demandOption: true })
+          .option('pattern', { type: 'string', demandOption: true, describe: 'RE2 regular expression' })
+          .option('timeout', { type: 'string', describe: 'give up after this long (default 30s)' })
+          .option('from-now', { type: 'boolean', describe: 'only lines that arrive from now on' })
+          .option('offset', { type: 'number', describe: 'search from this serial-log offset' })
+          .conflicts('from-now', 'offset')
+          .option('ignore-case', { alias: 'i', type: 'boolean' })
+          .option('output', { alias: 'o', choices: ['text', 'json'] as const, default: 'text' as const }),
+      async (argv) => {
+        const { expectCommand } = await import('./cli/jig-commands.js');
+        exitCode = await expectCommand(argv);
+      },
+    )
     .command('certs', 'create development certificates', (y) =>
       y
         .command(

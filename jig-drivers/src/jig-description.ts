@@ -9,7 +9,7 @@ import { z } from 'zod';
 import { invalidArgument, notFound } from '../../protocol/src/errors.js';
 import { checkAgainst, formatKeyPath } from './config-issues.js';
 import { builtinPowerRegistry, type PowerConfig, type PowerRegistry } from './power-registry.js';
-import type { UsbMatch } from './usb-match.js';
+import { type UsbMatch, usbMatchSchema } from './usb-match.js';
 
 /** What the DUT's power is left at when a lease ends or a job is stopped. */
 export interface SafeState {
@@ -48,26 +48,6 @@ export interface JigDescription {
   /** The DUTs, in file order. */
   duts: DutDescription[];
 }
-
-// Unquoted, YAML reads 0403 as the number 403: the message says to quote it.
-const HEX_ID_ERROR = 'expected 4 hex digits in quotes, such as "0403"';
-const hexId = z.string({ error: HEX_ID_ERROR }).regex(/^[0-9a-fA-F]{4}$/, { error: HEX_ID_ERROR });
-
-/** A USB serial match, as the jig description (and `jig-driver serial --usb`) accepts it. */
-export const usbMatchSchema = z
-  .strictObject({
-    vid: hexId.optional(),
-    pid: hexId.optional(),
-    serial: z.string().min(1).optional(),
-    byPath: z
-      .string()
-      .regex(/^[^/\s]+$/, { error: 'expected a /dev/serial/by-path name (no "/")' })
-      .optional(),
-  })
-  .refine((usb) => Object.values(usb).some((v) => v !== undefined), {
-    error: 'expected at least one of vid, serial, byPath',
-  })
-  .refine((usb) => usb.pid === undefined || usb.vid !== undefined, { error: 'pid needs vid', path: ['vid'] });
 
 const serialSchema = z
   .strictObject({

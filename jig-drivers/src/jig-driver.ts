@@ -10,11 +10,9 @@ import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { invalidArgument, JigletError } from '../../protocol/src/errors.js';
 import { parseOrThrow } from './config-issues.js';
-import { usbMatchSchema } from './jig-description.js';
-import { builtinPowerRegistry } from './power-registry.js';
 import { DEFAULT_REOPEN_TIMEOUT_MS, runSerialCapture } from './serial-capture.js';
 import { runUsbSerialCapture } from './serial-usb-capture.js';
-import type { UsbMatch } from './usb-match.js';
+import { type UsbMatch, usbMatchSchema } from './usb-match.js';
 
 /** Exit code for a bad invocation or configuration (sysexits EX_USAGE). */
 const EXIT_USAGE = 64;
@@ -30,6 +28,8 @@ async function power(
   } catch (err) {
     throw new JigletError('JIGLET_E_INVALID_ARGUMENT', `--config is not JSON: ${(err as Error).message}`);
   }
+  // Loaded only for power: a serial capture runs for days and should not carry every driver (and libusb).
+  const { builtinPowerRegistry } = await import('./power-registry.js');
   const registry = builtinPowerRegistry();
   const checked = registry.check(config);
   if (!checked.ok) throw new JigletError('JIGLET_E_INVALID_ARGUMENT', checked.problems.join('\n'));

@@ -5,6 +5,7 @@
  */
 import { readdir, readFile, realpath } from 'node:fs/promises';
 import path from 'node:path';
+import { z } from 'zod';
 import { failedPrecondition } from '../../protocol/src/errors.js';
 
 /** What identifies a USB device; every given field must match. */
@@ -18,6 +19,26 @@ export interface UsbMatch {
   /** A udev by-path name, e.g. "pci-0000:00:14.0-usb-0:2:1.0" (its "-port0"-style suffix may be left off). */
   byPath?: string;
 }
+
+// Unquoted, YAML reads 0403 as the number 403: the message says to quote it.
+const HEX_ID_ERROR = 'expected 4 hex digits in quotes, such as "0403"';
+const hexId = z.string({ error: HEX_ID_ERROR }).regex(/^[0-9a-fA-F]{4}$/, { error: HEX_ID_ERROR });
+
+/** A USB serial match, as the jig description (and `jig-driver serial --usb`) accepts it. */
+export const usbMatchSchema = z
+  .strictObject({
+    vid: hexId.optional(),
+    pid: hexId.optional(),
+    serial: z.string().min(1).optional(),
+    byPath: z
+      .string()
+      .regex(/^[^/\s]+$/, { error: 'expected a /dev/serial/by-path name (no "/")' })
+      .optional(),
+  })
+  .refine((usb) => Object.values(usb).some((v) => v !== undefined), {
+    error: 'expected at least one of vid, serial, byPath',
+  })
+  .refine((usb) => usb.pid === undefined || usb.vid !== undefined, { error: 'pid needs vid', path: ['vid'] });
 
 /** Which kind of device node is wanted. */
 export type DeviceKind = 'tty' | 'block';

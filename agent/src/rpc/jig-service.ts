@@ -254,12 +254,15 @@ async function expect(
   const signal = AbortSignal.any([controller.signal, found.signal, deadline]);
   let matcher = new LineMatcher(re);
   let result: ExpectResponse | undefined;
-  let reached = 0;
-  let captureJobId = dut.requireCapture().jobId;
+  const start = startOf(request);
+  const first = dut.requireCapture();
+  let captureJobId = first.jobId;
+  // Where the search stands: reported on a timeout, so a client can go on from there.
+  let reached = 'offset' in start ? start.offset : 'fromEnd' in start ? first.boundary : 0;
   try {
     await pumpSerial({
       dut,
-      start: startOf(request),
+      start,
       follow: true,
       signal,
       reader: {

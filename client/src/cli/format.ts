@@ -1,5 +1,13 @@
-/** Human and JSON renderings of job records for jigctl. */
+/** Human and JSON renderings for jigctl: job records, DUTs, serial records and expect results. */
 import { type Job, JobState } from '../../../protocol/gen/jiglet/v1/jobs.js';
+import {
+  type Dut,
+  type ExpectResult,
+  type ExpectTimeoutError,
+  PowerState,
+  type SerialRecord,
+  SerialState,
+} from '../jig-client.js';
 
 const STATE_NAMES: Record<JobState, string> = {
   [JobState.JOB_STATE_UNSPECIFIED]: 'unknown',
@@ -104,4 +112,146 @@ export function listTable(jobs: Job[]): string {
 function shellQuote(s: string | undefined): string {
   if (s === undefined) return '';
   return /^[A-Za-z0-9_./:=@%+-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`;
+}
+
+/** Left-aligned columns two spaces apart, as `jigctl list` prints them. */
+export function renderTable(header: readonly string[], rows: readonly (readonly string[])[]): string {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  return [header, ...rows]
+    .map((r) =>
+      widths
+        .map((w, i) => (r[i] ?? '').padEnd(w))
+        .join('  ')
+        .trimEnd(),
+    )
+    .join('\n');
+}
+
+/** A duration for people: "250 ms", "1.2 s", "30 s". */
+export function humanDuration(ms: number): string {
+  if (ms < 1000) return `${Math.round(ms)} ms`;
+  const s = ms / 1000;
+  return `${s >= 100 ? Math.round(s) : Math.round(s * 10) / 10} s`;
+}
+
+/** Local time of day with milliseconds, "12:00:01.123", for event lines. */
+export function clockTime(time: Date): string {
+  const p = (n: number, width = 2): string => String(n).padStart(width, '0');
+  return `${p(time.getHours())}:${p(time.getMinutes())}:${p(time.getSeconds())}.${p(time.getMilliseconds(), 3)}`;
+}
+
+/** The stderr report of an expect that timed out: what was sought, the port's state, the last lines. */
+export function timeoutReport(err: ExpectTimeoutError): string {
+  const head = `jigctl: no line matched /${err.pattern}/ within ${humanDuration(err.timeoutMs)}`;
+  const lines = [err.serialState ? `${head}: ${err.serialState}` : head];
+  if (err.lastLines.length === 0) lines.push('  no lines were seen');
+  else lines.push('  last lines seen:', ...err.lastLines.map((l) => `    ${l}`));
+  return `${lines.join('\n')}\n`;
+}
+
+/** One stderr line for a capture event: "[serial] 12:00:01.123 gone /dev/ttyUSB0 vanished". */
+export function eventLine(record: Extract<SerialRecord, { type: 'event' }>): string {
+  return `[serial] ${clockTime(record.time)} ${record.event}${record.detail ? ` ${record.detail}` : ''}\n`;
+}
+
+/** A serial record as one JSON line of `serial tail -o json`. */
+export function recordJson(r: SerialRecord): Record<string, unknown> {
+  const at = { offset: r.offset, nextOffset: r.nextOffset, time: r.time.toISOString() };
+  return r.type === 'chunk'
+    ? { ...at, type: 'chunk', data: r.data.toString('utf8') }
+    : { ...at, type: 'event', event: r.event, detail: r.detail };
+}
+
+const POWER_NAMES: Partial<Record<PowerState, string>> = {
+  [PowerState.POWER_STATE_ON]: 'on',
+  [PowerState.POWER_STATE_OFF]: 'off',
+};
+
+const SERIAL_NAMES: Partial<Record<SerialState, string>> = {
+  [SerialState.SERIAL_STATE_STARTING]: 'starting',
+  [SerialState.SERIAL_STATE_OPEN]: 'open',
+  [SerialState.SERIAL_STATE_ABSENT]: 'absent',
+  [SerialState.SERIAL_STATE_STOPPED]: 'stopped',
+};
+
+/** A plain-JSON view of a DUT (enums as words, offsets as numbers, times as ISO strings). */
+export function dutJson(d: Dut): Record<string, unknown> {
+  const p = d.power;
+  const s = d.serial;
+  return {
+    name: d.name,
+    labels: d.labels,
+    safePower: d.safePower,
+    power: p && {
+      driver: p.driver,
+      state: POWER_NAMES[p.state] ?? 'unknown',
+      stateTime: p.stateTime?.toISOString(),
+      busy: p.busy,
+      lastJobId: p.lastJobId || undefined,
+      lastError: p.lastError || undefined,
+    },
+    serial: s && {
+      source: s.source,
+      port: s.port || undefined,
+      baud: s.baud,
+      state: SERIAL_NAMES[s.state] ?? 'unknown',
+      captureJobId: s.captureJobId || undefined,
+      endOffset: Number(s.endOffset),
+      bytesCaptured: Number(s.bytesCaptured),
+      lastEvent: s.lastEvent || undefined,
+      lastEventTime: s.lastEventTime?.toISOString(),
+      consoleWriter: s.consoleWriter || undefined,
+    },
+  };
+}
+
+/** `jigctl jig` table; a failed last power job is named below it. */
+export function dutTable(duts: Dut[]): string {
+  const rows = duts.map((d) => {
+    const p = d.power;
+    const s = d.serial;
+    const power = p ? `${POWER_NAMES[p.state] ?? 'unknown'} (${p.driver}${p.busy ? ', busy' : ''})` : '-';
+    return [
+      d.name,
+      Object.entries(d.labels)
+        .map(([k, v]) => `${k}=${v}`)
+        .join(',') || '-',
+      power,
+      p?.stateTime ? when(p.stateTime) : '-',
+      s ? (SERIAL_NAMES[s.state] ?? 'unknown') : '-',
+      s ? s.port || s.source : '-',
+      s ? String(s.bytesCaptured) : '-',
+      s?.consoleWriter || '-',
+      s?.captureJobId || '-',
+      s?.lastEvent || '-',
+    ];
+  });
+  const header = [
+    'DUT',
+    'LABELS',
+    'POWER',
+    'SINCE',
+    'SERIAL',
+    'PORT',
+    'BYTES',
+    'CONSOLE',
+    'CAPTURE JOB',
+    'LAST EVENT',
+  ];
+  const errors = duts
+    .filter((d) => d.power?.lastError)
+    .map((d) => `${d.name}: power job ${d.power!.lastJobId} failed: ${d.power!.lastError}`);
+  return [renderTable(header, rows), ...errors].join('\n');
+}
+
+/** Local time of day for today, the local date otherwise. */
+function when(time: Date): string {
+  if (time.toDateString() === new Date().toDateString()) return clockTime(time).slice(0, 8);
+  const p = (n: number): string => String(n).padStart(2, '0');
+  return `${time.getFullYear()}-${p(time.getMonth() + 1)}-${p(time.getDate())}`;
+}
+
+/** A plain-JSON view of an expect match. */
+export function expectJson(r: ExpectResult): Record<string, unknown> {
+  return { ...r, time: r.time?.toISOString() };
 }
