@@ -171,4 +171,22 @@ describe('JigService on a virtual jig', function () {
     assert.ok(since.every((r) => r.time.getTime() >= middle.time.getTime()));
     assert.ok(since.length >= resumed.length);
   });
+
+  it('closes a console whose output the client never read, however much the DUT printed', async () => {
+    const op = v.t.client('operator');
+    const on = await op.jig.power('vdut-b', 'on');
+    // Done booting first, so no boot line is printed between ours.
+    await op.jig.expect('vdut-b', 'login: $', { offset: on.serialOffset, timeoutMs: 10_000 });
+    const session = await op.jig.console('vdut-b');
+    // One record per line (each awaited on the agent), more than grpc-js buffers unread.
+    let from = session.attached.offset;
+    for (let i = 0; i < 40; i++) {
+      v.dut('vdut-b').inject(Buffer.from(`\r\nunread line ${i}\r\n`));
+      from = (await op.jig.expect('vdut-b', `^unread line ${i}$`, { offset: from, timeoutMs: 5000 }))
+        .nextOffset;
+    }
+    await session.close();
+    const listed = (await op.jig.duts()).find((d) => d.name === 'vdut-b');
+    assert.equal(listed?.serial?.consoleWriter, '');
+  });
 });

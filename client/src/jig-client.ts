@@ -238,8 +238,12 @@ export class JigClient {
       },
       async close() {
         call.end();
-        // Drain what the agent still sends, so the call completes instead of being cancelled.
-        await Promise.race([ended, failed.catch(() => undefined)]);
+        // grpc-js delivers the final status only after every message before it has been read, and
+        // a caller that never read `output` has left up to a window of them: read them away.
+        const drained = (async () => {
+          for (;;) if ((await records.next()).done) return;
+        })().catch(() => undefined);
+        await Promise.race([Promise.all([drained, ended]), failed.catch(() => undefined)]);
       },
     };
   }

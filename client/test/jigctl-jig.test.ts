@@ -4,64 +4,20 @@
  * with their exit codes.
  */
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
-import { once } from 'node:events';
-import { join } from 'node:path';
+import {
+  assertOneLineError,
+  JIGCTL,
+  type JigctlOptions,
+  type JigctlRun,
+  runJigctl,
+} from '../../fixtures/test-support/run-jigctl.js';
 import { startVirtualJig, type VirtualJig } from '../../fixtures/test-support/virtual-jig.js';
 
-const JIGCTL = join(import.meta.dirname, '../../dist/client/src/jigctl.js');
+type Run = JigctlRun;
 
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-/**
- * Runs jigctl with the identity's certificate in JIGLET_* variables. `input` is piped and ended;
- * with `holdStdin` the pipe stays open for the test to write and end.
- */
-function jigctl(
-  v: VirtualJig,
-  args: string[],
-  opts: {
-    as?: string;
-    input?: string;
-    holdStdin?: boolean;
-    command?: string[];
-    onStdout?: (text: string, child: ChildProcess) => void;
-  } = {},
-): Promise<Run> {
-  const settings = v.t.pki.as(opts.as ?? 'operator', v.t.address);
-  const [command, ...prefix] = opts.command ?? [process.execPath, JIGCTL];
-  const child = spawn(command!, [...prefix, ...args], {
-    env: {
-      PATH: process.env.PATH,
-      JIGLET_ADDR: settings.server,
-      JIGLET_CA: settings.ca,
-      JIGLET_CERT: settings.cert,
-      JIGLET_KEY: settings.key,
-      JIGLET_CONFIG: '/nonexistent',
-    },
-    stdio: [opts.input !== undefined || opts.holdStdin ? 'pipe' : 'ignore', 'pipe', 'pipe'],
-  });
-  if (opts.input !== undefined) child.stdin!.write(opts.input);
-  if (!opts.holdStdin) child.stdin?.end();
-  let stdout = '';
-  let stderr = '';
-  child.stdout!.on('data', (b: Buffer) => {
-    stdout += b.toString('latin1');
-    opts.onStdout?.(stdout, child);
-  });
-  child.stderr!.on('data', (b: Buffer) => (stderr += b));
-  return once(child, 'close').then(([code]) => ({ code: code as number, stdout, stderr }));
-}
-
-function assertOneLineError(r: Run): void {
-  assert.doesNotMatch(r.stderr, /^\s+at /m, `stack trace on stderr: ${r.stderr}`);
-  assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
-  assert.match(r.stderr, /^jigctl: /);
-}
+/** jigctl against the virtual jig's agent. */
+const jigctl = (v: VirtualJig, args: string[], opts: JigctlOptions = {}): Promise<Run> =>
+  runJigctl(v.t, args, opts);
 
 interface JsonRecord {
   offset: number;

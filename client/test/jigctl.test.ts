@@ -5,57 +5,11 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { join } from 'node:path';
+import { assertOneLineError, JIGCTL, runJigctl } from '../../fixtures/test-support/run-jigctl.js';
 import { startTestAgent, type TestAgent } from '../../fixtures/test-support/test-agent.js';
 import { JobState } from '../../protocol/gen/jiglet/v1/jobs.js';
 
-const JIGCTL = join(import.meta.dirname, '../../dist/client/src/jigctl.js');
-
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs jigctl with the identity's certificate in JIGLET_* variables. */
-function jigctl(
-  t: TestAgent,
-  args: string[],
-  opts: {
-    as?: string;
-    address?: string;
-    stdin?: Buffer;
-    onStdout?: (s: string, kill: (sig: NodeJS.Signals) => void) => void;
-  } = {},
-): Promise<Run> {
-  const settings = t.pki.as(opts.as ?? 'operator', opts.address ?? t.address);
-  const child = spawn(process.execPath, [JIGCTL, ...args], {
-    env: {
-      PATH: process.env.PATH,
-      JIGLET_ADDR: settings.server,
-      JIGLET_CA: settings.ca,
-      JIGLET_CERT: settings.cert,
-      JIGLET_KEY: settings.key,
-      JIGLET_CONFIG: '/nonexistent',
-    },
-    stdio: [opts.stdin ? 'pipe' : 'ignore', 'pipe', 'pipe'],
-  });
-  child.stdin?.end(opts.stdin);
-  let stdout = '';
-  let stderr = '';
-  child.stdout!.on('data', (b: Buffer) => {
-    stdout += b;
-    opts.onStdout?.(stdout, (sig) => child.kill(sig));
-  });
-  child.stderr!.on('data', (b: Buffer) => (stderr += b));
-  return once(child, 'close').then(([code]) => ({ code: code as number, stdout, stderr }));
-}
-
-function assertOneLineError(r: Run): void {
-  assert.doesNotMatch(r.stderr, /^\s+at /m, `stack trace on stderr: ${r.stderr}`);
-  assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
-  assert.match(r.stderr, /^jigctl: /);
-}
+const jigctl = runJigctl;
 
 describe('jigctl', () => {
   let t: TestAgent;
@@ -79,7 +33,7 @@ describe('jigctl', () => {
       Buffer.from([0, 0xff, 0x0d]),
       Buffer.alloc(300_000, 0x61),
     ]);
-    const r = await jigctl(t, ['run', '-i', '--', 'sha256sum'], { stdin: input });
+    const r = await jigctl(t, ['run', '-i', '--', 'sha256sum'], { input });
     const { createHash } = await import('node:crypto');
     assert.equal(r.stdout.split(' ')[0], createHash('sha256').update(input).digest('hex'));
     assert.equal(r.code, 0);
@@ -98,8 +52,8 @@ describe('jigctl', () => {
 
   it('Ctrl-C in run stops the remote job', async () => {
     const r = await jigctl(t, ['run', '--', 'sh', '-c', 'echo ready; exec sleep 600'], {
-      onStdout: (s, kill) => {
-        if (s === 'ready\n') kill('SIGINT');
+      onStdout: (s, child) => {
+        if (s === 'ready\n') child.kill('SIGINT');
       },
     });
     assert.equal(r.code, 143, r.stderr);

@@ -23,7 +23,7 @@ import {
   timeoutReport,
 } from './format.js';
 import { connect } from './job-commands.js';
-import { parseDuration } from './parse-units.js';
+import { parseDuration, parsePairs } from './parse-units.js';
 import { writeOut } from './write-out.js';
 
 /** Ctrl-]: telnet's escape character, which detaches an interactive console. */
@@ -80,7 +80,7 @@ export interface ExpectFlags extends ConnectionFlags {
 
 /** `jigctl jig`: the DUTs with their labels, power and serial state. */
 export async function jigListCommand(flags: JigListFlags): Promise<number> {
-  const labels = parseLabels(flags.label ?? []);
+  const labels = parsePairs('--label', flags.label ?? [], 'key=value');
   const client = connect(flags);
   try {
     const duts = await client.jig.duts(labels);
@@ -321,15 +321,4 @@ function offsetFlag(n: number): number {
 function uint32(flag: string, ms: number): number {
   if (ms > MAX_UINT32) throw invalidArgument(`${flag} is too long`);
   return ms;
-}
-
-/** "k=v" labels → a map; refuses entries without "=". */
-function parseLabels(entries: readonly string[]): Record<string, string> {
-  const labels: Record<string, string> = {};
-  for (const e of entries) {
-    const i = e.indexOf('=');
-    if (i <= 0) throw invalidArgument(`--label "${e}" must look like key=value`);
-    labels[e.slice(0, i)] = e.slice(i + 1);
-  }
-  return labels;
 }

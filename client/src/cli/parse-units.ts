@@ -33,13 +33,22 @@ export function parseDuration(flag: string, text: string): number {
   return Math.round(Number(m[1]) * DURATION_UNITS[m[2]!]!);
 }
 
-/** "K=V" pairs → an object; refuses entries without "=". */
-export function parseEnv(entries: readonly string[]): Record<string, string> {
-  const env: Record<string, string> = {};
+/** "K=V" pairs → an object; refuses entries without "=", naming the flag and the expected form. */
+export function parsePairs(
+  flag: string,
+  entries: readonly string[],
+  form = 'NAME=value',
+): Record<string, string> {
+  const pairs: Record<string, string> = {};
   for (const e of entries) {
     const i = e.indexOf('=');
-    if (i <= 0) throw invalidArgument(`--env "${e}" must look like NAME=value`);
-    env[e.slice(0, i)] = e.slice(i + 1);
+    if (i <= 0) throw invalidArgument(`${flag} "${e}" must look like ${form}`);
+    pairs[e.slice(0, i)] = e.slice(i + 1);
   }
-  return env;
+  return pairs;
+}
+
+/** `--env` pairs → an object. */
+export function parseEnv(entries: readonly string[]): Record<string, string> {
+  return parsePairs('--env', entries);
 }
