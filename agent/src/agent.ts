@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { JigDescription } from '../../jig-drivers/src/jig-description.js';
 import { JigletError } from '../../protocol/src/errors.js';
+import { ImageCache } from './images/image-cache.js';
 import { defaultJigDriverCommand, type JigDriverCommand } from './jig/jig-driver-command.js';
 import { JigRuntime } from './jig/jig-runtime.js';
 import type { ServiceConfig } from './jig/services.js';
@@ -22,6 +23,7 @@ export interface Agent {
   readonly port: number;
   readonly supervisor: Supervisor;
   readonly jig: JigRuntime;
+  readonly images: ImageCache;
   readonly grpc: GrpcServer;
   /** Graceful stop: refuse new calls, stop jobs, flush records, release the state dir. */
   stop(graceMs?: number): Promise<void>;
@@ -54,6 +56,8 @@ export async function startAgent(opts: {
   services?: readonly ServiceConfig[];
   /** How to run `jig-driver` (default: the compiled one next to this agent). */
   jigDriver?: JigDriverCommand;
+  /** Size limit of the image cache (default 20 GiB). */
+  imageCacheBytes?: number;
 }): Promise<Agent> {
   const { log, stateDir } = opts;
   mkdirSync(stateDir, { recursive: true });
@@ -69,6 +73,7 @@ export async function startAgent(opts: {
       baseEnv: { PATH: process.env.PATH ?? '/usr/local/bin:/usr/bin:/bin', LANG: 'C.UTF-8' },
     });
     await supervisor.recover();
+    const images = new ImageCache({ stateDir, limitBytes: opts.imageCacheBytes, log });
     let jig: JigRuntime;
     try {
       jig = await JigRuntime.start({
@@ -76,6 +81,8 @@ export async function startAgent(opts: {
         services: opts.services ?? [],
         supervisor,
         jigDriver: opts.jigDriver ?? defaultJigDriverCommand(),
+        images,
+        stateDir,
         log,
       });
     } catch (err) {
@@ -85,7 +92,7 @@ export async function startAgent(opts: {
     }
     let grpc: GrpcServer;
     try {
-      grpc = await startGrpcServer({ listen: opts.listen, tls: opts.tls, supervisor, jig, log });
+      grpc = await startGrpcServer({ listen: opts.listen, tls: opts.tls, supervisor, jig, images, log });
     } catch (err) {
       await jig.close();
       await supervisor.shutdown(1000);
@@ -97,6 +104,7 @@ export async function startAgent(opts: {
       port: grpc.port,
       supervisor,
       jig,
+      images,
       grpc,
       stop(graceMs = DEFAULT_GRACE_MS) {
         stopping ??= (async () => {

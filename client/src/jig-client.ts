@@ -9,6 +9,7 @@ import {
   type Dut,
   type ExpectMatch,
   type ExpectResponse,
+  type FlashResponse,
   JigServiceClient,
   type ListDutsResponse,
   PowerAction,
@@ -291,6 +292,22 @@ export class JigClient {
       t?.lastLines ?? [],
       Number(t?.offset ?? 0n),
       t?.serialState ?? '',
+    );
+  }
+
+  /** Starts flashing a cached image (see flashDut for the whole upload + flash + follow). */
+  async flash(
+    dut: string,
+    opts: { imageSha256: string; bmapSha256?: string; verify: boolean },
+  ): Promise<FlashResponse> {
+    // Powering the DUT off first can take a driver's deadline; the job itself is followed separately.
+    return this.#unary<FlashResponse>((cb) =>
+      this.#stub.flash(
+        { dut, imageSha256: opts.imageSha256, bmapSha256: opts.bmapSha256 ?? '', noVerify: !opts.verify },
+        new Metadata(),
+        this.#opts(UNARY_DEADLINE_MS * 2),
+        cb,
+      ),
     );
   }
 

@@ -181,6 +181,52 @@ try {
         )
         .demandCommand(1, 'name a serial command: tail'),
     )
+    .command('images', "list the agent's cached images", (y) =>
+      connectionOptions(y)
+        .option('output', { alias: 'o', choices: ['text', 'json'] as const, default: 'text' as const })
+        .command(
+          'rm <sha256..>',
+          'remove cached images (admin; refused while a flash reads one)',
+          (c) =>
+            connectionOptions(c).positional('sha256', { type: 'string', array: true, demandOption: true }),
+          async (argv) => {
+            const { imagesRemoveCommand } = await import('./cli/image-commands.js');
+            exitCode = await imagesRemoveCommand({ ...argv, sha256: argv.sha256.map(String) });
+          },
+        )
+        .command(
+          '$0',
+          false,
+          () => undefined,
+          async (argv) => {
+            const { imagesCommand } = await import('./cli/image-commands.js');
+            exitCode = await imagesCommand(argv as never);
+          },
+        ),
+    )
+    .command(
+      'flash <image>',
+      "write an image to a DUT's boot medium: upload if the agent lacks it, flash, verify, with progress",
+      (y) =>
+        connectionOptions(y)
+          .positional('image', {
+            type: 'string',
+            demandOption: true,
+            describe: 'raw, .gz, .xz or .zst image',
+          })
+          .option('dut', { type: 'string', demandOption: true })
+          .option('bmap', { type: 'string', describe: 'a bmaptool .bmap file for the image' })
+          .option('verify', {
+            type: 'boolean',
+            default: true,
+            describe: 'read back and check (--no-verify skips, loudly)',
+          })
+          .option('output', { alias: 'o', choices: ['text', 'json'] as const, default: 'text' as const }),
+      async (argv) => {
+        const { flashCommand } = await import('./cli/image-commands.js');
+        exitCode = await flashCommand(argv);
+      },
+    )
     .command(
       'console',
       "attach to a DUT's console; Ctrl-] detaches (piped stdin: detaches when it ends)",

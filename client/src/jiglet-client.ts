@@ -22,6 +22,8 @@ import {
 import { JigletError } from '../../protocol/src/errors.js';
 import { fromGrpcError } from '../../protocol/src/status.js';
 import type { ConnectionSettings } from './connection.js';
+import { type FlashEvent, type FlashResult, flashDut } from './flash-client.js';
+import { ImageClient } from './image-client.js';
 import { JigClient } from './jig-client.js';
 
 export { type Job, type JobSpec, JobState } from '../../protocol/gen/jiglet/v1/jobs.js';
@@ -59,6 +61,8 @@ export class JigletClient {
   readonly #stub: JobServiceClient;
   /** DUTs, power, serial, console and expect, over the same connection. */
   readonly jig: JigClient;
+  /** The agent's image cache. */
+  readonly images: ImageClient;
 
   /** Opens a channel (lazily: the first call connects). */
   constructor(settings: ConnectionSettings) {
@@ -85,6 +89,7 @@ export class JigletClient {
       'grpc.keepalive_time_ms': 30_000,
     });
     this.jig = new JigClient(settings.server, creds, this.#stub.getChannel());
+    this.images = new ImageClient(settings.server, creds, this.#stub.getChannel());
   }
 
   /** Starts a job; resolves once it runs (or has failed to start). */
@@ -217,6 +222,15 @@ export class JigletClient {
         return result;
       },
     };
+  }
+
+  /** Uploads the image if the agent lacks it, flashes it onto the DUT, and follows the job. */
+  flash(
+    dut: string,
+    image: string,
+    opts: { bmap?: string; verify?: boolean; onEvent?: (e: FlashEvent) => void; signal?: AbortSignal } = {},
+  ): Promise<FlashResult> {
+    return flashDut(this, dut, image, opts);
   }
 
   /** Closes the channel. */

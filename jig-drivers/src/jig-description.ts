@@ -1,5 +1,6 @@
 /**
- * The jig description: which DUTs a jig host has, how each is powered and where its console is.
+ * The jig description: which DUTs a jig host has, how each is powered, where its console is and
+ * how its boot medium is switched to the host for flashing.
  * A YAML file validated as a whole, so that every mistake in it is reported at once with its key
  * path (`lab.yaml: duts[1].power.url: expected an http:// or https:// URL, got "x"`).
  */
@@ -9,6 +10,11 @@ import { z } from 'zod';
 import { invalidArgument, notFound } from '../../protocol/src/errors.js';
 import { checkAgainst, formatKeyPath } from './config-issues.js';
 import { builtinPowerRegistry, type PowerConfig, type PowerRegistry } from './power-registry.js';
+import {
+  builtinStorageMuxRegistry,
+  type StorageMuxConfig,
+  type StorageMuxRegistry,
+} from './storage-mux-registry.js';
 import { type UsbMatch, usbMatchSchema } from './usb-match.js';
 
 /** What the DUT's power is left at when a lease ends or a job is stopped. */
@@ -27,6 +33,27 @@ export interface SerialConfig {
   baud: number;
 }
 
+/** The block device a DUT's medium appears as on the host: exactly one of `path` and `usb`. */
+export interface StorageDeviceConfig {
+  /** A stable device path, e.g. `/dev/disk/by-id/usb-LinuxAut_sdmux_HS-SD_MMC_000000000123-0:0`. */
+  path?: string;
+  /** The card reader to find by VID:PID, serial or port (a block device under it). */
+  usb?: UsbMatch;
+}
+
+/** Default time the medium may take to appear on the host after a switch (USB enumeration + udev). */
+export const DEFAULT_APPEAR_TIMEOUT_MS = 30_000;
+
+/** A DUT's boot medium behind a storage mux. */
+export interface StorageConfig {
+  /** Mux driver config, validated by that driver. */
+  mux: StorageMuxConfig;
+  /** Where the medium shows up on the host side. */
+  device: StorageDeviceConfig;
+  /** How long to wait for `device` to appear after switching to the host. */
+  appearTimeoutMs: number;
+}
+
 /** One device under test. */
 export interface DutDescription {
   /** Unique name, `[a-z0-9][a-z0-9-]{0,62}`. */
@@ -37,6 +64,8 @@ export interface DutDescription {
   power?: PowerConfig;
   /** Serial console. */
   serial?: SerialConfig;
+  /** Boot medium and its mux (absent when the DUT has none). */
+  storage?: StorageConfig;
   /** What "safe" means for this DUT. */
   safeState: SafeState;
 }
@@ -59,6 +88,20 @@ const serialSchema = z
     error: 'expected exactly one of "path" and "usb"',
   });
 
+const storageSchema = z.strictObject({
+  // Only the driver name here; the driver's own schema checks the rest (see the second pass).
+  mux: z.looseObject({ driver: z.string() }),
+  device: z
+    .strictObject({
+      path: z.string().startsWith('/', { error: 'expected an absolute device path' }).optional(),
+      usb: usbMatchSchema.optional(),
+    })
+    .refine((device) => (device.path === undefined) !== (device.usb === undefined), {
+      error: 'expected exactly one of "path" and "usb"',
+    }),
+  appearTimeoutMs: z.number().int().min(1).max(600_000).default(DEFAULT_APPEAR_TIMEOUT_MS),
+});
+
 const dutSchema = z.strictObject({
   name: z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, {
     error: 'expected a DUT name: a-z, 0-9 and "-", not starting with "-", at most 63 characters',
@@ -74,6 +117,7 @@ const dutSchema = z.strictObject({
   // Only the driver name here; the driver's own schema checks the rest (see the second pass).
   power: z.looseObject({ driver: z.string() }).optional(),
   serial: serialSchema.optional(),
+  storage: storageSchema.optional(),
   safeState: z.strictObject({ power: z.enum(['off', 'on', 'unchanged']).optional() }).optional(),
 });
 
@@ -84,6 +128,7 @@ export function parseJigDescription(
   text: string,
   sourceName: string,
   registry: PowerRegistry = builtinPowerRegistry(),
+  muxRegistry: StorageMuxRegistry = builtinStorageMuxRegistry(),
 ): JigDescription {
   const fail = (problems: string[]): never => {
     throw invalidArgument(problems.map((p) => `${sourceName}: ${p}`).join('\n'));
@@ -100,14 +145,21 @@ export function parseJigDescription(
   // Second pass on the raw input, so driver settings are checked even where the first pass failed.
   const rawDuts = (raw as { duts?: unknown } | null)?.duts;
   const powers: (PowerConfig | undefined)[] = [];
+  const muxes: (StorageMuxConfig | undefined)[] = [];
   if (Array.isArray(rawDuts)) {
     rawDuts.forEach((dut: unknown, index) => {
       const power = (dut as { power?: unknown } | null)?.power;
-      if (power === undefined || power === null || typeof power !== 'object') return;
-      if (typeof (power as { driver?: unknown }).driver !== 'string') return; // reported by the first pass
-      const checked = registry.check(power, ['duts', index, 'power']);
-      if (checked.ok) powers[index] = checked.data;
-      else problems.push(...checked.problems);
+      if (hasDriverName(power)) {
+        const checked = registry.check(power, ['duts', index, 'power']);
+        if (checked.ok) powers[index] = checked.data;
+        else problems.push(...checked.problems);
+      }
+      const mux = (dut as { storage?: { mux?: unknown } | null } | null)?.storage?.mux;
+      if (hasDriverName(mux)) {
+        const checked = muxRegistry.check(mux, ['duts', index, 'storage', 'mux']);
+        if (checked.ok) muxes[index] = checked.data;
+        else problems.push(...checked.problems);
+      }
     });
   }
   if (!shape.ok) return fail(problems);
@@ -127,14 +179,35 @@ export function parseJigDescription(
         `${formatKeyPath(['duts', index, 'safeState', 'power'])}: "${safePower}" needs a power driver`,
       );
     }
-    return { name: dut.name, labels: dut.labels, power, serial: dut.serial, safeState: { power: safePower } };
+    const mux = muxes[index];
+    // Only present when configured: a DUT without a medium has no `storage` key at all.
+    const storage = dut.storage && mux ? { storage: { ...dut.storage, mux } } : {};
+    return {
+      name: dut.name,
+      labels: dut.labels,
+      power,
+      serial: dut.serial,
+      ...storage,
+      safeState: { power: safePower },
+    };
   });
   if (problems.length > 0) fail(problems);
   return { source: sourceName, duts };
 }
 
+/** A mapping whose `driver` is a string; anything else the first pass reports. */
+function hasDriverName(value: unknown): value is { driver: string } {
+  return (
+    value !== null && typeof value === 'object' && typeof (value as { driver?: unknown }).driver === 'string'
+  );
+}
+
 /** Reads and parses a jig description file. */
-export async function loadJigDescription(file: string, registry?: PowerRegistry): Promise<JigDescription> {
+export async function loadJigDescription(
+  file: string,
+  registry?: PowerRegistry,
+  muxRegistry?: StorageMuxRegistry,
+): Promise<JigDescription> {
   let text: string;
   try {
     text = await readFile(file, 'utf8');
@@ -143,7 +216,7 @@ export async function loadJigDescription(file: string, registry?: PowerRegistry)
     const message = `${file}: cannot read the jig description: ${code ?? String(error)}`;
     throw code === 'ENOENT' ? notFound(message) : invalidArgument(message);
   }
-  return parseJigDescription(text, file, registry);
+  return parseJigDescription(text, file, registry, muxRegistry);
 }
 
 /** The named DUT, or JIGLET_E_NOT_FOUND listing the names there are. */

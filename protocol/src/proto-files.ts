@@ -4,4 +4,8 @@
 export const PROTO_DIR = new URL('../proto/', import.meta.url);
 
 /** The proto files of jiglet.v1, relative to PROTO_DIR. */
-export const PROTO_FILES: readonly string[] = ['jiglet/v1/jobs.proto', 'jiglet/v1/jig.proto'];
+export const PROTO_FILES: readonly string[] = [
+  'jiglet/v1/jobs.proto',
+  'jiglet/v1/jig.proto',
+  'jiglet/v1/images.proto',
+];

@@ -17,10 +17,20 @@ export type Permission =
   | 'power.switch'
   | 'console.write'
   | 'console.takeover'
+  | 'images.read'
+  | 'images.upload'
+  | 'images.remove'
+  | 'flash'
   | 'agent.health'
   | 'agent.reflect';
 
-const VIEWER: readonly Permission[] = ['jobs.read', 'jig.read', 'agent.health', 'agent.reflect'];
+const VIEWER: readonly Permission[] = [
+  'jobs.read',
+  'jig.read',
+  'images.read',
+  'agent.health',
+  'agent.reflect',
+];
 const OPERATOR: readonly Permission[] = [
   ...VIEWER,
   'jobs.start',
@@ -28,8 +38,16 @@ const OPERATOR: readonly Permission[] = [
   'jobs.stdin.own',
   'power.switch',
   'console.write',
+  'images.upload',
+  'flash',
 ];
-const ADMIN: readonly Permission[] = [...OPERATOR, 'jobs.stop.any', 'jobs.stdin.any', 'console.takeover'];
+const ADMIN: readonly Permission[] = [
+  ...OPERATOR,
+  'jobs.stop.any',
+  'jobs.stdin.any',
+  'console.takeover',
+  'images.remove',
+];
 
 /** Role → permissions. */
 export const ROLE_PERMISSIONS: Readonly<Record<Role, ReadonlySet<Permission>>> = {
@@ -52,6 +70,11 @@ export const METHOD_PERMISSIONS: Readonly<Record<string, Permission>> = {
   '/jiglet.v1.JigService/SerialTail': 'jig.read',
   '/jiglet.v1.JigService/Console': 'console.write',
   '/jiglet.v1.JigService/Expect': 'jig.read',
+  '/jiglet.v1.JigService/Flash': 'flash',
+  '/jiglet.v1.ImageService/StatImage': 'images.read',
+  '/jiglet.v1.ImageService/ListImages': 'images.read',
+  '/jiglet.v1.ImageService/UploadImage': 'images.upload',
+  '/jiglet.v1.ImageService/RemoveImage': 'images.remove',
   '/grpc.health.v1.Health/Check': 'agent.health',
   '/grpc.health.v1.Health/Watch': 'agent.health',
   '/grpc.reflection.v1.ServerReflection/ServerReflectionInfo': 'agent.reflect',

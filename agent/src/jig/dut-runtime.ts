@@ -10,8 +10,11 @@ import { describeMatch } from '../../../jig-drivers/src/usb-match.js';
 import { failedPrecondition, JigletError, permissionDenied } from '../../../protocol/src/errors.js';
 import type { Identity } from '../auth/identity.js';
 import { can } from '../auth/permissions.js';
+import type { ImageCache } from '../images/image-cache.js';
 import type { JobSpecInput } from '../jobs/job-spec.js';
 import type { JobView, Supervisor } from '../jobs/supervisor.js';
+import type { DutStateFile, DutStorageState } from './dut-state.js';
+import { flashJobSpec } from './flash-job.js';
 import type { JigDriverCommand } from './jig-driver-command.js';
 import { JobKeeper } from './job-keeper.js';
 import { type PowerActionName, runPowerJob } from './power-job.js';
@@ -37,6 +40,15 @@ export interface ConsoleWriter {
   release(): void;
 }
 
+/** What a DUT runtime works with. */
+export interface DutRuntimeOptions {
+  supervisor: Supervisor;
+  jigDriver: JigDriverCommand;
+  images: ImageCache;
+  stateFile: DutStateFile;
+  log: Logger;
+}
+
 /**
  * Emits 'capture' (SerialMonitor) when a capture job starts, and 'closed' when the DUT runtime
  * ends, so followers move to the new capture or stop.
@@ -49,16 +61,17 @@ export class DutRuntime extends EventEmitter {
   #powerQueue: Promise<unknown> = Promise.resolve();
   #keeper: JobKeeper | undefined;
   #closed = false;
-  readonly #opts: { supervisor: Supervisor; jigDriver: JigDriverCommand; log: Logger };
+  readonly #opts: DutRuntimeOptions;
+  readonly storage: DutStorageState;
+  /** The flash job running now ('starting' while it is being set up), if any. */
+  flashing: string | undefined;
 
-  constructor(
-    dut: DutDescription,
-    opts: { supervisor: Supervisor; jigDriver: JigDriverCommand; log: Logger },
-  ) {
+  constructor(dut: DutDescription, opts: DutRuntimeOptions) {
     super();
     this.setMaxListeners(0); // one per follower, each removed when it ends
     this.dut = dut;
     this.#opts = { ...opts, log: opts.log.child({ dut: dut.name }) };
+    this.storage = opts.stateFile.load();
   }
 
   get closed(): boolean {
@@ -139,6 +152,70 @@ export class DutRuntime extends EventEmitter {
     });
     this.#powerQueue = run.catch(() => undefined);
     return run;
+  }
+
+  /**
+   * Starts flashing a cached image: powers the DUT off first (a medium switched away under a
+   * running DUT corrupts both), marks the medium dirty, and runs the flash job; resolves with the
+   * job once it runs. The image stays pinned in the cache until the job ends.
+   */
+  async startFlash(opts: {
+    imageSha256: string;
+    bmapSha256?: string;
+    verify: boolean;
+    owner: string;
+  }): Promise<string> {
+    const { storage } = this.dut;
+    if (!storage) throw failedPrecondition(`DUT ${this.dut.name} has no storage mux in the jig description`);
+    if (this.flashing)
+      throw failedPrecondition(`a flash of ${this.dut.name} is running (job ${this.flashing})`);
+    const { images, supervisor, jigDriver, stateFile, log } = this.#opts;
+    const releases = [images.pin(opts.imageSha256)];
+    try {
+      if (opts.bmapSha256) releases.push(images.pin(opts.bmapSha256));
+      this.flashing = 'starting';
+      if (this.dut.power) await this.runPower('off', opts.owner);
+      this.storage.dirty = true;
+      stateFile.save(this.storage);
+      const job = await supervisor.start(
+        flashJobSpec({
+          jigDriver,
+          dut: this.dut.name,
+          storage,
+          imagePath: images.pathOf(opts.imageSha256),
+          bmapPath: opts.bmapSha256 ? images.pathOf(opts.bmapSha256) : undefined,
+          verify: opts.verify,
+        }),
+        opts.owner,
+      );
+      const id = job.record.id;
+      this.flashing = id;
+      this.storage.lastJobId = id;
+      stateFile.save(this.storage);
+      void supervisor.ended(id).then((ended) => {
+        for (const release of releases) release();
+        this.flashing = undefined;
+        if (ended.record.state === 'exited' && ended.record.exitCode === 0) {
+          Object.assign(this.storage, {
+            dirty: false,
+            lastImageSha256: opts.imageSha256,
+            lastFlashedAt: Date.now(),
+          });
+          stateFile.save(this.storage);
+          log.info({ job: id, image: opts.imageSha256 }, 'flash complete');
+        } else {
+          log.warn(
+            { job: id, state: ended.record.state, exitCode: ended.record.exitCode },
+            'flash failed; the medium is dirty',
+          );
+        }
+      });
+      return id;
+    } catch (err) {
+      for (const release of releases) release();
+      this.flashing = undefined;
+      throw err;
+    }
   }
 
   /**

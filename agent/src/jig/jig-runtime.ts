@@ -5,8 +5,10 @@
 import type { Logger } from 'pino';
 import type { JigDescription } from '../../../jig-drivers/src/jig-description.js';
 import { invalidArgument, notFound } from '../../../protocol/src/errors.js';
+import type { ImageCache } from '../images/image-cache.js';
 import type { Supervisor } from '../jobs/supervisor.js';
 import { DutRuntime } from './dut-runtime.js';
+import { DutStateFile } from './dut-state.js';
 import type { JigDriverCommand } from './jig-driver-command.js';
 import { type ServiceConfig, type Services, startServices } from './services.js';
 
@@ -29,13 +31,18 @@ export class JigRuntime {
     services: readonly ServiceConfig[];
     supervisor: Supervisor;
     jigDriver: JigDriverCommand;
+    images: ImageCache;
+    stateDir: string;
     log: Logger;
   }): Promise<JigRuntime> {
     const runtime = new JigRuntime(opts.jig?.source ?? 'the agent config');
     try {
       runtime.#services = await startServices(opts.services, opts.supervisor, opts.log);
       for (const dut of opts.jig?.duts ?? []) {
-        const dutRuntime = new DutRuntime(dut, opts);
+        const dutRuntime = new DutRuntime(dut, {
+          ...opts,
+          stateFile: new DutStateFile(opts.stateDir, dut.name),
+        });
         runtime.#duts.set(dut.name, dutRuntime);
         await dutRuntime.start();
       }

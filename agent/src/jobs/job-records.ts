@@ -2,8 +2,9 @@
  * Durable job records: one JSON file per job in the state directory, replaced atomically
  * (write a temporary file, then rename) so a crash never leaves a half-written record.
  */
-import { mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { writeJsonAtomic } from '../state/atomic-json.js';
 import type { CgroupPaths } from './containment.js';
 import type { JobSpecInput } from './job-spec.js';
 import type { JobStateName } from './job-state.js';
@@ -58,10 +59,7 @@ export class JobRecords {
 
   /** Writes the record atomically. Synchronous so that saves of one job never reorder. */
   save(record: JobRecord): void {
-    const dir = this.dirOf(record.id);
-    const tmp = join(dir, `${RECORD_FILE}.tmp`);
-    writeFileSync(tmp, JSON.stringify(record));
-    renameSync(tmp, join(dir, RECORD_FILE));
+    writeJsonAtomic(join(this.dirOf(record.id), RECORD_FILE), record);
   }
 
   /** Loads every readable record; unreadable ones are reported to `onBad` and skipped. */

@@ -10,12 +10,15 @@ import { loadSync } from '@grpc/proto-loader';
 import { ReflectionService } from '@grpc/reflection';
 import { HealthImplementation, protoPath as healthProtoPath } from 'grpc-health-check';
 import type { Logger } from 'pino';
+import { ImageServiceService } from '../../../protocol/gen/jiglet/v1/images.js';
 import { JigServiceService } from '../../../protocol/gen/jiglet/v1/jig.js';
 import { JobServiceService } from '../../../protocol/gen/jiglet/v1/jobs.js';
 import { PROTO_DIR, PROTO_FILES } from '../../../protocol/src/proto-files.js';
 import { authInterceptor } from '../auth/auth-interceptor.js';
+import type { ImageCache } from '../images/image-cache.js';
 import type { JigRuntime } from '../jig/jig-runtime.js';
 import type { Supervisor } from '../jobs/supervisor.js';
+import { imageService } from './image-service.js';
 import { jigService } from './jig-service.js';
 import { type FollowerRegistry, jobService } from './job-service.js';
 
@@ -44,6 +47,7 @@ export async function startGrpcServer(opts: {
   tls: ServerTls;
   supervisor: Supervisor;
   jig: JigRuntime;
+  images: ImageCache;
   log: Logger;
 }): Promise<GrpcServer> {
   const { log } = opts;
@@ -58,11 +62,13 @@ export async function startGrpcServer(opts: {
   });
   const followers: FollowerRegistry = { active: new Set() };
   server.addService(JobServiceService, jobService(opts.supervisor, log, followers));
-  server.addService(JigServiceService, jigService(opts.jig, log, followers));
+  server.addService(JigServiceService, jigService(opts.jig, opts.images, log, followers));
+  server.addService(ImageServiceService, imageService(opts.images, log));
   const health = new HealthImplementation({
     '': 'SERVING',
     'jiglet.v1.JobService': 'SERVING',
     'jiglet.v1.JigService': 'SERVING',
+    'jiglet.v1.ImageService': 'SERVING',
   });
   health.addToServer(server);
   // Reflection describes every service we serve, health included, so grpcurl can use all of them.

@@ -17,6 +17,7 @@ import {
 import { invalidArgument, JigletError, permissionDenied } from '../../../protocol/src/errors.js';
 import { identityOf } from '../auth/auth-interceptor.js';
 import { can } from '../auth/permissions.js';
+import { checkSha256, type ImageCache } from '../images/image-cache.js';
 import type { ConsoleWriter, DutRuntime } from '../jig/dut-runtime.js';
 import type { JigRuntime } from '../jig/jig-runtime.js';
 import { compilePattern, LineMatcher } from '../jig/line-matcher.js';
@@ -41,7 +42,12 @@ const MAX_EXPECT_MS = 24 * 3600 * 1000;
 const MAX_CONSOLE_INPUT = 64 * 1024;
 
 /** Builds the JigService handlers. */
-export function jigService(jig: JigRuntime, log: Logger, followers: FollowerRegistry): JigServiceServer {
+export function jigService(
+  jig: JigRuntime,
+  images: ImageCache,
+  log: Logger,
+  followers: FollowerRegistry,
+): JigServiceServer {
   return {
     listDuts: unary(log, 'ListDuts', async (call) => ({
       duts: jig.list(call.request.labels).map(toWireDut),
@@ -78,6 +84,22 @@ export function jigService(jig: JigRuntime, log: Logger, followers: FollowerRegi
     serialTail: (call) => serialTail(call, jig, log, followers),
     console: (call) => consoleSession(call, jig, log, followers),
     expect: unary(log, 'Expect', (call) => expect(call.request, call, jig)),
+
+    flash: unary(log, 'Flash', async (call) => {
+      const who = identityOf(call);
+      const { request } = call;
+      const dut = jig.get(request.dut);
+      checkSha256(request.imageSha256);
+      images.get(request.imageSha256);
+      if (request.bmapSha256) images.get(checkSha256(request.bmapSha256));
+      const jobId = await dut.startFlash({
+        imageSha256: request.imageSha256,
+        bmapSha256: request.bmapSha256 || undefined,
+        verify: !request.noVerify,
+        owner: who.name,
+      });
+      return { jobId };
+    }),
   };
 }
 

@@ -1,5 +1,6 @@
 /** Conversions between the jig runtime and jiglet.v1.JigService messages. */
 import type { PositionedRecord } from '../../../jig-drivers/src/serial-record.js';
+import { describeMatch } from '../../../jig-drivers/src/usb-match.js';
 import {
   type Dut,
   PowerAction,
@@ -74,6 +75,19 @@ export function toWireDut(d: DutRuntime): Dut {
           lastEvent: capture?.lastEvent ?? '',
           lastEventTime: capture?.lastEventAt ? new Date(capture.lastEventAt) : undefined,
           consoleWriter: d.writer?.who.name ?? '',
+        }
+      : undefined,
+    storage: d.dut.storage
+      ? {
+          mux: d.dut.storage.mux.driver,
+          device:
+            d.dut.storage.device.path ??
+            `usb ${describeMatch(d.dut.storage.device.usb ?? {}, 'block').replace(/^block /, '')}`,
+          dirty: d.storage.dirty,
+          lastJobId: d.storage.lastJobId,
+          lastImageSha256: d.storage.lastImageSha256,
+          lastFlashed: d.storage.lastFlashedAt ? new Date(d.storage.lastFlashedAt) : undefined,
+          busy: d.flashing !== undefined,
         }
       : undefined,
   };

@@ -213,11 +213,30 @@ export interface Dut {
     | undefined;
   /** What the DUT's power is put to when it is made safe: "off", "on" or "unchanged". */
   safePower: string;
+  /** Absent when the DUT has no storage mux. */
+  storage?: StorageInfo | undefined;
 }
 
 export interface Dut_LabelsEntry {
   key: string;
   value: string;
+}
+
+export interface StorageInfo {
+  /** Mux driver name, e.g. "sdwire". */
+  mux: string;
+  /** The block device as configured: a path or a USB match. */
+  device: string;
+  /** A flash started and did not complete: what is on the medium is not known. */
+  dirty: boolean;
+  /** The last flash job, and the image it wrote when it completed. */
+  lastJobId: string;
+  lastImageSha256: string;
+  lastFlashed?:
+    | Date
+    | undefined;
+  /** A flash job is running now. */
+  busy: boolean;
 }
 
 export interface PowerInfo {
@@ -400,6 +419,21 @@ export interface ExpectResponse {
   captureJobId: string;
   match?: ExpectMatch | undefined;
   timeout?: ExpectTimeout | undefined;
+}
+
+export interface FlashRequest {
+  dut: string;
+  /** The cached image to write (see ImageService). */
+  imageSha256: string;
+  /** A cached .bmap file for the image; empty = none. */
+  bmapSha256: string;
+  /** Skip the read-back verification (loudly). Verification is on by default. */
+  noVerify: boolean;
+}
+
+export interface FlashResponse {
+  /** The flash job; follow its output for progress. */
+  jobId: string;
 }
 
 function createBaseListDutsRequest(): ListDutsRequest {
@@ -654,7 +688,7 @@ export const ListDutsResponse: MessageFns<ListDutsResponse> = {
 };
 
 function createBaseDut(): Dut {
-  return { name: "", labels: {}, power: undefined, serial: undefined, safePower: "" };
+  return { name: "", labels: {}, power: undefined, serial: undefined, safePower: "", storage: undefined };
 }
 
 export const Dut: MessageFns<Dut> = {
@@ -673,6 +707,9 @@ export const Dut: MessageFns<Dut> = {
     }
     if (message.safePower !== "") {
       writer.uint32(42).string(message.safePower);
+    }
+    if (message.storage !== undefined) {
+      StorageInfo.encode(message.storage, writer.uint32(50).fork()).join();
     }
     return writer;
   },
@@ -733,6 +770,14 @@ export const Dut: MessageFns<Dut> = {
             message.safePower = reader.string();
             continue;
           }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.storage = StorageInfo.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -769,6 +814,7 @@ export const Dut: MessageFns<Dut> = {
         : isSet(object.safe_power)
         ? globalThis.String(object.safe_power)
         : "",
+      storage: isSet(object.storage) ? StorageInfo.fromJSON(object.storage) : undefined,
     };
   },
 
@@ -795,6 +841,9 @@ export const Dut: MessageFns<Dut> = {
     if (message.safePower !== "") {
       obj.safePower = message.safePower;
     }
+    if (message.storage !== undefined) {
+      obj.storage = StorageInfo.toJSON(message.storage);
+    }
     return obj;
   },
 
@@ -820,6 +869,9 @@ export const Dut: MessageFns<Dut> = {
       ? SerialInfo.fromPartial(object.serial)
       : undefined;
     message.safePower = object.safePower ?? "";
+    message.storage = (object.storage !== undefined && object.storage !== null)
+      ? StorageInfo.fromPartial(object.storage)
+      : undefined;
     return message;
   },
 };
@@ -905,6 +957,183 @@ export const Dut_LabelsEntry: MessageFns<Dut_LabelsEntry> = {
     const message = createBaseDut_LabelsEntry();
     message.key = object.key ?? "";
     message.value = object.value ?? "";
+    return message;
+  },
+};
+
+function createBaseStorageInfo(): StorageInfo {
+  return { mux: "", device: "", dirty: false, lastJobId: "", lastImageSha256: "", lastFlashed: undefined, busy: false };
+}
+
+export const StorageInfo: MessageFns<StorageInfo> = {
+  encode(message: StorageInfo, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.mux !== "") {
+      writer.uint32(10).string(message.mux);
+    }
+    if (message.device !== "") {
+      writer.uint32(18).string(message.device);
+    }
+    if (message.dirty !== false) {
+      writer.uint32(24).bool(message.dirty);
+    }
+    if (message.lastJobId !== "") {
+      writer.uint32(34).string(message.lastJobId);
+    }
+    if (message.lastImageSha256 !== "") {
+      writer.uint32(42).string(message.lastImageSha256);
+    }
+    if (message.lastFlashed !== undefined) {
+      Timestamp.encode(toTimestamp(message.lastFlashed), writer.uint32(50).fork()).join();
+    }
+    if (message.busy !== false) {
+      writer.uint32(56).bool(message.busy);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): StorageInfo {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseStorageInfo();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.mux = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.device = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.dirty = reader.bool();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.lastJobId = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.lastImageSha256 = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.lastFlashed = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.busy = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): StorageInfo {
+    return {
+      mux: isSet(object.mux) ? globalThis.String(object.mux) : "",
+      device: isSet(object.device) ? globalThis.String(object.device) : "",
+      dirty: isSet(object.dirty) ? globalThis.Boolean(object.dirty) : false,
+      lastJobId: isSet(object.lastJobId)
+        ? globalThis.String(object.lastJobId)
+        : isSet(object.last_job_id)
+        ? globalThis.String(object.last_job_id)
+        : "",
+      lastImageSha256: isSet(object.lastImageSha256)
+        ? globalThis.String(object.lastImageSha256)
+        : isSet(object.last_image_sha256)
+        ? globalThis.String(object.last_image_sha256)
+        : "",
+      lastFlashed: isSet(object.lastFlashed)
+        ? fromJsonTimestamp(object.lastFlashed)
+        : isSet(object.last_flashed)
+        ? fromJsonTimestamp(object.last_flashed)
+        : undefined,
+      busy: isSet(object.busy) ? globalThis.Boolean(object.busy) : false,
+    };
+  },
+
+  toJSON(message: StorageInfo): unknown {
+    const obj: any = {};
+    if (message.mux !== "") {
+      obj.mux = message.mux;
+    }
+    if (message.device !== "") {
+      obj.device = message.device;
+    }
+    if (message.dirty !== false) {
+      obj.dirty = message.dirty;
+    }
+    if (message.lastJobId !== "") {
+      obj.lastJobId = message.lastJobId;
+    }
+    if (message.lastImageSha256 !== "") {
+      obj.lastImageSha256 = message.lastImageSha256;
+    }
+    if (message.lastFlashed !== undefined) {
+      obj.lastFlashed = message.lastFlashed.toISOString();
+    }
+    if (message.busy !== false) {
+      obj.busy = message.busy;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<StorageInfo>): StorageInfo {
+    return StorageInfo.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<StorageInfo>): StorageInfo {
+    const message = createBaseStorageInfo();
+    message.mux = object.mux ?? "";
+    message.device = object.device ?? "";
+    message.dirty = object.dirty ?? false;
+    message.lastJobId = object.lastJobId ?? "";
+    message.lastImageSha256 = object.lastImageSha256 ?? "";
+    message.lastFlashed = object.lastFlashed ?? undefined;
+    message.busy = object.busy ?? false;
     return message;
   },
 };
@@ -3047,6 +3276,208 @@ export const ExpectResponse: MessageFns<ExpectResponse> = {
   },
 };
 
+function createBaseFlashRequest(): FlashRequest {
+  return { dut: "", imageSha256: "", bmapSha256: "", noVerify: false };
+}
+
+export const FlashRequest: MessageFns<FlashRequest> = {
+  encode(message: FlashRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.dut !== "") {
+      writer.uint32(10).string(message.dut);
+    }
+    if (message.imageSha256 !== "") {
+      writer.uint32(18).string(message.imageSha256);
+    }
+    if (message.bmapSha256 !== "") {
+      writer.uint32(26).string(message.bmapSha256);
+    }
+    if (message.noVerify !== false) {
+      writer.uint32(32).bool(message.noVerify);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): FlashRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseFlashRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.dut = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.imageSha256 = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.bmapSha256 = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.noVerify = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): FlashRequest {
+    return {
+      dut: isSet(object.dut) ? globalThis.String(object.dut) : "",
+      imageSha256: isSet(object.imageSha256)
+        ? globalThis.String(object.imageSha256)
+        : isSet(object.image_sha256)
+        ? globalThis.String(object.image_sha256)
+        : "",
+      bmapSha256: isSet(object.bmapSha256)
+        ? globalThis.String(object.bmapSha256)
+        : isSet(object.bmap_sha256)
+        ? globalThis.String(object.bmap_sha256)
+        : "",
+      noVerify: isSet(object.noVerify)
+        ? globalThis.Boolean(object.noVerify)
+        : isSet(object.no_verify)
+        ? globalThis.Boolean(object.no_verify)
+        : false,
+    };
+  },
+
+  toJSON(message: FlashRequest): unknown {
+    const obj: any = {};
+    if (message.dut !== "") {
+      obj.dut = message.dut;
+    }
+    if (message.imageSha256 !== "") {
+      obj.imageSha256 = message.imageSha256;
+    }
+    if (message.bmapSha256 !== "") {
+      obj.bmapSha256 = message.bmapSha256;
+    }
+    if (message.noVerify !== false) {
+      obj.noVerify = message.noVerify;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<FlashRequest>): FlashRequest {
+    return FlashRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<FlashRequest>): FlashRequest {
+    const message = createBaseFlashRequest();
+    message.dut = object.dut ?? "";
+    message.imageSha256 = object.imageSha256 ?? "";
+    message.bmapSha256 = object.bmapSha256 ?? "";
+    message.noVerify = object.noVerify ?? false;
+    return message;
+  },
+};
+
+function createBaseFlashResponse(): FlashResponse {
+  return { jobId: "" };
+}
+
+export const FlashResponse: MessageFns<FlashResponse> = {
+  encode(message: FlashResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.jobId !== "") {
+      writer.uint32(10).string(message.jobId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): FlashResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseFlashResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.jobId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): FlashResponse {
+    return {
+      jobId: isSet(object.jobId)
+        ? globalThis.String(object.jobId)
+        : isSet(object.job_id)
+        ? globalThis.String(object.job_id)
+        : "",
+    };
+  },
+
+  toJSON(message: FlashResponse): unknown {
+    const obj: any = {};
+    if (message.jobId !== "") {
+      obj.jobId = message.jobId;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<FlashResponse>): FlashResponse {
+    return FlashResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<FlashResponse>): FlashResponse {
+    const message = createBaseFlashResponse();
+    message.jobId = object.jobId ?? "";
+    return message;
+  },
+};
+
 /**
  * JigService is the jig host's hardware: its DUTs, their power inputs and serial consoles.
  * Power actions run as `jig-driver power` jobs owned by the caller; each serial console is
@@ -3115,6 +3546,21 @@ export const JigServiceService = {
     responseSerialize: (value: ExpectResponse): Buffer => Buffer.from(ExpectResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ExpectResponse => ExpectResponse.decode(value),
   },
+  /**
+   * Flash writes a cached image to the DUT's boot medium as a `jig-driver flash` job owned by the
+   * caller (mux to host, wait for the device, write, verify, mux back) and answers with the job
+   * once it has started; its output carries JSON progress lines. The DUT is marked dirty until a
+   * flash of it completes.
+   */
+  flash: {
+    path: "/jiglet.v1.JigService/Flash" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: FlashRequest): Buffer => Buffer.from(FlashRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): FlashRequest => FlashRequest.decode(value),
+    responseSerialize: (value: FlashResponse): Buffer => Buffer.from(FlashResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): FlashResponse => FlashResponse.decode(value),
+  },
 } as const;
 
 export interface JigServiceServer extends UntypedServiceImplementation {
@@ -3134,6 +3580,13 @@ export interface JigServiceServer extends UntypedServiceImplementation {
    * matches a regular expression (RE2 syntax), and answers with it or with the last lines seen.
    */
   expect: handleUnaryCall<ExpectRequest, ExpectResponse>;
+  /**
+   * Flash writes a cached image to the DUT's boot medium as a `jig-driver flash` job owned by the
+   * caller (mux to host, wait for the device, write, verify, mux back) and answers with the job
+   * once it has started; its output carries JSON progress lines. The DUT is marked dirty until a
+   * flash of it completes.
+   */
+  flash: handleUnaryCall<FlashRequest, FlashResponse>;
 }
 
 export interface JigServiceClient extends Client {
@@ -3201,6 +3654,27 @@ export interface JigServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ExpectResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Flash writes a cached image to the DUT's boot medium as a `jig-driver flash` job owned by the
+   * caller (mux to host, wait for the device, write, verify, mux back) and answers with the job
+   * once it has started; its output carries JSON progress lines. The DUT is marked dirty until a
+   * flash of it completes.
+   */
+  flash(
+    request: FlashRequest,
+    callback: (error: ServiceError | null, response: FlashResponse) => void,
+  ): ClientUnaryCall;
+  flash(
+    request: FlashRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: FlashResponse) => void,
+  ): ClientUnaryCall;
+  flash(
+    request: FlashRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: FlashResponse) => void,
   ): ClientUnaryCall;
 }
 

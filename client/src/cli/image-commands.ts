@@ -1,0 +1,134 @@
+/**
+ * jigctl's image and flash commands: `images`, `images rm`, and `flash`, which hashes, uploads
+ * what the agent lacks, flashes and verifies, with one progress bar for the whole thing.
+ */
+import { SingleBar } from 'cli-progress';
+import type { ConnectionFlags } from '../connection.js';
+import type { FlashEvent } from '../flash-client.js';
+import { renderTable } from './format.js';
+import { connect } from './job-commands.js';
+
+/** `jigctl images` flags. */
+export interface ImagesFlags extends ConnectionFlags {
+  output?: string;
+}
+
+/** `jigctl flash` flags. */
+export interface FlashFlags extends ConnectionFlags {
+  dut: string;
+  image: string;
+  bmap?: string;
+  verify?: boolean;
+  output?: string;
+}
+
+const MiB = 1024 * 1024;
+
+/** `jigctl images`: the agent's cached images. */
+export async function imagesCommand(flags: ImagesFlags): Promise<number> {
+  const client = connect(flags);
+  try {
+    const { images, limitBytes, usedBytes } = await client.images.list();
+    if (flags.output === 'json') {
+      const out = images.map((i) => ({ ...i, size: Number(i.size) }));
+      process.stdout.write(`${JSON.stringify({ images: out, limitBytes, usedBytes }, null, 2)}\n`);
+      return 0;
+    }
+    const rows = images.map((i) => [
+      i.sha256.slice(0, 16),
+      `${(Number(i.size) / MiB).toFixed(1)} MiB`,
+      i.name,
+      i.lastUsed?.toISOString().replace('T', ' ').slice(0, 19) ?? '-',
+      i.inUse > 0 ? `in use (${i.inUse})` : '',
+    ]);
+    process.stdout.write(`${renderTable(['SHA256', 'SIZE', 'NAME', 'LAST USED', ''], rows)}\n`);
+    process.stdout.write(`${(usedBytes / MiB).toFixed(0)} of ${(limitBytes / MiB).toFixed(0)} MiB used\n`);
+    return 0;
+  } finally {
+    client.close();
+  }
+}
+
+/** `jigctl images rm SHA256…`. */
+export async function imagesRemoveCommand(flags: ConnectionFlags & { sha256: string[] }): Promise<number> {
+  const client = connect(flags);
+  try {
+    for (const sha of flags.sha256) await client.images.remove(sha);
+    return 0;
+  } finally {
+    client.close();
+  }
+}
+
+/** `jigctl flash --dut D IMAGE`: one bar across hashing, upload and flashing; exit 0 on a verified flash. */
+export async function flashCommand(flags: FlashFlags): Promise<number> {
+  const verify = flags.verify ?? true;
+  if (!verify)
+    process.stderr.write('jigctl: WARNING: --no-verify: what is written will not be read back and checked\n');
+  const client = connect(flags);
+  const tty = process.stderr.isTTY && flags.output !== 'json';
+  const bar = new SingleBar(
+    {
+      format: '{phase} [{bar}] {percentage}% | {done}/{total} MiB | {speed} MB/s | ETA {eta_formatted}',
+      stream: process.stderr,
+      hideCursor: true,
+      noTTYOutput: false,
+      etaBuffer: 20,
+    },
+    undefined,
+  );
+  let phase = '';
+  let started = false;
+  const show = (name: string, done: number, total: number | null, speed: number): void => {
+    const totalMiB = Math.max(1, Math.round((total ?? done) / MiB));
+    if (!tty) {
+      if (name !== phase) process.stderr.write(`jigctl: ${name}\n`);
+      phase = name;
+      return;
+    }
+    const values = {
+      phase: name.padEnd(7),
+      done: Math.round(done / MiB),
+      total: totalMiB,
+      speed: speed.toFixed(0),
+    };
+    if (!started) {
+      bar.start(totalMiB, Math.round(done / MiB), values);
+      started = true;
+    } else {
+      bar.setTotal(totalMiB);
+      bar.update(Math.round(done / MiB), values);
+    }
+    phase = name;
+  };
+  const controller = new AbortController();
+  const onSignal = (): void => controller.abort();
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  try {
+    const onEvent = (e: FlashEvent): void => {
+      if (e.type === 'transfer') show(e.progress.phase, e.progress.done, e.progress.total, 0);
+      else {
+        const p = e.progress;
+        if (flags.output === 'json') process.stdout.write(`${JSON.stringify({ flash: p })}\n`);
+        show(p.phase, p.phase === 'verify' ? p.bytesRead : p.bytesWritten, p.totalBytes, p.mbPerS);
+      }
+    };
+    const result = await client.flash(flags.dut, flags.image, {
+      bmap: flags.bmap,
+      verify,
+      onEvent,
+      signal: controller.signal,
+    });
+    if (started) bar.stop();
+    const summary = `${flags.dut}: flashed ${result.imageSha256.slice(0, 12)}… (${result.uploaded > 0 ? `${(result.uploaded / MiB).toFixed(1)} MiB uploaded` : 'already on the agent'}; ${verify ? 'verified' : 'NOT verified'}; job ${result.jobId})`;
+    if (flags.output === 'json') process.stdout.write(`${JSON.stringify({ done: result })}\n`);
+    else process.stdout.write(`${summary}\n`);
+    return 0;
+  } finally {
+    if (started) bar.stop();
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+    client.close();
+  }
+}

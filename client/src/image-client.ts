@@ -1,0 +1,136 @@
+/**
+ * The image half of the client library: hash an image locally, upload only what the agent lacks
+ * (resuming a broken upload), list and remove cached images. Reached as `client.images`.
+ */
+import { createHash } from 'node:crypto';
+import { once } from 'node:events';
+import { createReadStream, statSync } from 'node:fs';
+import { basename } from 'node:path';
+import { type CallOptions, type ChannelCredentials, type Client, Metadata } from '@grpc/grpc-js';
+import {
+  type Image,
+  ImageServiceClient,
+  type ListImagesResponse,
+  type StatImageResponse,
+  type UploadImageResponse,
+} from '../../protocol/gen/jiglet/v1/images.js';
+import { fromGrpcError } from '../../protocol/src/status.js';
+
+export type { Image } from '../../protocol/gen/jiglet/v1/images.js';
+
+/** Bytes per upload message: large enough for throughput, well under the 8 MiB message limit. */
+const CHUNK_BYTES = 1024 * 1024;
+const UNARY_DEADLINE_MS = 30_000;
+
+/** Progress of hashing or uploading. */
+export interface TransferProgress {
+  phase: 'hash' | 'upload';
+  done: number;
+  total: number;
+}
+
+/** What an upload did. */
+export interface UploadResult {
+  sha256: string;
+  size: number;
+  /** Bytes sent by this call: 0 when the agent had the image, less than size after a resume. */
+  sent: number;
+  /** Where the upload started (a resumed upload starts past 0). */
+  resumedAt: number;
+}
+
+/** SHA-256 (hex) of a file, streamed. */
+export async function hashFile(path: string, onProgress?: (p: TransferProgress) => void): Promise<string> {
+  const total = statSync(path).size;
+  const hash = createHash('sha256');
+  let done = 0;
+  for await (const chunk of createReadStream(path, { highWaterMark: CHUNK_BYTES })) {
+    hash.update(chunk as Buffer);
+    done += (chunk as Buffer).length;
+    onProgress?.({ phase: 'hash', done, total });
+  }
+  return hash.digest('hex');
+}
+
+/** The ImageService client. */
+export class ImageClient {
+  readonly #stub: ImageServiceClient;
+
+  constructor(server: string, creds: ChannelCredentials, channel: ReturnType<Client['getChannel']>) {
+    this.#stub = new ImageServiceClient(server, creds, { channelOverride: channel });
+  }
+
+  /** Whether the agent has the image, and how much of an upload it kept. */
+  async stat(sha256: string): Promise<{ present: boolean; size: number; received: number }> {
+    const res = await this.#unary<StatImageResponse>((cb) =>
+      this.#stub.statImage({ sha256 }, new Metadata(), this.#opts(), cb),
+    );
+    return { present: res.present, size: Number(res.size), received: Number(res.received) };
+  }
+
+  /**
+   * Makes sure the agent has the file: hashes it, asks, and sends only what is missing. A broken
+   * upload is resumed by calling this again. `sha256` skips the local hashing when known.
+   */
+  async upload(
+    path: string,
+    opts: { sha256?: string; onProgress?: (p: TransferProgress) => void; signal?: AbortSignal } = {},
+  ): Promise<UploadResult> {
+    const size = statSync(path).size;
+    const sha256 = opts.sha256 ?? (await hashFile(path, opts.onProgress));
+    const stat = await this.stat(sha256);
+    if (stat.present) return { sha256, size, sent: 0, resumedAt: size };
+    const resumedAt = stat.received;
+    let call!: ReturnType<ImageServiceClient['uploadImage']>;
+    const result = new Promise<UploadImageResponse>((resolve, reject) => {
+      call = this.#stub.uploadImage((err, res) =>
+        err ? reject(fromGrpcError(err)) : resolve(res as UploadImageResponse),
+      );
+    });
+    result.catch(() => undefined);
+    const onAbort = (): void => call.cancel();
+    opts.signal?.addEventListener('abort', onAbort, { once: true });
+    try {
+      call.write({ start: { sha256, size: BigInt(size), name: basename(path) } });
+      let offset = resumedAt;
+      if (offset < size) {
+        for await (const chunk of createReadStream(path, { start: offset, highWaterMark: CHUNK_BYTES })) {
+          const data = chunk as Buffer;
+          if (!call.write({ data: { offset: BigInt(offset), data } })) {
+            await Promise.race([once(call, 'drain'), result]);
+          }
+          offset += data.length;
+          opts.onProgress?.({ phase: 'upload', done: offset, total: size });
+        }
+      }
+      call.end();
+      const res = await result;
+      return { sha256, size, sent: Number(res.bytesReceived), resumedAt };
+    } finally {
+      opts.signal?.removeEventListener('abort', onAbort);
+    }
+  }
+
+  /** Cached images, most recently used first, with the cache's limit and use. */
+  async list(): Promise<{ images: Image[]; limitBytes: number; usedBytes: number }> {
+    const res = await this.#unary<ListImagesResponse>((cb) =>
+      this.#stub.listImages({}, new Metadata(), this.#opts(), cb),
+    );
+    return { images: res.images, limitBytes: Number(res.limitBytes), usedBytes: Number(res.usedBytes) };
+  }
+
+  /** Removes a cached image (refused while a flash reads it). */
+  async remove(sha256: string): Promise<void> {
+    await this.#unary((cb) => this.#stub.removeImage({ sha256 }, new Metadata(), this.#opts(), cb));
+  }
+
+  #opts(deadlineMs = UNARY_DEADLINE_MS): Partial<CallOptions> {
+    return { deadline: Date.now() + deadlineMs };
+  }
+
+  #unary<T>(invoke: (cb: (err: Error | null, res?: T) => void) => void): Promise<T> {
+    return new Promise((resolve, reject) => {
+      invoke((err, res) => (err ? reject(fromGrpcError(err)) : resolve(res as T)));
+    });
+  }
+}
