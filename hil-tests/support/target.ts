@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ConnectionSettings } from '../../client/src/connection.js';
 import { JigletClient } from '../../client/src/jiglet-client.js';
+import { buildImage } from '../../fixtures/images/build-image.js';
 import { startJigletProcess } from '../../fixtures/test-support/jiglet-process.js';
 import { testPki } from '../../fixtures/test-support/test-pki.js';
 
@@ -31,6 +32,18 @@ export interface HilTarget {
   command: { text: string; expect: string };
   /** Power cycles for the cycle suite. */
   cycles: number;
+  /** The OS release suite: a DUT with a storage mux and the images to flash onto it. */
+  release: {
+    dut: string;
+    /** A good image of `version`, and one that must fail to boot. */
+    goodImage: () => Promise<string>;
+    badImage: () => Promise<string>;
+    version: string;
+    /** What a boot of a good image prints, and what a failed boot prints. */
+    bootedPattern: string;
+    failedBootPattern: string;
+    versionCommand: string;
+  };
   stop(): Promise<void>;
 }
 
@@ -50,6 +63,15 @@ export async function openHilTarget(): Promise<HilTarget> {
     command: { text: env.JIGLET_COMMAND ?? 'uname -a', expect: env.JIGLET_COMMAND_EXPECT ?? '^Linux ' },
     cycles: Number(env.JIGLET_CYCLES ?? 3),
   };
+  const releaseFromEnv = (dut: string): HilTarget['release'] => ({
+    dut: env.JIGLET_FLASH_DUT ?? dut,
+    goodImage: async () => required('JIGLET_IMAGE'),
+    badImage: async () => required('JIGLET_BAD_IMAGE'),
+    version: required('JIGLET_IMAGE_VERSION'),
+    bootedPattern: env.JIGLET_BOOTED_PATTERN ?? 'login: $',
+    failedBootPattern: env.JIGLET_FAILED_BOOT_PATTERN ?? 'Kernel panic|VFS: Unable to mount root',
+    versionCommand: env.JIGLET_VERSION_COMMAND ?? 'cat /etc/os-release',
+  });
   if (env.JIGLET_ADDR) {
     const settings: ConnectionSettings = {
       server: env.JIGLET_ADDR,
@@ -62,6 +84,7 @@ export async function openHilTarget(): Promise<HilTarget> {
     const viewers = [new JigletClient(settings), new JigletClient(settings)];
     return {
       ...common,
+      release: releaseFromEnv(dut),
       operator,
       viewers,
       dut,
@@ -80,6 +103,11 @@ export async function openHilTarget(): Promise<HilTarget> {
     config: join(import.meta.dirname, '../../fixtures/jigs/virtual.yaml'),
   });
   const operator = new JigletClient(pki.as('operator', agent.address));
+  // Images for the release suite, built by the fixture the virtual DUT boots from.
+  const images = mkdtempSync(join(tmpdir(), 'jiglet-hil-images-'));
+  const build = (name: string, corrupt: boolean) => async () =>
+    (await buildImage({ out: join(images, name), version: '1.2.3', sizeBytes: 16 * 1024 * 1024, corrupt }))
+      .path;
   const viewers = [
     new JigletClient(pki.as('viewer', agent.address)),
     new JigletClient(pki.as('admin', agent.address)),
@@ -91,10 +119,20 @@ export async function openHilTarget(): Promise<HilTarget> {
     dut: 'vdut-a',
     vanishingDut: 'vdut-b',
     portVanishes: true,
+    release: {
+      dut: 'vdut-a',
+      goodImage: build('good.img', false),
+      badImage: build('bad.img', true),
+      version: '1.2.3',
+      bootedPattern: 'login: $',
+      failedBootPattern: 'Kernel panic',
+      versionCommand: 'cat /etc/os-release',
+    },
     async stop() {
       for (const c of [operator, ...viewers]) c.close();
       await agent.stop();
       rmSync(stateDir, { recursive: true, force: true });
+      rmSync(images, { recursive: true, force: true });
     },
   };
 }

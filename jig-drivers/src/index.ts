@@ -7,10 +7,20 @@ export { checkAgainst, formatKeyPath, parseOrThrow } from './config-issues.js';
 export { abortable, deadlineExceeded, withDeadline } from './deadline.js';
 export type { HttpAnswer, HttpGetOptions } from './http-get.js';
 export { httpGet, httpGetJson, redactUrl } from './http-get.js';
-export type { DutDescription, JigDescription, SafeState, SerialConfig } from './jig-description.js';
-export { findDut, loadJigDescription, parseJigDescription } from './jig-description.js';
-export type { StorageConfig, StorageDeviceConfig } from './jig-description.js';
-export { DEFAULT_APPEAR_TIMEOUT_MS } from './jig-description.js';
+export type {
+  DutDescription,
+  JigDescription,
+  SafeState,
+  SerialConfig,
+  StorageConfig,
+  StorageDeviceConfig,
+} from './jig-description.js';
+export {
+  DEFAULT_APPEAR_TIMEOUT_MS,
+  findDut,
+  loadJigDescription,
+  parseJigDescription,
+} from './jig-description.js';
 export type {
   PowerDriverContext,
   PowerDriverFactory,
@@ -38,21 +48,21 @@ export { createUsbHidRelayPowerDriver, usbHidRelayPowerDriver } from './power-us
 export { virtualPowerDriver } from './power-virtual.js';
 export type { CommandOptions, CommandResult, CommandRunner } from './run-command.js';
 export { runCommand, runShellCommand } from './run-command.js';
-export type { MuxSide, StorageMux, StorageMuxContext, StorageMuxFactory } from './storage-mux.js';
-export type { StorageMuxStep, StorageMuxStepContext } from './storage-mux-common.js';
-export { commonMuxOptions, DEFAULT_MUX_TIMEOUT_MS, recordMuxSteps } from './storage-mux-common.js';
-export { commandStorageMuxDriver, sideFromOutput } from './storage-mux-command.js';
-export type { StorageMuxConfig } from './storage-mux-registry.js';
-export { builtinStorageMuxRegistry, StorageMuxRegistry } from './storage-mux-registry.js';
-export { sdMuxCtrlArgv, sdwireStorageMuxDriver, sideFromSdMuxStatus } from './storage-mux-sdwire.js';
-export { sideFromUsbsdmuxGet, usbsdmuxArgv, usbsdmuxStorageMuxDriver } from './storage-mux-usbsdmux.js';
-export { virtualStorageMuxDriver } from './storage-mux-virtual.js';
 export type { SerialCaptureOptions } from './serial-capture.js';
 export { DEFAULT_REOPEN_TIMEOUT_MS, PATH_RECHECK_MS, runSerialCapture } from './serial-capture.js';
 export type { PositionedRecord, SerialEventName, SerialRecord } from './serial-record.js';
 export { encodeChunk, encodeEvent, MAX_HEADER_BYTES, SerialRecordDecoder } from './serial-record.js';
 export type { UsbSerialCaptureOptions } from './serial-usb-capture.js';
 export { capturePath, runUsbSerialCapture, USB_WAIT_SLICE_MS } from './serial-usb-capture.js';
+export type { MuxSide, StorageMux, StorageMuxContext, StorageMuxFactory } from './storage-mux.js';
+export { commandStorageMuxDriver, sideFromOutput } from './storage-mux-command.js';
+export type { StorageMuxStep, StorageMuxStepContext } from './storage-mux-common.js';
+export { commonMuxOptions, DEFAULT_MUX_TIMEOUT_MS, recordMuxSteps } from './storage-mux-common.js';
+export type { StorageMuxConfig } from './storage-mux-registry.js';
+export { builtinStorageMuxRegistry, StorageMuxRegistry } from './storage-mux-registry.js';
+export { sdMuxCtrlArgv, sdwireStorageMuxDriver, sideFromSdMuxStatus } from './storage-mux-sdwire.js';
+export { sideFromUsbsdmuxGet, usbsdmuxArgv, usbsdmuxStorageMuxDriver } from './storage-mux-usbsdmux.js';
+export { virtualStorageMuxDriver } from './storage-mux-virtual.js';
 export type { ControlSetup, RelayBoardState } from './usb-hid-relay-protocol.js';
 export {
   allRelaysCommand,

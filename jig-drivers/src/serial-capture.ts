@@ -4,20 +4,16 @@
  * USB-serial adapters vanish when the DUT is powered off (lava-docker #162, labgrid #1571), so a
  * vanished port is a gap to mark and wait out, never the end of the capture.
  */
-import { existsSync, type FSWatcher, realpathSync, type Stats, stat, watch } from 'node:fs';
-import path from 'node:path';
+import { existsSync, type Stats, stat } from 'node:fs';
 import { SerialPort } from 'serialport';
 import { encodeChunk, encodeEvent, type SerialEventName } from './serial-record.js';
+import { dirsOf, PATH_RECHECK_MS, waitForPath, watchDirs } from './wait-for-path.js';
 
 /** How long a gone port is awaited before each `waiting` event (the capture itself never gives up). */
 export const DEFAULT_REOPEN_TIMEOUT_MS = 60_000;
 
-/**
- * Period of the safety-net re-check while the port is gone, and the pause after a failed open.
- * Directory events do the real work; the re-check covers what inotify cannot see (a watched
- * directory that did not exist yet, such as /dev/serial/by-id before the first adapter).
- */
-export const PATH_RECHECK_MS = 1000;
+// The re-check period is shared with every other wait for a device node.
+export { PATH_RECHECK_MS };
 
 /** What to capture, where to put it, and when to stop. */
 export interface SerialCaptureOptions {
@@ -189,37 +185,6 @@ function forward(
   });
 }
 
-/** The directories whose entries disappear with the port: the link's, its parent, the node's. */
-function dirsOf(ttyPath: string): string[] {
-  const dirs = [path.dirname(ttyPath), path.dirname(path.dirname(ttyPath))];
-  try {
-    dirs.push(path.dirname(realpathSync(ttyPath)));
-  } catch {
-    // Already gone: the link's directory is enough to see it come back.
-  }
-  return [...new Set(dirs)];
-}
-
-/**
- * Watches each of `dirs` that exists, calling `onChange` on any entry change; returns the closer.
- * Missing or failing directories cost only speed: the callers' re-checks still notice.
- */
-function watchDirs(dirs: string[], onChange: () => void): () => void {
-  const watchers: FSWatcher[] = [];
-  for (const dir of dirs) {
-    try {
-      const watcher = watch(dir, onChange);
-      watcher.on('error', () => watcher.close());
-      watchers.push(watcher);
-    } catch {
-      // Not there (yet): see above.
-    }
-  }
-  return () => {
-    for (const watcher of watchers) watcher.close();
-  };
-}
-
 /** A closed port may still report a failed pending write; it has nothing left to tell us. */
 function ignoreLateError(): void {}
 
@@ -256,42 +221,5 @@ function pause(ms: number, signal: AbortSignal): Promise<void> {
     };
     const timer = setTimeout(done, ms);
     signal.addEventListener('abort', done, { once: true });
-  });
-}
-
-/**
- * Resolves true once `ttyPath` exists (a dangling by-id link counts as absent), false on abort.
- * Event-driven through directory watches (re-armed on each re-check, since udev removes
- * /dev/serial/by-id with the last adapter), plus a bounded re-check; all released when it settles.
- */
-function waitForPath(ttyPath: string, signal: AbortSignal): Promise<boolean> {
-  return new Promise((resolve) => {
-    let settled = false;
-    let unwatch = (): void => {};
-    const finish = (found: boolean): void => {
-      if (settled) return;
-      settled = true;
-      clearInterval(recheck);
-      signal.removeEventListener('abort', onAbort);
-      unwatch();
-      resolve(found);
-    };
-    const onAbort = (): void => finish(false);
-    const look = (): void => {
-      stat(ttyPath, (error) => {
-        if (!error) finish(true);
-      });
-    };
-    const rearm = (): void => {
-      if (settled) return;
-      // Arm before looking, so a change during the look is never missed.
-      unwatch();
-      unwatch = watchDirs(dirsOf(ttyPath), look);
-      look();
-    };
-    const recheck = setInterval(rearm, PATH_RECHECK_MS);
-    signal.addEventListener('abort', onAbort, { once: true });
-    if (signal.aborted) return finish(false);
-    rearm();
   });
 }

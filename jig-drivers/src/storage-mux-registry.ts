@@ -5,8 +5,8 @@
 import { invalidArgument } from '../../protocol/src/errors.js';
 import { type CheckResult, checkAgainst, formatKeyPath, type KeyPath } from './config-issues.js';
 import type { StorageMux, StorageMuxFactory } from './storage-mux.js';
-import { recordMuxSteps, type StorageMuxStepContext } from './storage-mux-common.js';
 import { commandStorageMuxDriver } from './storage-mux-command.js';
+import { recordMuxSteps, type StorageMuxStepContext } from './storage-mux-common.js';
 import { sdwireStorageMuxDriver } from './storage-mux-sdwire.js';
 import { usbsdmuxStorageMuxDriver } from './storage-mux-usbsdmux.js';
 import { virtualStorageMuxDriver } from './storage-mux-virtual.js';

@@ -5,9 +5,9 @@
  * The serial is the one written with `--set-serial`; it is how one SDWire is told from the next.
  */
 import { z } from 'zod';
+import { runCommand } from './run-command.js';
 import type { MuxSide, StorageMuxFactory } from './storage-mux.js';
 import { commonMuxOptions, unreadableAnswer } from './storage-mux-common.js';
-import { runCommand } from './run-command.js';
 
 /** The tool's name, looked up on PATH. */
 const TOOL = 'sd-mux-ctrl';

@@ -5,16 +5,16 @@
  * (`/dev/usb-sd-mux/id-000000000123`), which is what a jig description should use.
  */
 import { z } from 'zod';
+import { runCommand } from './run-command.js';
 import type { MuxSide, StorageMuxFactory } from './storage-mux.js';
 import { commonMuxOptions, unreadableAnswer } from './storage-mux-common.js';
-import { runCommand } from './run-command.js';
 
 /** The tool's name, looked up on PATH. */
 const TOOL = 'usbsdmux';
 
 const schema = z.strictObject({
   driver: z.literal('usbsdmux'),
-  sg: z.string().regex(/^\/\S+$/, { error: 'expected the absolute path of the mux\'s /dev/sg* node' }),
+  sg: z.string().regex(/^\/\S+$/, { error: "expected the absolute path of the mux's /dev/sg* node" }),
   ...commonMuxOptions,
 });
 

@@ -46,7 +46,10 @@ export const virtualStorageMuxDriver: StorageMuxFactory<typeof schema> = {
     const switchTo = async (to: 'host' | 'dut'): Promise<void> => {
       const side = await request(config.url, to, options);
       if (side !== to) {
-        throw new JigletError('JIGLET_E_UNAVAILABLE', `${options.what}: asked for ${to}, device reports ${side}`);
+        throw new JigletError(
+          'JIGLET_E_UNAVAILABLE',
+          `${options.what}: asked for ${to}, device reports ${side}`,
+        );
       }
     };
     return {
