@@ -4,6 +4,7 @@
  * and serial capture get the same logs, limits, stop and ownership as any other job.
  *   jig-driver power on|off|cycle|status --dut NAME --config JSON
  *   jig-driver serial --path TTY | --usb JSON [--baud 115200] [--reopen-timeout-ms 60000]
+ *   jig-driver flash --image PATH [--bmap PATH] [--no-verify] --device DEV --mux-json JSON|none
  * Power steps are printed to stderr as JSON lines (what, how long, how it failed).
  */
 import yargs from 'yargs';
@@ -74,6 +75,26 @@ async function serial(
   else await runSerialCapture({ ...common, path: target.path });
 }
 
+const FLASH_DESCRIBE = "flash a DUT's boot medium: mux to host, write, verify, mux back";
+// The flasher (decompressors) and the mux drivers are loaded only for a flash: a serial capture
+// runs for days and should not carry them.
+const flash =
+  process.argv[2] === 'flash'
+    ? await (async () => {
+        const [{ createFlashCommand }, { builtinStorageMuxRegistry }] = await Promise.all([
+          import('./flash/flash-command.js'),
+          import('./storage-mux-registry.js'),
+        ]);
+        return createFlashCommand({
+          muxFromConfig: (config) =>
+            builtinStorageMuxRegistry().create(config, {
+              dutName: 'flash',
+              onStep: (step) => process.stderr.write(`${JSON.stringify({ step })}\n`),
+            }),
+        });
+      })()
+    : undefined;
+
 try {
   await yargs(hideBin(process.argv))
     .scriptName('jig-driver')
@@ -114,6 +135,7 @@ try {
           argv.reopenTimeoutMs,
         ),
     )
+    .command(flash ?? { command: 'flash', describe: FLASH_DESCRIBE, handler: () => undefined })
     .demandCommand(1)
     .fail((msg, err) => {
       if (err) throw err;

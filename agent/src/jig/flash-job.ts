@@ -3,6 +3,8 @@
  * host, waits for the block device, writes and verifies the image and switches back, printing
  * JSON progress lines that jigctl turns into a progress bar.
  */
+import type { StorageConfig } from '../../../jig-drivers/src/jig-description.js';
+import { failedPrecondition } from '../../../protocol/src/errors.js';
 import type { JobSpecInput } from '../jobs/job-spec.js';
 import type { JigDriverCommand } from './jig-driver-command.js';
 
@@ -13,7 +15,7 @@ export const FLASH_TIMEOUT_MS = 4 * 3600 * 1000;
 export function flashJobSpec(opts: {
   jigDriver: JigDriverCommand;
   dut: string;
-  storage: unknown;
+  storage: StorageConfig;
   imagePath: string;
   bmapPath?: string;
   verify: boolean;
@@ -23,12 +25,17 @@ export function flashJobSpec(opts: {
     args: [
       ...opts.jigDriver.args,
       'flash',
-      '--dut',
-      opts.dut,
-      '--storage',
-      JSON.stringify(opts.storage),
       '--image',
       opts.imagePath,
+      '--device',
+      deviceOf(opts.dut, opts.storage),
+      '--mux-json',
+      JSON.stringify(opts.storage.mux),
+      '--device-timeout-ms',
+      String(opts.storage.appearTimeoutMs),
+      // The device comes from the jig description, which is what may be written: a declared disk
+      // image file (a QEMU or virtual DUT's medium) is as legitimate as a block device.
+      '--allow-file',
       ...(opts.bmapPath ? ['--bmap', opts.bmapPath] : []),
       ...(opts.verify ? [] : ['--no-verify']),
     ],
@@ -39,4 +46,14 @@ export function flashJobSpec(opts: {
     timeoutMs: FLASH_TIMEOUT_MS,
     stdin: false,
   };
+}
+
+/** The medium's path; a USB-matched card reader is found by its by-path link. */
+function deviceOf(dut: string, storage: StorageConfig): string {
+  if (storage.device.path) return storage.device.path;
+  const byPath = storage.device.usb?.byPath;
+  if (byPath) return `/dev/disk/by-path/${byPath}`;
+  throw failedPrecondition(
+    `DUT ${dut}: flashing needs storage.device.path or storage.device.usb.byPath (a stable link to the card reader)`,
+  );
 }

@@ -1,0 +1,102 @@
+/**
+ * Flashing end to end on a virtual DUT whose SD card is a real loop device behind a virtual mux:
+ * upload once, flash as a job with progress, boot what was flashed; compressed images; bad
+ * images and a medium that never appears fail clearly; an interrupted flash leaves the DUT dirty.
+ */
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { FlashFailedError, type FlashProgress } from '../../client/src/flash-client.js';
+import { buildImage } from '../../fixtures/images/build-image.js';
+import { errorOf } from '../../fixtures/test-support/call-errors.js';
+import { startVirtualJig, type VirtualJig } from '../../fixtures/test-support/virtual-jig.js';
+
+const MiB = 1024 * 1024;
+
+describe('flashing a virtual DUT', function () {
+  this.timeout(60_000);
+  let v: VirtualJig;
+  let dir: string;
+  let good: string;
+  before(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'jiglet-flash-'));
+    good = (await buildImage({ out: join(dir, 'good.img'), version: '2.0.1', sizeBytes: 16 * MiB })).path;
+    v = await startVirtualJig([{ name: 'vdut-a', storageBytes: 32 * MiB }]);
+  });
+  after(async () => {
+    await v?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  const bootsVersion = async (version: string): Promise<void> => {
+    const op = v.t.client('operator');
+    const on = await op.jig.power('vdut-a', 'on');
+    await op.jig.expect('vdut-a', `Booting VirtualOS ${version.replace(/\./g, '\\.')} from disk`, {
+      offset: on.serialOffset,
+      timeoutMs: 10_000,
+    });
+    await op.jig.expect('vdut-a', 'login: $', { offset: on.serialOffset, timeoutMs: 10_000 });
+  };
+
+  it('uploads, flashes with progress, verifies, and the DUT boots the image', async () => {
+    const op = v.t.client('operator');
+    const phases: string[] = [];
+    let last: FlashProgress | undefined;
+    const result = await op.flash('vdut-a', good, {
+      onEvent: (e) => {
+        if (e.type !== 'flash') return;
+        last = e.progress;
+        if (phases.at(-1) !== e.progress.phase) phases.push(e.progress.phase);
+      },
+    });
+    assert.equal(result.uploaded, 16 * MiB);
+    assert.ok(phases.includes('write') && phases.includes('verify'), phases.join(','));
+    assert.equal(phases.at(-1), 'done');
+    assert.ok((last?.bytesWritten ?? 0) < 16 * MiB, 'zero blocks were written');
+    const dut = (await op.jig.duts())[0]!;
+    assert.equal(dut.storage?.dirty, false);
+    assert.equal(dut.storage?.lastImageSha256, result.imageSha256);
+    assert.equal(dut.storage?.lastJobId, result.jobId);
+    await bootsVersion('2.0.1');
+    // The same image again is a cache hit: nothing is uploaded.
+    const again = await op.flash('vdut-a', good);
+    assert.equal(again.uploaded, 0);
+  });
+
+  it('flashes .gz, .xz and .zst images in one streaming pass', async () => {
+    const op = v.t.client('operator');
+    for (const [tool, version] of [
+      ['gzip', '3.0.0'],
+      ['xz', '3.0.1'],
+      ['zstd', '3.0.2'],
+    ] as const) {
+      const raw = (await buildImage({ out: join(dir, `${tool}.img`), version, sizeBytes: 8 * MiB })).path;
+      execFileSync(tool, tool === 'zstd' ? ['-q', '-f', '--rm', raw] : ['-f', raw]);
+      const compressed = `${raw}.${tool === 'gzip' ? 'gz' : tool === 'xz' ? 'xz' : 'zst'}`;
+      await op.flash('vdut-a', compressed);
+      await bootsVersion(version);
+    }
+  });
+
+  it('refuses what is not an image, a truncated .xz and a medium that never appears, and says why', async () => {
+    const op = v.t.client('operator');
+    const html = join(dir, 'page.img');
+    writeFileSync(html, `<!DOCTYPE html><html>${'x'.repeat(5000)}</html>`);
+    const notImage = await errorOf(op.flash('vdut-a', html));
+    assert.ok(notImage instanceof FlashFailedError, String(notImage));
+    assert.match(notImage.message, /not a disk image/i);
+
+    const raw = (await buildImage({ out: join(dir, 'trunc.img'), version: '4.0.0', sizeBytes: 8 * MiB }))
+      .path;
+    execFileSync('xz', ['-f', raw]);
+    truncateSync(`${raw}.xz`, 20_000);
+    const truncated = await errorOf(op.flash('vdut-a', `${raw}.xz`));
+    assert.match(truncated.message, /truncated|corrupt/i);
+    // A flash that did not complete leaves the medium dirty until one does.
+    assert.equal((await op.jig.duts())[0]!.storage?.dirty, true);
+    await op.flash('vdut-a', good);
+    assert.equal((await op.jig.duts())[0]!.storage?.dirty, false);
+  });
+});

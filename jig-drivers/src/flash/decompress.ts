@@ -1,0 +1,193 @@
+/**
+ * Streaming decompression of an image: the image is never whole in memory or on disk (Leviathan
+ * gunzips to disk first). Each format is an async generator, so the decompressor only runs when
+ * the writer asks for the next chunk: a pending write pauses decompression and file reads.
+ * Damaged input rejects with JIGLET_E_INVALID_ARGUMENT "<name> is truncated or corrupt: …";
+ * read errors of the image file itself pass through unchanged.
+ */
+import { Readable } from 'node:stream';
+import { ReadableStream, type ReadableStreamReadResult } from 'node:stream/web';
+import { createGunzip } from 'node:zlib';
+import { Decompress as ZstdDecompress } from 'fzstd';
+import xzDecompress from 'xz-decompress';
+import { JigletError } from '../../../protocol/src/errors.js';
+import type { ImageFormat } from './image-format.js';
+import { Xxh64 } from './xxhash64.js';
+import { type ScanResult, ZstdFrameScanner } from './zstd-frames.js';
+
+const { XzReadableStream } = xzDecompress;
+
+/**
+ * Compressed bytes handed to fzstd at a time. fzstd decodes every block a push completes at
+ * once; a zstd run of zeros is ~4 bytes per 128 KiB block, so a small piece bounds the memory one
+ * push can produce (1 KiB → at most 32 MiB) while the writer applies backpressure between pieces.
+ */
+const ZSTD_PIECE_BYTES = 1024;
+
+/** zlib's output chunk size: its 16 KiB default makes gunzip ~3x slower through the writer. */
+const GUNZIP_CHUNK_BYTES = 1024 * 1024;
+
+/** xz-embedded's return codes (xz.h), for messages. */
+const XZ_ERRORS: Record<string, string> = {
+  '2': 'unsupported integrity check',
+  '3': 'out of memory',
+  '4': 'memory limit exceeded',
+  '5': 'not in xz format',
+  '6': 'unsupported compression options',
+  '7': 'compressed data is corrupt',
+  '8': 'unexpected end of input',
+};
+
+/** Makes the "truncated or corrupt" error for the image `name`. */
+function corrupt(
+  name: string,
+  err: unknown,
+  detail = err instanceof Error ? err.message : String(err),
+): JigletError {
+  return new JigletError('JIGLET_E_INVALID_ARGUMENT', `${name} is truncated or corrupt: ${detail}`, {
+    cause: err,
+  });
+}
+
+/** Remembers errors of the image file itself, so they are not reported as a corrupt image. */
+function sourceErrors(source: Readable): { isSourceError(err: unknown): boolean } {
+  const seen = new Set<unknown>();
+  source.on('error', (err) => seen.add(err));
+  return { isSourceError: (err) => seen.has(err) };
+}
+
+async function* gunzip(source: Readable, name: string): AsyncGenerator<Buffer> {
+  const errors = sourceErrors(source);
+  const inflate = createGunzip({ chunkSize: GUNZIP_CHUNK_BYTES });
+  source.on('error', (err) => inflate.destroy(err));
+  source.pipe(inflate);
+  try {
+    for await (const chunk of inflate) yield chunk as Buffer;
+  } catch (err) {
+    throw errors.isSourceError(err) ? err : corrupt(name, err);
+  } finally {
+    source.destroy();
+    inflate.destroy();
+  }
+}
+
+/** A pull-only web stream over `source`: it reads the file only when the xz decoder asks. */
+function pullStream(source: Readable): ReadableStream<Uint8Array> {
+  const chunks = source[Symbol.asyncIterator]();
+  return new ReadableStream<Uint8Array>(
+    {
+      async pull(controller) {
+        const next = await chunks.next();
+        if (next.done) controller.close();
+        else controller.enqueue(next.value as Buffer);
+      },
+      async cancel() {
+        await chunks.return?.();
+      },
+    },
+    { highWaterMark: 0 },
+  );
+}
+
+/** What went wrong in xz-decompress, in words. */
+function xzErrorDetail(err: unknown): string {
+  // It reads past the end of its input when the file stops before the xz stream does.
+  if (err instanceof TypeError) return 'unexpected end of input';
+  const message = err instanceof Error ? err.message : String(err);
+  const code = /get_next_output failed with error code (\d+)/.exec(message)?.[1];
+  return code === undefined ? message : (XZ_ERRORS[code] ?? `xz error ${code}`);
+}
+
+async function* unxz(source: Readable, name: string): AsyncGenerator<Buffer> {
+  const errors = sourceErrors(source);
+  // xz-decompress serialises its WASM contexts process-wide and frees one only when its stream
+  // ends, fails or is cancelled: every path below must do one of the three.
+  const reader = new XzReadableStream(pullStream(source)).getReader();
+  let finished = false;
+  try {
+    for (;;) {
+      let next: ReadableStreamReadResult<Uint8Array>;
+      try {
+        next = await reader.read();
+      } catch (err) {
+        finished = true; // a failed stream has freed its context already
+        throw errors.isSourceError(err) ? err : corrupt(name, err, xzErrorDetail(err));
+      }
+      if (next.done) {
+        finished = true;
+        return;
+      }
+      const { buffer, byteOffset, byteLength } = next.value;
+      if (byteLength > 0) yield Buffer.from(buffer, byteOffset, byteLength);
+    }
+  } finally {
+    if (!finished) await reader.cancel();
+    source.destroy();
+  }
+}
+
+async function* unzstd(source: Readable, name: string): AsyncGenerator<Buffer> {
+  const out: Uint8Array[] = [];
+  let frameHash = new Xxh64();
+  const decoder = new ZstdDecompress((data) => {
+    frameHash.update(data);
+    out.push(data);
+  });
+  const frames = new ZstdFrameScanner();
+  const push = (piece: Uint8Array, final: boolean): void => {
+    try {
+      decoder.push(piece, final);
+    } catch (err) {
+      throw corrupt(name, err);
+    }
+  };
+  try {
+    for await (const chunk of source) {
+      const bytes = chunk as Buffer;
+      for (let at = 0; at < bytes.length; ) {
+        // Never past a frame end, so all output of a push belongs to one frame.
+        let scan: ScanResult;
+        try {
+          scan = frames.scan(bytes.subarray(0, Math.min(at + ZSTD_PIECE_BYTES, bytes.length)), at);
+        } catch (err) {
+          throw corrupt(name, err);
+        }
+        push(bytes.subarray(at, scan.end), false);
+        at = scan.end;
+        // fzstd hands out freshly allocated blocks, so they can be yielded as they are.
+        for (let data = out.shift(); data !== undefined; data = out.shift()) {
+          if (data.byteLength > 0) yield Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+        }
+        const checksum = scan.frameEnd?.checksum;
+        if (checksum !== undefined && frameHash.digestLow32() !== checksum) {
+          throw corrupt(name, undefined, 'zstd content checksum mismatch');
+        }
+        if (scan.frameEnd) frameHash = new Xxh64();
+      }
+    }
+    if (!frames.atFrameBoundary) throw corrupt(name, undefined, 'unexpected end of input');
+    push(new Uint8Array(0), true);
+    for (const data of out) {
+      if (data.byteLength > 0) yield Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+    }
+  } finally {
+    source.destroy();
+  }
+}
+
+/**
+ * The decompressed content of `source` (the image file's bytes) as a stream. `name` is the file's
+ * name for messages. Destroying the returned stream stops decompression and closes `source`.
+ */
+export function decompressStream(format: ImageFormat, source: Readable, name: string): Readable {
+  switch (format) {
+    case 'raw':
+      return source;
+    case 'gzip':
+      return Readable.from(gunzip(source, name), { objectMode: false });
+    case 'xz':
+      return Readable.from(unxz(source, name), { objectMode: false });
+    case 'zstd':
+      return Readable.from(unzstd(source, name), { objectMode: false });
+  }
+}
