@@ -24,6 +24,8 @@ export interface AgentConfig {
   jig?: JigDescription;
   /** Processes the agent runs beside itself (a virtual DUT, ser2net, …). */
   services: ServiceConfig[];
+  /** Size limit of the image cache in bytes (default 20 GiB). */
+  imageCacheBytes?: number;
   configFile?: string;
 }
 
@@ -67,6 +69,11 @@ const FileSchema = z
     tlsDir: z.string().min(1).optional(),
     logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal']).optional(),
     duts: z.unknown().optional(),
+    imageCacheBytes: z
+      .number()
+      .int()
+      .min(16 * 1024 * 1024, 'expected at least 16 MiB (16777216)')
+      .optional(),
     services: z
       .array(ServiceSchema)
       .refine(
@@ -79,7 +86,7 @@ const FileSchema = z
 
 /** Merges defaults, the config file and flags; every problem is reported with its key. */
 export function loadAgentConfig(
-  flags: Partial<Omit<AgentConfig, 'jig' | 'services'>> & { config?: string },
+  flags: Partial<Omit<AgentConfig, 'jig' | 'services' | 'imageCacheBytes'>> & { config?: string },
 ): AgentConfig {
   let file: z.infer<typeof FileSchema> = {};
   const base = flags.config ? resolve(flags.config, '..') : process.cwd();
@@ -122,6 +129,7 @@ export function loadAgentConfig(
       // Relative paths in a config file mean "next to the config file", wherever jiglet was started.
       cwd: fromFile(service.cwd) ?? base,
     })),
+    imageCacheBytes: file.imageCacheBytes,
     configFile: flags.config,
   };
 }

@@ -27,6 +27,7 @@ async function serve(flags: {
     log,
     jig: config.jig,
     services: config.services,
+    imageCacheBytes: config.imageCacheBytes,
   });
   // Printed on stdout so scripts (and tests) can learn the port when listening on :0.
   process.stdout.write(`jiglet listening on ${config.listen.replace(/:\d+$/, '')}:${agent.port}\n`);

@@ -150,6 +150,13 @@ describe('JigService on a virtual jig', function () {
 
   it('resumes a tail at any offset it printed, and reads by time', async () => {
     const viewer = v.t.client('viewer');
+    // Twelve lines, each awaited on the agent, are twelve records however the pty coalesces reads.
+    let from = Number((await viewer.jig.duts())[0]?.serial?.endOffset ?? 0);
+    for (let i = 0; i < 12; i++) {
+      v.dut('vdut-a').inject(Buffer.from(`\r\nrecord ${i}\r\n`));
+      from = (await viewer.jig.expect('vdut-a', `^record ${i}$`, { offset: from, timeoutMs: 5000 }))
+        .nextOffset;
+    }
     const all: SerialRecord[] = [];
     for await (const r of viewer.jig.serial('vdut-a')) all.push(r);
     assert.ok(all.length > 10);
