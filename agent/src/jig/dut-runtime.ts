@@ -2,7 +2,7 @@
  * One DUT at run time: its serial capture job (started with the agent, restarted if it ever
  * ends), its power actions (one at a time, each a job), and the one writer of its console.
  */
-import { EventEmitter } from 'node:events';
+import { EventEmitter, once } from 'node:events';
 import type { Writable } from 'node:stream';
 import type { Logger } from 'pino';
 import type { DutDescription } from '../../../jig-drivers/src/jig-description.js';
@@ -39,6 +39,9 @@ export interface ConsoleWriter {
   input(): Writable;
   release(): void;
 }
+
+/** Longest the agent waits at start for a capture's first word about its port. */
+const CAPTURE_READY_MS = 10_000;
 
 /** What a DUT runtime works with. */
 export interface DutRuntimeOptions {
@@ -291,5 +294,16 @@ export class DutRuntime extends EventEmitter {
     });
     this.#keeper = keeper;
     await keeper.start();
+    // Serve only once the capture has said where the port stands (open, or absent): a client that
+    // powers a DUT on right after the agent started must not lose the boot log to the capture's
+    // own start-up. Bounded: a capture that says nothing is reported and the agent goes on.
+    const monitor = this.#capture;
+    if (monitor && monitor.state === 'starting') {
+      try {
+        await once(monitor, 'record', { signal: AbortSignal.timeout(CAPTURE_READY_MS) });
+      } catch {
+        log.warn({ job: monitor.jobId }, `the serial capture said nothing within ${CAPTURE_READY_MS} ms`);
+      }
+    }
   }
 }
