@@ -49,9 +49,9 @@ export interface HilTarget {
 
 const env = process.env;
 
-/** Opens the target named by the environment, or brings up the virtual jig. */
-export async function openHilTarget(): Promise<HilTarget> {
-  const common = {
+/** What every target shares, from the environment or the built-in jigs' defaults. */
+function defaults() {
+  return {
     login: {
       user: env.JIGLET_DUT_USER ?? 'root',
       password: env.JIGLET_DUT_PASSWORD ?? 'secret',
@@ -63,6 +63,11 @@ export async function openHilTarget(): Promise<HilTarget> {
     command: { text: env.JIGLET_COMMAND ?? 'uname -a', expect: env.JIGLET_COMMAND_EXPECT ?? '^Linux ' },
     cycles: Number(env.JIGLET_CYCLES ?? 3),
   };
+}
+
+/** Opens the target named by the environment, or brings up the virtual jig. */
+export async function openHilTarget(): Promise<HilTarget> {
+  const common = defaults();
   const releaseFromEnv = (dut: string): HilTarget['release'] => ({
     dut: env.JIGLET_FLASH_DUT ?? dut,
     goodImage: async () => required('JIGLET_IMAGE'),
@@ -95,15 +100,21 @@ export async function openHilTarget(): Promise<HilTarget> {
       },
     };
   }
+  return startBuiltinJig('virtual.yaml', 'vdut-a');
+}
+
+/** Starts `jiglet serve --config fixtures/jigs/<file>` as a user would, on a free port. */
+async function startBuiltinJig(file: string, dut: string): Promise<HilTarget> {
+  const common = defaults();
   const pki = await testPki();
   const stateDir = mkdtempSync(join(tmpdir(), 'jiglet-hil-'));
   const agent = await startJigletProcess({
     stateDir,
     tlsDir: pki.dir,
-    config: join(import.meta.dirname, '../../fixtures/jigs/virtual.yaml'),
+    config: join(import.meta.dirname, '../../fixtures/jigs', file),
   });
   const operator = new JigletClient(pki.as('operator', agent.address));
-  // Images for the release suite, built by the fixture the virtual DUT boots from.
+  // Images for the release suite, built by the fixture the virtual and QEMU DUTs boot from.
   const images = mkdtempSync(join(tmpdir(), 'jiglet-hil-images-'));
   const build = (name: string, corrupt: boolean) => async () =>
     (await buildImage({ out: join(images, name), version: '1.2.3', sizeBytes: 16 * 1024 * 1024, corrupt }))
@@ -116,11 +127,11 @@ export async function openHilTarget(): Promise<HilTarget> {
     ...common,
     operator,
     viewers,
-    dut: 'vdut-a',
+    dut,
     vanishingDut: 'vdut-b',
     portVanishes: true,
     release: {
-      dut: 'vdut-a',
+      dut,
       goodImage: build('good.img', false),
       badImage: build('bad.img', true),
       version: '1.2.3',
@@ -134,6 +145,18 @@ export async function openHilTarget(): Promise<HilTarget> {
       rmSync(stateDir, { recursive: true, force: true });
       rmSync(images, { recursive: true, force: true });
     },
+  };
+}
+
+/**
+ * The built-in QEMU jig (`fixtures/jigs/qemu.yaml`): a real Debian kernel booting the flashed
+ * disk under TCG. Only the release suite runs on it; the first start downloads the kernel package.
+ */
+export async function openQemuTarget(): Promise<HilTarget> {
+  const base = await startBuiltinJig('qemu.yaml', 'qdut-1');
+  return {
+    ...base,
+    release: { ...base.release, dut: 'qdut-1', failedBootPattern: 'Kernel panic|VFS: Unable to mount root' },
   };
 }
 

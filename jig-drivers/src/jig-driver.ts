@@ -5,6 +5,7 @@
  *   jig-driver power on|off|cycle|status --dut NAME --config JSON
  *   jig-driver serial --path TTY | --usb JSON [--baud 115200] [--reopen-timeout-ms 60000]
  *   jig-driver flash --image PATH [--bmap PATH] [--no-verify] --device DEV --mux-json JSON|none
+ *   jig-driver qemu-host --name D --control SOCKET --uart LINK --disk FILE --kernel K --initrd I
  * Power steps are printed to stderr as JSON lines (what, how long, how it failed).
  */
 import yargs from 'yargs';
@@ -95,6 +96,10 @@ const flash =
       })()
     : undefined;
 
+const QEMU_HOST_DESCRIBE = 'run one QEMU DUT (power, UART, disk) behind a control socket';
+const qemuHost =
+  process.argv[2] === 'qemu-host' ? (await import('./qemu/qemu-host-command.js')).qemuHostCommand : undefined;
+
 try {
   await yargs(hideBin(process.argv))
     .scriptName('jig-driver')
@@ -136,6 +141,7 @@ try {
         ),
     )
     .command(flash ?? { command: 'flash', describe: FLASH_DESCRIBE, handler: () => undefined })
+    .command(qemuHost ?? { command: 'qemu-host', describe: QEMU_HOST_DESCRIBE, handler: () => undefined })
     .demandCommand(1)
     .fail((msg, err) => {
       if (err) throw err;

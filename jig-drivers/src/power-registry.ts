@@ -12,6 +12,7 @@ import { shellyPowerDriver } from './power-shelly.js';
 import { tasmotaPowerDriver } from './power-tasmota.js';
 import { usbHidRelayPowerDriver } from './power-usb-hid-relay.js';
 import { virtualPowerDriver } from './power-virtual.js';
+import { qemuPowerDriver } from './qemu/power-qemu.js';
 
 /** A validated `power:` mapping: the driver name plus that driver's settings, defaults filled in. */
 export type PowerConfig = { driver: string } & Record<string, unknown>;
@@ -73,5 +74,6 @@ export function builtinPowerRegistry(): PowerRegistry {
     .register(shellyPowerDriver)
     .register(tasmotaPowerDriver)
     .register(usbHidRelayPowerDriver)
-    .register(virtualPowerDriver);
+    .register(virtualPowerDriver)
+    .register(qemuPowerDriver);
 }

@@ -4,6 +4,7 @@
  */
 import { invalidArgument } from '../../protocol/src/errors.js';
 import { type CheckResult, checkAgainst, formatKeyPath, type KeyPath } from './config-issues.js';
+import { qemuStorageMuxDriver } from './qemu/storage-mux-qemu.js';
 import type { StorageMux, StorageMuxFactory } from './storage-mux.js';
 import { commandStorageMuxDriver } from './storage-mux-command.js';
 import { recordMuxSteps, type StorageMuxStepContext } from './storage-mux-common.js';
@@ -69,5 +70,6 @@ export function builtinStorageMuxRegistry(): StorageMuxRegistry {
     .register(commandStorageMuxDriver)
     .register(sdwireStorageMuxDriver)
     .register(usbsdmuxStorageMuxDriver)
-    .register(virtualStorageMuxDriver);
+    .register(virtualStorageMuxDriver)
+    .register(qemuStorageMuxDriver);
 }

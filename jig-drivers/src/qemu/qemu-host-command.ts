@@ -8,6 +8,7 @@
  * stderr. SIGTERM or SIGINT powers the DUT off, removes the link and socket, and exits 0. The
  * control protocol is described in qemu-control.ts. Needs qemu-system-x86, python3 and setpriv.
  */
+import path from 'node:path';
 import type { Argv, CommandModule } from 'yargs';
 import { invalidArgument } from '../../../protocol/src/errors.js';
 import { QemuHost, type QemuHostEvent } from './qemu-host.js';
@@ -38,11 +39,14 @@ export interface QemuHostArgs {
   'disk-size-mib': number;
 }
 
+/** What a DUT name looks like in a jig description. */
+const DUT_NAME = /^[a-z0-9][a-z0-9-]{0,62}$/;
+
 /** The options of `runQemuHost`: those of the command, camel-cased. */
 export type RunQemuHostOptions = Omit<QemuHostArgs, 'disk-size-mib'> & { diskSizeMib: number };
 
 /** One stdout line per event, for the service's job log. */
-function describe(event: QemuHostEvent): string {
+function eventLine(event: QemuHostEvent): string {
   if (event.type === 'power') return `power ${event.state} (${event.reason})`;
   if (event.type === 'mux') return `mux ${event.side}${event.note ? ` (${event.note})` : ''}`;
   if (event.type === 'uart-exit') return `uart helper exited (code ${event.code}, signal ${event.signal})`;
@@ -51,6 +55,9 @@ function describe(event: QemuHostEvent): string {
 
 /** Runs qemu-host until SIGTERM/SIGINT (exit code 0) or until its UART helper dies (exit code 1). */
 export async function runQemuHost(args: RunQemuHostOptions): Promise<void> {
+  // The name goes into QEMU's option syntax and the kernel command line: no commas, no spaces.
+  if (!DUT_NAME.test(args.name))
+    throw invalidArgument(`--name: expected a DUT name (${DUT_NAME}), got ${JSON.stringify(args.name)}`);
   if (!Number.isInteger(args.memory) || args.memory < 16)
     throw invalidArgument('--memory: expected MiB >= 16');
   if (!Number.isInteger(args.diskSizeMib) || args.diskSizeMib < 1) {
@@ -73,7 +80,7 @@ export async function runQemuHost(args: RunQemuHostOptions): Promise<void> {
     accel: args.accel,
     append: args.append,
     onEvent: (event) => {
-      const line = `${describe(event)}\n`;
+      const line = `${eventLine(event)}\n`;
       if (event.type === 'qemu-stderr' || event.type === 'uart-exit') process.stderr.write(line);
       else process.stdout.write(line);
       // A DUT without its UART is no DUT: end loudly so the agent restarts the service.
@@ -83,8 +90,8 @@ export async function runQemuHost(args: RunQemuHostOptions): Promise<void> {
   const onSignal = (): void => finish(0);
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
-  const { name, control, uart, disk } = args;
-  const ready = { name, control, uart, device: host.device, disk, ...host.state };
+  const [control, uart, disk] = [args.control, args.uart, args.disk].map((file) => path.resolve(file));
+  const ready = { name: args.name, control, uart, device: host.device, disk, ...host.state };
   process.stdout.write(`ready ${JSON.stringify(ready)}\n`);
   try {
     process.exitCode = await finished;

@@ -4,19 +4,8 @@
  * and the storage mux decides whether QEMU gets the disk or the host may write it. Requests run
  * one at a time, in arrival order, like the buttons of one bench power supply.
  */
-import { randomBytes } from 'node:crypto';
-import {
-  access,
-  constants,
-  type FileHandle,
-  mkdir,
-  open,
-  readlink,
-  rename,
-  symlink,
-  unlink,
-} from 'node:fs/promises';
-import { createConnection, createServer, type Server, type Socket } from 'node:net';
+import { access, constants, mkdir } from 'node:fs/promises';
+import { createServer, type Server, type Socket } from 'node:net';
 import path from 'node:path';
 import { failedPrecondition, invalidArgument, JigletError } from '../../../protocol/src/errors.js';
 import { PtyBridge } from './pty-bridge.js';
@@ -28,6 +17,7 @@ import {
   type QemuHostRequest,
   type QemuHostState,
 } from './qemu-control.js';
+import { claimSocketPath, createBlankDisk, linkAtomically, unlinkIfLinkTo } from './qemu-host-files.js';
 import { QemuMachine, type QemuMachineOptions } from './qemu-machine.js';
 
 /** How it is set up; paths may be relative to the working directory. */
@@ -163,8 +153,9 @@ export class QemuHost {
     if (this.#machine) return;
     const options = this.#options;
     const disk = this.#mux === 'dut' ? options.disk : undefined;
+    const { name, qemu, accel, memoryMiB, kernel, initrd, append } = options;
     const machine = await QemuMachine.start({
-      ...options,
+      ...{ name, qemu, accel, memoryMiB, kernel, initrd, append },
       ...(disk ? { disk } : {}),
       onSerial: (bytes) => this.#bridge.write(bytes),
       onStderr: (text) => options.onEvent?.({ type: 'qemu-stderr', text }),
@@ -236,54 +227,4 @@ export class QemuHost {
       }
     });
   }
-}
-
-/** Creates a sparse, all-zero disk image unless one exists already. */
-async function createBlankDisk(file: string, size: number): Promise<void> {
-  let handle: FileHandle;
-  try {
-    handle = await open(file, 'wx');
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'EEXIST') return;
-    throw invalidArgument(`--disk: cannot create ${file}: ${(error as Error).message}`);
-  }
-  try {
-    await handle.truncate(size);
-  } finally {
-    await handle.close();
-  }
-}
-
-/** Removes a stale socket file; one that still answers belongs to a live qemu-host. */
-async function claimSocketPath(socketPath: string): Promise<void> {
-  const live = await new Promise<boolean>((resolve) => {
-    const probe = createConnection({ path: socketPath });
-    probe.once('connect', () => {
-      probe.destroy();
-      resolve(true);
-    });
-    probe.once('error', () => resolve(false));
-  });
-  if (live) throw failedPrecondition(`--control: ${socketPath} is served by another process`);
-  await unlink(socketPath).catch((error: NodeJS.ErrnoException) => {
-    if (error.code !== 'ENOENT') throw error;
-  });
-}
-
-/** Points `link` at `target`, replacing what was there in one rename: readers never see no link. */
-async function linkAtomically(target: string, link: string): Promise<void> {
-  const temporary = `${link}.${randomBytes(4).toString('hex')}.tmp`;
-  await symlink(target, temporary);
-  try {
-    await rename(temporary, link);
-  } catch (error) {
-    await unlink(temporary).catch(() => undefined);
-    throw error;
-  }
-}
-
-/** Removes `link` if it still points at `target` (a successor may have replaced it). */
-async function unlinkIfLinkTo(link: string, target: string): Promise<void> {
-  const current = await readlink(link).catch(() => undefined);
-  if (current === target) await unlink(link).catch(() => undefined);
 }

@@ -54,7 +54,7 @@ export interface QemuExit {
   stderr: string;
 }
 
-/** The command line for one run; `pdeathsig` makes the kernel kill QEMU if qemu-host dies. */
+/** QEMU's command line for one run. */
 export function qemuArgs(options: QemuMachineOptions): string[] {
   const append = `console=ttyS0 panic=0 jiglet.hostname=${options.name} ${options.append}`.trim();
   return [
@@ -65,7 +65,8 @@ export function qemuArgs(options: QemuMachineOptions): string[] {
     ...['-chardev', 'stdio,id=uart0,signal=off', '-serial', 'chardev:uart0'],
     ...['-chardev', 'socket,id=qmp,fd=3', '-mon', 'chardev=qmp,mode=control'],
     ...['-kernel', options.kernel, '-initrd', options.initrd, '-append', append],
-    ...(options.disk ? ['-drive', `file=${options.disk},format=raw,if=virtio`] : []),
+    // In QEMU's option lists a comma inside a value is written twice.
+    ...(options.disk ? ['-drive', `file=${options.disk.replaceAll(',', ',,')},format=raw,if=virtio`] : []),
   ];
 }
 
@@ -96,6 +97,8 @@ export class QemuMachine {
   /** Starts QEMU and resolves once QMP reports the VM running; a QEMU that exits first rejects. */
   static async start(options: QemuMachineOptions, timeoutMs = QEMU_START_TIMEOUT_MS): Promise<QemuMachine> {
     const what = `QEMU of ${options.name}`;
+    // setpriv's parent-death signal: if qemu-host dies without cleaning up (SIGKILL, OOM), the
+    // kernel kills QEMU too, instead of leaving an orphan holding the disk image.
     const child = spawn('setpriv', ['--pdeathsig', 'KILL', '--', options.qemu, ...qemuArgs(options)], {
       stdio: ['pipe', 'pipe', 'pipe', 'pipe'],
     });
@@ -134,7 +137,11 @@ export class QemuMachine {
             new JigletError('JIGLET_E_UNAVAILABLE', `${what} exited at start (${how}): ${trimOutput(tail)}`),
           );
         });
-        waitRunning(qmp).then(() => settle(), settle);
+        waitRunning(qmp).then(
+          () => settle(),
+          // A closed QMP means QEMU is exiting: its exit status and stderr (above) say why.
+          (error: Error) => (qmp.closed ? undefined : settle(error)),
+        );
       });
     } catch (error) {
       await machine.stop();

@@ -37,6 +37,11 @@ export class QmpConnection {
     stream.on('close', () => this.#fail(new JigletError('JIGLET_E_UNAVAILABLE', `${what}: QMP closed`)));
   }
 
+  /** Whether the stream has closed (QEMU exited or is exiting). */
+  get closed(): boolean {
+    return this.#closed !== undefined;
+  }
+
   /** Waits for QEMU's greeting and leaves capabilities negotiation. */
   async negotiate(): Promise<void> {
     if (!this.#greeted) {

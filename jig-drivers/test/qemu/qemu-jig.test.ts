@@ -1,0 +1,53 @@
+/**
+ * fixtures/jigs/qemu.yaml: its DUT passes the jig description checks with the `qemu` drivers, and
+ * the service starts qemu-host on exactly the socket, UART link and disk the DUT is described with.
+ */
+import assert from 'node:assert/strict';
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { parse, stringify } from 'yaml';
+import { parseJigDescription } from '../../src/jig-description.js';
+import { builtinPowerRegistry } from '../../src/power-registry.js';
+import { qemuPowerDriver, qemuStorageMuxDriver } from '../../src/qemu/index.js';
+import { builtinStorageMuxRegistry } from '../../src/storage-mux-registry.js';
+
+const JIG = path.resolve(import.meta.dirname, '../../../fixtures/jigs/qemu.yaml');
+
+interface JigFile {
+  services: { name: string; command: string; args: string[] }[];
+  duts: unknown[];
+}
+
+/** The value after `--flag` in a shell command line of plain words. */
+function flag(commandLine: string, name: string): string | undefined {
+  const words = commandLine.split(/\s+/);
+  const at = words.indexOf(`--${name}`);
+  return at < 0 ? undefined : words[at + 1];
+}
+
+describe('fixtures/jigs/qemu.yaml', () => {
+  it('describes qdut-1 with qemu power, serial and storage that match its qemu-host service', async () => {
+    const file = parse(await readFile(JIG, 'utf8')) as JigFile;
+    const power = builtinPowerRegistry();
+    const mux = builtinStorageMuxRegistry();
+    // Once jig-drivers registers the qemu drivers itself, adding them again would throw.
+    if (!power.names().includes('qemu')) power.register(qemuPowerDriver);
+    if (!mux.names().includes('qemu')) mux.register(qemuStorageMuxDriver);
+    const jig = parseJigDescription(stringify({ duts: file.duts }), JIG, power, mux);
+
+    const dut = jig.duts.find((d) => d.name === 'qdut-1');
+    assert.ok(dut, 'qdut-1 is described');
+    const service = file.services.find((s) => s.name === 'qdut-1');
+    assert.ok(service, 'qdut-1 has a service');
+    const commandLine = service.args.join(' ');
+    assert.match(commandLine, /jig-driver\.js qemu-host /);
+    assert.equal(flag(commandLine, 'name'), 'qdut-1');
+    assert.equal(dut.power?.driver, 'qemu');
+    assert.equal(dut.power?.socket, flag(commandLine, 'control'));
+    assert.equal(dut.storage?.mux.driver, 'qemu');
+    assert.equal(dut.storage?.mux.socket, flag(commandLine, 'control'));
+    assert.equal(dut.storage?.device.path, flag(commandLine, 'disk'));
+    assert.equal(dut.serial?.path, flag(commandLine, 'uart'));
+    assert.equal(dut.safeState.power, 'off');
+  });
+});
