@@ -77,7 +77,7 @@ describe('jig description: storage', () => {
 
   it('reports an unknown or missing mux driver, and a missing mux or device', () => {
     assert.deepEqual(problems(withStorage('{ mux: { driver: sd-wire }, device: { path: /dev/sda } }')), [
-      'lab.yaml: duts[0].storage.mux.driver: unknown storage mux driver "sd-wire"; expected one of command, sdwire, usbsdmux, virtual',
+      'lab.yaml: duts[0].storage.mux.driver: unknown storage mux driver "sd-wire"; expected one of command, qemu, sdwire, usbsdmux, virtual',
     ]);
     assert.deepEqual(problems(withStorage('{ mux: { serial: a }, device: { path: /dev/sda } }')), [
       'lab.yaml: duts[0].storage.mux.driver: missing, expected a string',

@@ -85,7 +85,7 @@ describe('jig description', () => {
       'lab.yaml: duts[0].name: expected a DUT name: a-z, 0-9 and "-", not starting with "-", at most 63 characters, got "Rpi_4"',
       'lab.yaml: duts[0].power.colour: unknown key',
       'lab.yaml: duts[0].power.outlet: expected a number >= 1, got 0',
-      'lab.yaml: duts[1].power.driver: unknown power driver "zigbee"; expected one of command, gpio, shelly, tasmota, usb-hid-relay, virtual',
+      'lab.yaml: duts[1].power.driver: unknown power driver "zigbee"; expected one of command, gpio, qemu, shelly, tasmota, usb-hid-relay, virtual',
       'lab.yaml: duts[1].serial.baud: expected a number, got "fast"',
       'lab.yaml: duts[1].serial.path: expected an absolute device path, got "dev/ttyUSB0"',
       'lab.yaml: duts[2].colour: unknown key',

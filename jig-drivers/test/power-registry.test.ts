@@ -44,6 +44,7 @@ describe('power registry', () => {
     assert.deepEqual(builtinPowerRegistry().names(), [
       'command',
       'gpio',
+      'qemu',
       'shelly',
       'tasmota',
       'usb-hid-relay',
@@ -112,7 +113,7 @@ describe('power registry', () => {
     assert.deepEqual(registry.check({ driver: 'zigbee' }, ['duts', 2, 'power']), {
       ok: false,
       problems: [
-        'duts[2].power.driver: unknown power driver "zigbee"; expected one of command, gpio, shelly, tasmota, usb-hid-relay, virtual',
+        'duts[2].power.driver: unknown power driver "zigbee"; expected one of command, gpio, qemu, shelly, tasmota, usb-hid-relay, virtual',
       ],
     });
   });

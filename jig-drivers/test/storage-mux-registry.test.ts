@@ -38,7 +38,13 @@ function memoryMux(): StorageMuxFactory {
 
 describe('storage mux registry', () => {
   it('holds every built-in driver', () => {
-    assert.deepEqual(builtinStorageMuxRegistry().names(), ['command', 'sdwire', 'usbsdmux', 'virtual']);
+    assert.deepEqual(builtinStorageMuxRegistry().names(), [
+      'command',
+      'qemu',
+      'sdwire',
+      'usbsdmux',
+      'virtual',
+    ]);
   });
 
   it('refuses to register a name twice', () => {
@@ -113,7 +119,7 @@ describe('storage mux registry', () => {
     assert.deepEqual(registry.check({ driver: 'sd-wire' }, at), {
       ok: false,
       problems: [
-        'duts[2].storage.mux.driver: unknown storage mux driver "sd-wire"; expected one of command, sdwire, usbsdmux, virtual',
+        'duts[2].storage.mux.driver: unknown storage mux driver "sd-wire"; expected one of command, qemu, sdwire, usbsdmux, virtual',
       ],
     });
     assert.deepEqual(registry.check({}), {

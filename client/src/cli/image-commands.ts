@@ -121,7 +121,7 @@ export async function flashCommand(flags: FlashFlags): Promise<number> {
       signal: controller.signal,
     });
     if (started) bar.stop();
-    const summary = `${flags.dut}: flashed ${result.imageSha256.slice(0, 12)}… (${result.uploaded > 0 ? `${(result.uploaded / MiB).toFixed(1)} MiB uploaded` : 'already on the agent'}; ${verify ? 'verified' : 'NOT verified'}; job ${result.jobId})`;
+    const summary = `${flags.dut}: flashed ${result.imageSha256.slice(0, 12)} (${result.uploaded > 0 ? `${(result.uploaded / MiB).toFixed(1)} MiB uploaded` : 'already on the agent'}; ${verify ? 'verified' : 'NOT verified'}; job ${result.jobId})`;
     if (flags.output === 'json') process.stdout.write(`${JSON.stringify({ done: result })}\n`);
     else process.stdout.write(`${summary}\n`);
     return 0;
