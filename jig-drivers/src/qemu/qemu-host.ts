@@ -8,7 +8,7 @@ import { access, constants, mkdir } from 'node:fs/promises';
 import { createServer, type Server, type Socket } from 'node:net';
 import path from 'node:path';
 import { failedPrecondition, invalidArgument, JigletError } from '../../../protocol/src/errors.js';
-import { PtyBridge } from './pty-bridge.js';
+import { PtyBridge } from '../pty-bridge.js';
 import {
   formatError,
   formatState,
