@@ -181,28 +181,26 @@ try {
         )
         .demandCommand(1, 'name a serial command: tail'),
     )
-    .command('images', "list the agent's cached images", (y) =>
-      connectionOptions(y)
-        .option('output', { alias: 'o', choices: ['text', 'json'] as const, default: 'text' as const })
-        .command(
-          'rm <sha256..>',
-          'remove cached images (admin; refused while a flash reads one)',
-          (c) =>
-            connectionOptions(c).positional('sha256', { type: 'string', array: true, demandOption: true }),
-          async (argv) => {
-            const { imagesRemoveCommand } = await import('./cli/image-commands.js');
-            exitCode = await imagesRemoveCommand({ ...argv, sha256: argv.sha256.map(String) });
-          },
-        )
-        .command(
-          '$0',
-          false,
-          () => undefined,
-          async (argv) => {
-            const { imagesCommand } = await import('./cli/image-commands.js');
-            exitCode = await imagesCommand(argv as never);
-          },
-        ),
+    .command(
+      'images',
+      "list the agent's cached images (images rm SHA256… removes them)",
+      (y) =>
+        connectionOptions(y)
+          .option('output', { alias: 'o', choices: ['text', 'json'] as const, default: 'text' as const })
+          .command(
+            'rm <sha256..>',
+            'remove cached images (admin; refused while a flash reads one)',
+            (c) =>
+              connectionOptions(c).positional('sha256', { type: 'string', array: true, demandOption: true }),
+            async (argv) => {
+              const { imagesRemoveCommand } = await import('./cli/image-commands.js');
+              exitCode = await imagesRemoveCommand({ ...argv, sha256: argv.sha256.map(String) });
+            },
+          ),
+      async (argv) => {
+        const { imagesCommand } = await import('./cli/image-commands.js');
+        exitCode = await imagesCommand(argv);
+      },
     )
     .command(
       'flash <image>',
