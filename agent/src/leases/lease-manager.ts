@@ -1,0 +1,266 @@
+/**
+ * Exclusive DUT leases with fencing (issue 5, core only: not yet wired to RPCs). A lease has an
+ * id, a fencing token that only ever increases per DUT — persisted before it is handed out, so an
+ * agent restart never reuses one — and an expiry renewed by heartbeat up to a hard maximum.
+ * Claims that wait are served by priority, then first come first served. Leases persist in the
+ * state directory and survive a restart with their expiry.
+ */
+import { randomUUID } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import { join } from 'node:path';
+import { failedPrecondition, invalidArgument, JigletError, notFound } from '../../../protocol/src/errors.js';
+import { readJsonIfPresent, writeJsonAtomic } from '../state/atomic-json.js';
+
+/** Shortest and longest TTL a claim may ask for. */
+export const MIN_TTL_MS = 1000;
+export const MAX_TTL_MS = 24 * 3600 * 1000;
+
+/** A held lease. */
+export interface Lease {
+  id: string;
+  dut: string;
+  holder: string;
+  token: number;
+  ttlMs: number;
+  acquiredAt: number;
+  expiresAt: number;
+  /** Renewals never push the expiry past this. */
+  maxExpiresAt: number;
+}
+
+/** Why a lease ended. */
+export type LeaseEnd = 'released' | 'expired' | 'revoked';
+
+interface Waiter {
+  dut: string;
+  holder: string;
+  ttlMs: number;
+  priority: number;
+  seq: number;
+  resolve: (lease: Lease) => void;
+  reject: (err: unknown) => void;
+  timer: NodeJS.Timeout;
+}
+
+interface Persisted {
+  tokens: Record<string, number>;
+  leases: Lease[];
+}
+
+/** Emits 'ended' (lease, reason) when a lease ends, so its jobs can be stopped and the DUT made safe. */
+export class LeaseManager extends EventEmitter {
+  readonly #file: string;
+  readonly #maxLifetimeMs: number;
+  readonly #now: () => number;
+  readonly #tokens = new Map<string, number>();
+  readonly #leases = new Map<string, Lease>(); // by DUT
+  readonly #timers = new Map<string, NodeJS.Timeout>(); // by lease id
+  readonly #waiters: Waiter[] = [];
+  #seq = 0;
+  #closed = false;
+
+  constructor(opts: { stateDir: string; maxLifetimeMs?: number; now?: () => number }) {
+    super();
+    this.#file = join(opts.stateDir, 'leases.json');
+    this.#maxLifetimeMs = opts.maxLifetimeMs ?? 7 * 24 * 3600 * 1000;
+    this.#now = opts.now ?? Date.now;
+    const saved = readJsonIfPresent<Persisted>(this.#file);
+    for (const [dut, token] of Object.entries(saved?.tokens ?? {})) this.#tokens.set(dut, token);
+    for (const lease of saved?.leases ?? []) {
+      this.#leases.set(lease.dut, lease);
+      this.#arm(lease);
+    }
+  }
+
+  /** Leases held now. */
+  list(): Lease[] {
+    return [...this.#leases.values()].sort((a, b) => a.dut.localeCompare(b.dut));
+  }
+
+  /** How many claims wait for `dut`, and where `holder`'s first one stands (1-based, 0 = none). */
+  queue(dut: string, holder?: string): { waiting: number; position: number } {
+    const waiting = this.#ordered().filter((w) => w.dut === dut);
+    return {
+      waiting: waiting.length,
+      position: holder ? waiting.findIndex((w) => w.holder === holder) + 1 : 0,
+    };
+  }
+
+  /**
+   * Claims `dut`. Without `waitMs` a held DUT is FAILED_PRECONDITION naming the holder; with it
+   * the claim waits its turn (priority, then arrival) and fails with DEADLINE_EXCEEDED.
+   */
+  claim(opts: {
+    dut: string;
+    holder: string;
+    ttlMs: number;
+    waitMs?: number;
+    priority?: number;
+  }): Promise<Lease> {
+    if (this.#closed)
+      return Promise.reject(new JigletError('JIGLET_E_UNAVAILABLE', 'the agent is shutting down'));
+    try {
+      checkTtl(opts.ttlMs);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    const held = this.#leases.get(opts.dut);
+    if (!held && !this.#ordered().some((w) => w.dut === opts.dut))
+      return Promise.resolve(this.#grant(opts.dut, opts.holder, opts.ttlMs));
+    if (!opts.waitMs) {
+      return Promise.reject(
+        failedPrecondition(
+          `${opts.dut} is leased by ${held?.holder ?? 'a waiting claim'}${held ? ` until ${new Date(held.expiresAt).toISOString()}` : ''}; claim with a wait to queue for it`,
+        ),
+      );
+    }
+    const waitMs = opts.waitMs;
+    return new Promise<Lease>((resolve, reject) => {
+      const waiter: Waiter = {
+        dut: opts.dut,
+        holder: opts.holder,
+        ttlMs: opts.ttlMs,
+        priority: opts.priority ?? 0,
+        seq: this.#seq++,
+        resolve,
+        reject,
+        timer: setTimeout(() => {
+          this.#drop(waiter);
+          reject(
+            new JigletError('JIGLET_E_DEADLINE_EXCEEDED', `${opts.dut} was not free within ${waitMs} ms`),
+          );
+        }, waitMs),
+      };
+      this.#waiters.push(waiter);
+    });
+  }
+
+  /** Extends a lease by its TTL (never past its maximum); a stale lease is refused, saying why. */
+  renew(leaseId: string, holder: string): Lease {
+    const lease = this.#current(leaseId);
+    if (lease.holder !== holder)
+      throw failedPrecondition(`lease ${leaseId} belongs to ${lease.holder}, not ${holder}`);
+    lease.expiresAt = Math.min(this.#now() + lease.ttlMs, lease.maxExpiresAt);
+    this.#save();
+    this.#arm(lease);
+    return lease;
+  }
+
+  /** Ends a lease: its holder may, and so may an admin (`revoke`). */
+  release(leaseId: string, holder: string, opts: { revoke?: boolean } = {}): Lease {
+    const lease = this.#current(leaseId);
+    if (lease.holder !== holder && !opts.revoke) {
+      throw failedPrecondition(
+        `lease ${leaseId} belongs to ${lease.holder}; only its holder or an admin may end it`,
+      );
+    }
+    this.#end(lease, opts.revoke && lease.holder !== holder ? 'revoked' : 'released');
+    return lease;
+  }
+
+  /**
+   * The fencing check of a mutating call on `dut`: passes when the DUT is not leased, or when
+   * `leaseId` is its current lease; otherwise FAILED_PRECONDITION saying what is wrong.
+   */
+  check(dut: string, leaseId: string | undefined): void {
+    const lease = this.#leases.get(dut);
+    if (!lease) return;
+    if (!leaseId)
+      throw failedPrecondition(`${dut} is leased by ${lease.holder}: the call must carry its lease`);
+    if (lease.id !== leaseId) {
+      const other = [...this.#leases.values()].find((l) => l.id === leaseId);
+      throw failedPrecondition(
+        other
+          ? `lease ${leaseId} is for ${other.dut}, not ${dut}`
+          : `lease ${leaseId} is no longer valid for ${dut} (expired, released or superseded; the current holder is ${lease.holder})`,
+      );
+    }
+  }
+
+  /** Stops timers and refuses new claims; leases stay saved with their expiry. */
+  close(): void {
+    this.#closed = true;
+    for (const timer of this.#timers.values()) clearTimeout(timer);
+    this.#timers.clear();
+    for (const waiter of this.#waiters.splice(0)) {
+      clearTimeout(waiter.timer);
+      waiter.reject(new JigletError('JIGLET_E_UNAVAILABLE', 'the agent is shutting down'));
+    }
+  }
+
+  #current(leaseId: string): Lease {
+    const lease = [...this.#leases.values()].find((l) => l.id === leaseId);
+    if (!lease) throw notFound(`no lease ${leaseId.slice(0, 64)} (expired, released, or never granted)`);
+    return lease;
+  }
+
+  #grant(dut: string, holder: string, ttlMs: number): Lease {
+    const now = this.#now();
+    const token = (this.#tokens.get(dut) ?? 0) + 1;
+    this.#tokens.set(dut, token);
+    const lease: Lease = {
+      id: randomUUID(),
+      dut,
+      holder,
+      token,
+      ttlMs,
+      acquiredAt: now,
+      expiresAt: now + ttlMs,
+      maxExpiresAt: now + Math.max(ttlMs, this.#maxLifetimeMs),
+    };
+    this.#leases.set(dut, lease);
+    // Saved before anyone sees the token: a restart must never hand it out again.
+    this.#save();
+    this.#arm(lease);
+    return lease;
+  }
+
+  #arm(lease: Lease): void {
+    clearTimeout(this.#timers.get(lease.id));
+    if (this.#closed) return;
+    const timer = setTimeout(() => this.#end(lease, 'expired'), Math.max(0, lease.expiresAt - this.#now()));
+    this.#timers.set(lease.id, timer);
+  }
+
+  #end(lease: Lease, reason: LeaseEnd): void {
+    clearTimeout(this.#timers.get(lease.id));
+    this.#timers.delete(lease.id);
+    if (this.#leases.get(lease.dut)?.id !== lease.id) return;
+    this.#leases.delete(lease.dut);
+    this.#save();
+    this.emit('ended', lease, reason);
+    this.#serve(lease.dut);
+  }
+
+  /** Hands a freed DUT to the first waiter in line for it. */
+  #serve(dut: string): void {
+    if (this.#leases.has(dut)) return;
+    const next = this.#ordered().find((w) => w.dut === dut);
+    if (!next) return;
+    this.#drop(next);
+    next.resolve(this.#grant(dut, next.holder, next.ttlMs));
+  }
+
+  #drop(waiter: Waiter): void {
+    clearTimeout(waiter.timer);
+    const index = this.#waiters.indexOf(waiter);
+    if (index >= 0) this.#waiters.splice(index, 1);
+  }
+
+  #ordered(): Waiter[] {
+    return [...this.#waiters].sort((a, b) => b.priority - a.priority || a.seq - b.seq);
+  }
+
+  #save(): void {
+    writeJsonAtomic(this.#file, {
+      tokens: Object.fromEntries(this.#tokens),
+      leases: [...this.#leases.values()],
+    } satisfies Persisted);
+  }
+}
+
+function checkTtl(ttlMs: number): void {
+  if (!Number.isInteger(ttlMs) || ttlMs < MIN_TTL_MS || ttlMs > MAX_TTL_MS) {
+    throw invalidArgument(`a lease TTL is ${MIN_TTL_MS} ms to ${MAX_TTL_MS} ms; got ${ttlMs}`);
+  }
+}

@@ -1,0 +1,118 @@
+/**
+ * The lease core: never two holders, fencing tokens that only increase (also across a restart),
+ * expiry, priority-then-FIFO waiting, and stale or foreign leases refused with the reason.
+ */
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { errorOf } from '../../fixtures/test-support/call-errors.js';
+import { type Lease, LeaseManager } from '../src/leases/lease-manager.js';
+
+describe('lease manager', () => {
+  let dir: string;
+  let managers: LeaseManager[];
+  const open = (): LeaseManager => {
+    const m = new LeaseManager({ stateDir: dir });
+    managers.push(m);
+    return m;
+  };
+  beforeEach(() => {
+    dir = mkdtempSync(join(tmpdir(), 'jiglet-leases-'));
+    managers = [];
+  });
+  afterEach(() => {
+    for (const m of managers) m.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('lets 100 concurrent claimers hold one DUT one at a time, with ever-increasing tokens', async () => {
+    const m = open();
+    let holders = 0;
+    let most = 0;
+    const tokens: number[] = [];
+    await Promise.all(
+      Array.from({ length: 100 }, async (_, i) => {
+        const lease = await m.claim({ dut: 'rpi', holder: `ci-${i}`, ttlMs: 60_000, waitMs: 30_000 });
+        holders++;
+        most = Math.max(most, holders);
+        tokens.push(lease.token);
+        // A stale token of the previous holder is refused while this one holds the DUT.
+        if (lease.token > 1) assert.throws(() => m.check('rpi', 'previous'), /no longer valid for rpi/);
+        await new Promise((resolve) => setImmediate(resolve));
+        holders--;
+        m.release(lease.id, lease.holder);
+      }),
+    );
+    assert.equal(most, 1);
+    assert.deepEqual(
+      tokens,
+      Array.from({ length: 100 }, (_, i) => i + 1),
+    );
+  });
+
+  it('serves waiting claims by priority, then in arrival order', async () => {
+    const m = open();
+    const first = await m.claim({ dut: 'bbb', holder: 'a', ttlMs: 60_000 });
+    const order: string[] = [];
+    const wait = (holder: string, priority: number) =>
+      m.claim({ dut: 'bbb', holder, ttlMs: 60_000, waitMs: 10_000, priority }).then((l) => {
+        order.push(holder);
+        m.release(l.id, holder);
+      });
+    const all = Promise.all([wait('low-1', 0), wait('high', 5), wait('low-2', 0)]);
+    assert.deepEqual(m.queue('bbb', 'low-2'), { waiting: 3, position: 3 });
+    m.release(first.id, 'a');
+    await all;
+    assert.deepEqual(order, ['high', 'low-1', 'low-2']);
+  });
+
+  it('expires a lease that is not renewed, and says why its id no longer works', async () => {
+    const m = open();
+    const lease = await m.claim({ dut: 'imx', holder: 'ci', ttlMs: 1000 });
+    const [ended, reason] = (await once(m, 'ended')) as [Lease, string];
+    assert.equal(ended.id, lease.id);
+    assert.equal(reason, 'expired');
+    m.check('imx', undefined); // free again
+    assert.equal(
+      (await errorOf(Promise.resolve().then(() => m.renew(lease.id, 'ci')))).code,
+      'JIGLET_E_NOT_FOUND',
+    );
+  });
+
+  it('keeps leases and never reuses a token across a restart', async () => {
+    const m1 = open();
+    const a = await m1.claim({ dut: 'rpi', holder: 'ci', ttlMs: 60_000 });
+    m1.release(a.id, 'ci');
+    const b = await m1.claim({ dut: 'rpi', holder: 'ci', ttlMs: 60_000 });
+    m1.close();
+    const m2 = open();
+    assert.deepEqual(
+      m2.list().map((l) => [l.id, l.token, l.expiresAt]),
+      [[b.id, 2, b.expiresAt]],
+    );
+    m2.release(b.id, 'ci');
+    assert.equal((await m2.claim({ dut: 'rpi', holder: 'ci', ttlMs: 60_000 })).token, 3);
+  });
+
+  it('refuses bad TTLs, someone else’s lease, and a lease for another DUT', async () => {
+    const m = open();
+    for (const ttlMs of [0, -5, 25 * 3600 * 1000, 1.5]) {
+      assert.equal(
+        (await errorOf(m.claim({ dut: 'x', holder: 'ci', ttlMs }))).code,
+        'JIGLET_E_INVALID_ARGUMENT',
+      );
+    }
+    const lease = await m.claim({ dut: 'x', holder: 'alice', ttlMs: 60_000 });
+    await m.claim({ dut: 'y', holder: 'bob', ttlMs: 60_000 });
+    assert.throws(() => m.release(lease.id, 'bob'), /belongs to alice/);
+    assert.throws(() => m.check('y', lease.id), new RegExp(`lease ${lease.id} is for x, not y`));
+    assert.throws(() => m.check('x', undefined), /leased by alice: the call must carry its lease/);
+    const busy = await errorOf(m.claim({ dut: 'x', holder: 'bob', ttlMs: 60_000 }));
+    assert.match(busy.message, /x is leased by alice until/);
+    const revoked = once(m, 'ended');
+    m.release(lease.id, 'admin', { revoke: true });
+    assert.equal((await revoked)[1], 'revoked');
+  });
+});
