@@ -15,6 +15,7 @@ import type { ServiceConfig } from './jig/services.js';
 import { detectContainment } from './jobs/containment.js';
 import { JobRecords } from './jobs/job-records.js';
 import { DEFAULT_GRACE_MS, Supervisor } from './jobs/supervisor.js';
+import { LeaseManager } from './leases/lease-manager.js';
 import { type GrpcServer, type ServerTls, startGrpcServer } from './rpc/grpc-server.js';
 import { lockStateDir } from './state-lock.js';
 
@@ -24,6 +25,7 @@ export interface Agent {
   readonly supervisor: Supervisor;
   readonly jig: JigRuntime;
   readonly images: ImageCache;
+  readonly leases: LeaseManager;
   readonly grpc: GrpcServer;
   /** Graceful stop: refuse new calls, stop jobs, flush records, release the state dir. */
   stop(graceMs?: number): Promise<void>;
@@ -74,6 +76,7 @@ export async function startAgent(opts: {
     });
     await supervisor.recover();
     const images = new ImageCache({ stateDir, limitBytes: opts.imageCacheBytes, log });
+    const leases = new LeaseManager({ stateDir });
     let jig: JigRuntime;
     try {
       jig = await JigRuntime.start({
@@ -82,18 +85,29 @@ export async function startAgent(opts: {
         supervisor,
         jigDriver: opts.jigDriver ?? defaultJigDriverCommand(),
         images,
+        leases,
         stateDir,
         log,
       });
     } catch (err) {
+      leases.close();
       await supervisor.shutdown(1000);
       await containment.removeNamespace().catch(() => false);
       throw err;
     }
     let grpc: GrpcServer;
     try {
-      grpc = await startGrpcServer({ listen: opts.listen, tls: opts.tls, supervisor, jig, images, log });
+      grpc = await startGrpcServer({
+        listen: opts.listen,
+        tls: opts.tls,
+        supervisor,
+        jig,
+        images,
+        leases,
+        log,
+      });
     } catch (err) {
+      leases.close();
       await jig.close();
       await supervisor.shutdown(1000);
       await containment.removeNamespace().catch(() => false);
@@ -105,10 +119,13 @@ export async function startAgent(opts: {
       supervisor,
       jig,
       images,
+      leases,
       grpc,
       stop(graceMs = DEFAULT_GRACE_MS) {
         stopping ??= (async () => {
           log.info('agent stopping');
+          // Leases stay saved with their expiry; a restarted agent honours them.
+          leases.close();
           await jig.close();
           await supervisor.shutdown(graceMs);
           await grpc.close();

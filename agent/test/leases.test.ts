@@ -40,6 +40,7 @@ describe('lease manager', () => {
         tokens.push(lease.token);
         // A stale token of the previous holder is refused while this one holds the DUT.
         if (lease.token > 1) assert.throws(() => m.check('rpi', 'previous'), /no longer valid for rpi/);
+        m.check('rpi', lease.id);
         await new Promise((resolve) => setImmediate(resolve));
         holders--;
         m.release(lease.id, lease.holder);

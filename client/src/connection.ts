@@ -26,6 +26,8 @@ export interface ConnectionFlags {
   cert?: string;
   key?: string;
   context?: string;
+  /** The lease mutating calls carry (env JIGLET_LEASE, as `jigctl claim --exec` sets it). */
+  lease?: string;
 }
 
 interface ContextsFile {

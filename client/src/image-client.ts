@@ -6,7 +6,13 @@ import { createHash } from 'node:crypto';
 import { once } from 'node:events';
 import { createReadStream, statSync } from 'node:fs';
 import { basename } from 'node:path';
-import { type CallOptions, type ChannelCredentials, type Client, Metadata } from '@grpc/grpc-js';
+import {
+  type CallOptions,
+  type ChannelCredentials,
+  type Client,
+  type Interceptor,
+  Metadata,
+} from '@grpc/grpc-js';
 import {
   type Image,
   ImageServiceClient,
@@ -56,8 +62,13 @@ export async function hashFile(path: string, onProgress?: (p: TransferProgress) 
 export class ImageClient {
   readonly #stub: ImageServiceClient;
 
-  constructor(server: string, creds: ChannelCredentials, channel: ReturnType<Client['getChannel']>) {
-    this.#stub = new ImageServiceClient(server, creds, { channelOverride: channel });
+  constructor(
+    server: string,
+    creds: ChannelCredentials,
+    channel: ReturnType<Client['getChannel']>,
+    interceptors: Interceptor[] = [],
+  ) {
+    this.#stub = new ImageServiceClient(server, creds, { channelOverride: channel, interceptors });
   }
 
   /** Whether the agent has the image, and how much of an upload it kept. */

@@ -3,7 +3,13 @@
  * `client.jig`; it shares the JigletClient's channel (one TLS connection per agent).
  */
 import { once } from 'node:events';
-import { type CallOptions, type ChannelCredentials, type Client, Metadata } from '@grpc/grpc-js';
+import {
+  type CallOptions,
+  type ChannelCredentials,
+  type Client,
+  type Interceptor,
+  Metadata,
+} from '@grpc/grpc-js';
 import {
   type ConsoleResponse,
   type Dut,
@@ -111,8 +117,13 @@ export class ExpectTimeoutError extends JigletError {
 export class JigClient {
   readonly #stub: JigServiceClient;
 
-  constructor(server: string, creds: ChannelCredentials, channel: ReturnType<Client['getChannel']>) {
-    this.#stub = new JigServiceClient(server, creds, { channelOverride: channel });
+  constructor(
+    server: string,
+    creds: ChannelCredentials,
+    channel: ReturnType<Client['getChannel']>,
+    interceptors: Interceptor[] = [],
+  ) {
+    this.#stub = new JigServiceClient(server, creds, { channelOverride: channel, interceptors });
   }
 
   /** The DUTs with their resources' states (only those with all `labels`, if given). */

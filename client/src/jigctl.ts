@@ -34,6 +34,11 @@ function connectionOptions<T>(y: Argv<T>) {
       type: 'string',
       describe: 'named context from the config file',
       group: 'Connection:',
+    })
+    .option('lease', {
+      type: 'string',
+      describe: 'lease id to carry on mutating calls (env JIGLET_LEASE)',
+      group: 'Connection:',
     });
 }
 
@@ -180,6 +185,53 @@ try {
           },
         )
         .demandCommand(1, 'name a serial command: tail'),
+    )
+    .command(
+      'claim',
+      'lease a DUT (by --dut or --labels) and print the lease id; --exec -- CMD holds it while CMD runs',
+      (y) =>
+        connectionOptions(y)
+          .option('dut', { type: 'string' })
+          .option('labels', { type: 'string', describe: 'k=v,k=v: any free DUT with all of them' })
+          .option('ttl', {
+            type: 'string',
+            default: '10m',
+            describe: 'lease time, renewed by heartbeats under --exec',
+          })
+          .option('wait', { type: 'string', describe: 'wait this long for a free DUT (5m)' })
+          .option('priority', { type: 'number', default: 0 })
+          .option('exec', {
+            type: 'boolean',
+            describe: 'run the command after -- with the lease, then release it',
+          })
+          .option('output', { alias: 'o', choices: ['text', 'json'] as const, default: 'text' as const }),
+      async (argv) => {
+        const { claimCommand } = await import('./cli/lease-commands.js');
+        exitCode = await claimCommand(argv, commandWords(argv));
+      },
+    )
+    .command(
+      'release <lease>',
+      'end a lease: its jobs stop, its console detaches, the DUT is made safe',
+      (y) => connectionOptions(y).positional('lease', { type: 'string', demandOption: true }),
+      async (argv) => {
+        const { releaseCommand } = await import('./cli/lease-commands.js');
+        exitCode = await releaseCommand(argv, argv.lease);
+      },
+    )
+    .command(
+      'leases',
+      'list the leases held now',
+      (y) =>
+        connectionOptions(y).option('output', {
+          alias: 'o',
+          choices: ['text', 'json'] as const,
+          default: 'text' as const,
+        }),
+      async (argv) => {
+        const { leasesCommand } = await import('./cli/lease-commands.js');
+        exitCode = await leasesCommand(argv);
+      },
     )
     .command(
       'images',

@@ -25,6 +25,7 @@ import type { ConnectionSettings } from './connection.js';
 import { type FlashEvent, type FlashResult, flashDut } from './flash-client.js';
 import { ImageClient } from './image-client.js';
 import { JigClient } from './jig-client.js';
+import { type ClaimOptions, type Lease, LeaseClient, leaseInterceptor, withLease } from './lease-client.js';
 
 export { type Job, type JobSpec, JobState } from '../../protocol/gen/jiglet/v1/jobs.js';
 
@@ -63,6 +64,10 @@ export class JigletClient {
   readonly jig: JigClient;
   /** The agent's image cache. */
   readonly images: ImageClient;
+  /** Leases of DUTs. */
+  readonly leases: LeaseClient;
+  /** The lease every call carries (mutating calls on a leased DUT need it); see withLease. */
+  lease: string | undefined;
 
   /** Opens a channel (lazily: the first call connects). */
   constructor(settings: ConnectionSettings) {
@@ -83,13 +88,17 @@ export class JigletClient {
       minVersion: 'TLSv1.3',
     });
     const creds = credentials.createFromSecureContext(context);
+    // Every stub gets this interceptor: each call carries the current lease.
+    const interceptors = [leaseInterceptor(() => this.lease)];
     this.#stub = new JobServiceClient(settings.server, creds, {
+      interceptors,
       'grpc-node.flow_control_window': FLOW_CONTROL_WINDOW,
       'grpc.max_receive_message_length': 8 * 1024 * 1024,
       'grpc.keepalive_time_ms': 30_000,
     });
-    this.jig = new JigClient(settings.server, creds, this.#stub.getChannel());
-    this.images = new ImageClient(settings.server, creds, this.#stub.getChannel());
+    this.jig = new JigClient(settings.server, creds, this.#stub.getChannel(), interceptors);
+    this.images = new ImageClient(settings.server, creds, this.#stub.getChannel(), interceptors);
+    this.leases = new LeaseClient(settings.server, creds, this.#stub.getChannel());
   }
 
   /** Starts a job; resolves once it runs (or has failed to start). */
@@ -231,6 +240,11 @@ export class JigletClient {
     opts: { bmap?: string; verify?: boolean; onEvent?: (e: FlashEvent) => void; signal?: AbortSignal } = {},
   ): Promise<FlashResult> {
     return flashDut(this, dut, image, opts);
+  }
+
+  /** Claims a DUT, runs `fn` with every call carrying the lease (renewed meanwhile), releases it. */
+  withLease<T>(claim: ClaimOptions, fn: (lease: Lease) => Promise<T>): Promise<T> {
+    return withLease(this, claim, fn);
   }
 
   /** Closes the channel. */

@@ -21,6 +21,9 @@ export type Permission =
   | 'images.upload'
   | 'images.remove'
   | 'flash'
+  | 'leases.read'
+  | 'leases.claim'
+  | 'leases.revoke'
   | 'agent.health'
   | 'agent.reflect';
 
@@ -28,6 +31,7 @@ const VIEWER: readonly Permission[] = [
   'jobs.read',
   'jig.read',
   'images.read',
+  'leases.read',
   'agent.health',
   'agent.reflect',
 ];
@@ -40,6 +44,7 @@ const OPERATOR: readonly Permission[] = [
   'console.write',
   'images.upload',
   'flash',
+  'leases.claim',
 ];
 const ADMIN: readonly Permission[] = [
   ...OPERATOR,
@@ -47,6 +52,7 @@ const ADMIN: readonly Permission[] = [
   'jobs.stdin.any',
   'console.takeover',
   'images.remove',
+  'leases.revoke',
 ];
 
 /** Role → permissions. */
@@ -71,6 +77,10 @@ export const METHOD_PERMISSIONS: Readonly<Record<string, Permission>> = {
   '/jiglet.v1.JigService/Console': 'console.write',
   '/jiglet.v1.JigService/Expect': 'jig.read',
   '/jiglet.v1.JigService/Flash': 'flash',
+  '/jiglet.v1.LeaseService/Claim': 'leases.claim',
+  '/jiglet.v1.LeaseService/Renew': 'leases.claim',
+  '/jiglet.v1.LeaseService/Release': 'leases.claim',
+  '/jiglet.v1.LeaseService/ListLeases': 'leases.read',
   '/jiglet.v1.ImageService/StatImage': 'images.read',
   '/jiglet.v1.ImageService/ListImages': 'images.read',
   '/jiglet.v1.ImageService/UploadImage': 'images.upload',

@@ -16,7 +16,7 @@ import type { JobView, Supervisor } from '../jobs/supervisor.js';
 import type { DutStateFile, DutStorageState } from './dut-state.js';
 import { flashJobSpec } from './flash-job.js';
 import type { JigDriverCommand } from './jig-driver-command.js';
-import { JobKeeper } from './job-keeper.js';
+import { AGENT_OWNER, JobKeeper } from './job-keeper.js';
 import { type PowerActionName, runPowerJob } from './power-job.js';
 import { SerialMonitor } from './serial-monitor.js';
 
@@ -257,6 +257,41 @@ export class DutRuntime extends EventEmitter {
     };
     this.#writer = writer;
     return writer;
+  }
+
+  /**
+   * A lease on this DUT ended: its holder's jobs on the DUT are stopped, its console writer is
+   * detached, and the DUT is put in its safe state. Viewers keep tailing.
+   */
+  async leaseEnded(holder: string, reason: string): Promise<void> {
+    const { supervisor, log } = this.#opts;
+    const why = `the lease of ${holder} on ${this.dut.name} ended (${reason})`;
+    if (this.#writer && this.#writer.who.name === holder) {
+      this.#writer.controller.abort(new JigletError('JIGLET_E_FAILED_PRECONDITION', why));
+      this.#writer = undefined;
+    }
+    const running = supervisor
+      .list()
+      .filter(
+        (j) =>
+          j.record.spec.dut === this.dut.name && j.record.owner === holder && j.record.state === 'running',
+      );
+    await Promise.all(
+      running.map((j) =>
+        supervisor
+          .stop(j.record.id, 2000, 'lease')
+          .catch((err) => log.warn({ err, job: j.record.id }, 'could not stop a leased job')),
+      ),
+    );
+    const safe = this.dut.safeState.power;
+    if (this.dut.power && safe !== 'unchanged' && !this.#closed) {
+      try {
+        await this.runPower(safe, AGENT_OWNER);
+      } catch (err) {
+        log.error({ err }, `could not put ${this.dut.name} in its safe state (power ${safe})`);
+      }
+    }
+    log.info({ holder, reason, stopped: running.length }, why);
   }
 
   /** Stops restarting the capture; the supervisor's shutdown ends the job itself. */

@@ -7,6 +7,7 @@ import type { JigDescription } from '../../../jig-drivers/src/jig-description.js
 import { invalidArgument, notFound } from '../../../protocol/src/errors.js';
 import type { ImageCache } from '../images/image-cache.js';
 import type { Supervisor } from '../jobs/supervisor.js';
+import type { Lease, LeaseManager } from '../leases/lease-manager.js';
 import { DutRuntime } from './dut-runtime.js';
 import { DutStateFile } from './dut-state.js';
 import type { JigDriverCommand } from './jig-driver-command.js';
@@ -20,6 +21,7 @@ export class JigRuntime {
   readonly #duts = new Map<string, DutRuntime>();
   readonly #source: string;
   #services: Services | undefined;
+  #unhook: () => void = () => undefined;
 
   private constructor(source: string) {
     this.#source = source;
@@ -32,6 +34,7 @@ export class JigRuntime {
     supervisor: Supervisor;
     jigDriver: JigDriverCommand;
     images: ImageCache;
+    leases: LeaseManager;
     stateDir: string;
     log: Logger;
   }): Promise<JigRuntime> {
@@ -50,6 +53,12 @@ export class JigRuntime {
       await runtime.close();
       throw err;
     }
+    const onEnded = (lease: Lease, reason: string): void => {
+      const dut = runtime.#duts.get(lease.dut);
+      void dut?.leaseEnded(lease.holder, reason);
+    };
+    opts.leases.on('ended', onEnded);
+    runtime.#unhook = () => opts.leases.off('ended', onEnded);
     return runtime;
   }
 
@@ -77,6 +86,7 @@ export class JigRuntime {
 
   /** Ends restarts and followers; the supervisor's shutdown stops the jobs. */
   async close(): Promise<void> {
+    this.#unhook();
     await Promise.all([...this.#duts.values()].map((d) => d.close()));
     this.#services?.close();
   }

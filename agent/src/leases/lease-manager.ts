@@ -15,6 +15,9 @@ import { readJsonIfPresent, writeJsonAtomic } from '../state/atomic-json.js';
 export const MIN_TTL_MS = 1000;
 export const MAX_TTL_MS = 24 * 3600 * 1000;
 
+/** Ended leases remembered for their reason. */
+const ENDED_KEPT = 1000;
+
 /** A held lease. */
 export interface Lease {
   id: string;
@@ -56,6 +59,8 @@ export class LeaseManager extends EventEmitter {
   readonly #leases = new Map<string, Lease>(); // by DUT
   readonly #timers = new Map<string, NodeJS.Timeout>(); // by lease id
   readonly #waiters: Waiter[] = [];
+  /** Recently ended leases and why, so a stale holder is told which it is (bounded). */
+  readonly #ended = new Map<string, LeaseEnd>();
   #seq = 0;
   #closed = false;
 
@@ -164,16 +169,17 @@ export class LeaseManager extends EventEmitter {
    */
   check(dut: string, leaseId: string | undefined): void {
     const lease = this.#leases.get(dut);
-    if (!lease) return;
-    if (!leaseId)
-      throw failedPrecondition(`${dut} is leased by ${lease.holder}: the call must carry its lease`);
-    if (lease.id !== leaseId) {
+    if (leaseId !== undefined && lease?.id !== leaseId) {
+      // Fencing: a holder that thinks it still holds a lease must hear that it does not.
       const other = [...this.#leases.values()].find((l) => l.id === leaseId);
+      if (other) throw failedPrecondition(`lease ${leaseId} is for ${other.dut}, not ${dut}`);
+      const ended = this.#ended.get(leaseId);
       throw failedPrecondition(
-        other
-          ? `lease ${leaseId} is for ${other.dut}, not ${dut}`
-          : `lease ${leaseId} is no longer valid for ${dut} (expired, released or superseded; the current holder is ${lease.holder})`,
+        `lease ${leaseId} is no longer valid for ${dut} (${ended ?? 'expired, released or superseded'})${lease ? `; the current holder is ${lease.holder}` : ''}`,
       );
+    }
+    if (lease && leaseId === undefined) {
+      throw failedPrecondition(`${dut} is leased by ${lease.holder}: the call must carry its lease`);
     }
   }
 
@@ -227,6 +233,8 @@ export class LeaseManager extends EventEmitter {
     this.#timers.delete(lease.id);
     if (this.#leases.get(lease.dut)?.id !== lease.id) return;
     this.#leases.delete(lease.dut);
+    this.#ended.set(lease.id, reason);
+    if (this.#ended.size > ENDED_KEPT) this.#ended.delete(this.#ended.keys().next().value!);
     this.#save();
     this.emit('ended', lease, reason);
     this.#serve(lease.dut);

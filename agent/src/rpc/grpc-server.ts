@@ -13,14 +13,17 @@ import type { Logger } from 'pino';
 import { ImageServiceService } from '../../../protocol/gen/jiglet/v1/images.js';
 import { JigServiceService } from '../../../protocol/gen/jiglet/v1/jig.js';
 import { JobServiceService } from '../../../protocol/gen/jiglet/v1/jobs.js';
+import { LeaseServiceService } from '../../../protocol/gen/jiglet/v1/leases.js';
 import { PROTO_DIR, PROTO_FILES } from '../../../protocol/src/proto-files.js';
 import { authInterceptor } from '../auth/auth-interceptor.js';
 import type { ImageCache } from '../images/image-cache.js';
 import type { JigRuntime } from '../jig/jig-runtime.js';
 import type { Supervisor } from '../jobs/supervisor.js';
+import type { LeaseManager } from '../leases/lease-manager.js';
 import { imageService } from './image-service.js';
 import { jigService } from './jig-service.js';
 import { type FollowerRegistry, jobService } from './job-service.js';
+import { leaseService } from './lease-service.js';
 
 /** PEM material for the server side of mutual TLS. */
 export interface ServerTls {
@@ -48,6 +51,7 @@ export async function startGrpcServer(opts: {
   supervisor: Supervisor;
   jig: JigRuntime;
   images: ImageCache;
+  leases: LeaseManager;
   log: Logger;
 }): Promise<GrpcServer> {
   const { log } = opts;
@@ -61,14 +65,16 @@ export async function startGrpcServer(opts: {
     'grpc.max_receive_message_length': 8 * 1024 * 1024,
   });
   const followers: FollowerRegistry = { active: new Set() };
-  server.addService(JobServiceService, jobService(opts.supervisor, log, followers));
-  server.addService(JigServiceService, jigService(opts.jig, opts.images, log, followers));
+  server.addService(JobServiceService, jobService(opts.supervisor, log, followers, opts.leases));
+  server.addService(JigServiceService, jigService(opts.jig, opts.images, opts.leases, log, followers));
+  server.addService(LeaseServiceService, leaseService(opts.jig, opts.leases, log));
   server.addService(ImageServiceService, imageService(opts.images, log));
   const health = new HealthImplementation({
     '': 'SERVING',
     'jiglet.v1.JobService': 'SERVING',
     'jiglet.v1.JigService': 'SERVING',
     'jiglet.v1.ImageService': 'SERVING',
+    'jiglet.v1.LeaseService': 'SERVING',
   });
   health.addToServer(server);
   // Reflection describes every service we serve, health included, so grpcurl can use all of them.

@@ -23,6 +23,8 @@ import type { JigRuntime } from '../jig/jig-runtime.js';
 import { compilePattern, LineMatcher } from '../jig/line-matcher.js';
 import { pumpSerial, type SerialStart } from '../jig/serial-pump.js';
 import { boundedNumber } from '../jobs/job-spec.js';
+import { leaseOf } from '../leases/lease-header.js';
+import type { LeaseManager } from '../leases/lease-manager.js';
 import {
   captureRestartedEvent,
   powerActionOf,
@@ -45,6 +47,7 @@ const MAX_CONSOLE_INPUT = 64 * 1024;
 export function jigService(
   jig: JigRuntime,
   images: ImageCache,
+  leases: LeaseManager,
   log: Logger,
   followers: FollowerRegistry,
 ): JigServiceServer {
@@ -63,6 +66,7 @@ export function jigService(
           `${who.name} (role ${who.role}) may read but not switch the power of ${dut.dut.name}`,
         );
       }
+      if (action !== 'status') leases.check(dut.dut.name, leaseOf(call));
       if (request.offTimeMs !== 0 && request.action !== PowerAction.POWER_ACTION_CYCLE) {
         throw invalidArgument('off_time_ms applies to a power cycle only');
       }
@@ -82,13 +86,14 @@ export function jigService(
     }),
 
     serialTail: (call) => serialTail(call, jig, log, followers),
-    console: (call) => consoleSession(call, jig, log, followers),
+    console: (call) => consoleSession(call, jig, leases, log, followers),
     expect: unary(log, 'Expect', (call) => expect(call.request, call, jig)),
 
     flash: unary(log, 'Flash', async (call) => {
       const who = identityOf(call);
       const { request } = call;
       const dut = jig.get(request.dut);
+      leases.check(dut.dut.name, leaseOf(call));
       checkSha256(request.imageSha256);
       images.get(request.imageSha256);
       if (request.bmapSha256) images.get(checkSha256(request.bmapSha256));
@@ -166,6 +171,7 @@ async function serialTail(
 function consoleSession(
   call: ServerDuplexStream<ConsoleRequest, ConsoleResponse>,
   jig: JigRuntime,
+  leases: LeaseManager,
   log: Logger,
   followers: FollowerRegistry,
 ): void {
@@ -193,6 +199,7 @@ function consoleSession(
       if (!writer) {
         if (!msg.open) throw invalidArgument('the first console message must open a console (name the DUT)');
         dut = jig.get(msg.open.dut);
+        leases.check(dut.dut.name, leaseOf(call));
         writer = dut.attachConsole(identityOf(call), msg.open.takeOver);
         writer.signal.addEventListener('abort', onTakenOver, { once: true });
         const capture = dut.requireCapture();

@@ -18,6 +18,8 @@ import type { Identity } from '../auth/identity.js';
 import { authorizeOwner } from '../auth/permissions.js';
 import { boundedNumber, validateJobSpec } from '../jobs/job-spec.js';
 import { DEFAULT_GRACE_MS, type JobView, type Supervisor } from '../jobs/supervisor.js';
+import { leaseOf } from '../leases/lease-header.js';
+import type { LeaseManager } from '../leases/lease-manager.js';
 import { followLog } from '../output/follow-log.js';
 import { stateName, toWireJob } from './job-wire.js';
 import { abortWhenClientGone, eventOrAbort, failStream, statusFor, unary } from './respond.js';
@@ -37,6 +39,7 @@ export function jobService(
   supervisor: Supervisor,
   log: Logger,
   followers: FollowerRegistry,
+  leases: LeaseManager,
 ): JobServiceServer {
   const wire = (view: JobView, who: Identity) => toWireJob(view, seesEnv(who, view));
 
@@ -44,6 +47,8 @@ export function jobService(
     startJob: unary(log, 'StartJob', async (call) => {
       const who = identityOf(call);
       const spec = validateJobSpec(call.request.spec);
+      // A job that drives a leased DUT must carry that lease.
+      if (spec.dut !== '') leases.check(spec.dut, leaseOf(call));
       const view = await supervisor.start(spec, who.name);
       return { job: wire(view, who) };
     }),

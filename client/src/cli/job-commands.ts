@@ -25,7 +25,9 @@ export interface StartFlags extends ConnectionFlags {
 
 /** Opens a client from global flags, env and config file. */
 export function connect(flags: ConnectionFlags): JigletClient {
-  return new JigletClient(resolveConnection(flags));
+  const client = new JigletClient(resolveConnection(flags));
+  client.lease = flags.lease || process.env.JIGLET_LEASE || undefined;
+  return client;
 }
 
 /** Turns CLI flags and the command after `--` into StartOptions. */

@@ -1,0 +1,93 @@
+/**
+ * Leases over gRPC on a virtual jig: a leased DUT obeys only its lease; a stale or foreign lease
+ * is refused with the reason; when a lease expires under a running job, the job is stopped and
+ * the DUT put in its safe state (power off), while viewers keep reading.
+ */
+import assert from 'node:assert/strict';
+import { errorOf } from '../../fixtures/test-support/call-errors.js';
+import { collect } from '../../fixtures/test-support/collect.js';
+import { startVirtualJig, type VirtualJig } from '../../fixtures/test-support/virtual-jig.js';
+
+describe('leases on a virtual jig', function () {
+  this.timeout(30_000);
+  let v: VirtualJig;
+  before(async () => {
+    v = await startVirtualJig([{ name: 'vdut-a' }, { name: 'vdut-b' }]);
+  });
+  after(async () => {
+    await v?.stop();
+  });
+
+  it('makes a leased DUT obey only its lease, and refuses stale or foreign ones', async () => {
+    const alice = v.t.client('operator');
+    const bob = v.t.client('operator2');
+    const lease = await alice.leases.claim({ dut: 'vdut-a', ttlMs: 60_000 });
+    assert.equal(lease.holder, 'operator');
+    const without = await errorOf(bob.jig.power('vdut-a', 'on'));
+    assert.equal(without.code, 'JIGLET_E_FAILED_PRECONDITION');
+    assert.match(without.message, /vdut-a is leased by operator: the call must carry its lease/);
+    assert.equal((await bob.jig.power('vdut-a', 'status')).dut, 'vdut-a', 'reading needs no lease');
+    const busy = await errorOf(bob.leases.claim({ dut: 'vdut-a', ttlMs: 60_000 }));
+    assert.match(busy.message, /vdut-a is leased by operator until/);
+
+    alice.lease = lease.id;
+    assert.equal((await alice.jig.power('vdut-a', 'on')).state, 'on');
+    const jobWithout = await errorOf(bob.start({ command: 'true', dut: 'vdut-a' }));
+    assert.equal(jobWithout.code, 'JIGLET_E_FAILED_PRECONDITION');
+    const other = await bob.leases.claim({ labels: { 'device-type': 'virtual' }, ttlMs: 60_000 });
+    assert.equal(other.dut, 'vdut-b', 'a label claim takes the free DUT');
+    bob.lease = other.id;
+    const foreign = await errorOf(bob.jig.power('vdut-a', 'off'));
+    assert.match(foreign.message, new RegExp(`lease ${other.id} is for vdut-b, not vdut-a`));
+    const notYours = await errorOf(bob.leases.release(lease.id));
+    assert.match(notYours.message, /belongs to operator/);
+
+    await alice.leases.release(lease.id);
+    const stale = await errorOf(alice.jig.power('vdut-a', 'on'));
+    assert.ok(
+      stale.code === undefined ||
+        stale.code !== 'JIGLET_E_FAILED_PRECONDITION' ||
+        /no longer valid/.test(stale.message),
+    );
+    await bob.leases.release(other.id);
+    alice.lease = undefined;
+    bob.lease = undefined;
+    assert.deepEqual(await v.t.client('viewer').leases.list(), []);
+  });
+
+  it('stops the holder’s job and powers the DUT off when the lease expires', async () => {
+    const op = v.t.client('operator');
+    await op.withLease({ dut: 'vdut-a', ttlMs: 60_000 }, async () => {
+      await op.jig.power('vdut-a', 'on');
+    });
+    const lease = await op.leases.claim({ dut: 'vdut-a', ttlMs: 1000 });
+    op.lease = lease.id;
+    const job = await op.start({ command: 'sleep', args: ['600'], dut: 'vdut-a' });
+    op.lease = undefined;
+    // The lease is not renewed: it expires, the job is stopped, the DUT goes to its safe state.
+    const { finished } = await collect(op, job.id, { follow: true });
+    assert.equal(finished?.stopReason, 'lease');
+    const deadline = AbortSignal.timeout(10_000);
+    let power = (await op.jig.duts()).find((d) => d.name === 'vdut-a')?.power?.state;
+    while (v.dut('vdut-a').power !== 'off' && !deadline.aborted) {
+      await new Promise((resolve) => v.dut('vdut-a').events.once('power', resolve));
+    }
+    power = (await op.jig.duts()).find((d) => d.name === 'vdut-a')?.power?.state;
+    assert.equal(v.dut('vdut-a').power, 'off');
+    assert.equal(power, 2 /* POWER_STATE_OFF */);
+  });
+
+  it('refuses bad claims with a clear reason', async () => {
+    const op = v.t.client('operator');
+    assert.equal(
+      (await errorOf(op.leases.claim({ dut: 'vdut-a', ttlMs: 0 }))).code,
+      'JIGLET_E_INVALID_ARGUMENT',
+    );
+    assert.equal((await errorOf(op.leases.claim({ labels: { site: 'mars' } }))).code, 'JIGLET_E_NOT_FOUND');
+    assert.equal((await errorOf(op.leases.claim({}))).code, 'JIGLET_E_INVALID_ARGUMENT');
+    assert.equal(
+      (await errorOf(v.t.client('viewer').leases.claim({ dut: 'vdut-a' }))).code,
+      'JIGLET_E_PERMISSION_DENIED',
+    );
+  });
+});

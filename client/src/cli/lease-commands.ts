@@ -1,0 +1,118 @@
+/**
+ * jigctl's lease commands: `claim` (optionally holding the lease while a command runs, with
+ * heartbeats, and releasing it afterwards whatever happens), `release` and `leases`.
+ */
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { invalidArgument } from '../../../protocol/src/errors.js';
+import type { ConnectionFlags } from '../connection.js';
+import type { Lease } from '../lease-client.js';
+import { renderTable } from './format.js';
+import { connect } from './job-commands.js';
+import { parseDuration, parsePairs } from './parse-units.js';
+
+/** `jigctl claim` flags. */
+export interface ClaimFlags extends ConnectionFlags {
+  dut?: string;
+  labels?: string;
+  ttl?: string;
+  wait?: string;
+  priority?: number;
+  exec?: boolean;
+  output?: string;
+}
+
+function leaseJson(l: Lease): Record<string, unknown> {
+  return {
+    id: l.id,
+    dut: l.dut,
+    holder: l.holder,
+    fencingToken: Number(l.fencingToken),
+    expires: l.expires?.toISOString(),
+    maxExpires: l.maxExpires?.toISOString(),
+    ttlMs: l.ttlMs,
+  };
+}
+
+/** `jigctl claim`: prints the lease id, or with --exec runs the command holding the lease. */
+export async function claimCommand(flags: ClaimFlags, command: readonly string[]): Promise<number> {
+  if (flags.exec && command.length === 0) throw invalidArgument('--exec needs a command after --');
+  if (!flags.exec && command.length > 0)
+    throw invalidArgument(`unexpected arguments ${command.join(' ')}; did you mean --exec?`);
+  const labels = flags.labels ? parsePairs('--labels', flags.labels.split(','), 'key=value') : undefined;
+  const claim = {
+    dut: flags.dut,
+    labels,
+    ttlMs: parseDuration('--ttl', flags.ttl ?? '10m'),
+    waitMs: flags.wait ? parseDuration('--wait', flags.wait) : 0,
+    priority: flags.priority ?? 0,
+  };
+  const client = connect(flags);
+  try {
+    if (!flags.exec) {
+      const lease = await client.leases.claim(claim);
+      process.stdout.write(
+        flags.output === 'json' ? `${JSON.stringify(leaseJson(lease), null, 2)}\n` : `${lease.id}\n`,
+      );
+      return 0;
+    }
+    return await client.withLease(claim, async (lease) => {
+      process.stderr.write(`jigctl: holding ${lease.dut} (lease ${lease.id}, token ${lease.fencingToken})\n`);
+      const [program, ...args] = command;
+      const child = spawn(program!, args, {
+        stdio: 'inherit',
+        env: { ...process.env, JIGLET_LEASE: lease.id, JIGLET_DUT: lease.dut },
+      });
+      const forward = (signal: NodeJS.Signals) => (): void => {
+        child.kill(signal);
+      };
+      const onInt = forward('SIGINT');
+      const onTerm = forward('SIGTERM');
+      process.on('SIGINT', onInt);
+      process.on('SIGTERM', onTerm);
+      try {
+        const [code, signal] = (await once(child, 'exit')) as [number | null, NodeJS.Signals | null];
+        return code ?? 128 + (signal === 'SIGKILL' ? 9 : signal === 'SIGINT' ? 2 : 15);
+      } finally {
+        process.off('SIGINT', onInt);
+        process.off('SIGTERM', onTerm);
+      }
+    });
+  } finally {
+    client.close();
+  }
+}
+
+/** `jigctl release LEASE`. */
+export async function releaseCommand(flags: ConnectionFlags, leaseId: string): Promise<number> {
+  const client = connect(flags);
+  try {
+    await client.leases.release(leaseId);
+    return 0;
+  } finally {
+    client.close();
+  }
+}
+
+/** `jigctl leases`. */
+export async function leasesCommand(flags: ConnectionFlags & { output?: string }): Promise<number> {
+  const client = connect(flags);
+  try {
+    const leases = await client.leases.list();
+    if (flags.output === 'json') {
+      process.stdout.write(`${JSON.stringify(leases.map(leaseJson), null, 2)}\n`);
+      return 0;
+    }
+    const rows = leases.map((l) => [
+      l.dut,
+      l.holder,
+      l.id,
+      String(l.fencingToken),
+      l.expires?.toISOString() ?? '-',
+    ]);
+    process.stdout.write(`${renderTable(['DUT', 'HOLDER', 'LEASE', 'TOKEN', 'EXPIRES'], rows)}\n`);
+    return 0;
+  } finally {
+    client.close();
+  }
+}

@@ -1,0 +1,148 @@
+/**
+ * The lease half of the client library: claim, renew, release and list leases, the interceptor
+ * that puts the current lease on every call, and `withLease`, which holds a lease (heartbeats)
+ * while a function runs and releases it afterwards, also when the function throws.
+ */
+import {
+  type CallOptions,
+  type ChannelCredentials,
+  type Client,
+  InterceptingCall,
+  type Interceptor,
+  Metadata,
+} from '@grpc/grpc-js';
+import {
+  type ClaimResponse,
+  type Lease,
+  LeaseServiceClient,
+  type ListLeasesResponse,
+  type RenewResponse,
+} from '../../protocol/gen/jiglet/v1/leases.js';
+import { JigletError } from '../../protocol/src/errors.js';
+import { fromGrpcError } from '../../protocol/src/status.js';
+
+export type { Lease } from '../../protocol/gen/jiglet/v1/leases.js';
+
+/** Metadata key the agent reads the lease from. */
+export const LEASE_METADATA_KEY = 'jiglet-lease';
+const UNARY_DEADLINE_MS = 30_000;
+
+/** What to claim. */
+export interface ClaimOptions {
+  dut?: string;
+  labels?: Record<string, string>;
+  ttlMs?: number;
+  /** Wait this long for a free DUT (default: fail at once). */
+  waitMs?: number;
+  priority?: number;
+}
+
+/** Adds the current lease (if any) to every call's metadata. */
+export function leaseInterceptor(current: () => string | undefined): Interceptor {
+  return (options, nextCall) =>
+    new InterceptingCall(nextCall(options), {
+      start(metadata, listener, next) {
+        const lease = current();
+        if (lease) metadata.set(LEASE_METADATA_KEY, lease);
+        next(metadata, listener);
+      },
+    });
+}
+
+/** The LeaseService client. */
+export class LeaseClient {
+  readonly #stub: LeaseServiceClient;
+
+  constructor(server: string, creds: ChannelCredentials, channel: ReturnType<Client['getChannel']>) {
+    this.#stub = new LeaseServiceClient(server, creds, { channelOverride: channel });
+  }
+
+  /** Claims a DUT by name or labels; with `waitMs`, queues until one is free. */
+  async claim(opts: ClaimOptions): Promise<Lease> {
+    const res = await this.#unary<ClaimResponse>((cb) =>
+      this.#stub.claim(
+        {
+          dut: opts.dut ?? '',
+          labels: opts.labels ?? {},
+          ttlMs: opts.ttlMs ?? 10 * 60_000,
+          waitMs: opts.waitMs ?? 0,
+          priority: opts.priority ?? 0,
+        },
+        new Metadata(),
+        this.#opts(UNARY_DEADLINE_MS + (opts.waitMs ?? 0)),
+        cb,
+      ),
+    );
+    return mustHave(res.lease);
+  }
+
+  async renew(leaseId: string): Promise<Lease> {
+    const res = await this.#unary<RenewResponse>((cb) =>
+      this.#stub.renew({ leaseId }, new Metadata(), this.#opts(), cb),
+    );
+    return mustHave(res.lease);
+  }
+
+  async release(leaseId: string): Promise<void> {
+    await this.#unary((cb) => this.#stub.release({ leaseId }, new Metadata(), this.#opts(), cb));
+  }
+
+  async list(): Promise<Lease[]> {
+    const res = await this.#unary<ListLeasesResponse>((cb) =>
+      this.#stub.listLeases({}, new Metadata(), this.#opts(), cb),
+    );
+    return res.leases;
+  }
+
+  #opts(deadlineMs = UNARY_DEADLINE_MS): Partial<CallOptions> {
+    return { deadline: Date.now() + deadlineMs };
+  }
+
+  #unary<T>(invoke: (cb: (err: Error | null, res?: T) => void) => void): Promise<T> {
+    return new Promise((resolve, reject) => {
+      invoke((err, res) => (err ? reject(fromGrpcError(err)) : resolve(res as T)));
+    });
+  }
+}
+
+function mustHave(lease: Lease | undefined): Lease {
+  if (!lease) throw new JigletError('JIGLET_E_INTERNAL', 'the agent answered without a lease');
+  return lease;
+}
+
+/** What withLease needs of a client: its lease service and the lease its calls carry. */
+export interface LeaseHolder {
+  readonly leases: LeaseClient;
+  lease: string | undefined;
+}
+
+/**
+ * Claims, runs `fn` with every call of `client` carrying the lease, renews it every third of its
+ * TTL meanwhile, and releases it afterwards (also when `fn` throws). A renewal that fails ends the
+ * heartbeat; the agent then refuses the stale lease on the next mutating call, which `fn` sees.
+ */
+export async function withLease<T>(
+  client: LeaseHolder,
+  claim: ClaimOptions,
+  fn: (lease: Lease) => Promise<T>,
+): Promise<T> {
+  const lease = await client.leases.claim(claim);
+  const previous = client.lease;
+  client.lease = lease.id;
+  const heartbeat = setInterval(
+    () => {
+      client.leases.renew(lease.id).catch(() => clearInterval(heartbeat));
+    },
+    Math.max(500, Math.floor(lease.ttlMs / 3)),
+  );
+  try {
+    return await fn(lease);
+  } finally {
+    clearInterval(heartbeat);
+    client.lease = previous;
+    await client.leases.release(lease.id).catch((err: unknown) => {
+      // Already over (expired, revoked): nothing left to release.
+      if (!(err instanceof JigletError && err.code === 'JIGLET_E_NOT_FOUND')) throw err;
+    });
+  }
+}

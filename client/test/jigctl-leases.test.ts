@@ -1,0 +1,51 @@
+/**
+ * `jigctl claim`, `claim --exec`, `release` and `leases` as CI scripts use them: the lease is
+ * passed to the command, jigctl commands inside it pick it up, and it is released afterwards.
+ */
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { runJigctl } from '../../fixtures/test-support/run-jigctl.js';
+import { startVirtualJig, type VirtualJig } from '../../fixtures/test-support/virtual-jig.js';
+
+describe('jigctl leases', function () {
+  this.timeout(60_000);
+  let v: VirtualJig;
+  before(async () => {
+    v = await startVirtualJig([{ name: 'vdut-a' }]);
+  });
+  after(async () => {
+    await v?.stop();
+  });
+
+  it('claims, refuses others without the lease, and releases', async () => {
+    const claimed = await runJigctl(v.t, ['claim', '--dut', 'vdut-a', '--ttl', '1m']);
+    assert.equal(claimed.code, 0, claimed.stderr);
+    const id = claimed.stdout.trim();
+    assert.match(id, /^[0-9a-f-]{36}$/);
+    const listed = await runJigctl(v.t, ['leases', '-o', 'json'], { as: 'viewer' });
+    assert.equal((JSON.parse(listed.stdout) as { id: string }[])[0]?.id, id);
+    const refused = await runJigctl(v.t, ['power', 'on', '--dut', 'vdut-a'], { as: 'operator2' });
+    assert.equal(refused.code, 1);
+    assert.match(refused.stderr, /vdut-a is leased by operator: the call must carry its lease/);
+    assert.equal((await runJigctl(v.t, ['power', 'on', '--dut', 'vdut-a', '--lease', id])).code, 0);
+    assert.equal((await runJigctl(v.t, ['release', id])).code, 0);
+    assert.equal((await runJigctl(v.t, ['leases', '-o', 'json'])).stdout.trim(), '[]');
+  });
+
+  it('holds the lease while --exec runs the command, which inherits it, then releases it', async () => {
+    const jigctl = `${process.execPath} ${join(import.meta.dirname, '../../dist/client/src/jigctl.js')}`;
+    const r = await runJigctl(v.t, [
+      'claim',
+      '--dut',
+      'vdut-a',
+      '--exec',
+      '--',
+      'sh',
+      '-c',
+      `echo "$JIGLET_DUT $JIGLET_LEASE"; ${jigctl} power off --dut "$JIGLET_DUT" && exit 7`,
+    ]);
+    assert.equal(r.code, 7, r.stderr);
+    assert.match(r.stdout, /^vdut-a [0-9a-f-]{36}\nvdut-a: off/);
+    assert.equal((await runJigctl(v.t, ['leases', '-o', 'json'])).stdout.trim(), '[]');
+  });
+});
