@@ -116,4 +116,18 @@ describe('lease manager', () => {
     m.release(lease.id, 'admin', { revoke: true });
     assert.equal((await revoked)[1], 'revoked');
   });
+
+  it('ends, once started, a lease that expired while the agent was down', async () => {
+    const m1 = open();
+    const lease = await m1.claim({ dut: 'rpi', holder: 'ci', ttlMs: 60_000 });
+    m1.close();
+    const later = new LeaseManager({ stateDir: dir, now: () => Date.now() + 120_000 });
+    managers.push(later);
+    const ended = once(later, 'ended');
+    later.start();
+    const [gone, reason] = (await ended) as [Lease, string];
+    assert.equal(gone.id, lease.id);
+    assert.equal(reason, 'expired');
+    assert.deepEqual(later.list(), []);
+  });
 });

@@ -59,6 +59,7 @@ export class JigRuntime {
     };
     opts.leases.on('ended', onEnded);
     runtime.#unhook = () => opts.leases.off('ended', onEnded);
+    opts.leases.start();
     return runtime;
   }
 

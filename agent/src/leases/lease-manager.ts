@@ -71,10 +71,16 @@ export class LeaseManager extends EventEmitter {
     this.#now = opts.now ?? Date.now;
     const saved = readJsonIfPresent<Persisted>(this.#file);
     for (const [dut, token] of Object.entries(saved?.tokens ?? {})) this.#tokens.set(dut, token);
-    for (const lease of saved?.leases ?? []) {
-      this.#leases.set(lease.dut, lease);
-      this.#arm(lease);
-    }
+    for (const lease of saved?.leases ?? []) this.#leases.set(lease.dut, lease);
+  }
+
+  /**
+   * Arms the expiry of the leases loaded from disk. Separate from the constructor so whoever
+   * acts on 'ended' (stopping jobs, the safe state) listens first: a lease that expired while the
+   * agent was down ends right here, and that must not go unheard.
+   */
+  start(): void {
+    for (const lease of this.#leases.values()) this.#arm(lease);
   }
 
   /** Leases held now. */
