@@ -6,13 +6,7 @@ import { createHash } from 'node:crypto';
 import { once } from 'node:events';
 import { createReadStream, statSync } from 'node:fs';
 import { basename } from 'node:path';
-import {
-  type CallOptions,
-  type ChannelCredentials,
-  type Client,
-  type Interceptor,
-  Metadata,
-} from '@grpc/grpc-js';
+import { type ChannelCredentials, type Client, type Interceptor, Metadata } from '@grpc/grpc-js';
 import {
   type Image,
   ImageServiceClient,
@@ -21,12 +15,12 @@ import {
   type UploadImageResponse,
 } from '../../protocol/gen/jiglet/v1/images.js';
 import { fromGrpcError } from '../../protocol/src/status.js';
+import { callOptions, unaryCall } from './unary-call.js';
 
 export type { Image } from '../../protocol/gen/jiglet/v1/images.js';
 
 /** Bytes per upload message: large enough for throughput, well under the 8 MiB message limit. */
 const CHUNK_BYTES = 1024 * 1024;
-const UNARY_DEADLINE_MS = 30_000;
 
 /** Progress of hashing or uploading. */
 export interface TransferProgress {
@@ -73,8 +67,8 @@ export class ImageClient {
 
   /** Whether the agent has the image, and how much of an upload it kept. */
   async stat(sha256: string): Promise<{ present: boolean; size: number; received: number }> {
-    const res = await this.#unary<StatImageResponse>((cb) =>
-      this.#stub.statImage({ sha256 }, new Metadata(), this.#opts(), cb),
+    const res = await unaryCall<StatImageResponse>((cb) =>
+      this.#stub.statImage({ sha256 }, new Metadata(), callOptions(), cb),
     );
     return { present: res.present, size: Number(res.size), received: Number(res.received) };
   }
@@ -124,24 +118,14 @@ export class ImageClient {
 
   /** Cached images, most recently used first, with the cache's limit and use. */
   async list(): Promise<{ images: Image[]; limitBytes: number; usedBytes: number }> {
-    const res = await this.#unary<ListImagesResponse>((cb) =>
-      this.#stub.listImages({}, new Metadata(), this.#opts(), cb),
+    const res = await unaryCall<ListImagesResponse>((cb) =>
+      this.#stub.listImages({}, new Metadata(), callOptions(), cb),
     );
     return { images: res.images, limitBytes: Number(res.limitBytes), usedBytes: Number(res.usedBytes) };
   }
 
   /** Removes a cached image (refused while a flash reads it). */
   async remove(sha256: string): Promise<void> {
-    await this.#unary((cb) => this.#stub.removeImage({ sha256 }, new Metadata(), this.#opts(), cb));
-  }
-
-  #opts(deadlineMs = UNARY_DEADLINE_MS): Partial<CallOptions> {
-    return { deadline: Date.now() + deadlineMs };
-  }
-
-  #unary<T>(invoke: (cb: (err: Error | null, res?: T) => void) => void): Promise<T> {
-    return new Promise((resolve, reject) => {
-      invoke((err, res) => (err ? reject(fromGrpcError(err)) : resolve(res as T)));
-    });
+    await unaryCall((cb) => this.#stub.removeImage({ sha256 }, new Metadata(), callOptions(), cb));
   }
 }

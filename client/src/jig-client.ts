@@ -3,13 +3,7 @@
  * `client.jig`; it shares the JigletClient's channel (one TLS connection per agent).
  */
 import { once } from 'node:events';
-import {
-  type CallOptions,
-  type ChannelCredentials,
-  type Client,
-  type Interceptor,
-  Metadata,
-} from '@grpc/grpc-js';
+import { type ChannelCredentials, type Client, type Interceptor, Metadata } from '@grpc/grpc-js';
 import {
   type ConsoleResponse,
   type Dut,
@@ -25,11 +19,9 @@ import {
 } from '../../protocol/gen/jiglet/v1/jig.js';
 import { JigletError } from '../../protocol/src/errors.js';
 import { fromGrpcError } from '../../protocol/src/status.js';
+import { callOptions, UNARY_DEADLINE_MS, unaryCall } from './unary-call.js';
 
 export { type Dut, type ExpectMatch, PowerState, SerialState } from '../../protocol/gen/jiglet/v1/jig.js';
-
-/** Deadline for quick RPCs. */
-const UNARY_DEADLINE_MS = 30_000;
 
 /** A power action by name. */
 export type PowerActionName = 'on' | 'off' | 'cycle' | 'status';
@@ -128,8 +120,8 @@ export class JigClient {
 
   /** The DUTs with their resources' states (only those with all `labels`, if given). */
   async duts(labels: Record<string, string> = {}): Promise<Dut[]> {
-    const res = await this.#unary<ListDutsResponse>((cb) =>
-      this.#stub.listDuts({ labels }, new Metadata(), this.#opts(), cb),
+    const res = await unaryCall<ListDutsResponse>((cb) =>
+      this.#stub.listDuts({ labels }, new Metadata(), callOptions(), cb),
     );
     return res.duts;
   }
@@ -144,11 +136,11 @@ export class JigClient {
       );
     // A cycle waits its off time plus two driver deadlines; leave room beyond the agent's own timeout.
     const deadline = UNARY_DEADLINE_MS * 2 + (opts.offTimeMs ?? 0);
-    const res = await this.#unary<PowerResponse>((cb) =>
+    const res = await unaryCall<PowerResponse>((cb) =>
       this.#stub.power(
         { dut, action: wire, offTimeMs: opts.offTimeMs ?? 0 },
         new Metadata(),
-        this.#opts(deadline),
+        callOptions(deadline),
         cb,
       ),
     );
@@ -287,7 +279,7 @@ export class JigClient {
           ...(opts.fromNow ? { fromNow: true } : {}),
         },
         new Metadata(),
-        this.#opts(timeoutMs + UNARY_DEADLINE_MS),
+        callOptions(timeoutMs + UNARY_DEADLINE_MS),
         (err, value) => (err ? reject(fromGrpcError(err)) : resolve(value as ExpectResponse)),
       );
       const onAbort = (): void => call.cancel();
@@ -312,24 +304,14 @@ export class JigClient {
     opts: { imageSha256: string; bmapSha256?: string; verify: boolean },
   ): Promise<FlashResponse> {
     // Powering the DUT off first can take a driver's deadline; the job itself is followed separately.
-    return this.#unary<FlashResponse>((cb) =>
+    return unaryCall<FlashResponse>((cb) =>
       this.#stub.flash(
         { dut, imageSha256: opts.imageSha256, bmapSha256: opts.bmapSha256 ?? '', noVerify: !opts.verify },
         new Metadata(),
-        this.#opts(UNARY_DEADLINE_MS * 2),
+        callOptions(UNARY_DEADLINE_MS * 2),
         cb,
       ),
     );
-  }
-
-  #opts(deadlineMs = UNARY_DEADLINE_MS): Partial<CallOptions> {
-    return { deadline: Date.now() + deadlineMs };
-  }
-
-  #unary<T>(invoke: (cb: (err: Error | null, res?: T) => void) => void): Promise<T> {
-    return new Promise((resolve, reject) => {
-      invoke((err, res) => (err ? reject(fromGrpcError(err)) : resolve(res as T)));
-    });
   }
 }
 

@@ -6,7 +6,7 @@
 import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
 import tls from 'node:tls';
-import { type CallOptions, type ClientReadableStream, credentials, Metadata } from '@grpc/grpc-js';
+import { type ClientReadableStream, credentials, Metadata } from '@grpc/grpc-js';
 import {
   type GetJobResponse,
   type Job,
@@ -26,13 +26,12 @@ import { type FlashEvent, type FlashResult, flashDut } from './flash-client.js';
 import { ImageClient } from './image-client.js';
 import { JigClient } from './jig-client.js';
 import { type ClaimOptions, type Lease, LeaseClient, leaseInterceptor, withLease } from './lease-client.js';
+import { callOptions, UNARY_DEADLINE_MS, unaryCall } from './unary-call.js';
 
 export { type Job, type JobSpec, JobState } from '../../protocol/gen/jiglet/v1/jobs.js';
 
 /** HTTP/2 window for bulk output streams; the 64 KiB default caps throughput on fast links. */
 const FLOW_CONTROL_WINDOW = 8 * 1024 * 1024;
-/** Deadline for quick RPCs, so a hung agent never hangs a CI job forever. */
-const UNARY_DEADLINE_MS = 30_000;
 
 /** A piece of job output or, at the end of a followed stream, the job's final record. */
 export type OutputEvent =
@@ -117,19 +116,19 @@ export class JigletClient {
         pidsMax: opts.pidsMax ?? 0,
       },
     };
-    const res = await this.#unary<StartJobResponse>((cb) =>
-      this.#stub.startJob({ spec }, new Metadata(), this.#opts(), cb),
+    const res = await unaryCall<StartJobResponse>((cb) =>
+      this.#stub.startJob({ spec }, new Metadata(), callOptions(), cb),
     );
     return mustHaveJob(res.job);
   }
 
   /** Stops a job (SIGTERM, grace, kill of its tree) and resolves with its final record. */
   async stop(id: string, graceMs = 0): Promise<Job> {
-    const res = await this.#unary<StopJobResponse>((cb) =>
+    const res = await unaryCall<StopJobResponse>((cb) =>
       this.#stub.stopJob(
         { id, graceMs: BigInt(graceMs) },
         new Metadata(),
-        this.#opts(UNARY_DEADLINE_MS + graceMs),
+        callOptions(UNARY_DEADLINE_MS + graceMs),
         cb,
       ),
     );
@@ -138,19 +137,19 @@ export class JigletClient {
 
   /** One job's record. */
   async get(id: string): Promise<Job> {
-    const res = await this.#unary<GetJobResponse>((cb) =>
-      this.#stub.getJob({ id }, new Metadata(), this.#opts(), cb),
+    const res = await unaryCall<GetJobResponse>((cb) =>
+      this.#stub.getJob({ id }, new Metadata(), callOptions(), cb),
     );
     return mustHaveJob(res.job);
   }
 
   /** Job records, newest first. */
   async list(filter: { states?: JobState[]; owner?: string } = {}): Promise<Job[]> {
-    const res = await this.#unary<ListJobsResponse>((cb) =>
+    const res = await unaryCall<ListJobsResponse>((cb) =>
       this.#stub.listJobs(
         { states: filter.states ?? [], owner: filter.owner ?? '' },
         new Metadata(),
-        this.#opts(),
+        callOptions(),
         cb,
       ),
     );
@@ -250,16 +249,6 @@ export class JigletClient {
   /** Closes the channel. */
   close(): void {
     this.#stub.close();
-  }
-
-  #opts(deadlineMs = UNARY_DEADLINE_MS): Partial<CallOptions> {
-    return { deadline: Date.now() + deadlineMs };
-  }
-
-  #unary<T>(invoke: (cb: (err: Error | null, res?: T) => void) => void): Promise<T> {
-    return new Promise((resolve, reject) => {
-      invoke((err, res) => (err ? reject(fromGrpcError(err)) : resolve(res as T)));
-    });
   }
 }
 

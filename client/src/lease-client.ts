@@ -4,7 +4,6 @@
  * while a function runs and releases it afterwards, also when the function throws.
  */
 import {
-  type CallOptions,
   type ChannelCredentials,
   type Client,
   InterceptingCall,
@@ -19,13 +18,12 @@ import {
   type RenewResponse,
 } from '../../protocol/gen/jiglet/v1/leases.js';
 import { JigletError } from '../../protocol/src/errors.js';
-import { fromGrpcError } from '../../protocol/src/status.js';
+import { callOptions, UNARY_DEADLINE_MS, unaryCall } from './unary-call.js';
 
 export type { Lease } from '../../protocol/gen/jiglet/v1/leases.js';
 
 /** Metadata key the agent reads the lease from. */
 export const LEASE_METADATA_KEY = 'jiglet-lease';
-const UNARY_DEADLINE_MS = 30_000;
 
 /** What to claim. */
 export interface ClaimOptions {
@@ -59,7 +57,7 @@ export class LeaseClient {
 
   /** Claims a DUT by name or labels; with `waitMs`, queues until one is free. */
   async claim(opts: ClaimOptions): Promise<Lease> {
-    const res = await this.#unary<ClaimResponse>((cb) =>
+    const res = await unaryCall<ClaimResponse>((cb) =>
       this.#stub.claim(
         {
           dut: opts.dut ?? '',
@@ -69,7 +67,7 @@ export class LeaseClient {
           priority: opts.priority ?? 0,
         },
         new Metadata(),
-        this.#opts(UNARY_DEADLINE_MS + (opts.waitMs ?? 0)),
+        callOptions(UNARY_DEADLINE_MS + (opts.waitMs ?? 0)),
         cb,
       ),
     );
@@ -77,31 +75,21 @@ export class LeaseClient {
   }
 
   async renew(leaseId: string): Promise<Lease> {
-    const res = await this.#unary<RenewResponse>((cb) =>
-      this.#stub.renew({ leaseId }, new Metadata(), this.#opts(), cb),
+    const res = await unaryCall<RenewResponse>((cb) =>
+      this.#stub.renew({ leaseId }, new Metadata(), callOptions(), cb),
     );
     return mustHave(res.lease);
   }
 
   async release(leaseId: string): Promise<void> {
-    await this.#unary((cb) => this.#stub.release({ leaseId }, new Metadata(), this.#opts(), cb));
+    await unaryCall((cb) => this.#stub.release({ leaseId }, new Metadata(), callOptions(), cb));
   }
 
   async list(): Promise<Lease[]> {
-    const res = await this.#unary<ListLeasesResponse>((cb) =>
-      this.#stub.listLeases({}, new Metadata(), this.#opts(), cb),
+    const res = await unaryCall<ListLeasesResponse>((cb) =>
+      this.#stub.listLeases({}, new Metadata(), callOptions(), cb),
     );
     return res.leases;
-  }
-
-  #opts(deadlineMs = UNARY_DEADLINE_MS): Partial<CallOptions> {
-    return { deadline: Date.now() + deadlineMs };
-  }
-
-  #unary<T>(invoke: (cb: (err: Error | null, res?: T) => void) => void): Promise<T> {
-    return new Promise((resolve, reject) => {
-      invoke((err, res) => (err ? reject(fromGrpcError(err)) : resolve(res as T)));
-    });
   }
 }
 

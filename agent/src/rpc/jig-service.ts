@@ -180,9 +180,16 @@ function consoleSession(
   let writer: ConsoleWriter | undefined;
   let dut: DutRuntime | undefined;
   let finished = false;
+  // The capture's stdin outlives this session: a drain listener left on it would leak.
+  let waitingOn: NodeJS.WritableStream | undefined;
+  const onDrain = (): void => {
+    waitingOn = undefined;
+    call.resume();
+  };
   const finish = (err?: unknown): void => {
     if (finished) return;
     finished = true;
+    waitingOn?.off('drain', onDrain);
     controller.abort();
     writer?.release();
     writer?.signal.removeEventListener('abort', onTakenOver);
@@ -248,7 +255,8 @@ function consoleSession(
       // Backpressure: stop reading keystrokes until the capture has taken these.
       if (!stdin.write(input)) {
         call.pause();
-        stdin.once('drain', () => call.resume());
+        waitingOn = stdin;
+        stdin.once('drain', onDrain);
       }
     } catch (err) {
       finish(err);
