@@ -77,10 +77,85 @@ describe('leases on a virtual jig', function () {
     assert.equal(power, 2 /* POWER_STATE_OFF */);
   });
 
+  it('gives 100 concurrent claimers over gRPC one DUT one at a time, round after round', async function () {
+    this.timeout(120_000);
+    const clients = Array.from({ length: 100 }, () => v.t.client('operator'));
+    const tokens: number[] = [];
+    const spent: string[] = [];
+    let holding = 0;
+    let most = 0;
+    for (let round = 0; round < 3; round++) {
+      await Promise.all(
+        clients.map(async (c) => {
+          const lease = await c.leases.claim({ dut: 'vdut-b', ttlMs: 60_000, waitMs: 100_000 });
+          holding++;
+          most = Math.max(most, holding);
+          tokens.push(Number(lease.fencingToken));
+          // A round trip while holding, so a second holder would have time to show up.
+          await c.leases.renew(lease.id);
+          holding--;
+          await c.leases.release(lease.id);
+          spent.push(lease.id);
+        }),
+      );
+    }
+    assert.equal(most, 1, 'never two holders');
+    assert.equal(tokens.length, 300);
+    assert.deepEqual(
+      tokens,
+      [...tokens].sort((a, b) => a - b),
+      'tokens increase in grant order',
+    );
+    assert.equal(new Set(tokens).size, 300, 'no token is handed out twice');
+    const stale = clients[0]!;
+    stale.lease = spent[0];
+    const refused = await errorOf(stale.jig.power('vdut-b', 'on'));
+    assert.equal(refused.code, 'JIGLET_E_FAILED_PRECONDITION');
+    assert.match(refused.message, /no longer valid for vdut-b \(released\)/);
+    stale.lease = undefined;
+  });
+
+  it('streams lease events to watchers: what is held, then every change', async () => {
+    const op = v.t.client('operator');
+    const held = await op.leases.claim({ dut: 'vdut-a', ttlMs: 60_000 });
+    const stop = new AbortController();
+    const events = op.leases.watch({ signal: stop.signal })[Symbol.asyncIterator]();
+    const next = async (): Promise<string> => {
+      const { value } = await events.next();
+      return `${value?.kind} ${value?.dut} ${value?.kind === 'waiting' ? value.waiting : value?.lease?.holder}`;
+    };
+    assert.equal(await next(), 'held vdut-a operator');
+    const other = v.t.client('operator2');
+    const waiting = other.leases.claim({ dut: 'vdut-a', ttlMs: 60_000, waitMs: 10_000 });
+    assert.equal(await next(), 'waiting vdut-a 1');
+    await op.leases.release(held.id);
+    assert.equal(await next(), 'released vdut-a operator');
+    assert.equal(await next(), 'waiting vdut-a 0');
+    assert.equal(await next(), 'granted vdut-a operator2');
+    await other.leases.release((await waiting).id);
+    assert.equal(await next(), 'released vdut-a operator2');
+    stop.abort();
+    assert.equal((await events.next()).done, true, 'aborting ends the watch');
+    const unknown = await errorOf(
+      (async () => {
+        for await (const _ of op.leases.watch({ dut: 'nope' })) break;
+      })(),
+    );
+    assert.equal(unknown.code, 'JIGLET_E_NOT_FOUND');
+  });
+
   it('refuses bad claims with a clear reason', async () => {
     const op = v.t.client('operator');
+    for (const ttlMs of [0, -5, 25 * 3600 * 1000]) {
+      const bad = await errorOf(op.leases.claim({ dut: 'vdut-a', ttlMs }));
+      assert.equal(bad.code, 'JIGLET_E_INVALID_ARGUMENT', `ttl ${ttlMs}`);
+    }
+    assert.match(
+      (await errorOf(op.leases.claim({ dut: 'vdut-a', ttlMs: 0 }))).message,
+      /a lease TTL is 1000 ms to 86400000 ms; got 0/,
+    );
     assert.equal(
-      (await errorOf(op.leases.claim({ dut: 'vdut-a', ttlMs: 0 }))).code,
+      (await errorOf(op.leases.claim({ dut: 'vdut-a', labels: { a: 'b' } }))).code,
       'JIGLET_E_INVALID_ARGUMENT',
     );
     assert.equal((await errorOf(op.leases.claim({ labels: { site: 'mars' } }))).code, 'JIGLET_E_NOT_FOUND');

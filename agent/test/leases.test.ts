@@ -34,7 +34,7 @@ describe('lease manager', () => {
     const tokens: number[] = [];
     await Promise.all(
       Array.from({ length: 100 }, async (_, i) => {
-        const lease = await m.claim({ dut: 'rpi', holder: `ci-${i}`, ttlMs: 60_000, waitMs: 30_000 });
+        const lease = await m.claim({ duts: ['rpi'], holder: `ci-${i}`, ttlMs: 60_000, waitMs: 30_000 });
         holders++;
         most = Math.max(most, holders);
         tokens.push(lease.token);
@@ -55,10 +55,10 @@ describe('lease manager', () => {
 
   it('serves waiting claims by priority, then in arrival order', async () => {
     const m = open();
-    const first = await m.claim({ dut: 'bbb', holder: 'a', ttlMs: 60_000 });
+    const first = await m.claim({ duts: ['bbb'], holder: 'a', ttlMs: 60_000 });
     const order: string[] = [];
     const wait = (holder: string, priority: number) =>
-      m.claim({ dut: 'bbb', holder, ttlMs: 60_000, waitMs: 10_000, priority }).then((l) => {
+      m.claim({ duts: ['bbb'], holder, ttlMs: 60_000, waitMs: 10_000, priority }).then((l) => {
         order.push(holder);
         m.release(l.id, holder);
       });
@@ -69,9 +69,49 @@ describe('lease manager', () => {
     assert.deepEqual(order, ['high', 'low-1', 'low-2']);
   });
 
+  it('gives a claim for several DUTs whichever frees first, and never a gated one', async () => {
+    const m = open();
+    const closed = new Set(['c']);
+    m.setGate((dut) => (closed.has(dut) ? `${dut} is in maintenance` : undefined));
+    const gated = await errorOf(m.claim({ duts: ['c'], holder: 'x', ttlMs: 60_000 }));
+    assert.match(gated.message, /c is in maintenance/);
+    const a = await m.claim({ duts: ['a', 'b', 'c'], holder: 'one', ttlMs: 60_000 });
+    const b = await m.claim({ duts: ['a', 'b', 'c'], holder: 'two', ttlMs: 60_000 });
+    assert.deepEqual([a.dut, b.dut], ['a', 'b'], 'the gated DUT is skipped');
+    const waiting = m.claim({ duts: ['a', 'b', 'c'], holder: 'three', ttlMs: 60_000, waitMs: 10_000 });
+    assert.equal(m.queue('b', 'three').position, 1);
+    m.release(b.id, 'two');
+    assert.equal((await waiting).dut, 'b', 'the waiter takes the DUT that freed first, not its first choice');
+    const forC = m.claim({ duts: ['c'], holder: 'four', ttlMs: 60_000, waitMs: 10_000 });
+    closed.delete('c');
+    m.retry('c');
+    assert.equal((await forC).dut, 'c', 'a DUT back from maintenance serves its waiting claim');
+  });
+
+  it('tells watchers of every grant, renewal, end and waiting line', async () => {
+    const m = open();
+    const seen: string[] = [];
+    m.on('change', (c: import('../src/leases/lease-manager.js').LeaseChange) =>
+      seen.push(c.kind === 'waiting' ? `waiting:${c.dut}:${c.waiting}` : `${c.kind}:${c.lease.holder}`),
+    );
+    const first = await m.claim({ duts: ['a'], holder: 'one', ttlMs: 60_000 });
+    m.renew(first.id, 'one');
+    const next = m.claim({ duts: ['a'], holder: 'two', ttlMs: 60_000, waitMs: 10_000 });
+    m.release(first.id, 'one');
+    await next;
+    assert.deepEqual(seen, [
+      'granted:one',
+      'renewed:one',
+      'waiting:a:1',
+      'ended:one',
+      'waiting:a:0',
+      'granted:two',
+    ]);
+  });
+
   it('expires a lease that is not renewed, and says why its id no longer works', async () => {
     const m = open();
-    const lease = await m.claim({ dut: 'imx', holder: 'ci', ttlMs: 1000 });
+    const lease = await m.claim({ duts: ['imx'], holder: 'ci', ttlMs: 1000 });
     const [ended, reason] = (await once(m, 'ended')) as [Lease, string];
     assert.equal(ended.id, lease.id);
     assert.equal(reason, 'expired');
@@ -84,9 +124,9 @@ describe('lease manager', () => {
 
   it('keeps leases and never reuses a token across a restart', async () => {
     const m1 = open();
-    const a = await m1.claim({ dut: 'rpi', holder: 'ci', ttlMs: 60_000 });
+    const a = await m1.claim({ duts: ['rpi'], holder: 'ci', ttlMs: 60_000 });
     m1.release(a.id, 'ci');
-    const b = await m1.claim({ dut: 'rpi', holder: 'ci', ttlMs: 60_000 });
+    const b = await m1.claim({ duts: ['rpi'], holder: 'ci', ttlMs: 60_000 });
     m1.close();
     const m2 = open();
     assert.deepEqual(
@@ -94,23 +134,23 @@ describe('lease manager', () => {
       [[b.id, 2, b.expiresAt]],
     );
     m2.release(b.id, 'ci');
-    assert.equal((await m2.claim({ dut: 'rpi', holder: 'ci', ttlMs: 60_000 })).token, 3);
+    assert.equal((await m2.claim({ duts: ['rpi'], holder: 'ci', ttlMs: 60_000 })).token, 3);
   });
 
   it('refuses bad TTLs, someone else’s lease, and a lease for another DUT', async () => {
     const m = open();
     for (const ttlMs of [0, -5, 25 * 3600 * 1000, 1.5]) {
       assert.equal(
-        (await errorOf(m.claim({ dut: 'x', holder: 'ci', ttlMs }))).code,
+        (await errorOf(m.claim({ duts: ['x'], holder: 'ci', ttlMs }))).code,
         'JIGLET_E_INVALID_ARGUMENT',
       );
     }
-    const lease = await m.claim({ dut: 'x', holder: 'alice', ttlMs: 60_000 });
-    await m.claim({ dut: 'y', holder: 'bob', ttlMs: 60_000 });
+    const lease = await m.claim({ duts: ['x'], holder: 'alice', ttlMs: 60_000 });
+    await m.claim({ duts: ['y'], holder: 'bob', ttlMs: 60_000 });
     assert.throws(() => m.release(lease.id, 'bob'), /belongs to alice/);
     assert.throws(() => m.check('y', lease.id), new RegExp(`lease ${lease.id} is for x, not y`));
     assert.throws(() => m.check('x', undefined), /leased by alice: the call must carry its lease/);
-    const busy = await errorOf(m.claim({ dut: 'x', holder: 'bob', ttlMs: 60_000 }));
+    const busy = await errorOf(m.claim({ duts: ['x'], holder: 'bob', ttlMs: 60_000 }));
     assert.match(busy.message, /x is leased by alice until/);
     const revoked = once(m, 'ended');
     m.release(lease.id, 'admin', { revoke: true });
@@ -119,7 +159,7 @@ describe('lease manager', () => {
 
   it('ends, once started, a lease that expired while the agent was down', async () => {
     const m1 = open();
-    const lease = await m1.claim({ dut: 'rpi', holder: 'ci', ttlMs: 60_000 });
+    const lease = await m1.claim({ duts: ['rpi'], holder: 'ci', ttlMs: 60_000 });
     m1.close();
     const later = new LeaseManager({ stateDir: dir, now: () => Date.now() + 120_000 });
     managers.push(later);

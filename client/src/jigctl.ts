@@ -140,7 +140,7 @@ try {
     )
     .command(
       'jig',
-      'list the DUTs with their labels, power and serial state',
+      'list the DUTs with their health, labels, power and serial state',
       (y) =>
         connectionOptions(y)
           .option('output', { alias: 'o', choices: ['table', 'json'] as const, default: 'table' as const })
@@ -163,6 +163,36 @@ try {
         const { powerCommand } = await import('./cli/jig-commands.js');
         exitCode = await powerCommand(argv);
       },
+    )
+    .command('dut', "a DUT's health (admin): take it out of service, put it back, check it", (y) =>
+      y
+        .command(
+          'state <dut> <state>',
+          'set a DUT good (back in service), bad or maintenance (no new claims; a lease held now goes on)',
+          (c) =>
+            connectionOptions(c)
+              .positional('dut', { type: 'string', demandOption: true })
+              .positional('state', { choices: ['good', 'bad', 'maintenance'] as const, demandOption: true })
+              .option('reason', { type: 'string', describe: 'why, for whoever finds it out of service' })
+              .option('output', { alias: 'o', choices: ['text', 'json'] as const, default: 'text' as const }),
+          async (argv) => {
+            const { dutStateCommand } = await import('./cli/dut-commands.js');
+            exitCode = await dutStateCommand(argv);
+          },
+        )
+        .command(
+          'check <dut>',
+          "run the DUT's health check now and wait for it (exit 0 passed, 1 failed); its result sets the health",
+          (c) =>
+            connectionOptions(c)
+              .positional('dut', { type: 'string', demandOption: true })
+              .option('output', { alias: 'o', choices: ['text', 'json'] as const, default: 'text' as const }),
+          async (argv) => {
+            const { dutCheckCommand } = await import('./cli/dut-commands.js');
+            exitCode = await dutCheckCommand(argv);
+          },
+        )
+        .demandCommand(1, 'name a dut command: state or check'),
     )
     .command('serial', "read a DUT's serial log", (y) =>
       y
@@ -221,13 +251,16 @@ try {
     )
     .command(
       'leases',
-      'list the leases held now',
+      'list the leases held now (--watch: then every change, until Ctrl-C)',
       (y) =>
-        connectionOptions(y).option('output', {
-          alias: 'o',
-          choices: ['text', 'json'] as const,
-          default: 'text' as const,
-        }),
+        connectionOptions(y)
+          .option('output', {
+            alias: 'o',
+            choices: ['text', 'json'] as const,
+            default: 'text' as const,
+          })
+          .option('watch', { alias: 'w', type: 'boolean', describe: 'keep printing lease events' })
+          .option('dut', { type: 'string', describe: 'only this DUT (with --watch)' }),
       async (argv) => {
         const { leasesCommand } = await import('./cli/lease-commands.js');
         exitCode = await leasesCommand(argv);

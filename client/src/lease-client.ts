@@ -16,11 +16,36 @@ import {
   LeaseServiceClient,
   type ListLeasesResponse,
   type RenewResponse,
+  type WatchLeasesResponse,
+  WatchLeasesResponse_Kind,
 } from '../../protocol/gen/jiglet/v1/leases.js';
-import { JigletError } from '../../protocol/src/errors.js';
+import { invalidArgument, JigletError } from '../../protocol/src/errors.js';
+import { fromGrpcError } from '../../protocol/src/status.js';
 import { callOptions, UNARY_DEADLINE_MS, unaryCall } from './unary-call.js';
 
 export type { Lease } from '../../protocol/gen/jiglet/v1/leases.js';
+
+/** One lease event as `watch` yields it. */
+export interface LeaseEvent {
+  kind: 'held' | 'granted' | 'renewed' | 'released' | 'expired' | 'revoked' | 'waiting';
+  dut: string;
+  lease?: Lease;
+  /** Claims waiting for `dut` ('waiting' events). */
+  waiting: number;
+  at: Date;
+}
+
+const EVENT_KIND: Record<WatchLeasesResponse_Kind, LeaseEvent['kind'] | undefined> = {
+  [WatchLeasesResponse_Kind.KIND_UNSPECIFIED]: undefined,
+  [WatchLeasesResponse_Kind.KIND_HELD]: 'held',
+  [WatchLeasesResponse_Kind.KIND_GRANTED]: 'granted',
+  [WatchLeasesResponse_Kind.KIND_RENEWED]: 'renewed',
+  [WatchLeasesResponse_Kind.KIND_RELEASED]: 'released',
+  [WatchLeasesResponse_Kind.KIND_EXPIRED]: 'expired',
+  [WatchLeasesResponse_Kind.KIND_REVOKED]: 'revoked',
+  [WatchLeasesResponse_Kind.KIND_WAITING]: 'waiting',
+  [WatchLeasesResponse_Kind.UNRECOGNIZED]: undefined,
+};
 
 /** Metadata key the agent reads the lease from. */
 export const LEASE_METADATA_KEY = 'jiglet-lease';
@@ -57,6 +82,14 @@ export class LeaseClient {
 
   /** Claims a DUT by name or labels; with `waitMs`, queues until one is free. */
   async claim(opts: ClaimOptions): Promise<Lease> {
+    // The wire fields are unsigned: a negative number would be garbled, not refused, on the way.
+    for (const [name, value] of [
+      ['TTL', opts.ttlMs],
+      ['wait', opts.waitMs],
+    ] as const) {
+      if (value !== undefined && (!Number.isInteger(value) || value < 0 || value > 0xffffffff))
+        throw invalidArgument(`a lease ${name} is a whole number of milliseconds ≥ 0; got ${value}`);
+    }
     const res = await unaryCall<ClaimResponse>((cb) =>
       this.#stub.claim(
         {
@@ -90,6 +123,32 @@ export class LeaseClient {
       this.#stub.listLeases({}, new Metadata(), callOptions(), cb),
     );
     return res.leases;
+  }
+
+  /**
+   * The leases held now (kind 'held'), then every change, until `signal` aborts or the loop is
+   * left (which cancels the stream on the agent). Kinds this client does not know are skipped.
+   */
+  async *watch(
+    opts: { dut?: string; signal?: AbortSignal } = {},
+  ): AsyncGenerator<LeaseEvent, void, undefined> {
+    const call = this.#stub.watchLeases({ dut: opts.dut ?? '' });
+    const onAbort = (): void => call.cancel();
+    opts.signal?.addEventListener('abort', onAbort, { once: true });
+    if (opts.signal?.aborted) call.cancel();
+    try {
+      for await (const msg of call as AsyncIterable<WatchLeasesResponse>) {
+        const kind = EVENT_KIND[msg.kind];
+        if (kind)
+          yield { kind, dut: msg.dut, lease: msg.lease, waiting: msg.waiting, at: msg.at ?? new Date() };
+      }
+    } catch (err) {
+      if (opts.signal?.aborted) return;
+      throw fromGrpcError(err as Error);
+    } finally {
+      opts.signal?.removeEventListener('abort', onAbort);
+      call.cancel();
+    }
   }
 }
 

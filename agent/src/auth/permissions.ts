@@ -24,6 +24,7 @@ export type Permission =
   | 'leases.read'
   | 'leases.claim'
   | 'leases.revoke'
+  | 'duts.admin'
   | 'agent.health'
   | 'agent.reflect';
 
@@ -53,6 +54,7 @@ const ADMIN: readonly Permission[] = [
   'console.takeover',
   'images.remove',
   'leases.revoke',
+  'duts.admin',
 ];
 
 /** Role → permissions. */
@@ -77,10 +79,14 @@ export const METHOD_PERMISSIONS: Readonly<Record<string, Permission>> = {
   '/jiglet.v1.JigService/Console': 'console.write',
   '/jiglet.v1.JigService/Expect': 'jig.read',
   '/jiglet.v1.JigService/Flash': 'flash',
+  // Health decides who may lease a DUT at all, and a check takes the DUT from the queue.
+  '/jiglet.v1.JigService/SetDutState': 'duts.admin',
+  '/jiglet.v1.JigService/CheckDutHealth': 'duts.admin',
   '/jiglet.v1.LeaseService/Claim': 'leases.claim',
   '/jiglet.v1.LeaseService/Renew': 'leases.claim',
   '/jiglet.v1.LeaseService/Release': 'leases.claim',
   '/jiglet.v1.LeaseService/ListLeases': 'leases.read',
+  '/jiglet.v1.LeaseService/WatchLeases': 'leases.read',
   '/jiglet.v1.ImageService/StatImage': 'images.read',
   '/jiglet.v1.ImageService/ListImages': 'images.read',
   '/jiglet.v1.ImageService/UploadImage': 'images.upload',

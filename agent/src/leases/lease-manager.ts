@@ -34,8 +34,18 @@ export interface Lease {
 /** Why a lease ended. */
 export type LeaseEnd = 'released' | 'expired' | 'revoked';
 
+/** What `watch` followers hear (the 'change' event). */
+export type LeaseChange =
+  | { kind: 'granted' | 'renewed'; lease: Lease }
+  | { kind: 'ended'; lease: Lease; reason: LeaseEnd }
+  | { kind: 'waiting'; dut: string; waiting: number };
+
+/** Says why a DUT may not be leased now (e.g. it is quarantined), or undefined when it may. */
+export type ClaimGate = (dut: string) => string | undefined;
+
 interface Waiter {
-  dut: string;
+  /** Any of these will do (a claim by labels); the first to be free and claimable is granted. */
+  duts: readonly string[];
   holder: string;
   ttlMs: number;
   priority: number;
@@ -50,7 +60,10 @@ interface Persisted {
   leases: Lease[];
 }
 
-/** Emits 'ended' (lease, reason) when a lease ends, so its jobs can be stopped and the DUT made safe. */
+/**
+ * Emits 'ended' (lease, reason) when a lease ends, so its jobs can be stopped and the DUT made
+ * safe, and 'change' (LeaseChange) for every grant, renewal, end and change in a waiting line.
+ */
 export class LeaseManager extends EventEmitter {
   readonly #file: string;
   readonly #maxLifetimeMs: number;
@@ -63,6 +76,7 @@ export class LeaseManager extends EventEmitter {
   readonly #ended = new Map<string, LeaseEnd>();
   #seq = 0;
   #closed = false;
+  #gate: ClaimGate = () => undefined;
 
   constructor(opts: { stateDir: string; maxLifetimeMs?: number; now?: () => number }) {
     super();
@@ -83,6 +97,19 @@ export class LeaseManager extends EventEmitter {
     for (const lease of this.#leases.values()) this.#arm(lease);
   }
 
+  /**
+   * Who decides whether a DUT may be leased at all (its health). Set once by the jig runtime;
+   * call `retry` when the answer changes so waiting claims are served.
+   */
+  setGate(gate: ClaimGate): void {
+    this.#gate = gate;
+  }
+
+  /** Serves waiting claims for `dut` again, e.g. after it came back from quarantine. */
+  retry(dut: string): void {
+    this.#serve(dut);
+  }
+
   /** Leases held now. */
   list(): Lease[] {
     return [...this.#leases.values()].sort((a, b) => a.dut.localeCompare(b.dut));
@@ -90,7 +117,7 @@ export class LeaseManager extends EventEmitter {
 
   /** How many claims wait for `dut`, and where `holder`'s first one stands (1-based, 0 = none). */
   queue(dut: string, holder?: string): { waiting: number; position: number } {
-    const waiting = this.#ordered().filter((w) => w.dut === dut);
+    const waiting = this.#ordered().filter((w) => w.duts.includes(dut));
     return {
       waiting: waiting.length,
       position: holder ? waiting.findIndex((w) => w.holder === holder) + 1 : 0,
@@ -98,11 +125,13 @@ export class LeaseManager extends EventEmitter {
   }
 
   /**
-   * Claims `dut`. Without `waitMs` a held DUT is FAILED_PRECONDITION naming the holder; with it
-   * the claim waits its turn (priority, then arrival) and fails with DEADLINE_EXCEEDED.
+   * Claims one of `duts` (one name, or every DUT matching a label selector): the first that is
+   * free, claimable and has nobody waiting for it. Without `waitMs` a DUT that cannot be had is
+   * FAILED_PRECONDITION saying why; with it the claim waits its turn (priority, then arrival) for
+   * whichever of them frees first, and fails with DEADLINE_EXCEEDED.
    */
   claim(opts: {
-    dut: string;
+    duts: readonly string[];
     holder: string;
     ttlMs: number;
     waitMs?: number;
@@ -115,20 +144,13 @@ export class LeaseManager extends EventEmitter {
     } catch (err) {
       return Promise.reject(err);
     }
-    const held = this.#leases.get(opts.dut);
-    if (!held && !this.#ordered().some((w) => w.dut === opts.dut))
-      return Promise.resolve(this.#grant(opts.dut, opts.holder, opts.ttlMs));
-    if (!opts.waitMs) {
-      return Promise.reject(
-        failedPrecondition(
-          `${opts.dut} is leased by ${held?.holder ?? 'a waiting claim'}${held ? ` until ${new Date(held.expiresAt).toISOString()}` : ''}; claim with a wait to queue for it`,
-        ),
-      );
-    }
+    const free = opts.duts.find((dut) => this.#freeFor(dut));
+    if (free !== undefined) return Promise.resolve(this.#grant(free, opts.holder, opts.ttlMs));
+    if (!opts.waitMs) return Promise.reject(failedPrecondition(this.#whyNot(opts.duts)));
     const waitMs = opts.waitMs;
     return new Promise<Lease>((resolve, reject) => {
       const waiter: Waiter = {
-        dut: opts.dut,
+        duts: [...opts.duts],
         holder: opts.holder,
         ttlMs: opts.ttlMs,
         priority: opts.priority ?? 0,
@@ -138,11 +160,15 @@ export class LeaseManager extends EventEmitter {
         timer: setTimeout(() => {
           this.#drop(waiter);
           reject(
-            new JigletError('JIGLET_E_DEADLINE_EXCEEDED', `${opts.dut} was not free within ${waitMs} ms`),
+            new JigletError(
+              'JIGLET_E_DEADLINE_EXCEEDED',
+              `${opts.duts.join(' or ')} ${opts.duts.length > 1 ? 'were' : 'was'} not free within ${waitMs} ms`,
+            ),
           );
         }, waitMs),
       };
       this.#waiters.push(waiter);
+      this.#announceWaiting(waiter.duts);
     });
   }
 
@@ -154,6 +180,7 @@ export class LeaseManager extends EventEmitter {
     lease.expiresAt = Math.min(this.#now() + lease.ttlMs, lease.maxExpiresAt);
     this.#save();
     this.#arm(lease);
+    this.emit('change', { kind: 'renewed', lease } satisfies LeaseChange);
     return lease;
   }
 
@@ -200,6 +227,31 @@ export class LeaseManager extends EventEmitter {
     }
   }
 
+  /** Free, claimable, and nobody queued ahead. */
+  #freeFor(dut: string): boolean {
+    return (
+      !this.#leases.has(dut) &&
+      this.#gate(dut) === undefined &&
+      !this.#waiters.some((w) => w.duts.includes(dut))
+    );
+  }
+
+  /** Why none of `duts` can be had right now, for a claim that will not wait. */
+  #whyNot(duts: readonly string[]): string {
+    const reasons = duts.map((dut) => {
+      const held = this.#leases.get(dut);
+      if (held) return `${dut} is leased by ${held.holder} until ${new Date(held.expiresAt).toISOString()}`;
+      return this.#gate(dut) ?? `${dut} has claims waiting for it`;
+    });
+    return `${reasons.join('; ')}; claim with a wait to queue for ${duts.length > 1 ? 'one' : 'it'}`;
+  }
+
+  #announceWaiting(duts: readonly string[]): void {
+    for (const dut of duts) {
+      this.emit('change', { kind: 'waiting', dut, waiting: this.queue(dut).waiting } satisfies LeaseChange);
+    }
+  }
+
   #current(leaseId: string): Lease {
     const lease = [...this.#leases.values()].find((l) => l.id === leaseId);
     if (!lease) throw notFound(`no lease ${leaseId.slice(0, 64)} (expired, released, or never granted)`);
@@ -224,6 +276,7 @@ export class LeaseManager extends EventEmitter {
     // Saved before anyone sees the token: a restart must never hand it out again.
     this.#save();
     this.#arm(lease);
+    this.emit('change', { kind: 'granted', lease } satisfies LeaseChange);
     return lease;
   }
 
@@ -243,13 +296,14 @@ export class LeaseManager extends EventEmitter {
     if (this.#ended.size > ENDED_KEPT) this.#ended.delete(this.#ended.keys().next().value!);
     this.#save();
     this.emit('ended', lease, reason);
+    this.emit('change', { kind: 'ended', lease, reason } satisfies LeaseChange);
     this.#serve(lease.dut);
   }
 
   /** Hands a freed DUT to the first waiter in line for it. */
   #serve(dut: string): void {
-    if (this.#leases.has(dut)) return;
-    const next = this.#ordered().find((w) => w.dut === dut);
+    if (this.#closed || this.#leases.has(dut) || this.#gate(dut) !== undefined) return;
+    const next = this.#ordered().find((w) => w.duts.includes(dut));
     if (!next) return;
     this.#drop(next);
     next.resolve(this.#grant(dut, next.holder, next.ttlMs));
@@ -258,7 +312,9 @@ export class LeaseManager extends EventEmitter {
   #drop(waiter: Waiter): void {
     clearTimeout(waiter.timer);
     const index = this.#waiters.indexOf(waiter);
-    if (index >= 0) this.#waiters.splice(index, 1);
+    if (index < 0) return;
+    this.#waiters.splice(index, 1);
+    this.#announceWaiting(waiter.duts);
   }
 
   #ordered(): Waiter[] {

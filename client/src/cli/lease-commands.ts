@@ -94,10 +94,43 @@ export async function releaseCommand(flags: ConnectionFlags, leaseId: string): P
   }
 }
 
-/** `jigctl leases`. */
-export async function leasesCommand(flags: ConnectionFlags & { output?: string }): Promise<number> {
+/** `jigctl leases --watch`: one line (or JSON object) per lease event until interrupted. */
+async function watchLeases(
+  client: ReturnType<typeof connect>,
+  flags: { output?: string; dut?: string },
+): Promise<number> {
+  const stop = new AbortController();
+  const onInt = (): void => stop.abort();
+  process.once('SIGINT', onInt);
+  process.once('SIGTERM', onInt);
+  try {
+    for await (const event of client.leases.watch({ dut: flags.dut, signal: stop.signal })) {
+      if (flags.output === 'json') {
+        process.stdout.write(
+          `${JSON.stringify({ ...event, at: event.at.toISOString(), lease: event.lease && leaseJson(event.lease) })}\n`,
+        );
+        continue;
+      }
+      const what =
+        event.kind === 'waiting'
+          ? `${event.waiting} waiting`
+          : `${event.lease?.holder} lease ${event.lease?.id} token ${event.lease?.fencingToken}`;
+      process.stdout.write(`${event.at.toISOString()} ${event.kind.padEnd(8)} ${event.dut} ${what}\n`);
+    }
+    return 0;
+  } finally {
+    process.off('SIGINT', onInt);
+    process.off('SIGTERM', onInt);
+  }
+}
+
+/** `jigctl leases [--watch]`. */
+export async function leasesCommand(
+  flags: ConnectionFlags & { output?: string; watch?: boolean; dut?: string },
+): Promise<number> {
   const client = connect(flags);
   try {
+    if (flags.watch) return await watchLeases(client, flags);
     const leases = await client.leases.list();
     if (flags.output === 'json') {
       process.stdout.write(`${JSON.stringify(leases.map(leaseJson), null, 2)}\n`);

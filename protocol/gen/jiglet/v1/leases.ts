@@ -11,7 +11,9 @@ import {
   type ChannelCredentials,
   Client,
   type ClientOptions,
+  type ClientReadableStream,
   type ClientUnaryCall,
+  type handleServerStreamingCall,
   type handleUnaryCall,
   makeGenericClientConstructor,
   type Metadata,
@@ -75,6 +77,92 @@ export interface ListLeasesRequest {
 
 export interface ListLeasesResponse {
   leases: Lease[];
+}
+
+export interface WatchLeasesRequest {
+  /** Only events for this DUT; empty = all. */
+  dut: string;
+}
+
+export interface WatchLeasesResponse {
+  kind: WatchLeasesResponse_Kind;
+  /** Set for every kind but WAITING. */
+  lease?: Lease | undefined;
+  dut: string;
+  /** Claims waiting for `dut` (WAITING only). */
+  waiting: number;
+  at?: Date | undefined;
+}
+
+export enum WatchLeasesResponse_Kind {
+  KIND_UNSPECIFIED = 0,
+  /** KIND_HELD - A lease held when the watch began. */
+  KIND_HELD = 1,
+  KIND_GRANTED = 2,
+  KIND_RENEWED = 3,
+  KIND_RELEASED = 4,
+  KIND_EXPIRED = 5,
+  KIND_REVOKED = 6,
+  /** KIND_WAITING - The number of claims waiting for `dut` changed. */
+  KIND_WAITING = 7,
+  UNRECOGNIZED = -1,
+}
+
+export function watchLeasesResponse_KindFromJSON(object: any): WatchLeasesResponse_Kind {
+  switch (object) {
+    case 0:
+    case "KIND_UNSPECIFIED":
+      return WatchLeasesResponse_Kind.KIND_UNSPECIFIED;
+    case 1:
+    case "KIND_HELD":
+      return WatchLeasesResponse_Kind.KIND_HELD;
+    case 2:
+    case "KIND_GRANTED":
+      return WatchLeasesResponse_Kind.KIND_GRANTED;
+    case 3:
+    case "KIND_RENEWED":
+      return WatchLeasesResponse_Kind.KIND_RENEWED;
+    case 4:
+    case "KIND_RELEASED":
+      return WatchLeasesResponse_Kind.KIND_RELEASED;
+    case 5:
+    case "KIND_EXPIRED":
+      return WatchLeasesResponse_Kind.KIND_EXPIRED;
+    case 6:
+    case "KIND_REVOKED":
+      return WatchLeasesResponse_Kind.KIND_REVOKED;
+    case 7:
+    case "KIND_WAITING":
+      return WatchLeasesResponse_Kind.KIND_WAITING;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return WatchLeasesResponse_Kind.UNRECOGNIZED;
+  }
+}
+
+export function watchLeasesResponse_KindToJSON(object: WatchLeasesResponse_Kind): string {
+  switch (object) {
+    case WatchLeasesResponse_Kind.KIND_UNSPECIFIED:
+      return "KIND_UNSPECIFIED";
+    case WatchLeasesResponse_Kind.KIND_HELD:
+      return "KIND_HELD";
+    case WatchLeasesResponse_Kind.KIND_GRANTED:
+      return "KIND_GRANTED";
+    case WatchLeasesResponse_Kind.KIND_RENEWED:
+      return "KIND_RENEWED";
+    case WatchLeasesResponse_Kind.KIND_RELEASED:
+      return "KIND_RELEASED";
+    case WatchLeasesResponse_Kind.KIND_EXPIRED:
+      return "KIND_EXPIRED";
+    case WatchLeasesResponse_Kind.KIND_REVOKED:
+      return "KIND_REVOKED";
+    case WatchLeasesResponse_Kind.KIND_WAITING:
+      return "KIND_WAITING";
+    case WatchLeasesResponse_Kind.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
 }
 
 function createBaseLease(): Lease {
@@ -966,6 +1054,206 @@ export const ListLeasesResponse: MessageFns<ListLeasesResponse> = {
   },
 };
 
+function createBaseWatchLeasesRequest(): WatchLeasesRequest {
+  return { dut: "" };
+}
+
+export const WatchLeasesRequest: MessageFns<WatchLeasesRequest> = {
+  encode(message: WatchLeasesRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.dut !== "") {
+      writer.uint32(10).string(message.dut);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): WatchLeasesRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseWatchLeasesRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.dut = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): WatchLeasesRequest {
+    return { dut: isSet(object.dut) ? globalThis.String(object.dut) : "" };
+  },
+
+  toJSON(message: WatchLeasesRequest): unknown {
+    const obj: any = {};
+    if (message.dut !== "") {
+      obj.dut = message.dut;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<WatchLeasesRequest>): WatchLeasesRequest {
+    return WatchLeasesRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<WatchLeasesRequest>): WatchLeasesRequest {
+    const message = createBaseWatchLeasesRequest();
+    message.dut = object.dut ?? "";
+    return message;
+  },
+};
+
+function createBaseWatchLeasesResponse(): WatchLeasesResponse {
+  return { kind: 0, lease: undefined, dut: "", waiting: 0, at: undefined };
+}
+
+export const WatchLeasesResponse: MessageFns<WatchLeasesResponse> = {
+  encode(message: WatchLeasesResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.kind !== 0) {
+      writer.uint32(8).int32(message.kind);
+    }
+    if (message.lease !== undefined) {
+      Lease.encode(message.lease, writer.uint32(18).fork()).join();
+    }
+    if (message.dut !== "") {
+      writer.uint32(26).string(message.dut);
+    }
+    if (message.waiting !== 0) {
+      writer.uint32(32).uint32(message.waiting);
+    }
+    if (message.at !== undefined) {
+      Timestamp.encode(toTimestamp(message.at), writer.uint32(42).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): WatchLeasesResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseWatchLeasesResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.kind = reader.int32() as any;
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.lease = Lease.decode(reader, reader.uint32());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.dut = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.waiting = reader.uint32();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.at = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): WatchLeasesResponse {
+    return {
+      kind: isSet(object.kind) ? watchLeasesResponse_KindFromJSON(object.kind) : 0,
+      lease: isSet(object.lease) ? Lease.fromJSON(object.lease) : undefined,
+      dut: isSet(object.dut) ? globalThis.String(object.dut) : "",
+      waiting: isSet(object.waiting) ? globalThis.Number(object.waiting) : 0,
+      at: isSet(object.at) ? fromJsonTimestamp(object.at) : undefined,
+    };
+  },
+
+  toJSON(message: WatchLeasesResponse): unknown {
+    const obj: any = {};
+    if (message.kind !== 0) {
+      obj.kind = watchLeasesResponse_KindToJSON(message.kind);
+    }
+    if (message.lease !== undefined) {
+      obj.lease = Lease.toJSON(message.lease);
+    }
+    if (message.dut !== "") {
+      obj.dut = message.dut;
+    }
+    if (message.waiting !== 0) {
+      obj.waiting = Math.round(message.waiting);
+    }
+    if (message.at !== undefined) {
+      obj.at = message.at.toISOString();
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<WatchLeasesResponse>): WatchLeasesResponse {
+    return WatchLeasesResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<WatchLeasesResponse>): WatchLeasesResponse {
+    const message = createBaseWatchLeasesResponse();
+    message.kind = object.kind ?? 0;
+    message.lease = (object.lease !== undefined && object.lease !== null) ? Lease.fromPartial(object.lease) : undefined;
+    message.dut = object.dut ?? "";
+    message.waiting = object.waiting ?? 0;
+    message.at = object.at ?? undefined;
+    return message;
+  },
+};
+
 /**
  * LeaseService hands out exclusive DUT leases. A mutating call on a leased DUT (power switching,
  * a console, a job with that DUT, a flash) must carry the current lease id in the
@@ -1016,6 +1304,19 @@ export const LeaseServiceService = {
     responseSerialize: (value: ListLeasesResponse): Buffer => Buffer.from(ListLeasesResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ListLeasesResponse => ListLeasesResponse.decode(value),
   },
+  /**
+   * WatchLeases sends every lease held now (kind HELD), then each change as it happens, until
+   * the caller cancels.
+   */
+  watchLeases: {
+    path: "/jiglet.v1.LeaseService/WatchLeases" as const,
+    requestStream: false as const,
+    responseStream: true as const,
+    requestSerialize: (value: WatchLeasesRequest): Buffer => Buffer.from(WatchLeasesRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): WatchLeasesRequest => WatchLeasesRequest.decode(value),
+    responseSerialize: (value: WatchLeasesResponse): Buffer => Buffer.from(WatchLeasesResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): WatchLeasesResponse => WatchLeasesResponse.decode(value),
+  },
 } as const;
 
 export interface LeaseServiceServer extends UntypedServiceImplementation {
@@ -1030,6 +1331,11 @@ export interface LeaseServiceServer extends UntypedServiceImplementation {
   release: handleUnaryCall<ReleaseRequest, ReleaseResponse>;
   /** ListLeases lists the leases held now. */
   listLeases: handleUnaryCall<ListLeasesRequest, ListLeasesResponse>;
+  /**
+   * WatchLeases sends every lease held now (kind HELD), then each change as it happens, until
+   * the caller cancels.
+   */
+  watchLeases: handleServerStreamingCall<WatchLeasesRequest, WatchLeasesResponse>;
 }
 
 export interface LeaseServiceClient extends Client {
@@ -1100,6 +1406,16 @@ export interface LeaseServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ListLeasesResponse) => void,
   ): ClientUnaryCall;
+  /**
+   * WatchLeases sends every lease held now (kind HELD), then each change as it happens, until
+   * the caller cancels.
+   */
+  watchLeases(request: WatchLeasesRequest, options?: Partial<CallOptions>): ClientReadableStream<WatchLeasesResponse>;
+  watchLeases(
+    request: WatchLeasesRequest,
+    metadata?: Metadata,
+    options?: Partial<CallOptions>,
+  ): ClientReadableStream<WatchLeasesResponse>;
 }
 
 export const LeaseServiceClient = makeGenericClientConstructor(
