@@ -47,6 +47,38 @@ async function serve(flags: {
   process.on('SIGINT', onSignal);
 }
 
+async function queueWorker(flags: {
+  db: string;
+  server?: string;
+  ca?: string;
+  cert?: string;
+  key?: string;
+  name?: string;
+  heartbeatMs?: number;
+  expiryMs?: number;
+  leaseTtlMs?: number;
+}): Promise<void> {
+  // The worker is a gRPC client of an agent, so it lives in client/; this is only its launcher
+  // (the one place agent/ reaches into client/, see DESIGN.md).
+  const { runQueueWorker } = await import('../../client/src/queue/run-queue-worker.js');
+  const log = pino({ base: { pid: process.pid } }, pino.destination(2));
+  const { worker, stop } = await runQueueWorker(flags, (line) => log.warn(line));
+  process.stdout.write(`jiglet queue-worker ${worker.name} claiming from the queue\n`);
+  const onSignal = (): void => {
+    process.off('SIGTERM', onSignal);
+    process.off('SIGINT', onSignal);
+    stop().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        log.error({ err }, 'queue worker shutdown failed');
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+}
+
 await yargs(hideBin(process.argv))
   .scriptName('jiglet')
   .strict()
@@ -65,7 +97,33 @@ await yargs(hideBin(process.argv))
         .option('log-level', { type: 'string', choices: ['trace', 'debug', 'info', 'warn', 'error'] }),
     (argv) => serve(argv),
   )
-  .demandCommand(1, 'name a command: jiglet serve')
+  .command(
+    'queue-worker',
+    "claim fleet-queue jobs for this agent's DUTs and run them through it",
+    (y) =>
+      y
+        .option('db', {
+          type: 'string',
+          demandOption: true,
+          describe: 'queue database: postgres://… or pglite:DIR (embedded, served to jigctl on DIR)',
+        })
+        .option('server', { type: 'string', describe: 'the agent, HOST:PORT (env JIGLET_ADDR)' })
+        .option('ca', { type: 'string', describe: 'CA certificate (env JIGLET_CA)' })
+        .option('cert', { type: 'string', describe: "the worker's client certificate (env JIGLET_CERT)" })
+        .option('key', { type: 'string', describe: "the worker's key (env JIGLET_KEY)" })
+        .option('name', { type: 'string', describe: "this worker's name in the queue (default host:pid)" })
+        .option('heartbeat-ms', { type: 'number', describe: 'heartbeat period (default 2000)' })
+        .option('expiry-ms', {
+          type: 'number',
+          describe: 'requeue after this long without a heartbeat (default 30000)',
+        })
+        .option('lease-ttl-ms', {
+          type: 'number',
+          describe: 'TTL of the DUT leases it holds (default 15000)',
+        }),
+    (argv) => queueWorker(argv),
+  )
+  .demandCommand(1, 'name a command: jiglet serve | jiglet queue-worker')
   .fail((msg, err) => {
     if (err instanceof JigletError) {
       process.stderr.write(`jiglet: ${err.message}\n`);

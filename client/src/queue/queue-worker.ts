@@ -1,0 +1,408 @@
+/**
+ * A fleet-queue worker beside one agent. It claims a queued job only for a DUT of its agent that
+ * is idle and healthy right now, then leases that DUT (the agent's fencing is what keeps two runs
+ * off one DUT), runs the job's steps through the agent — flash, power cycle, the command as an
+ * agent job with the DUT and lease in its environment — and records the outcome and the logs.
+ *
+ * Exactly once: the claim is one `FOR UPDATE SKIP LOCKED` statement, and every later write is
+ * fenced by (worker, attempt), so a worker that lost its claim cannot overwrite what another
+ * attempt did. A worker that cannot heartbeat to the queue stops its job before the queue's
+ * expiry can hand it to someone else; one that dies leaves a lease that expires on the agent
+ * (the agent then stops the job) before the queue requeues it, since the lease TTL is shorter
+ * than the heartbeat expiry.
+ */
+import { hostname } from 'node:os';
+import { DutHealth } from '../../../protocol/gen/jiglet/v1/jig.js';
+import { JigletError } from '../../../protocol/src/errors.js';
+import type { JigletClient } from '../jiglet-client.js';
+import type { Lease } from '../lease-client.js';
+import { isConnectionError } from './queue-db.js';
+import { QueueLogWriter } from './queue-log-writer.js';
+import type { QueueJob, QueueStore } from './queue-store.js';
+
+/** How a worker paces itself; every value is in milliseconds. */
+export interface QueueWorkerTiming {
+  /** How often a running job's heartbeat reaches the queue and its lease is renewed. */
+  heartbeatMs: number;
+  /** A job whose heartbeat is older than this is requeued (by any worker). */
+  expiryMs: number;
+  /** The TTL of the DUT leases the worker holds; shorter than expiryMs (see above). */
+  leaseTtlMs: number;
+  /** How long an idle worker waits before it looks for work again, unless woken sooner. */
+  idleMs: number;
+}
+
+export const DEFAULT_TIMING: QueueWorkerTiming = {
+  heartbeatMs: 2000,
+  expiryMs: 30_000,
+  leaseTtlMs: 15_000,
+  idleMs: 1000,
+};
+
+/** Longest pause between attempts while the database or the agent cannot be reached. */
+const MAX_BACKOFF_MS = 10_000;
+
+export interface QueueWorkerOptions {
+  store: QueueStore;
+  /** Opens an agent connection. Each running job gets its own: a client carries one lease. */
+  connect: () => JigletClient;
+  /** How the agent is recorded in the queue (its address), so `queue status` says where logs are. */
+  agent: string;
+  /** This worker's name in the queue (default host:pid). */
+  name?: string;
+  timing?: Partial<QueueWorkerTiming>;
+  log?: (line: string) => void;
+}
+
+type Outcome = { state: 'succeeded' | 'failed' | 'cancelled'; exitCode?: number; error?: string };
+
+/** Why a running job was stopped before its command finished. */
+class Interrupted extends Error {
+  constructor(
+    readonly outcome: Outcome,
+    readonly requeue: boolean,
+  ) {
+    super(outcome.error);
+  }
+}
+
+export class QueueWorker {
+  readonly name: string;
+  readonly #store: QueueStore;
+  readonly #connect: () => JigletClient;
+  readonly #agent: string;
+  readonly #timing: QueueWorkerTiming;
+  readonly #log: (line: string) => void;
+  /** Jobs running now, by DUT. */
+  readonly #running = new Map<string, Promise<void>>();
+  readonly #stop = new AbortController();
+  #wake: () => void = () => undefined;
+  #loop: Promise<void> | undefined;
+  #main: JigletClient | undefined;
+
+  constructor(opts: QueueWorkerOptions) {
+    this.name = opts.name ?? `${hostname()}:${process.pid}`;
+    this.#store = opts.store;
+    this.#connect = opts.connect;
+    this.#agent = opts.agent;
+    this.#timing = { ...DEFAULT_TIMING, ...opts.timing };
+    this.#log = opts.log ?? (() => undefined);
+    if (this.#timing.leaseTtlMs >= this.#timing.expiryMs) {
+      throw new JigletError(
+        'JIGLET_E_INVALID_ARGUMENT',
+        `the lease TTL (${this.#timing.leaseTtlMs} ms) must be shorter than the heartbeat expiry (${this.#timing.expiryMs} ms), so a dead worker's job is stopped on the agent before the queue hands it on`,
+      );
+    }
+  }
+
+  /** Starts claiming; resolves once the worker has begun its first look for work. */
+  start(): void {
+    if (this.#loop) return;
+    this.#main = this.#connect();
+    this.#loop = this.#run();
+  }
+
+  /** Wakes an idle worker now (e.g. a job was submitted). */
+  poke(): void {
+    this.#wake();
+  }
+
+  /**
+   * Stops claiming, stops the jobs running now and gives them back to the queue (their attempt
+   * counted), releases their leases, and closes the agent connection.
+   */
+  async stop(): Promise<void> {
+    this.#stop.abort();
+    this.#wake();
+    await this.#loop;
+    await Promise.allSettled(this.#running.values());
+    this.#main?.close();
+  }
+
+  async #run(): Promise<void> {
+    let backoff = this.#timing.idleMs;
+    const unlisten = await this.#store.onSubmit(() => this.#wake()).catch(() => undefined);
+    try {
+      while (!this.#stop.signal.aborted) {
+        try {
+          await this.#lookForWork();
+          backoff = this.#timing.idleMs;
+        } catch (err) {
+          if (!isConnectionError(err) && !isAgentUnavailable(err)) throw err;
+          this.#log(`queue worker ${this.name}: ${messageOf(err)}; trying again in ${backoff} ms`);
+          backoff = Math.min(backoff * 2, MAX_BACKOFF_MS);
+        }
+        await this.#idle(backoff);
+      }
+    } finally {
+      await unlisten?.().catch(() => undefined);
+    }
+  }
+
+  #idle(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const done = (): void => {
+        clearTimeout(timer);
+        this.#wake = () => undefined;
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      this.#wake = done;
+      if (this.#stop.signal.aborted) done();
+    });
+  }
+
+  /** Requeues dead workers' jobs, reports the DUTs, and starts a job on every idle DUT that has one. */
+  async #lookForWork(): Promise<void> {
+    await this.#store.requeueExpired(this.#timing.expiryMs);
+    const client = this.#main!;
+    const [duts, leases] = await Promise.all([client.jig.duts(), client.leases.list()]);
+    const leased = new Set(leases.map((l) => l.dut));
+    await this.#store.reportDuts(
+      this.#agent,
+      this.name,
+      duts.map((d) => ({
+        name: d.name,
+        labels: d.labels,
+        health: healthName(d.health),
+        leased: leased.has(d.name),
+      })),
+    );
+    for (const dut of duts) {
+      if (this.#stop.signal.aborted) return;
+      if (leased.has(dut.name) || this.#running.has(dut.name) || healthName(dut.health) !== 'good') continue;
+      const job = await this.#store.claimNext({
+        worker: this.name,
+        agent: this.#agent,
+        dut: dut.name,
+        dutLabels: dut.labels,
+      });
+      if (!job) continue;
+      const run = this.#leaseAndRun(job, dut.name).finally(() => {
+        this.#running.delete(dut.name);
+        this.#wake();
+      });
+      this.#running.set(dut.name, run);
+    }
+  }
+
+  async #leaseAndRun(job: QueueJob, dut: string): Promise<void> {
+    const client = this.#connect();
+    try {
+      let lease: Lease;
+      try {
+        lease = await client.leases.claim({ dut, ttlMs: this.#timing.leaseTtlMs });
+      } catch (err) {
+        // Someone leased the DUT between our look and our claim: the job goes back untouched.
+        this.#log(`queue worker ${this.name}: job ${job.id} not started on ${dut}: ${messageOf(err)}`);
+        await this.#retrying(() => this.#store.unclaim(job.id, job.attempts, this.name));
+        return;
+      }
+      await this.#runLeased(job, dut, lease, client);
+    } catch (err) {
+      this.#log(`queue worker ${this.name}: job ${job.id}: ${messageOf(err)}`);
+    } finally {
+      client.close();
+    }
+  }
+
+  async #runLeased(job: QueueJob, dut: string, lease: Lease, client: JigletClient): Promise<void> {
+    const attempt = job.attempts;
+    const logs = new QueueLogWriter(this.#store, job.id, attempt);
+    const interrupt = new AbortController();
+    const stopWith = (outcome: Outcome, requeue: boolean): void => {
+      if (!interrupt.signal.aborted) interrupt.abort(new Interrupted(outcome, requeue));
+    };
+    const onStop = (): void =>
+      stopWith(
+        { state: 'failed', error: `worker ${this.name} stopped; the job goes back to the queue` },
+        true,
+      );
+    this.#stop.signal.addEventListener('abort', onStop, { once: true });
+    const heartbeat = this.#heartbeat(job, lease, client, stopWith);
+    let outcome: Outcome;
+    let requeue = false;
+    try {
+      await this.#retrying(() => this.#store.markRunning(job.id, attempt, this.name, { leaseId: lease.id }));
+      client.lease = lease.id;
+      outcome = await this.#steps(job, dut, lease, client, logs, interrupt.signal);
+    } catch (err) {
+      const reason = interrupt.signal.reason;
+      if (reason instanceof Interrupted) {
+        outcome = reason.outcome;
+        requeue = reason.requeue;
+      } else outcome = { state: 'failed', error: messageOf(err) };
+    } finally {
+      heartbeat.stop();
+      this.#stop.signal.removeEventListener('abort', onStop);
+      client.lease = undefined;
+    }
+    logs.note(
+      `job ${outcome.state}${outcome.exitCode !== undefined ? ` (exit ${outcome.exitCode})` : ''}${outcome.error ? `: ${outcome.error}` : ''}`,
+    );
+    await logs.close();
+    // The lease ends before the outcome is written: whoever sees the job finished may claim the DUT.
+    await client.leases.release(lease.id).catch(() => undefined);
+    const recorded = await this.#retrying(() =>
+      requeue
+        ? this.#store.giveBack(job.id, attempt, this.name, outcome.error ?? 'interrupted')
+        : this.#store.finish(job.id, attempt, this.name, outcome),
+    );
+    if (!recorded)
+      this.#log(`queue worker ${this.name}: job ${job.id} attempt ${attempt} was no longer ours`);
+  }
+
+  /** Flash (if an image was given), power cycle, then the command; resolves with the outcome. */
+  async #steps(
+    job: QueueJob,
+    dut: string,
+    lease: Lease,
+    client: JigletClient,
+    logs: QueueLogWriter,
+    signal: AbortSignal,
+  ): Promise<Outcome> {
+    const deadline = Date.now() + job.timeoutMs;
+    const check = (): void => {
+      if (signal.aborted) throw signal.reason;
+    };
+    logs.note(
+      `attempt ${job.attempts} on ${dut} (agent ${this.#agent}, lease ${lease.id}, worker ${this.name})`,
+    );
+    if (job.image) {
+      logs.note(`flashing ${job.image.path}`);
+      const flashed = await client.flash(dut, job.image.path, { signal });
+      if (flashed.imageSha256 !== job.image.sha256) {
+        return {
+          state: 'failed',
+          error: `${job.image.path} changed since it was submitted (sha256 ${flashed.imageSha256}, submitted ${job.image.sha256})`,
+        };
+      }
+      logs.note(`flashed (agent job ${flashed.jobId})`);
+    }
+    check();
+    logs.note('power cycle');
+    await client.jig.power(dut, 'off');
+    check();
+    await client.jig.power(dut, 'on');
+    check();
+    const [command, ...args] = job.command;
+    const remaining = Math.max(1000, deadline - Date.now());
+    const started = await client.start({
+      command: command!,
+      args,
+      dut,
+      env: { JIGLET_DUT: dut, JIGLET_LEASE: lease.id, JIGLET_QUEUE_JOB: job.id },
+      timeoutMs: remaining,
+    });
+    await this.#retrying(() => this.#store.setAgentJob(job.id, job.attempts, this.name, started.id));
+    logs.note(`running ${job.command.join(' ')} as agent job ${started.id}`);
+    const onAbort = (): void => {
+      void client.stop(started.id, 2000).catch(() => undefined);
+    };
+    signal.addEventListener('abort', onAbort, { once: true });
+    try {
+      for await (const event of client.output(started.id, { follow: true })) {
+        if (event.type === 'chunk') logs.write(event.data);
+        else {
+          check();
+          const done = event.job;
+          if (done.stopReason === 'timeout')
+            return { state: 'failed', error: `timed out after ${job.timeoutMs} ms`, exitCode: done.exitCode };
+          if (done.exitCode === 0) return { state: 'succeeded', exitCode: 0 };
+          const why =
+            done.error || (done.signal ? `was killed by ${done.signal}` : `exited ${done.exitCode}`);
+          return { state: 'failed', exitCode: done.exitCode, error: `${job.command[0]} ${why}` };
+        }
+      }
+      check();
+      throw new JigletError(
+        'JIGLET_E_INTERNAL',
+        `the output of agent job ${started.id} ended without its record`,
+      );
+    } finally {
+      signal.removeEventListener('abort', onAbort);
+    }
+  }
+
+  /**
+   * Every heartbeatMs: tells the queue the job is alive (and hears of a cancel), and renews the
+   * lease. A queue that stays unreachable for most of the expiry stops the job, since the queue
+   * will soon hand it to another worker.
+   */
+  #heartbeat(
+    job: QueueJob,
+    lease: Lease,
+    client: JigletClient,
+    stopWith: (outcome: Outcome, requeue: boolean) => void,
+  ): { stop: () => void } {
+    const { heartbeatMs, expiryMs } = this.#timing;
+    let lastBeat = Date.now();
+    let busy = false;
+    const beat = async (): Promise<void> => {
+      try {
+        const answer = await this.#store.heartbeat(job.id, job.attempts, this.name);
+        lastBeat = Date.now();
+        if (!answer.ours)
+          stopWith({ state: 'failed', error: 'the queue gave this attempt to another worker' }, false);
+        else if (answer.cancelRequested)
+          stopWith({ state: 'cancelled', error: 'cancelled on request' }, false);
+      } catch (err) {
+        if (Date.now() - lastBeat > expiryMs - 2 * heartbeatMs) {
+          stopWith(
+            {
+              state: 'failed',
+              error: `the queue was unreachable for ${Date.now() - lastBeat} ms (${messageOf(err)}); stopped before the queue requeues it`,
+            },
+            true,
+          );
+        }
+      }
+      await client.leases.renew(lease.id).catch((err: unknown) => {
+        if (!isAgentUnavailable(err))
+          stopWith({ state: 'failed', error: `lost the lease on ${lease.dut}: ${messageOf(err)}` }, true);
+      });
+    };
+    const timer = setInterval(() => {
+      if (busy) return;
+      busy = true;
+      void beat().finally(() => {
+        busy = false;
+      });
+    }, heartbeatMs);
+    return { stop: () => clearInterval(timer) };
+  }
+
+  /**
+   * Runs a queue write, retrying while the database cannot be reached: an outcome that is lost
+   * would make the job run again. Gives up after the heartbeat expiry, when the queue has
+   * requeued the job anyway.
+   */
+  async #retrying<T>(write: () => Promise<T>): Promise<T> {
+    const giveUpAt = Date.now() + this.#timing.expiryMs;
+    let pause = 100;
+    for (;;) {
+      try {
+        return await write();
+      } catch (err) {
+        if (!isConnectionError(err) || Date.now() > giveUpAt) throw err;
+        await new Promise((resolve) => setTimeout(resolve, pause));
+        pause = Math.min(pause * 2, 2000);
+      }
+    }
+  }
+}
+
+function healthName(health: DutHealth): 'good' | 'bad' | 'maintenance' {
+  if (health === DutHealth.DUT_HEALTH_BAD) return 'bad';
+  if (health === DutHealth.DUT_HEALTH_MAINTENANCE) return 'maintenance';
+  return 'good';
+}
+
+function isAgentUnavailable(err: unknown): boolean {
+  if (!(err instanceof JigletError)) return false;
+  return err.code === 'JIGLET_E_UNAVAILABLE' || err.code === 'JIGLET_E_DEADLINE_EXCEEDED';
+}
+
+function messageOf(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}

@@ -1,0 +1,230 @@
+/**
+ * The fleet queue end to end: queue workers beside a real agent (virtual jig, real gRPC over
+ * mutual TLS) claiming from a real database — a PostgreSQL 15 server the test starts, and the
+ * embedded engine. Every job runs exactly once; a killed worker's job is requeued only after its
+ * run was stopped on the agent; a restarted database loses and duplicates nothing.
+ */
+import assert from 'node:assert/strict';
+import { type ChildProcess, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as delay } from 'node:timers/promises';
+import { type PostgresServer, startPostgres } from '../../fixtures/test-support/postgres-server.js';
+import { startVirtualJig, type VirtualJig } from '../../fixtures/test-support/virtual-jig.js';
+import { waitUntil } from '../../fixtures/test-support/wait-until.js';
+import { type QueueJob, QueueStore } from '../src/queue/queue-store.js';
+import { QueueWorker, type QueueWorkerTiming } from '../src/queue/queue-worker.js';
+
+const JIGLET = join(import.meta.dirname, '../../dist/agent/src/main.js');
+const FAST: QueueWorkerTiming = { heartbeatMs: 200, expiryMs: 4000, leaseTtlMs: 1500, idleMs: 200 };
+const LABELS = { 'device-type': 'virtual' };
+
+/** Waits, re-reading the job, until `done` holds. */
+async function jobUntil(
+  store: QueueStore,
+  id: string,
+  what: string,
+  done: (job: QueueJob) => boolean,
+  timeoutMs = 30_000,
+): Promise<QueueJob> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const job = await store.get(id);
+    if (done(job)) return job;
+    if (Date.now() > deadline) throw new Error(`job ${id} never ${what}; it is ${JSON.stringify(job)}`);
+    // A bounded re-read of the database, which has no event a test can subscribe to here.
+    await delay(50);
+  }
+}
+
+/** Each line of the runs file: the queue job id a command ran for. */
+function runsOf(file: string): string[] {
+  try {
+    return readFileSync(file, 'utf8').split('\n').filter(Boolean);
+  } catch {
+    return [];
+  }
+}
+
+function counted(ids: string[]): Map<string, number> {
+  const counts = new Map<string, number>();
+  for (const id of ids) counts.set(id, (counts.get(id) ?? 0) + 1);
+  return counts;
+}
+
+describe('fleet queue workers on a virtual jig', function () {
+  this.timeout(120_000);
+  let v: VirtualJig;
+  let pg: PostgresServer;
+  let work: string;
+  const workers: QueueWorker[] = [];
+  const stores: QueueStore[] = [];
+  const children: ChildProcess[] = [];
+
+  const openStore = async (url: string): Promise<QueueStore> => {
+    const store = await QueueStore.open(url, { onConnectionError: () => undefined });
+    stores.push(store);
+    return store;
+  };
+  const startWorker = (store: QueueStore, name: string, timing = FAST): QueueWorker => {
+    const worker = new QueueWorker({
+      store,
+      connect: () => v.t.client('operator'),
+      agent: v.t.address,
+      name,
+      timing,
+    });
+    workers.push(worker);
+    worker.start();
+    return worker;
+  };
+
+  before(async () => {
+    [v, pg] = await Promise.all([
+      startVirtualJig([{ name: 'vdut-a' }, { name: 'vdut-b' }, { name: 'vdut-c' }]),
+      startPostgres(),
+    ]);
+  });
+  beforeEach(() => {
+    work = mkdtempSync(join(tmpdir(), 'jiglet-queue-'));
+  });
+  afterEach(async () => {
+    for (const child of children.splice(0)) child.kill('SIGKILL');
+    await Promise.all(workers.splice(0).map((w) => w.stop()));
+    await Promise.all(stores.splice(0).map((s) => s.close()));
+    rmSync(work, { recursive: true, force: true });
+  });
+  after(async () => {
+    await Promise.all([v?.stop(), pg?.stop()]);
+  });
+
+  /** A command that notes the job it runs for, then prints something. */
+  const noteRun = (extra = ''): string[] => [
+    'sh',
+    '-c',
+    `echo "$JIGLET_QUEUE_JOB" >> ${join(work, 'runs')}; echo "ran on $JIGLET_DUT"${extra}`,
+  ];
+
+  for (const engine of ['postgres', 'pglite'] as const) {
+    it(`runs every job exactly once with 3 workers × 24 jobs (${engine})`, async () => {
+      const url = engine === 'postgres' ? pg.url : 'pglite:memory';
+      const submitter = await openStore(url);
+      await submitter.db.query('TRUNCATE queue_jobs CASCADE').catch(() => undefined);
+      const ids: string[] = [];
+      for (let i = 0; i < 24; i++)
+        ids.push((await submitter.submit({ labels: LABELS, command: noteRun(), timeoutMs: 60_000 })).id);
+      // On PostgreSQL each worker has its own pool; the embedded engine lives in one process.
+      for (let i = 0; i < 3; i++)
+        startWorker(engine === 'postgres' ? await openStore(url) : submitter, `w${i}`);
+      for (const id of ids) await jobUntil(submitter, id, 'succeeded', (j) => j.state === 'succeeded');
+      const counts = counted(runsOf(join(work, 'runs')));
+      assert.deepEqual(
+        ids.filter((id) => counts.get(id) !== 1),
+        [],
+        'each job ran exactly once',
+      );
+      assert.equal(counts.size, 24);
+      const jobs = await Promise.all(ids.map((id) => submitter.get(id)));
+      assert.ok(jobs.every((j) => j.attempts === 1 && j.exitCode === 0));
+      assert.ok(new Set(jobs.map((j) => j.dut)).size > 1, 'the work spread over the DUTs');
+      const log = Buffer.concat((await submitter.readLog(ids[0]!)).map((c) => c.data)).toString();
+      assert.match(log, /ran on vdut-/);
+      assert.match(log, /power cycle/);
+      assert.deepEqual(await v.t.client('viewer').leases.list(), [], 'every lease was released');
+    });
+  }
+
+  it('requeues the job of a killed worker only after the agent stopped its run', async () => {
+    const store = await openStore(pg.url);
+    const marker = join(work, 'first-attempt');
+    const job = await store.submit({
+      labels: LABELS,
+      command: [
+        'sh',
+        '-c',
+        `if [ -e ${marker} ]; then echo second attempt; else touch ${marker}; exec sleep 600; fi`,
+      ],
+      timeoutMs: 120_000,
+    });
+    const settings = v.t.pki.as('operator', v.t.address);
+    const child = spawn(
+      process.execPath,
+      [
+        JIGLET,
+        'queue-worker',
+        '--db',
+        pg.url,
+        '--name',
+        'doomed',
+        '--heartbeat-ms',
+        '200',
+        '--expiry-ms',
+        '4000',
+        '--lease-ttl-ms',
+        '1500',
+      ],
+      {
+        env: {
+          PATH: process.env.PATH,
+          JIGLET_ADDR: settings.server,
+          JIGLET_CA: settings.ca,
+          JIGLET_CERT: settings.cert,
+          JIGLET_KEY: settings.key,
+        },
+        stdio: ['ignore', 'pipe', 'inherit'],
+      },
+    );
+    children.push(child);
+    const running = await jobUntil(store, job.id, 'ran', (j) => j.agentJobId !== undefined);
+    assert.equal(running.worker, 'doomed');
+    child.kill('SIGKILL');
+    await once(child, 'exit');
+    startWorker(await openStore(pg.url), 'survivor');
+    const done = await jobUntil(store, job.id, 'succeeded', (j) => j.state === 'succeeded');
+    assert.equal(done.attempts, 2, 'the lost attempt is counted');
+    assert.equal(done.worker, 'survivor');
+    const viewer = v.t.client('viewer');
+    const [first, second] = [await viewer.get(running.agentJobId!), await viewer.get(done.agentJobId!)];
+    assert.equal(first.stopReason, 'lease', "the dead worker's run was stopped when its lease expired");
+    assert.ok(
+      first.endedAt! <= second.startedAt!,
+      `never two runs at once: first ended ${first.endedAt?.toISOString()}, second started ${second.startedAt?.toISOString()}`,
+    );
+    const history = await store.attempts(job.id);
+    assert.equal(history[0]?.outcome, 'lost');
+    assert.equal(history[1]?.outcome, 'succeeded');
+  });
+
+  it('keeps going through a database restart, losing and duplicating nothing', async () => {
+    const submitter = await openStore(pg.url);
+    const ids: string[] = [];
+    for (let i = 0; i < 20; i++)
+      ids.push(
+        (await submitter.submit({ labels: LABELS, command: noteRun('; sleep 0.2'), timeoutMs: 60_000 })).id,
+      );
+    for (let i = 0; i < 2; i++) startWorker(await openStore(pg.url), `r${i}`);
+    await waitUntil('some jobs to run', () => runsOf(join(work, 'runs')).length >= 3, 30_000, 20);
+    await pg.restart();
+    for (const id of ids) await jobUntil(submitter, id, 'succeeded', (j) => j.state === 'succeeded', 60_000);
+    const counts = counted(runsOf(join(work, 'runs')));
+    assert.deepEqual(
+      ids.filter((id) => counts.get(id) !== 1),
+      [],
+      'each job ran exactly once',
+    );
+  });
+
+  it('stops a running job that is cancelled, and records it as cancelled', async () => {
+    const store = await openStore(pg.url);
+    startWorker(store, 'c0');
+    const job = await store.submit({ labels: LABELS, command: ['sleep', '600'], timeoutMs: 60_000 });
+    const running = await jobUntil(store, job.id, 'ran', (j) => j.agentJobId !== undefined);
+    await store.cancel(job.id);
+    const done = await jobUntil(store, job.id, 'was cancelled', (j) => j.state === 'cancelled');
+    assert.equal(done.attempts, 1);
+    const agentJob = await v.t.client('viewer').get(running.agentJobId!);
+    assert.ok(agentJob.endedAt, 'the agent job was stopped');
+  });
+});
