@@ -5,8 +5,10 @@
 import { once } from 'node:events';
 import { type ChannelCredentials, type Client, type Interceptor, Metadata } from '@grpc/grpc-js';
 import {
+  type CheckDutHealthResponse,
   type ConsoleResponse,
   type Dut,
+  DutHealth,
   type ExpectMatch,
   type ExpectResponse,
   type FlashResponse,
@@ -16,12 +18,19 @@ import {
   type PowerResponse,
   PowerState,
   type SerialTailResponse,
+  type SetDutStateResponse,
 } from '../../protocol/gen/jiglet/v1/jig.js';
 import { JigletError } from '../../protocol/src/errors.js';
 import { fromGrpcError } from '../../protocol/src/status.js';
 import { callOptions, UNARY_DEADLINE_MS, unaryCall } from './unary-call.js';
 
-export { type Dut, type ExpectMatch, PowerState, SerialState } from '../../protocol/gen/jiglet/v1/jig.js';
+export {
+  type Dut,
+  DutHealth,
+  type ExpectMatch,
+  PowerState,
+  SerialState,
+} from '../../protocol/gen/jiglet/v1/jig.js';
 
 /** A power action by name. */
 export type PowerActionName = 'on' | 'off' | 'cycle' | 'status';
@@ -32,6 +41,30 @@ const ACTIONS: Record<PowerActionName, PowerAction> = {
   cycle: PowerAction.POWER_ACTION_CYCLE,
   status: PowerAction.POWER_ACTION_STATUS,
 };
+
+/** A DUT's health by name. */
+export type DutStateName = 'good' | 'bad' | 'maintenance';
+
+const HEALTH: Record<DutStateName, DutHealth> = {
+  good: DutHealth.DUT_HEALTH_GOOD,
+  bad: DutHealth.DUT_HEALTH_BAD,
+  maintenance: DutHealth.DUT_HEALTH_MAINTENANCE,
+};
+
+/**
+ * Longest a health check call waits: the agent bounds each check by its configured timeout (at
+ * most 12 h), and the check may first wait for the previous holder's clean-up.
+ */
+const HEALTH_CHECK_DEADLINE_MS = 13 * 3600 * 1000;
+
+/** What a health check decided. */
+export interface HealthCheckResult {
+  /** The DUT after the check. */
+  dut: Dut;
+  /** The check job; `jigctl logs` shows why it failed. */
+  jobId: string;
+  passed: boolean;
+}
 
 /** What a power action did. */
 export interface PowerResult {
@@ -298,6 +331,31 @@ export class JigClient {
     );
   }
 
+  /**
+   * Sets a DUT's health (admin): good puts it back in service, bad or maintenance keeps new
+   * claims off it (a lease held now goes on). Resolves with the DUT as it is now.
+   */
+  async setState(dut: string, state: DutStateName, reason = ''): Promise<Dut> {
+    const wire = HEALTH[state];
+    if (wire === undefined)
+      throw new JigletError(
+        'JIGLET_E_INVALID_ARGUMENT',
+        `DUT state "${state}" is not one of good, bad, maintenance`,
+      );
+    const res = await unaryCall<SetDutStateResponse>((cb) =>
+      this.#stub.setDutState({ dut, state: wire, reason }, new Metadata(), callOptions(), cb),
+    );
+    return dutOf(res);
+  }
+
+  /** Runs the DUT's health check now (admin) and resolves when it has finished; its result sets the DUT's health. */
+  async checkHealth(dut: string): Promise<HealthCheckResult> {
+    const res = await unaryCall<CheckDutHealthResponse>((cb) =>
+      this.#stub.checkDutHealth({ dut }, new Metadata(), callOptions(HEALTH_CHECK_DEADLINE_MS), cb),
+    );
+    return { dut: dutOf(res), jobId: res.jobId, passed: res.passed };
+  }
+
   /** Starts flashing a cached image (see flashDut for the whole upload + flash + follow). */
   async flash(
     dut: string,
@@ -313,6 +371,12 @@ export class JigClient {
       ),
     );
   }
+}
+
+/** The DUT an answer carries (the agent always sends it). */
+function dutOf(res: { dut?: Dut }): Dut {
+  if (!res.dut) throw new JigletError('JIGLET_E_INTERNAL', 'the agent answered without the DUT');
+  return res.dut;
 }
 
 function fromMatch(m: ExpectMatch, captureJobId: string): ExpectResult {

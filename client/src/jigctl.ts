@@ -54,6 +54,17 @@ function startOptions<T>(y: Argv<T>) {
     .option('stdin', { alias: 'i', type: 'boolean', describe: 'forward our stdin to the job' });
 }
 
+/** Options of the queue commands, which talk to the queue's database, not to an agent. */
+function queueOptions<T>(y: Argv<T>) {
+  return y
+    .option('db', {
+      type: 'string',
+      describe: 'queue database: postgres://… or pglite:DIR (env JIGLET_QUEUE_DB)',
+      group: 'Queue:',
+    })
+    .option('output', { alias: 'o', choices: ['text', 'json'] as const, default: 'text' as const });
+}
+
 /** The words after `--` (or the positional words), as the command to run. */
 function commandWords(argv: { _: (string | number)[]; '--'?: (string | number)[] }): string[] {
   return [...argv._.slice(1), ...(argv['--'] ?? [])].map(String);
@@ -248,6 +259,79 @@ try {
         const { releaseCommand } = await import('./cli/lease-commands.js');
         exitCode = await releaseCommand(argv, argv.lease);
       },
+    )
+    .command('queue', 'the fleet queue: submit jig jobs, watch them (--db URL or JIGLET_QUEUE_DB)', (y) =>
+      queueOptions(y)
+        .command(
+          'submit',
+          'queue a jig job; prints its id (jigctl queue submit --labels k=v -- CMD ARGS)',
+          (c) =>
+            c
+              .option('labels', { type: 'string', describe: 'every label a DUT must have (k=v,…)' })
+              .option('image', {
+                type: 'string',
+                describe: 'flash this image first (a path the jig hosts can read)',
+              })
+              .option('priority', { type: 'number', describe: 'higher runs first (-1000…1000, default 0)' })
+              .option('timeout', { type: 'string', describe: 'the whole job, e.g. 30m (default 1h)' })
+              .option('max-attempts', { type: 'number', describe: 'workers it may outlive (default 3)' }),
+          async (argv) => {
+            const { queueSubmitCommand } = await import('./cli/queue-commands.js');
+            exitCode = await queueSubmitCommand(argv, commandWords(argv).slice(1));
+          },
+        )
+        .command(
+          'list',
+          'list jobs, newest first',
+          (c) =>
+            c
+              .option('state', { type: 'string', array: true, describe: 'only these states' })
+              .option('limit', { type: 'number', default: 50 }),
+          async (argv) => {
+            const { queueListCommand } = await import('./cli/queue-commands.js');
+            exitCode = await queueListCommand(argv);
+          },
+        )
+        .command(
+          'status <id>',
+          'a job, where it ran, where its logs are, and each attempt',
+          (c) => c.positional('id', { type: 'string', demandOption: true }),
+          async (argv) => {
+            const { queueStatusCommand } = await import('./cli/queue-commands.js');
+            exitCode = await queueStatusCommand(argv);
+          },
+        )
+        .command(
+          'cancel <id>',
+          'cancel a job (a running one is stopped by its worker)',
+          (c) => c.positional('id', { type: 'string', demandOption: true }),
+          async (argv) => {
+            const { queueCancelCommand } = await import('./cli/queue-commands.js');
+            exitCode = await queueCancelCommand(argv);
+          },
+        )
+        .command(
+          'logs <id>',
+          "a job's output (-f: follow to the end and exit with the job's code)",
+          (c) =>
+            c
+              .positional('id', { type: 'string', demandOption: true })
+              .option('follow', { alias: 'f', type: 'boolean' }),
+          async (argv) => {
+            const { queueLogsCommand } = await import('./cli/queue-commands.js');
+            exitCode = await queueLogsCommand(argv);
+          },
+        )
+        .command(
+          'stats',
+          'queue depth per label set, and matching DUTs idle, busy, quarantined, offline',
+          (c) => c,
+          async (argv) => {
+            const { queueStatsCommand } = await import('./cli/queue-commands.js');
+            exitCode = await queueStatsCommand(argv);
+          },
+        )
+        .demandCommand(1, 'name a queue command: submit, list, status, cancel, logs, stats'),
     )
     .command(
       'leases',

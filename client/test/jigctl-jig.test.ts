@@ -61,7 +61,10 @@ describe('jigctl jig commands', function () {
         ['vdut-b', 'virtual'],
       ],
     );
-    assert.match(table.stdout, /^DUT +LABELS +POWER .*\nvdut-a +device-type=virtual +\w+ \(virtual\)/);
+    assert.match(
+      table.stdout,
+      /^DUT +HEALTH +LABELS +POWER .*\nvdut-a +good +device-type=virtual +\w+ \(virtual\)/,
+    );
     assert.deepEqual(JSON.parse(none.stdout), []);
   });
 

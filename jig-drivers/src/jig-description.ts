@@ -54,6 +54,28 @@ export interface StorageConfig {
   appearTimeoutMs: number;
 }
 
+/** Longest a health check may run (its lease must fit in the longest lease TTL, a day). */
+export const MAX_HEALTH_CHECK_TIMEOUT_MS = 12 * 3600 * 1000;
+/** Time a health check may take when its description does not say. */
+export const DEFAULT_HEALTH_CHECK_TIMEOUT_MS = 5 * 60 * 1000;
+
+/**
+ * A command the agent runs on the jig host to decide whether a DUT is fit for work, after every
+ * `everyJobs` leases and/or `everyHours` since the last check (at least one of them).
+ */
+export interface HealthCheckConfig {
+  /** argv: the program and its arguments (no shell unless it is the program). */
+  command: string[];
+  /** Extra environment for the check (e.g. JIGLET_ADDR and a certificate for jigctl). */
+  env: Record<string, string>;
+  /** Check after this many leases of the DUT have ended. */
+  everyJobs?: number;
+  /** Check when this long has passed since the last check. */
+  everyHours?: number;
+  /** A check still running after this long has failed. */
+  timeoutMs: number;
+}
+
 /** One device under test. */
 export interface DutDescription {
   /** Unique name, `[a-z0-9][a-z0-9-]{0,62}`. */
@@ -68,6 +90,8 @@ export interface DutDescription {
   storage?: StorageConfig;
   /** What "safe" means for this DUT. */
   safeState: SafeState;
+  /** Its health check (absent when the DUT has none). */
+  healthCheck?: HealthCheckConfig;
 }
 
 /** A whole jig: where it was read from and its DUTs. */
@@ -102,6 +126,44 @@ const storageSchema = z.strictObject({
   appearTimeoutMs: z.number().int().min(1).max(600_000).default(DEFAULT_APPEAR_TIMEOUT_MS),
 });
 
+const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+const healthCheckSchema = z
+  .strictObject({
+    command: z.array(z.string().min(1)).min(1, { error: 'expected a program and its arguments' }),
+    env: z
+      .record(z.string(), z.string())
+      // Checked here rather than as the record's key schema, whose message zod replaces with its own.
+      .superRefine((env, ctx) => {
+        for (const name of Object.keys(env)) {
+          if (!ENV_NAME.test(name))
+            ctx.addIssue({
+              code: 'custom',
+              path: [name],
+              message: 'expected an environment variable name',
+              input: name,
+            });
+        }
+      })
+      .default({}),
+    everyJobs: z.number().int().min(1).max(1_000_000).optional(),
+    // Fractions are allowed (0.5 = every 30 minutes); a year is the most that makes sense.
+    everyHours: z
+      .number()
+      .positive()
+      .max(24 * 366)
+      .optional(),
+    timeoutMs: z
+      .number()
+      .int()
+      .min(1000)
+      .max(MAX_HEALTH_CHECK_TIMEOUT_MS)
+      .default(DEFAULT_HEALTH_CHECK_TIMEOUT_MS),
+  })
+  .refine((check) => check.everyJobs !== undefined || check.everyHours !== undefined, {
+    error: 'expected everyJobs, everyHours or both: when the check is due',
+  });
+
 const dutSchema = z.strictObject({
   name: z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, {
     error: 'expected a DUT name: a-z, 0-9 and "-", not starting with "-", at most 63 characters',
@@ -119,6 +181,7 @@ const dutSchema = z.strictObject({
   serial: serialSchema.optional(),
   storage: storageSchema.optional(),
   safeState: z.strictObject({ power: z.enum(['off', 'on', 'unchanged']).optional() }).optional(),
+  healthCheck: healthCheckSchema.optional(),
 });
 
 const jigSchema = z.strictObject({ duts: z.array(dutSchema) });
@@ -189,6 +252,7 @@ export function parseJigDescription(
       serial: dut.serial,
       ...storage,
       safeState: { power: safePower },
+      ...(dut.healthCheck ? { healthCheck: dut.healthCheck } : {}),
     };
   });
   if (problems.length > 0) fail(problems);

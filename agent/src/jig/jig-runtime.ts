@@ -1,6 +1,7 @@
 /**
  * The jig at run time: its services first (a virtual DUT must exist before its console is
- * opened), then one DutRuntime per DUT with its serial capture. Closed in reverse.
+ * opened), then one DutRuntime per DUT with its serial capture, and each DUT's health, which
+ * decides whether the DUT may be leased at all. Closed in reverse.
  */
 import type { Logger } from 'pino';
 import type { JigDescription } from '../../../jig-drivers/src/jig-description.js';
@@ -8,6 +9,8 @@ import { invalidArgument, notFound } from '../../../protocol/src/errors.js';
 import type { ImageCache } from '../images/image-cache.js';
 import type { Supervisor } from '../jobs/supervisor.js';
 import type { Lease, LeaseManager } from '../leases/lease-manager.js';
+import { DutHealth, HEALTH_HOLDER } from './dut-health.js';
+import { DutHealthFile } from './dut-health-file.js';
 import { DutRuntime } from './dut-runtime.js';
 import { DutStateFile } from './dut-state.js';
 import type { JigDriverCommand } from './jig-driver-command.js';
@@ -19,6 +22,7 @@ const MAX_DUT_NAME = 63;
 /** All DUTs of the agent's jig; empty when the agent has no jig description. */
 export class JigRuntime {
   readonly #duts = new Map<string, DutRuntime>();
+  readonly #health = new Map<string, DutHealth>();
   readonly #source: string;
   #services: Services | undefined;
   #unhook: () => void = () => undefined;
@@ -27,7 +31,7 @@ export class JigRuntime {
     this.#source = source;
   }
 
-  /** Starts services, then serial captures. */
+  /** Starts services, then serial captures, then health (the lease gate and due checks). */
   static async start(opts: {
     jig?: JigDescription;
     services: readonly ServiceConfig[];
@@ -48,18 +52,37 @@ export class JigRuntime {
         });
         runtime.#duts.set(dut.name, dutRuntime);
         await dutRuntime.start();
+        runtime.#health.set(
+          dut.name,
+          new DutHealth(dut.name, dut.healthCheck, {
+            leases: opts.leases,
+            supervisor: opts.supervisor,
+            file: new DutHealthFile(opts.stateDir, dut.name),
+            source: runtime.#source,
+            log: opts.log,
+          }),
+        );
       }
     } catch (err) {
       await runtime.close();
       throw err;
     }
+    opts.leases.setGate((dut) => runtime.#health.get(dut)?.gate());
+    // Synchronous, before the lease manager serves waiting claims: a check that this end makes due
+    // closes the gate in time (see dut-health.ts).
     const onEnded = (lease: Lease, reason: string): void => {
-      const dut = runtime.#duts.get(lease.dut);
-      void dut?.leaseEnded(lease.holder, reason);
+      const settled = runtime.#duts.get(lease.dut)?.leaseEnded(lease.holder, reason) ?? Promise.resolve();
+      runtime.#health.get(lease.dut)?.leaseEnded(lease, settled);
     };
     opts.leases.on('ended', onEnded);
     runtime.#unhook = () => opts.leases.off('ended', onEnded);
     opts.leases.start();
+    // A check the agent was running when it stopped has no job any more: its lease is given back
+    // (the DUT made safe), and the check, still due, runs again.
+    for (const lease of opts.leases.list()) {
+      if (lease.holder === HEALTH_HOLDER) opts.leases.release(lease.id, HEALTH_HOLDER);
+    }
+    for (const health of runtime.#health.values()) health.start();
     return runtime;
   }
 
@@ -85,9 +108,16 @@ export class JigRuntime {
     );
   }
 
-  /** Ends restarts and followers; the supervisor's shutdown stops the jobs. */
+  /** The health of one DUT; NOT_FOUND as `get`. */
+  health(name: string): DutHealth {
+    this.get(name);
+    return this.#health.get(name)!;
+  }
+
+  /** Ends restarts, followers and health timers; the supervisor's shutdown stops the jobs. */
   async close(): Promise<void> {
     this.#unhook();
+    for (const health of this.#health.values()) health.close();
     await Promise.all([...this.#duts.values()].map((d) => d.close()));
     this.#services?.close();
   }

@@ -27,6 +27,7 @@ import { leaseOf } from '../leases/lease-header.js';
 import type { LeaseManager } from '../leases/lease-manager.js';
 import {
   captureRestartedEvent,
+  healthStateOf,
   powerActionOf,
   toWireDut,
   toWirePowerState,
@@ -42,6 +43,8 @@ const DEFAULT_EXPECT_MS = 30_000;
 const MAX_EXPECT_MS = 24 * 3600 * 1000;
 /** Largest keystroke message accepted on a console. */
 const MAX_CONSOLE_INPUT = 64 * 1024;
+/** Longest reason an admin may give for a DUT's state. */
+const MAX_REASON = 1024;
 
 /** Builds the JigService handlers. */
 export function jigService(
@@ -53,8 +56,26 @@ export function jigService(
 ): JigServiceServer {
   return {
     listDuts: unary(log, 'ListDuts', async (call) => ({
-      duts: jig.list(call.request.labels).map(toWireDut),
+      duts: jig.list(call.request.labels).map((d) => toWireDut(d, jig.health(d.dut.name))),
     })),
+
+    setDutState: unary(log, 'SetDutState', async (call) => {
+      const { request } = call;
+      const dut = jig.get(request.dut);
+      const state = healthStateOf(request.state);
+      if (request.reason.length > MAX_REASON)
+        throw invalidArgument(`a reason is at most ${MAX_REASON} characters`);
+      const health = jig.health(dut.dut.name);
+      health.setState(state, request.reason.trim(), identityOf(call).name);
+      return { dut: toWireDut(dut, health) };
+    }),
+
+    checkDutHealth: unary(log, 'CheckDutHealth', async (call) => {
+      const dut = jig.get(call.request.dut);
+      const health = jig.health(dut.dut.name);
+      const outcome = await health.checkNow();
+      return { dut: toWireDut(dut, health), jobId: outcome.jobId, passed: outcome.passed };
+    }),
 
     power: unary(log, 'Power', async (call) => {
       const who = identityOf(call);

@@ -3,6 +3,7 @@ import type { PositionedRecord } from '../../../jig-drivers/src/serial-record.js
 import { describeMatch } from '../../../jig-drivers/src/usb-match.js';
 import {
   type Dut,
+  DutHealth,
   PowerAction,
   PowerState,
   type SerialChunk,
@@ -10,6 +11,8 @@ import {
   SerialState,
 } from '../../../protocol/gen/jiglet/v1/jig.js';
 import { invalidArgument } from '../../../protocol/src/errors.js';
+import type { DutHealth as Health } from '../jig/dut-health.js';
+import type { HealthState } from '../jig/dut-health-file.js';
 import type { DutRuntime, PowerStatus } from '../jig/dut-runtime.js';
 import type { PowerActionName } from '../jig/power-job.js';
 import type { PortState } from '../jig/serial-monitor.js';
@@ -34,6 +37,19 @@ const ACTIONS: Partial<Record<PowerAction, PowerActionName>> = {
   [PowerAction.POWER_ACTION_STATUS]: 'status',
 };
 
+const HEALTH_STATES: Record<HealthState, DutHealth> = {
+  good: DutHealth.DUT_HEALTH_GOOD,
+  bad: DutHealth.DUT_HEALTH_BAD,
+  maintenance: DutHealth.DUT_HEALTH_MAINTENANCE,
+};
+
+/** The health state a request names; INVALID_ARGUMENT for none or an unknown one. */
+export function healthStateOf(state: DutHealth): HealthState {
+  const found = (Object.keys(HEALTH_STATES) as HealthState[]).find((name) => HEALTH_STATES[name] === state);
+  if (!found) throw invalidArgument(`DUT state ${state} is not one of good, bad, maintenance`);
+  return found;
+}
+
 /** The action a request names; INVALID_ARGUMENT for none or an unknown one. */
 export function powerActionOf(action: PowerAction): PowerActionName {
   const name = ACTIONS[action];
@@ -46,13 +62,22 @@ export function toWirePowerState(state: PowerStatus['state']): PowerState {
   return POWER_STATES[state];
 }
 
-/** A DUT and its resources' states. */
-export function toWireDut(d: DutRuntime): Dut {
+/** A DUT and its resources' states, with its health. */
+export function toWireDut(d: DutRuntime, health: Health): Dut {
   const capture = d.capture;
+  const h = health.record;
   return {
     name: d.dut.name,
     labels: { ...d.dut.labels },
     safePower: d.dut.safeState.power,
+    health: HEALTH_STATES[h.state],
+    healthReason: h.reason,
+    healthChanged: h.changedAt ? new Date(h.changedAt) : undefined,
+    healthChangedBy: h.by,
+    lastHealthCheck: h.lastCheckAt ? new Date(h.lastCheckAt) : undefined,
+    healthCheckJob: h.lastCheckJobId,
+    healthCheckPassed: h.lastCheckPassed,
+    hasHealthCheck: health.hasCheck,
     power: d.dut.power
       ? {
           driver: d.dut.power.driver,

@@ -8,6 +8,7 @@ import {
   type SerialRecord,
   SerialState,
 } from '../jig-client.js';
+import { healthJson, healthName, outOfServiceLines } from './dut-health-format.js';
 
 const STATE_NAMES: Record<JobState, string> = {
   [JobState.JOB_STATE_UNSPECIFIED]: 'unknown',
@@ -181,6 +182,7 @@ export function dutJson(d: Dut): Record<string, unknown> {
   return {
     name: d.name,
     labels: d.labels,
+    health: healthJson(d),
     safePower: d.safePower,
     power: p && {
       driver: p.driver,
@@ -205,7 +207,7 @@ export function dutJson(d: Dut): Record<string, unknown> {
   };
 }
 
-/** `jigctl jig` table; a failed last power job is named below it. */
+/** `jigctl jig` table; why a DUT is out of service, and a failed last power job, are named below it. */
 export function dutTable(duts: Dut[]): string {
   const rows = duts.map((d) => {
     const p = d.power;
@@ -213,6 +215,7 @@ export function dutTable(duts: Dut[]): string {
     const power = p ? `${POWER_NAMES[p.state] ?? 'unknown'} (${p.driver}${p.busy ? ', busy' : ''})` : '-';
     return [
       d.name,
+      healthName(d),
       Object.entries(d.labels)
         .map(([k, v]) => `${k}=${v}`)
         .join(',') || '-',
@@ -228,6 +231,7 @@ export function dutTable(duts: Dut[]): string {
   });
   const header = [
     'DUT',
+    'HEALTH',
     'LABELS',
     'POWER',
     'SINCE',
@@ -241,7 +245,7 @@ export function dutTable(duts: Dut[]): string {
   const errors = duts
     .filter((d) => d.power?.lastError)
     .map((d) => `${d.name}: power job ${d.power!.lastJobId} failed: ${d.power!.lastError}`);
-  return [renderTable(header, rows), ...errors].join('\n');
+  return [renderTable(header, rows), ...outOfServiceLines(duts), ...errors].join('\n');
 }
 
 /** Local time of day for today, the local date otherwise. */

@@ -28,6 +28,55 @@ export const protobufPackage = "jiglet.v1";
 
 export const protobufFileName = "jiglet/v1/jig.proto";
 
+/** DutHealth says whether a DUT may be leased. */
+export enum DutHealth {
+  DUT_HEALTH_UNSPECIFIED = 0,
+  /** DUT_HEALTH_GOOD - In service. */
+  DUT_HEALTH_GOOD = 1,
+  /** DUT_HEALTH_BAD - A health check failed (or an admin said so): quarantined until an admin sets it back. */
+  DUT_HEALTH_BAD = 2,
+  /** DUT_HEALTH_MAINTENANCE - Taken out of service by an admin. */
+  DUT_HEALTH_MAINTENANCE = 3,
+  UNRECOGNIZED = -1,
+}
+
+export function dutHealthFromJSON(object: any): DutHealth {
+  switch (object) {
+    case 0:
+    case "DUT_HEALTH_UNSPECIFIED":
+      return DutHealth.DUT_HEALTH_UNSPECIFIED;
+    case 1:
+    case "DUT_HEALTH_GOOD":
+      return DutHealth.DUT_HEALTH_GOOD;
+    case 2:
+    case "DUT_HEALTH_BAD":
+      return DutHealth.DUT_HEALTH_BAD;
+    case 3:
+    case "DUT_HEALTH_MAINTENANCE":
+      return DutHealth.DUT_HEALTH_MAINTENANCE;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return DutHealth.UNRECOGNIZED;
+  }
+}
+
+export function dutHealthToJSON(object: DutHealth): string {
+  switch (object) {
+    case DutHealth.DUT_HEALTH_UNSPECIFIED:
+      return "DUT_HEALTH_UNSPECIFIED";
+    case DutHealth.DUT_HEALTH_GOOD:
+      return "DUT_HEALTH_GOOD";
+    case DutHealth.DUT_HEALTH_BAD:
+      return "DUT_HEALTH_BAD";
+    case DutHealth.DUT_HEALTH_MAINTENANCE:
+      return "DUT_HEALTH_MAINTENANCE";
+    case DutHealth.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
 /** PowerAction is what to do with a power input. */
 export enum PowerAction {
   POWER_ACTION_UNSPECIFIED = 0,
@@ -214,7 +263,22 @@ export interface Dut {
   /** What the DUT's power is put to when it is made safe: "off", "on" or "unchanged". */
   safePower: string;
   /** Absent when the DUT has no storage mux. */
-  storage?: StorageInfo | undefined;
+  storage?:
+    | StorageInfo
+    | undefined;
+  /** Whether it may be leased; only GOOD DUTs can be claimed. */
+  health: DutHealth;
+  /** Why it is in that state: an admin's words, or which health check job failed and how. */
+  healthReason: string;
+  /** When the health last changed, and who changed it (an identity, or "@jiglet-health"). */
+  healthChanged?: Date | undefined;
+  healthChangedBy: string;
+  /** The last health check: when it ended (absent if never), its job, and whether it passed. */
+  lastHealthCheck?: Date | undefined;
+  healthCheckJob: string;
+  healthCheckPassed: boolean;
+  /** The DUT has a health check in the jig description. */
+  hasHealthCheck: boolean;
 }
 
 export interface Dut_LabelsEntry {
@@ -434,6 +498,31 @@ export interface FlashRequest {
 export interface FlashResponse {
   /** The flash job; follow its output for progress. */
   jobId: string;
+}
+
+export interface SetDutStateRequest {
+  dut: string;
+  state: DutHealth;
+  /** Why, for the people who find the DUT out of service. */
+  reason: string;
+}
+
+export interface SetDutStateResponse {
+  dut?: Dut | undefined;
+}
+
+export interface CheckDutHealthRequest {
+  dut: string;
+}
+
+export interface CheckDutHealthResponse {
+  /** The DUT after the check. */
+  dut?:
+    | Dut
+    | undefined;
+  /** The check job; its output says why it failed. */
+  jobId: string;
+  passed: boolean;
 }
 
 function createBaseListDutsRequest(): ListDutsRequest {
@@ -688,7 +777,22 @@ export const ListDutsResponse: MessageFns<ListDutsResponse> = {
 };
 
 function createBaseDut(): Dut {
-  return { name: "", labels: {}, power: undefined, serial: undefined, safePower: "", storage: undefined };
+  return {
+    name: "",
+    labels: {},
+    power: undefined,
+    serial: undefined,
+    safePower: "",
+    storage: undefined,
+    health: 0,
+    healthReason: "",
+    healthChanged: undefined,
+    healthChangedBy: "",
+    lastHealthCheck: undefined,
+    healthCheckJob: "",
+    healthCheckPassed: false,
+    hasHealthCheck: false,
+  };
 }
 
 export const Dut: MessageFns<Dut> = {
@@ -710,6 +814,30 @@ export const Dut: MessageFns<Dut> = {
     }
     if (message.storage !== undefined) {
       StorageInfo.encode(message.storage, writer.uint32(50).fork()).join();
+    }
+    if (message.health !== 0) {
+      writer.uint32(56).int32(message.health);
+    }
+    if (message.healthReason !== "") {
+      writer.uint32(66).string(message.healthReason);
+    }
+    if (message.healthChanged !== undefined) {
+      Timestamp.encode(toTimestamp(message.healthChanged), writer.uint32(74).fork()).join();
+    }
+    if (message.healthChangedBy !== "") {
+      writer.uint32(82).string(message.healthChangedBy);
+    }
+    if (message.lastHealthCheck !== undefined) {
+      Timestamp.encode(toTimestamp(message.lastHealthCheck), writer.uint32(90).fork()).join();
+    }
+    if (message.healthCheckJob !== "") {
+      writer.uint32(98).string(message.healthCheckJob);
+    }
+    if (message.healthCheckPassed !== false) {
+      writer.uint32(104).bool(message.healthCheckPassed);
+    }
+    if (message.hasHealthCheck !== false) {
+      writer.uint32(112).bool(message.hasHealthCheck);
     }
     return writer;
   },
@@ -778,6 +906,70 @@ export const Dut: MessageFns<Dut> = {
             message.storage = StorageInfo.decode(reader, reader.uint32());
             continue;
           }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.health = reader.int32() as any;
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.healthReason = reader.string();
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.healthChanged = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.healthChangedBy = reader.string();
+            continue;
+          }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.lastHealthCheck = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 12: {
+            if (tag !== 98) {
+              break;
+            }
+
+            message.healthCheckJob = reader.string();
+            continue;
+          }
+          case 13: {
+            if (tag !== 104) {
+              break;
+            }
+
+            message.healthCheckPassed = reader.bool();
+            continue;
+          }
+          case 14: {
+            if (tag !== 112) {
+              break;
+            }
+
+            message.hasHealthCheck = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -815,6 +1007,42 @@ export const Dut: MessageFns<Dut> = {
         ? globalThis.String(object.safe_power)
         : "",
       storage: isSet(object.storage) ? StorageInfo.fromJSON(object.storage) : undefined,
+      health: isSet(object.health) ? dutHealthFromJSON(object.health) : 0,
+      healthReason: isSet(object.healthReason)
+        ? globalThis.String(object.healthReason)
+        : isSet(object.health_reason)
+        ? globalThis.String(object.health_reason)
+        : "",
+      healthChanged: isSet(object.healthChanged)
+        ? fromJsonTimestamp(object.healthChanged)
+        : isSet(object.health_changed)
+        ? fromJsonTimestamp(object.health_changed)
+        : undefined,
+      healthChangedBy: isSet(object.healthChangedBy)
+        ? globalThis.String(object.healthChangedBy)
+        : isSet(object.health_changed_by)
+        ? globalThis.String(object.health_changed_by)
+        : "",
+      lastHealthCheck: isSet(object.lastHealthCheck)
+        ? fromJsonTimestamp(object.lastHealthCheck)
+        : isSet(object.last_health_check)
+        ? fromJsonTimestamp(object.last_health_check)
+        : undefined,
+      healthCheckJob: isSet(object.healthCheckJob)
+        ? globalThis.String(object.healthCheckJob)
+        : isSet(object.health_check_job)
+        ? globalThis.String(object.health_check_job)
+        : "",
+      healthCheckPassed: isSet(object.healthCheckPassed)
+        ? globalThis.Boolean(object.healthCheckPassed)
+        : isSet(object.health_check_passed)
+        ? globalThis.Boolean(object.health_check_passed)
+        : false,
+      hasHealthCheck: isSet(object.hasHealthCheck)
+        ? globalThis.Boolean(object.hasHealthCheck)
+        : isSet(object.has_health_check)
+        ? globalThis.Boolean(object.has_health_check)
+        : false,
     };
   },
 
@@ -844,6 +1072,30 @@ export const Dut: MessageFns<Dut> = {
     if (message.storage !== undefined) {
       obj.storage = StorageInfo.toJSON(message.storage);
     }
+    if (message.health !== 0) {
+      obj.health = dutHealthToJSON(message.health);
+    }
+    if (message.healthReason !== "") {
+      obj.healthReason = message.healthReason;
+    }
+    if (message.healthChanged !== undefined) {
+      obj.healthChanged = message.healthChanged.toISOString();
+    }
+    if (message.healthChangedBy !== "") {
+      obj.healthChangedBy = message.healthChangedBy;
+    }
+    if (message.lastHealthCheck !== undefined) {
+      obj.lastHealthCheck = message.lastHealthCheck.toISOString();
+    }
+    if (message.healthCheckJob !== "") {
+      obj.healthCheckJob = message.healthCheckJob;
+    }
+    if (message.healthCheckPassed !== false) {
+      obj.healthCheckPassed = message.healthCheckPassed;
+    }
+    if (message.hasHealthCheck !== false) {
+      obj.hasHealthCheck = message.hasHealthCheck;
+    }
     return obj;
   },
 
@@ -872,6 +1124,14 @@ export const Dut: MessageFns<Dut> = {
     message.storage = (object.storage !== undefined && object.storage !== null)
       ? StorageInfo.fromPartial(object.storage)
       : undefined;
+    message.health = object.health ?? 0;
+    message.healthReason = object.healthReason ?? "";
+    message.healthChanged = object.healthChanged ?? undefined;
+    message.healthChangedBy = object.healthChangedBy ?? "";
+    message.lastHealthCheck = object.lastHealthCheck ?? undefined;
+    message.healthCheckJob = object.healthCheckJob ?? "";
+    message.healthCheckPassed = object.healthCheckPassed ?? false;
+    message.hasHealthCheck = object.hasHealthCheck ?? false;
     return message;
   },
 };
@@ -3478,6 +3738,346 @@ export const FlashResponse: MessageFns<FlashResponse> = {
   },
 };
 
+function createBaseSetDutStateRequest(): SetDutStateRequest {
+  return { dut: "", state: 0, reason: "" };
+}
+
+export const SetDutStateRequest: MessageFns<SetDutStateRequest> = {
+  encode(message: SetDutStateRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.dut !== "") {
+      writer.uint32(10).string(message.dut);
+    }
+    if (message.state !== 0) {
+      writer.uint32(16).int32(message.state);
+    }
+    if (message.reason !== "") {
+      writer.uint32(26).string(message.reason);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SetDutStateRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSetDutStateRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.dut = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.state = reader.int32() as any;
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SetDutStateRequest {
+    return {
+      dut: isSet(object.dut) ? globalThis.String(object.dut) : "",
+      state: isSet(object.state) ? dutHealthFromJSON(object.state) : 0,
+      reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
+    };
+  },
+
+  toJSON(message: SetDutStateRequest): unknown {
+    const obj: any = {};
+    if (message.dut !== "") {
+      obj.dut = message.dut;
+    }
+    if (message.state !== 0) {
+      obj.state = dutHealthToJSON(message.state);
+    }
+    if (message.reason !== "") {
+      obj.reason = message.reason;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<SetDutStateRequest>): SetDutStateRequest {
+    return SetDutStateRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<SetDutStateRequest>): SetDutStateRequest {
+    const message = createBaseSetDutStateRequest();
+    message.dut = object.dut ?? "";
+    message.state = object.state ?? 0;
+    message.reason = object.reason ?? "";
+    return message;
+  },
+};
+
+function createBaseSetDutStateResponse(): SetDutStateResponse {
+  return { dut: undefined };
+}
+
+export const SetDutStateResponse: MessageFns<SetDutStateResponse> = {
+  encode(message: SetDutStateResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.dut !== undefined) {
+      Dut.encode(message.dut, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SetDutStateResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSetDutStateResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.dut = Dut.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SetDutStateResponse {
+    return { dut: isSet(object.dut) ? Dut.fromJSON(object.dut) : undefined };
+  },
+
+  toJSON(message: SetDutStateResponse): unknown {
+    const obj: any = {};
+    if (message.dut !== undefined) {
+      obj.dut = Dut.toJSON(message.dut);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<SetDutStateResponse>): SetDutStateResponse {
+    return SetDutStateResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<SetDutStateResponse>): SetDutStateResponse {
+    const message = createBaseSetDutStateResponse();
+    message.dut = (object.dut !== undefined && object.dut !== null) ? Dut.fromPartial(object.dut) : undefined;
+    return message;
+  },
+};
+
+function createBaseCheckDutHealthRequest(): CheckDutHealthRequest {
+  return { dut: "" };
+}
+
+export const CheckDutHealthRequest: MessageFns<CheckDutHealthRequest> = {
+  encode(message: CheckDutHealthRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.dut !== "") {
+      writer.uint32(10).string(message.dut);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CheckDutHealthRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCheckDutHealthRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.dut = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CheckDutHealthRequest {
+    return { dut: isSet(object.dut) ? globalThis.String(object.dut) : "" };
+  },
+
+  toJSON(message: CheckDutHealthRequest): unknown {
+    const obj: any = {};
+    if (message.dut !== "") {
+      obj.dut = message.dut;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<CheckDutHealthRequest>): CheckDutHealthRequest {
+    return CheckDutHealthRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<CheckDutHealthRequest>): CheckDutHealthRequest {
+    const message = createBaseCheckDutHealthRequest();
+    message.dut = object.dut ?? "";
+    return message;
+  },
+};
+
+function createBaseCheckDutHealthResponse(): CheckDutHealthResponse {
+  return { dut: undefined, jobId: "", passed: false };
+}
+
+export const CheckDutHealthResponse: MessageFns<CheckDutHealthResponse> = {
+  encode(message: CheckDutHealthResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.dut !== undefined) {
+      Dut.encode(message.dut, writer.uint32(10).fork()).join();
+    }
+    if (message.jobId !== "") {
+      writer.uint32(18).string(message.jobId);
+    }
+    if (message.passed !== false) {
+      writer.uint32(24).bool(message.passed);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CheckDutHealthResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCheckDutHealthResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.dut = Dut.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.jobId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.passed = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CheckDutHealthResponse {
+    return {
+      dut: isSet(object.dut) ? Dut.fromJSON(object.dut) : undefined,
+      jobId: isSet(object.jobId)
+        ? globalThis.String(object.jobId)
+        : isSet(object.job_id)
+        ? globalThis.String(object.job_id)
+        : "",
+      passed: isSet(object.passed) ? globalThis.Boolean(object.passed) : false,
+    };
+  },
+
+  toJSON(message: CheckDutHealthResponse): unknown {
+    const obj: any = {};
+    if (message.dut !== undefined) {
+      obj.dut = Dut.toJSON(message.dut);
+    }
+    if (message.jobId !== "") {
+      obj.jobId = message.jobId;
+    }
+    if (message.passed !== false) {
+      obj.passed = message.passed;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<CheckDutHealthResponse>): CheckDutHealthResponse {
+    return CheckDutHealthResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<CheckDutHealthResponse>): CheckDutHealthResponse {
+    const message = createBaseCheckDutHealthResponse();
+    message.dut = (object.dut !== undefined && object.dut !== null) ? Dut.fromPartial(object.dut) : undefined;
+    message.jobId = object.jobId ?? "";
+    message.passed = object.passed ?? false;
+    return message;
+  },
+};
+
 /**
  * JigService is the jig host's hardware: its DUTs, their power inputs and serial consoles.
  * Power actions run as `jig-driver power` jobs owned by the caller; each serial console is
@@ -3561,6 +4161,34 @@ export const JigServiceService = {
     responseSerialize: (value: FlashResponse): Buffer => Buffer.from(FlashResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): FlashResponse => FlashResponse.decode(value),
   },
+  /**
+   * SetDutState sets a DUT's health by hand (admin): GOOD puts it back in service (waiting claims
+   * are served), BAD or MAINTENANCE keeps new claims off it. A lease held now is not ended.
+   */
+  setDutState: {
+    path: "/jiglet.v1.JigService/SetDutState" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: SetDutStateRequest): Buffer => Buffer.from(SetDutStateRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): SetDutStateRequest => SetDutStateRequest.decode(value),
+    responseSerialize: (value: SetDutStateResponse): Buffer => Buffer.from(SetDutStateResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): SetDutStateResponse => SetDutStateResponse.decode(value),
+  },
+  /**
+   * CheckDutHealth runs the DUT's configured health check now (admin) and answers when it has
+   * finished; its result sets the DUT's health. The agent holds the DUT's lease while it runs.
+   */
+  checkDutHealth: {
+    path: "/jiglet.v1.JigService/CheckDutHealth" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: CheckDutHealthRequest): Buffer =>
+      Buffer.from(CheckDutHealthRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): CheckDutHealthRequest => CheckDutHealthRequest.decode(value),
+    responseSerialize: (value: CheckDutHealthResponse): Buffer =>
+      Buffer.from(CheckDutHealthResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): CheckDutHealthResponse => CheckDutHealthResponse.decode(value),
+  },
 } as const;
 
 export interface JigServiceServer extends UntypedServiceImplementation {
@@ -3587,6 +4215,16 @@ export interface JigServiceServer extends UntypedServiceImplementation {
    * flash of it completes.
    */
   flash: handleUnaryCall<FlashRequest, FlashResponse>;
+  /**
+   * SetDutState sets a DUT's health by hand (admin): GOOD puts it back in service (waiting claims
+   * are served), BAD or MAINTENANCE keeps new claims off it. A lease held now is not ended.
+   */
+  setDutState: handleUnaryCall<SetDutStateRequest, SetDutStateResponse>;
+  /**
+   * CheckDutHealth runs the DUT's configured health check now (admin) and answers when it has
+   * finished; its result sets the DUT's health. The agent holds the DUT's lease while it runs.
+   */
+  checkDutHealth: handleUnaryCall<CheckDutHealthRequest, CheckDutHealthResponse>;
 }
 
 export interface JigServiceClient extends Client {
@@ -3675,6 +4313,44 @@ export interface JigServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: FlashResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * SetDutState sets a DUT's health by hand (admin): GOOD puts it back in service (waiting claims
+   * are served), BAD or MAINTENANCE keeps new claims off it. A lease held now is not ended.
+   */
+  setDutState(
+    request: SetDutStateRequest,
+    callback: (error: ServiceError | null, response: SetDutStateResponse) => void,
+  ): ClientUnaryCall;
+  setDutState(
+    request: SetDutStateRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: SetDutStateResponse) => void,
+  ): ClientUnaryCall;
+  setDutState(
+    request: SetDutStateRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: SetDutStateResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * CheckDutHealth runs the DUT's configured health check now (admin) and answers when it has
+   * finished; its result sets the DUT's health. The agent holds the DUT's lease while it runs.
+   */
+  checkDutHealth(
+    request: CheckDutHealthRequest,
+    callback: (error: ServiceError | null, response: CheckDutHealthResponse) => void,
+  ): ClientUnaryCall;
+  checkDutHealth(
+    request: CheckDutHealthRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: CheckDutHealthResponse) => void,
+  ): ClientUnaryCall;
+  checkDutHealth(
+    request: CheckDutHealthRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: CheckDutHealthResponse) => void,
   ): ClientUnaryCall;
 }
 
