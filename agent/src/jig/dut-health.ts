@@ -56,8 +56,6 @@ export class DutHealth {
   #due = false;
   #settling: Promise<void> = Promise.resolve();
   #running: Promise<HealthCheckOutcome> | undefined;
-  /** True only for the synchronous moment in which a check takes its lease past the gate. */
-  #admitting = false;
   #timer: NodeJS.Timeout | undefined;
   #closed = false;
 
@@ -88,7 +86,6 @@ export class DutHealth {
 
   /** The lease gate: why the DUT may not be claimed now, or undefined when it may. */
   gate(): string | undefined {
-    if (this.#admitting) return undefined;
     const name = this.#name;
     const { state, reason } = this.#record;
     if (state === 'bad')
@@ -308,41 +305,15 @@ export class DutHealth {
     );
   }
 
-  /**
-   * Takes the lease past the gate: opened for this one synchronous call, with a priority above
-   * any client's, so the check gets the DUT before every waiting claim and nobody else can slip in.
-   */
+  /** Takes the DUT's lease for the check, ahead of waiting claims (see LeaseManager.seize). */
   #takeLease(ttlMs: number): string {
-    const { leases } = this.#opts;
-    let granted = false;
-    this.#admitting = true;
     try {
-      const claim = leases.claim({
-        duts: [this.#name],
-        holder: HEALTH_HOLDER,
-        ttlMs,
-        waitMs: ttlMs,
-        priority: Number.MAX_SAFE_INTEGER,
-      });
-      // Queued behind nobody yet not granted means the manager refused; a late grant is given back.
-      claim.then(
-        (lease) => {
-          if (!granted) leases.release(lease.id, HEALTH_HOLDER);
-        },
-        () => undefined,
-      );
-      leases.retry(this.#name);
-    } finally {
-      this.#admitting = false;
-    }
-    const lease = leases.list().find((l) => l.dut === this.#name);
-    if (lease?.holder !== HEALTH_HOLDER) {
+      return this.#opts.leases.seize(this.#name, HEALTH_HOLDER, ttlMs).id;
+    } catch (err) {
       throw new JigletError(
         'JIGLET_E_UNAVAILABLE',
-        `the health check could not lease ${this.#name}${lease ? ` (leased by ${lease.holder})` : ''}`,
+        `the health check could not lease ${this.#name}: ${err instanceof Error ? err.message : String(err)}`,
       );
     }
-    granted = true;
-    return lease.id;
   }
 }

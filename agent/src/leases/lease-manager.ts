@@ -172,6 +172,18 @@ export class LeaseManager extends EventEmitter {
     });
   }
 
+  /**
+   * The agent's own claim (a health check): granted at once ahead of waiting claims and past the
+   * gate, since the gate is what keeps clients off while the agent works; refused when held.
+   */
+  seize(dut: string, holder: string, ttlMs: number): Lease {
+    if (this.#closed) throw new JigletError('JIGLET_E_UNAVAILABLE', 'the agent is shutting down');
+    checkTtl(ttlMs);
+    const held = this.#leases.get(dut);
+    if (held) throw failedPrecondition(`${dut} is leased by ${held.holder}`);
+    return this.#grant(dut, holder, ttlMs);
+  }
+
   /** Extends a lease by its TTL (never past its maximum); a stale lease is refused, saying why. */
   renew(leaseId: string, holder: string): Lease {
     const lease = this.#current(leaseId);
