@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { JigDescription } from '../../jig-drivers/src/jig-description.js';
 import { JigletError } from '../../protocol/src/errors.js';
+import { AgentEvents } from './events/agent-events.js';
 import { ImageCache } from './images/image-cache.js';
 import { defaultJigDriverCommand, type JigDriverCommand } from './jig/jig-driver-command.js';
 import { JigRuntime } from './jig/jig-runtime.js';
@@ -27,6 +28,7 @@ export interface Agent {
   readonly images: ImageCache;
   readonly leases: LeaseManager;
   readonly grpc: GrpcServer;
+  readonly events: AgentEvents;
   /** Graceful stop: refuse new calls, stop jobs, flush records, release the state dir. */
   stop(graceMs?: number): Promise<void>;
 }
@@ -68,7 +70,9 @@ export async function startAgent(opts: {
     const namespace = `jiglet-${createHash('sha256').update(stateDir).digest('hex').slice(0, 12)}`;
     const containment = await detectContainment({ namespace, log: (msg) => log.warn(msg) });
     log.info({ containment: containment.mode }, 'job containment');
+    const events = new AgentEvents();
     const supervisor = new Supervisor({
+      events,
       records: new JobRecords(stateDir),
       containment,
       log,
@@ -88,6 +92,7 @@ export async function startAgent(opts: {
         leases,
         stateDir,
         log,
+        events,
       });
     } catch (err) {
       leases.close();
@@ -121,6 +126,7 @@ export async function startAgent(opts: {
       images,
       leases,
       grpc,
+      events,
       stop(graceMs = DEFAULT_GRACE_MS) {
         stopping ??= (async () => {
           log.info('agent stopping');

@@ -10,9 +10,11 @@
  * holder's clean-up (jobs stopped, safe state) is done, and releasing the check's lease serves the
  * first waiter — or nobody, if the check quarantined the DUT. A check goes before every waiter.
  */
+
 import type { Logger } from 'pino';
 import type { HealthCheckConfig } from '../../../jig-drivers/src/jig-description.js';
 import { failedPrecondition, JigletError } from '../../../protocol/src/errors.js';
+import type { AgentEvents } from '../events/agent-events.js';
 import type { Supervisor } from '../jobs/supervisor.js';
 import type { Lease, LeaseManager } from '../leases/lease-manager.js';
 import type { DutHealthFile, DutHealthRecord, HealthState } from './dut-health-file.js';
@@ -42,6 +44,7 @@ export interface DutHealthOptions {
   /** Where the DUT is described, for messages. */
   source: string;
   log: Logger;
+  events: AgentEvents;
 }
 
 /** The health of one DUT, its check and the timer that makes the check due. */
@@ -103,6 +106,7 @@ export class DutHealth {
     this.#generation++;
     Object.assign(this.#record, { state, reason, by, changedAt: Date.now() });
     this.#opts.file.save(this.#record);
+    this.#announce();
     this.#opts.log.info({ state, reason, by }, `${this.#name} set to ${state}`);
     if (state === 'good' && !this.#kick()) {
       this.#arm();
@@ -299,10 +303,16 @@ export class DutHealth {
       });
     }
     this.#opts.file.save(record);
+    this.#announce();
     this.#opts.log.info(
       { job: result.jobId, passed: result.passed, state: record.state },
       `health check of ${this.#name} ${result.how}`,
     );
+  }
+
+  #announce(): void {
+    const { state, reason, changedAt } = this.#record;
+    this.#opts.events.publish({ kind: 'health', at: changedAt, dut: this.#name, state, reason });
   }
 
   /** Takes the DUT's lease for the check, ahead of waiting claims (see LeaseManager.seize). */

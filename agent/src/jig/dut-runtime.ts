@@ -2,6 +2,7 @@
  * One DUT at run time: its serial capture job (started with the agent, restarted if it ever
  * ends), its power actions (one at a time, each a job), and the one writer of its console.
  */
+
 import { EventEmitter, once } from 'node:events';
 import type { Writable } from 'node:stream';
 import type { Logger } from 'pino';
@@ -10,6 +11,7 @@ import { describeMatch } from '../../../jig-drivers/src/usb-match.js';
 import { failedPrecondition, JigletError, permissionDenied } from '../../../protocol/src/errors.js';
 import type { Identity } from '../auth/identity.js';
 import { can } from '../auth/permissions.js';
+import type { AgentEvents } from '../events/agent-events.js';
 import type { ImageCache } from '../images/image-cache.js';
 import type { JobSpecInput } from '../jobs/job-spec.js';
 import type { JobView, Supervisor } from '../jobs/supervisor.js';
@@ -50,6 +52,7 @@ export interface DutRuntimeOptions {
   images: ImageCache;
   stateFile: DutStateFile;
   log: Logger;
+  events: AgentEvents;
 }
 
 /**
@@ -143,6 +146,15 @@ export class DutRuntime extends EventEmitter {
           lastJobId: result.job.record.id,
           lastError: '',
         });
+        this.#opts.events.publish({
+          kind: 'power',
+          at: this.power.at,
+          dut: this.dut.name,
+          action,
+          state: result.state,
+          job: result.job.record.id,
+          by: owner,
+        });
         return { jobId: result.job.record.id, state: result.state, serialOffset };
       } catch (err) {
         Object.assign(this.power, { state: 'unknown', at: Date.now(), lastError: (err as Error).message });
@@ -193,6 +205,16 @@ export class DutRuntime extends EventEmitter {
       );
       const id = job.record.id;
       this.flashing = id;
+      const flashEvent = (phase: 'started' | 'done' | 'failed'): void =>
+        this.#opts.events.publish({
+          kind: 'flash',
+          at: Date.now(),
+          dut: this.dut.name,
+          job: id,
+          phase,
+          image: opts.imageSha256,
+        });
+      flashEvent('started');
       this.storage.lastJobId = id;
       stateFile.save(this.storage);
       void supervisor.ended(id).then((ended) => {
@@ -206,7 +228,9 @@ export class DutRuntime extends EventEmitter {
           });
           stateFile.save(this.storage);
           log.info({ job: id, image: opts.imageSha256 }, 'flash complete');
+          flashEvent('done');
         } else {
+          flashEvent('failed');
           log.warn(
             { job: id, state: ended.record.state, exitCode: ended.record.exitCode },
             'flash failed; the medium is dirty',

@@ -3,9 +3,11 @@
  * opened), then one DutRuntime per DUT with its serial capture, and each DUT's health, which
  * decides whether the DUT may be leased at all. Closed in reverse.
  */
+
 import type { Logger } from 'pino';
 import type { JigDescription } from '../../../jig-drivers/src/jig-description.js';
 import { invalidArgument, notFound } from '../../../protocol/src/errors.js';
+import type { AgentEvents } from '../events/agent-events.js';
 import type { ImageCache } from '../images/image-cache.js';
 import type { Supervisor } from '../jobs/supervisor.js';
 import type { Lease, LeaseManager } from '../leases/lease-manager.js';
@@ -27,8 +29,12 @@ export class JigRuntime {
   #services: Services | undefined;
   #unhook: () => void = () => undefined;
 
-  private constructor(source: string) {
+  /** Where the DUTs' power, flash, expect and health events go. */
+  readonly events: AgentEvents;
+
+  private constructor(source: string, events: AgentEvents) {
     this.#source = source;
+    this.events = events;
   }
 
   /** Starts services, then serial captures, then health (the lease gate and due checks). */
@@ -41,8 +47,9 @@ export class JigRuntime {
     leases: LeaseManager;
     stateDir: string;
     log: Logger;
+    events: AgentEvents;
   }): Promise<JigRuntime> {
-    const runtime = new JigRuntime(opts.jig?.source ?? 'the agent config');
+    const runtime = new JigRuntime(opts.jig?.source ?? 'the agent config', opts.events);
     try {
       runtime.#services = await startServices(opts.services, opts.supervisor, opts.log);
       for (const dut of opts.jig?.duts ?? []) {
@@ -60,6 +67,7 @@ export class JigRuntime {
             file: new DutHealthFile(opts.stateDir, dut.name),
             source: runtime.#source,
             log: opts.log,
+            events: opts.events,
           }),
         );
       }

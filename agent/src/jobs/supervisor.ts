@@ -4,6 +4,7 @@
  * A job is over when its leader exited, its cgroup is empty and its pipes are drained — Node's
  * 'close' alone is not job exit, because a grandchild can hold the pipes open.
  */
+
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { mkdirSync, rmSync } from 'node:fs';
@@ -11,6 +12,7 @@ import { join } from 'node:path';
 import type { Writable } from 'node:stream';
 import type { Logger } from 'pino';
 import { JigletError, notFound } from '../../../protocol/src/errors.js';
+import type { AgentEvents } from '../events/agent-events.js';
 import { OutputLog } from '../output/output-log.js';
 import { resolveExecutable } from './command-path.js';
 import type { Containment, JobCgroup } from './containment.js';
@@ -35,6 +37,8 @@ export interface SupervisorOptions {
   log: Logger;
   /** Variables every job gets (PATH, LANG); a job's own env is added on top. */
   baseEnv: Record<string, string>;
+  /** Told of every state change. */
+  events?: AgentEvents;
 }
 
 /** A job as the rest of the agent sees it. */
@@ -337,10 +341,11 @@ export class Supervisor {
       clearTimeout(rt.killTimer);
     }
     const to: JobStateName = record.stopReason ? 'stopped' : 'exited';
-    this.#transition(entry, 'running', to);
+    // The outcome is on the record before the change is announced, so listeners see it.
     if (code !== null) record.exitCode = code;
     if (signal !== null) record.signal = signal;
     record.endedAt = Date.now();
+    this.#transition(entry, 'running', to);
     delete record.pid;
     record.outputBytes = entry.log!.length;
     try {
@@ -401,6 +406,18 @@ export class Supervisor {
     }
     assertTransition(record.id, from, to);
     record.state = to;
+    this.#opts.events?.publish({
+      kind: 'job',
+      at: Date.now(),
+      job: record.id,
+      owner: record.owner,
+      dut: record.spec.dut,
+      command: [record.spec.command, ...record.spec.args].join(' '),
+      state: to,
+      exitCode: record.exitCode,
+      signal: record.signal,
+      stopReason: record.stopReason,
+    });
   }
 
   #entry(record: JobRecord): Entry {

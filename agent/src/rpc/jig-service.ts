@@ -108,7 +108,7 @@ export function jigService(
 
     serialTail: (call) => serialTail(call, jig, log, followers),
     console: (call) => consoleSession(call, jig, leases, log, followers),
-    expect: unary(log, 'Expect', (call) => expect(call.request, call, jig)),
+    expect: unary(log, 'Expect', (call) => expect(call.request, call, jig, identityOf(call).name)),
 
     flash: unary(log, 'Flash', async (call) => {
       const who = identityOf(call);
@@ -299,6 +299,7 @@ async function expect(
   },
   call: NodeJS.EventEmitter,
   jig: JigRuntime,
+  by: string,
 ): Promise<ExpectResponse> {
   const dut = jig.get(request.dut);
   const re = compilePattern(request.pattern, request.ignoreCase);
@@ -354,8 +355,28 @@ async function expect(
   } finally {
     dispose();
   }
-  if (result) return result;
+  if (result?.match) {
+    jig.events.publish({
+      kind: 'expect',
+      at: Date.now(),
+      dut: request.dut,
+      pattern: request.pattern,
+      by,
+      matched: true,
+      line: result.match.line,
+      lineOffset: Number(result.match.lineOffset),
+    });
+    return result;
+  }
   if (controller.signal.aborted) throw new JigletError('JIGLET_E_UNAVAILABLE', 'the client went away');
+  jig.events.publish({
+    kind: 'expect',
+    at: Date.now(),
+    dut: request.dut,
+    pattern: request.pattern,
+    by,
+    matched: false,
+  });
   const capture = dut.capture;
   const serialState =
     capture && capture.state !== 'open'

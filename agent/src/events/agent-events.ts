@@ -1,0 +1,71 @@
+/**
+ * What happens on the bench, as it happens: job state changes, power switches, expect results,
+ * health changes. One bus per agent, owned by the composition root; the run record and the
+ * metrics listen to it instead of each part knowing about them. Lease changes have their own
+ * source (LeaseManager's 'change'); serial bytes come from each capture's SerialMonitor.
+ */
+import { EventEmitter } from 'node:events';
+import type { JobStateName } from '../jobs/job-state.js';
+
+export type AgentEvent =
+  | {
+      kind: 'job';
+      at: number;
+      job: string;
+      owner: string;
+      dut?: string;
+      command: string;
+      state: JobStateName;
+      exitCode?: number;
+      signal?: string;
+      stopReason?: string;
+    }
+  | {
+      kind: 'power';
+      at: number;
+      dut: string;
+      action: string;
+      state: 'on' | 'off' | 'unknown';
+      job: string;
+      by: string;
+    }
+  | {
+      kind: 'flash';
+      at: number;
+      dut: string;
+      job: string;
+      phase: 'started' | 'done' | 'failed';
+      image: string;
+    }
+  | {
+      kind: 'expect';
+      at: number;
+      dut: string;
+      pattern: string;
+      by: string;
+      matched: boolean;
+      line?: string;
+      lineOffset?: number;
+    }
+  | { kind: 'health'; at: number; dut: string; state: string; reason: string };
+
+type Listener = (event: AgentEvent) => void;
+
+export class AgentEvents {
+  readonly #emitter = new EventEmitter();
+
+  constructor() {
+    // Each follower of the record or metrics is one listener; there is no leak to warn about.
+    this.#emitter.setMaxListeners(0);
+  }
+
+  publish(event: AgentEvent): void {
+    this.#emitter.emit('event', event);
+  }
+
+  /** Listens; returns the function that stops listening. */
+  subscribe(listener: Listener): () => void {
+    this.#emitter.on('event', listener);
+    return () => this.#emitter.off('event', listener);
+  }
+}
