@@ -1,0 +1,693 @@
+/**
+ * The fleet queue's store: jig jobs, their attempts, logs and the DUT registry, in PostgreSQL or
+ * the embedded PGlite. Every change a worker makes is one statement fenced by (job id, attempt,
+ * worker), so a worker that lost its job can no longer touch it, and every time comparison uses
+ * the database's clock, never a worker's.
+ */
+import { failedPrecondition, invalidArgument, notFound } from '../../../protocol/src/errors.js';
+import { migrate } from './migrations.js';
+import { openQueueDb, type QueueDb, type QueueDbOptions } from './queue-db.js';
+
+/** Where a job is in its life. */
+export type JobState = 'queued' | 'claimed' | 'running' | 'succeeded' | 'failed' | 'cancelled';
+/** Every job state. */
+export const JOB_STATES: readonly JobState[] = [
+  'queued',
+  'claimed',
+  'running',
+  'succeeded',
+  'failed',
+  'cancelled',
+];
+/** How a job ends. */
+export type FinalState = 'succeeded' | 'failed' | 'cancelled';
+
+export const MIN_TIMEOUT_MS = 1000;
+export const MAX_TIMEOUT_MS = 7 * 24 * 3600 * 1000;
+export const MAX_ATTEMPTS_LIMIT = 20;
+export const DEFAULT_MAX_ATTEMPTS = 3;
+export const PRIORITY_LIMIT = 1000;
+const MAX_LABELS = 32;
+const MAX_ARGS = 1024;
+const MAX_COMMAND_BYTES = 128 * 1024;
+const MAX_TEXT = 256;
+const DEFAULT_LIST_LIMIT = 100;
+const MAX_LIST_LIMIT = 1000;
+const DEFAULT_LOG_LIMIT = 1000;
+const MAX_LOG_LIMIT = 10_000;
+/** NOTIFY channels; the payload is the job id. */
+export const LOG_CHANNEL = 'jiglet_queue_log';
+export const SUBMIT_CHANNEL = 'jiglet_queue_submit';
+/** Same rule as DUT labels in a jig description. */
+const LABEL_KEY = /^[a-z0-9][a-z0-9._/-]{0,62}$/;
+// biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what it rejects
+const CONTROL = /[\u0000-\u001f\u007f]/;
+
+/** What CI submits. */
+export interface JobSpec {
+  /** Every label must be on the DUT that runs the job. */
+  labels: Record<string, string>;
+  command: string[];
+  image?: { path: string; sha256: string };
+  timeoutMs: number;
+  /** Higher first; default 0. */
+  priority?: number;
+  /** How many workers may be lost before the job fails; default 3. */
+  maxAttempts?: number;
+  submittedBy?: string;
+}
+
+/** A job as stored. `attempts` counts claims, including the current one. */
+export interface QueueJob {
+  id: string;
+  state: JobState;
+  labels: Record<string, string>;
+  command: string[];
+  image?: { path: string; sha256: string };
+  timeoutMs: number;
+  priority: number;
+  maxAttempts: number;
+  attempts: number;
+  submittedBy?: string;
+  submittedAt: Date;
+  worker?: string;
+  agent?: string;
+  dut?: string;
+  leaseId?: string;
+  agentJobId?: string;
+  claimedAt?: Date;
+  startedAt?: Date;
+  heartbeatAt?: Date;
+  finishedAt?: Date;
+  cancelRequested: boolean;
+  exitCode?: number;
+  error?: string;
+}
+
+/** One claim of a job and how it ended (no outcome while it runs). */
+export interface QueueAttempt {
+  attempt: number;
+  worker: string;
+  agent: string;
+  dut: string;
+  startedAt: Date;
+  endedAt?: Date;
+  outcome?: FinalState | 'lost';
+  reason?: string;
+}
+
+/** One chunk of a job's output. */
+export interface LogChunk {
+  seq: string;
+  attempt: number;
+  data: Buffer;
+}
+
+/** A DUT as its agent's worker sees it. */
+export interface DutReport {
+  name: string;
+  labels: Record<string, string>;
+  health: 'good' | 'bad' | 'maintenance';
+  leased: boolean;
+}
+
+/** DUT counts for one label set; a DUT not seen lately counts only as offline. */
+export interface DutCounts {
+  idle: number;
+  busy: number;
+  quarantined: number;
+  offline: number;
+}
+
+/** Queue depth per distinct label set of unfinished jobs, with the DUTs that could serve it. */
+export interface QueueStats {
+  labelSets: { labels: Record<string, string>; queued: number; running: number; duts: DutCounts }[];
+  totals: Record<JobState, number>;
+}
+
+/** Who claims: a worker, for a DUT it may lease on an agent. */
+export interface Claimant {
+  worker: string;
+  agent: string;
+  dut: string;
+  dutLabels: Record<string, string>;
+}
+
+interface JobRow {
+  id: string;
+  state: JobState;
+  labels: Record<string, string>;
+  command: string[];
+  image_path: string | null;
+  image_sha256: string | null;
+  timeout_ms: number;
+  priority: number;
+  max_attempts: number;
+  attempts: number;
+  submitted_by: string | null;
+  submitted_at: Date;
+  worker: string | null;
+  agent: string | null;
+  dut: string | null;
+  lease_id: string | null;
+  agent_job_id: string | null;
+  claimed_at: Date | null;
+  started_at: Date | null;
+  heartbeat_at: Date | null;
+  finished_at: Date | null;
+  cancel_requested: boolean;
+  exit_code: number | null;
+  error: string | null;
+}
+
+/** bigserial comes back as a string from pg and a number from PGlite: always text here. */
+const JOB_COLUMNS = `id::text AS id, state, labels, command, image_path, image_sha256, timeout_ms, priority,
+  max_attempts, attempts, submitted_by, submitted_at, worker, agent, dut, lease_id, agent_job_id, claimed_at,
+  started_at, heartbeat_at, finished_at, cancel_requested, exit_code, error`;
+/** This worker's current attempt at the job, and nothing older or anyone else's. */
+const FENCE = 'id = $1 AND attempts = $2 AND worker = $3';
+
+/** SQL for the database's now() minus the milliseconds in parameter `param`. */
+function msAgo(param: string): string {
+  return `now() - ${param}::double precision * interval '1 millisecond'`;
+}
+
+/**
+ * Takes jobs back from their worker, one statement: the jobs matching `where` (locked rows are
+ * another caller's, skipped) go back to the queue with the attempt counted, or fail once every
+ * attempt was lost, or end cancelled if that was asked; their attempt is closed as lost.
+ * `reason` is an SQL expression over the job row.
+ */
+function takeBackSql(where: string, reason: string): string {
+  return `WITH taken AS (
+      SELECT id, attempts, max_attempts, worker, agent, dut, claimed_at, ${reason} AS reason,
+        CASE WHEN cancel_requested THEN 'cancelled' WHEN attempts >= max_attempts THEN 'failed'
+             ELSE 'queued' END AS next
+      FROM queue_jobs WHERE ${where}
+      FOR UPDATE SKIP LOCKED
+    ), moved AS (
+      UPDATE queue_jobs j SET
+        state = t.next,
+        error = CASE t.next
+          WHEN 'failed' THEN format('worker lost on every attempt (%s of %s)', t.attempts, t.max_attempts)
+          WHEN 'cancelled' THEN 'cancelled; ' || t.reason
+        END,
+        finished_at = CASE WHEN t.next = 'queued' THEN NULL ELSE now() END,
+        worker = CASE WHEN t.next = 'queued' THEN NULL ELSE j.worker END,
+        agent = CASE WHEN t.next = 'queued' THEN NULL ELSE j.agent END,
+        dut = CASE WHEN t.next = 'queued' THEN NULL ELSE j.dut END,
+        lease_id = NULL, agent_job_id = NULL, claimed_at = NULL, started_at = NULL, heartbeat_at = NULL
+      FROM taken t WHERE j.id = t.id
+      RETURNING j.id, j.state
+    ), lost AS (
+      INSERT INTO queue_attempts (job_id, attempt, worker, agent, dut, started_at, ended_at, outcome, reason)
+      SELECT id, attempts, worker, agent, dut, claimed_at, now(), 'lost', reason FROM taken
+    )
+    SELECT id::text AS id, state FROM moved ORDER BY id`;
+}
+
+/** The fleet queue over one database. */
+export class QueueStore {
+  /** Over an open database whose schema is migrated. */
+  constructor(readonly db: QueueDb) {}
+
+  /** Opens the database at `url` and brings its schema up to date. */
+  static async open(url: string, opts?: QueueDbOptions): Promise<QueueStore> {
+    const db = await openQueueDb(url, opts);
+    try {
+      await migrate(db);
+    } catch (err) {
+      await db.close();
+      throw err;
+    }
+    return new QueueStore(db);
+  }
+
+  close(): Promise<void> {
+    return this.db.close();
+  }
+
+  /** Queues a job; throws invalidArgument with what is wrong in `spec`. */
+  async submit(spec: JobSpec): Promise<QueueJob> {
+    validateSpec(spec);
+    const [row] = await this.db.query<JobRow>(
+      `WITH submitted AS (
+         INSERT INTO queue_jobs (labels, command, image_path, image_sha256, timeout_ms, priority, max_attempts,
+           submitted_by)
+         VALUES ($1::jsonb, $2::text[], $3, $4, $5, $6, $7, $8) RETURNING *
+       )
+       SELECT ${JOB_COLUMNS}, pg_notify('${SUBMIT_CHANNEL}', id::text) FROM submitted`,
+      [
+        JSON.stringify(spec.labels),
+        spec.command,
+        spec.image?.path ?? null,
+        spec.image?.sha256 ?? null,
+        spec.timeoutMs,
+        spec.priority ?? 0,
+        spec.maxAttempts ?? DEFAULT_MAX_ATTEMPTS,
+        spec.submittedBy ?? null,
+      ],
+    );
+    return toJob(row!);
+  }
+
+  /** One job; notFound if there is none with this id. */
+  async get(id: string): Promise<QueueJob> {
+    const [row] = await this.db.query<JobRow>(`SELECT ${JOB_COLUMNS} FROM queue_jobs WHERE id = $1`, [
+      checkId(id),
+    ]);
+    if (!row) throw notFound(`no queue job ${id}`);
+    return toJob(row);
+  }
+
+  /** Jobs, newest first, optionally only in some states. */
+  async list(opts: { states?: JobState[]; limit?: number } = {}): Promise<QueueJob[]> {
+    const states = opts.states ?? null;
+    for (const s of states ?? []) {
+      if (!JOB_STATES.includes(s))
+        throw invalidArgument(`unknown job state "${s}": use ${JOB_STATES.join(', ')}`);
+    }
+    const limit = checkLimit(opts.limit, DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT);
+    const rows = await this.db.query<JobRow>(
+      `SELECT ${JOB_COLUMNS} FROM queue_jobs WHERE ($1::text[] IS NULL OR state = ANY ($1::text[]))
+       ORDER BY id DESC LIMIT $2`,
+      [states, limit],
+    );
+    return rows.map(toJob);
+  }
+
+  /**
+   * Claims the most urgent queued job whose labels the DUT has, in one statement; undefined when
+   * none fits. Locks nothing past its return: the worker leases the DUT afterwards.
+   */
+  async claimNext(who: Claimant): Promise<QueueJob | undefined> {
+    for (const [what, v] of [
+      ['worker', who.worker],
+      ['agent', who.agent],
+      ['dut', who.dut],
+    ] as const) {
+      checkName(what, v);
+    }
+    checkLabels('DUT labels', who.dutLabels, true);
+    // The attempt's history row is written when it ends: the claim, which every worker races
+    // for, stays a single-row update.
+    const [row] = await this.db.query<JobRow>(
+      `UPDATE queue_jobs
+       SET state = 'claimed', worker = $1, agent = $2, dut = $3, attempts = attempts + 1,
+           claimed_at = now(), heartbeat_at = now()
+       WHERE id = (SELECT id FROM queue_jobs WHERE state = 'queued' AND labels <@ $4::jsonb
+                   ORDER BY priority DESC, id FOR UPDATE SKIP LOCKED LIMIT 1)
+       RETURNING ${JOB_COLUMNS}`,
+      [who.worker, who.agent, who.dut, JSON.stringify(who.dutLabels)],
+    );
+    return row && toJob(row);
+  }
+
+  /**
+   * Gives back a claim whose DUT could not be leased after all: queued again, attempt not
+   * counted (or cancelled, if that was asked meanwhile).
+   */
+  async unclaim(id: string, attempt: number, worker: string): Promise<boolean> {
+    return this.#fenced(
+      `UPDATE queue_jobs
+       SET state = CASE WHEN cancel_requested THEN 'cancelled' ELSE 'queued' END,
+           finished_at = CASE WHEN cancel_requested THEN now() END,
+           attempts = attempts - 1, worker = NULL, agent = NULL, dut = NULL, claimed_at = NULL, heartbeat_at = NULL
+       WHERE ${FENCE} AND state = 'claimed' RETURNING id`,
+      [checkId(id), attempt, worker],
+    );
+  }
+
+  /** The DUT is leased and the job started on the agent. */
+  async markRunning(
+    id: string,
+    attempt: number,
+    worker: string,
+    run: { leaseId: string; agentJobId?: string },
+  ): Promise<boolean> {
+    return this.#fenced(
+      `UPDATE queue_jobs SET state = 'running', lease_id = $4, agent_job_id = coalesce($5, agent_job_id),
+         started_at = now(), heartbeat_at = now()
+       WHERE ${FENCE} AND state = 'claimed' RETURNING id`,
+      [checkId(id), attempt, worker, run.leaseId, run.agentJobId ?? null],
+    );
+  }
+
+  /** Records the agent's job id once it is known. */
+  async setAgentJob(id: string, attempt: number, worker: string, agentJobId: string): Promise<boolean> {
+    return this.#fenced(
+      `UPDATE queue_jobs SET agent_job_id = $4 WHERE ${FENCE} AND state IN ('claimed', 'running') RETURNING id`,
+      [checkId(id), attempt, worker, agentJobId],
+    );
+  }
+
+  /** Keeps the claim alive; `ours: false` means the job was requeued or finished without us. */
+  async heartbeat(
+    id: string,
+    attempt: number,
+    worker: string,
+  ): Promise<{ ours: boolean; cancelRequested: boolean }> {
+    const [row] = await this.db.query<{ cancel_requested: boolean }>(
+      `UPDATE queue_jobs SET heartbeat_at = now()
+       WHERE ${FENCE} AND state IN ('claimed', 'running') RETURNING cancel_requested`,
+      [checkId(id), attempt, worker],
+    );
+    return { ours: row !== undefined, cancelRequested: row?.cancel_requested ?? false };
+  }
+
+  /** Records how this worker's attempt ended; false if the job is no longer this attempt's. */
+  async finish(
+    id: string,
+    attempt: number,
+    worker: string,
+    end: { state: FinalState; exitCode?: number; error?: string },
+  ): Promise<boolean> {
+    if (!['succeeded', 'failed', 'cancelled'].includes(end.state)) {
+      throw invalidArgument(`a job finishes as succeeded, failed or cancelled, not "${end.state}"`);
+    }
+    const [row] = await this.db.query<{ n: number }>(
+      `WITH done AS (
+         UPDATE queue_jobs SET state = $4, exit_code = $5, error = $6, finished_at = now()
+         WHERE ${FENCE} AND state IN ('claimed', 'running')
+         RETURNING id, attempts, worker, agent, dut, claimed_at
+       ), closed AS (
+         INSERT INTO queue_attempts (job_id, attempt, worker, agent, dut, started_at, ended_at, outcome, reason)
+         SELECT id, attempts, worker, agent, dut, claimed_at, now(), $4, $6 FROM done
+       )
+       SELECT count(*)::integer AS n FROM done`,
+      [checkId(id), attempt, worker, end.state, end.exitCode ?? null, end.error ?? null],
+    );
+    return row!.n === 1;
+  }
+
+  /**
+   * Takes back jobs whose worker stopped heartbeating for `expiryMs`: queued again (the lost
+   * attempt stays counted), failed once every attempt was lost, cancelled if that was asked.
+   * Rows another caller is handling are skipped, so every worker may run this.
+   */
+  async requeueExpired(expiryMs: number): Promise<{ requeued: string[]; failed: string[] }> {
+    if (!Number.isFinite(expiryMs) || expiryMs < 0) {
+      throw invalidArgument(`expiry must be ≥ 0 ms, not ${expiryMs}`);
+    }
+    const rows = await this.db.query<{ id: string; state: JobState }>(
+      takeBackSql(
+        `state IN ('claimed', 'running') AND heartbeat_at < ${msAgo('$1')}`,
+        `format('worker %s stopped heartbeating', worker)`,
+      ),
+      [expiryMs],
+    );
+    return {
+      requeued: rows.filter((r) => r.state === 'queued').map((r) => r.id),
+      failed: rows.filter((r) => r.state !== 'queued').map((r) => r.id),
+    };
+  }
+
+  /**
+   * A worker that stops (shutdown) hands its attempt back at once instead of letting it expire:
+   * queued again with the attempt counted, like an expired one. False if it was no longer ours.
+   */
+  async giveBack(id: string, attempt: number, worker: string, reason: string): Promise<boolean> {
+    const rows = await this.db.query(
+      takeBackSql(`${FENCE} AND state IN ('claimed', 'running')`, `$4::text`),
+      [checkId(id), attempt, worker, reason],
+    );
+    return rows.length === 1;
+  }
+
+  /** Calls `onJob` with the id of each job submitted from now on; returns how to stop (undefined if unsupported). */
+  onSubmit(onJob: (id: string) => void): Promise<(() => Promise<void>) | undefined> {
+    return this.db.listen(SUBMIT_CHANNEL, onJob);
+  }
+
+  /** Cancels a queued job at once, or asks the worker of a claimed or running one to stop it. */
+  async cancel(id: string): Promise<QueueJob> {
+    const [row] = await this.db.query<JobRow>(
+      `UPDATE queue_jobs SET
+         state = CASE WHEN state = 'queued' THEN 'cancelled' ELSE state END,
+         finished_at = CASE WHEN state = 'queued' THEN now() ELSE finished_at END,
+         cancel_requested = cancel_requested OR state <> 'queued'
+       WHERE id = $1 AND state IN ('queued', 'claimed', 'running')
+       RETURNING ${JOB_COLUMNS}`,
+      [checkId(id)],
+    );
+    if (row) return toJob(row);
+    const job = await this.get(id);
+    throw failedPrecondition(`job ${id} already ${job.state}`);
+  }
+
+  /** Appends output of one attempt and wakes up anyone following the job's log. */
+  async appendLog(id: string, attempt: number, data: Buffer): Promise<string> {
+    try {
+      const [row] = await this.db.query<{ seq: string }>(
+        `WITH appended AS (
+           INSERT INTO queue_logs (job_id, attempt, data) VALUES ($1, $2, $3) RETURNING seq, job_id
+         )
+         SELECT seq::text AS seq, pg_notify('${LOG_CHANNEL}', job_id::text) FROM appended`,
+        [checkId(id), attempt, data],
+      );
+      return row!.seq;
+    } catch (err) {
+      if ((err as { code?: unknown }).code === '23503') throw notFound(`no queue job ${id}`);
+      throw err;
+    }
+  }
+
+  /**
+   * Output after `afterSeq`, in order. One worker appends to a job at a time, so sequence numbers
+   * of one job commit in order and a follower that resumes after the last seq misses nothing.
+   */
+  async readLog(id: string, opts: { afterSeq?: string; limit?: number } = {}): Promise<LogChunk[]> {
+    const after = opts.afterSeq ?? '0';
+    if (!/^\d{1,19}$/.test(after)) throw invalidArgument(`log position "${after}" is not a number`);
+    const rows = await this.db.query<{ seq: string; attempt: number; data: Uint8Array }>(
+      `SELECT seq::text AS seq, attempt, data FROM queue_logs WHERE job_id = $1 AND seq > $2
+       ORDER BY seq LIMIT $3`,
+      [checkId(id), after, checkLimit(opts.limit, DEFAULT_LOG_LIMIT, MAX_LOG_LIMIT)],
+    );
+    return rows.map((r) => ({ seq: r.seq, attempt: r.attempt, data: asBuffer(r.data) }));
+  }
+
+  /** Every attempt at a job, oldest first; the current one (from the job row) has no end yet. */
+  async attempts(id: string): Promise<QueueAttempt[]> {
+    await this.get(id);
+    const rows = await this.db.query<{
+      attempt: number;
+      worker: string;
+      agent: string;
+      dut: string;
+      started_at: Date;
+      ended_at: Date | null;
+      outcome: FinalState | 'lost' | null;
+      reason: string | null;
+    }>(
+      `SELECT attempt, worker, agent, dut, started_at, ended_at, outcome, reason
+       FROM queue_attempts WHERE job_id = $1
+       UNION ALL
+       SELECT attempts, worker, agent, dut, claimed_at, NULL, NULL, NULL
+       FROM queue_jobs WHERE id = $1 AND state IN ('claimed', 'running')
+       ORDER BY attempt`,
+      [id],
+    );
+    return rows.map((r) => ({
+      attempt: r.attempt,
+      worker: r.worker,
+      agent: r.agent,
+      dut: r.dut,
+      startedAt: r.started_at,
+      endedAt: r.ended_at ?? undefined,
+      outcome: r.outcome ?? undefined,
+      reason: r.reason ?? undefined,
+    }));
+  }
+
+  /** Replaces what the registry knows about one agent's DUTs (stamped with the database's time). */
+  async reportDuts(agent: string, worker: string, duts: DutReport[]): Promise<void> {
+    checkName('agent', agent);
+    checkName('worker', worker);
+    for (const d of duts) {
+      checkName('DUT name', d.name);
+      checkLabels(`labels of DUT ${d.name}`, d.labels, true);
+      if (!['good', 'bad', 'maintenance'].includes(d.health)) {
+        throw invalidArgument(`health of DUT ${d.name} must be good, bad or maintenance, not "${d.health}"`);
+      }
+    }
+    await this.db.query(
+      `WITH input AS (
+         SELECT * FROM jsonb_to_recordset($3::jsonb) AS x (name text, labels jsonb, health text, leased boolean)
+       ), upserted AS (
+         INSERT INTO queue_duts (agent, name, worker, labels, health, leased, seen_at)
+         SELECT $1::text, name, $2::text, labels, health, leased, now() FROM input
+         ON CONFLICT (agent, name) DO UPDATE SET worker = excluded.worker, labels = excluded.labels,
+           health = excluded.health, leased = excluded.leased, seen_at = excluded.seen_at
+       )
+       DELETE FROM queue_duts WHERE agent = $1::text AND name NOT IN (SELECT name FROM input)`,
+      [agent, worker, JSON.stringify(duts.map((d) => ({ ...d, leased: Boolean(d.leased) })))],
+    );
+  }
+
+  /** Queue depth and DUT supply per label set; DUTs not reported for `staleMs` count as offline. */
+  async stats(opts: { staleMs?: number } = {}): Promise<QueueStats> {
+    const staleMs = opts.staleMs ?? 60_000;
+    const sets = await this.db.query<{
+      labels: Record<string, string>;
+      queued: number;
+      running: number;
+      idle: number;
+      busy: number;
+      quarantined: number;
+      offline: number;
+    }>(
+      `WITH sets AS (
+         SELECT labels, count(*) FILTER (WHERE state = 'queued')::integer AS queued,
+                count(*) FILTER (WHERE state <> 'queued')::integer AS running
+         FROM queue_jobs WHERE state IN ('queued', 'claimed', 'running') GROUP BY labels
+       ), duts AS (
+         SELECT labels, health, leased, seen_at < ${msAgo('$1')} AS stale FROM queue_duts
+       )
+       SELECT s.labels, s.queued, s.running,
+         count(*) FILTER (WHERE d.stale)::integer AS offline,
+         count(*) FILTER (WHERE NOT d.stale AND d.health <> 'good')::integer AS quarantined,
+         count(*) FILTER (WHERE NOT d.stale AND d.health = 'good' AND d.leased)::integer AS busy,
+         count(*) FILTER (WHERE NOT d.stale AND d.health = 'good' AND NOT d.leased)::integer AS idle
+       FROM sets s LEFT JOIN duts d ON s.labels <@ d.labels
+       GROUP BY s.labels, s.queued, s.running
+       ORDER BY s.queued DESC, s.running DESC`,
+      [staleMs],
+    );
+    const byState = await this.db.query<{ state: JobState; n: number }>(
+      'SELECT state, count(*)::integer AS n FROM queue_jobs GROUP BY state',
+    );
+    const totals = Object.fromEntries(JOB_STATES.map((s) => [s, 0])) as Record<JobState, number>;
+    for (const { state, n } of byState) totals[state] = n;
+    return {
+      labelSets: sets.map(({ labels, queued, running, ...duts }) => ({ labels, queued, running, duts })),
+      totals,
+    };
+  }
+
+  async #fenced(sql: string, params: unknown[]): Promise<boolean> {
+    return (await this.db.query(sql, params)).length === 1;
+  }
+}
+
+function toJob(r: JobRow): QueueJob {
+  return {
+    id: r.id,
+    state: r.state,
+    labels: r.labels,
+    command: r.command,
+    image:
+      r.image_path !== null && r.image_sha256 !== null
+        ? { path: r.image_path, sha256: r.image_sha256 }
+        : undefined,
+    timeoutMs: r.timeout_ms,
+    priority: r.priority,
+    maxAttempts: r.max_attempts,
+    attempts: r.attempts,
+    submittedBy: r.submitted_by ?? undefined,
+    submittedAt: r.submitted_at,
+    worker: r.worker ?? undefined,
+    agent: r.agent ?? undefined,
+    dut: r.dut ?? undefined,
+    leaseId: r.lease_id ?? undefined,
+    agentJobId: r.agent_job_id ?? undefined,
+    claimedAt: r.claimed_at ?? undefined,
+    startedAt: r.started_at ?? undefined,
+    heartbeatAt: r.heartbeat_at ?? undefined,
+    finishedAt: r.finished_at ?? undefined,
+    cancelRequested: r.cancel_requested,
+    exitCode: r.exit_code ?? undefined,
+    error: r.error ?? undefined,
+  };
+}
+
+/** pg gives bytea as a Buffer, PGlite as a Uint8Array. */
+function asBuffer(data: Uint8Array): Buffer {
+  return Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+}
+
+function checkId(id: string): string {
+  if (typeof id !== 'string' || !/^[1-9]\d{0,18}$/.test(id))
+    throw invalidArgument(`"${id}" is not a queue job id`);
+  return id;
+}
+
+function checkLimit(limit: number | undefined, fallback: number, most: number): number {
+  if (limit === undefined) return fallback;
+  if (!Number.isInteger(limit) || limit < 1 || limit > most) {
+    throw invalidArgument(`limit must be a whole number from 1 to ${most}, not ${limit}`);
+  }
+  return limit;
+}
+
+function checkName(what: string, value: string): void {
+  if (typeof value !== 'string' || value.length === 0 || value.length > MAX_TEXT || CONTROL.test(value)) {
+    throw invalidArgument(
+      `${what} must be 1 to ${MAX_TEXT} printable characters, not ${JSON.stringify(value)}`,
+    );
+  }
+}
+
+function checkLabels(what: string, labels: Record<string, string>, mayBeEmpty: boolean): void {
+  if (typeof labels !== 'object' || labels === null || Array.isArray(labels)) {
+    throw invalidArgument(`${what} must be an object of name: value`);
+  }
+  const entries = Object.entries(labels);
+  if (entries.length === 0 && !mayBeEmpty) {
+    throw invalidArgument(`${what} must name at least one label, or the job could run on any DUT`);
+  }
+  if (entries.length > MAX_LABELS) throw invalidArgument(`${what}: at most ${MAX_LABELS} labels`);
+  for (const [key, value] of entries) {
+    if (!LABEL_KEY.test(key)) {
+      throw invalidArgument(`${what}: label name "${key}" must be a-z, 0-9, ".", "_", "/", "-" (at most 63)`);
+    }
+    checkName(`${what}: value of "${key}"`, value);
+  }
+}
+
+function validateSpec(spec: JobSpec): void {
+  checkLabels('labels', spec.labels, false);
+  const { command } = spec;
+  if (
+    !Array.isArray(command) ||
+    command.length === 0 ||
+    typeof command[0] !== 'string' ||
+    command[0] === ''
+  ) {
+    throw invalidArgument('command must be a non-empty argv, e.g. ["make", "test"]');
+  }
+  if (command.length > MAX_ARGS) throw invalidArgument(`command: at most ${MAX_ARGS} arguments`);
+  if (command.some((arg) => typeof arg !== 'string' || arg.includes('\0'))) {
+    throw invalidArgument('command arguments must be strings without NUL characters');
+  }
+  if (command.reduce((n, arg) => n + Buffer.byteLength(arg), 0) > MAX_COMMAND_BYTES) {
+    throw invalidArgument(`command is longer than ${MAX_COMMAND_BYTES / 1024} KiB`);
+  }
+  if (spec.image !== undefined) validateImage(spec.image);
+  checkRange('timeoutMs', spec.timeoutMs, MIN_TIMEOUT_MS, MAX_TIMEOUT_MS, 'between 1 s and 7 days');
+  if (spec.priority !== undefined) checkRange('priority', spec.priority, -PRIORITY_LIMIT, PRIORITY_LIMIT);
+  if (spec.maxAttempts !== undefined) checkRange('maxAttempts', spec.maxAttempts, 1, MAX_ATTEMPTS_LIMIT);
+  if (spec.submittedBy !== undefined) checkName('submittedBy', spec.submittedBy);
+}
+
+function validateImage(image: { path: string; sha256: string }): void {
+  if (
+    typeof image.path !== 'string' ||
+    image.path === '' ||
+    image.path.length > 4096 ||
+    image.path.includes('\0')
+  ) {
+    throw invalidArgument('image path must be a non-empty path');
+  }
+  if (typeof image.sha256 !== 'string' || !/^[0-9a-f]{64}$/.test(image.sha256)) {
+    throw invalidArgument(`image sha256 must be 64 lowercase hex digits, not "${image.sha256}"`);
+  }
+}
+
+function checkRange(what: string, value: number, least: number, most: number, words?: string): void {
+  if (!Number.isInteger(value) || value < least || value > most) {
+    throw invalidArgument(
+      `${what} must be a whole number ${words ?? `from ${least} to ${most}`}, not ${value}`,
+    );
+  }
+}

@@ -1,0 +1,155 @@
+/**
+ * `jigctl queue` and `jiglet queue-worker` as a single lab host uses them: the worker process
+ * hosts the embedded queue and serves it to jigctl on its socket; CI submits, follows the logs
+ * (exit code included), and reads status and stats; bad input gets one clear line.
+ */
+import assert from 'node:assert/strict';
+import { type ChildProcess, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { assertOneLineError, runJigctl } from '../../fixtures/test-support/run-jigctl.js';
+import { startVirtualJig, type VirtualJig } from '../../fixtures/test-support/virtual-jig.js';
+
+const JIGLET = join(import.meta.dirname, '../../dist/agent/src/main.js');
+
+describe('jigctl queue on the embedded engine', function () {
+  this.timeout(90_000);
+  let v: VirtualJig;
+  let dir: string;
+  let worker: ChildProcess;
+  let db: string;
+
+  before(async () => {
+    v = await startVirtualJig([{ name: 'vdut-q' }]);
+    dir = mkdtempSync(join(tmpdir(), 'jiglet-pglite-'));
+    db = `pglite:${dir}`;
+    const settings = v.t.pki.as('operator', v.t.address);
+    worker = spawn(process.execPath, [JIGLET, 'queue-worker', '--db', db, '--name', 'lab-host'], {
+      env: {
+        PATH: process.env.PATH,
+        JIGLET_ADDR: settings.server,
+        JIGLET_CA: settings.ca,
+        JIGLET_CERT: settings.cert,
+        JIGLET_KEY: settings.key,
+      },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    let out = '';
+    worker.stdout!.setEncoding('utf8');
+    while (!out.includes('claiming from the queue')) {
+      const [chunk] = (await Promise.race([once(worker.stdout!, 'data'), once(worker, 'exit')])) as [string];
+      if (worker.exitCode !== null) throw new Error(`the queue worker exited ${worker.exitCode}`);
+      out += chunk;
+    }
+  });
+  after(async () => {
+    if (worker && worker.exitCode === null) {
+      worker.kill('SIGTERM');
+      await once(worker, 'exit');
+    }
+    await v?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('submits, follows the logs to the exit code, and shows status, list and stats', async () => {
+    const submitted = await runJigctl(v.t, [
+      'queue',
+      'submit',
+      '--db',
+      db,
+      '--labels',
+      'device-type=virtual',
+      '--',
+      'sh',
+      '-c',
+      'echo "hello from $JIGLET_DUT"; exit 3',
+    ]);
+    assert.equal(submitted.code, 0, submitted.stderr);
+    const id = submitted.stdout.trim();
+    assert.match(id, /^\d+$/);
+    const logs = await runJigctl(v.t, ['queue', 'logs', id, '-f', '--db', db]);
+    assert.equal(logs.code, 3, `logs -f exits with the job's code; stderr: ${logs.stderr}`);
+    assert.match(logs.stdout, /hello from vdut-q/);
+    assert.match(logs.stdout, /power cycle/);
+    const status = await runJigctl(v.t, ['queue', 'status', id, '--db', db]);
+    assert.equal(status.code, 0, status.stderr);
+    assert.match(status.stdout, /job \d+: failed/);
+    assert.match(status.stdout, /exit code: 3/);
+    assert.match(status.stdout, /ran on:\s+vdut-q/);
+    const listed = await runJigctl(v.t, ['queue', 'list', '--db', db, '-o', 'json']);
+    assert.deepEqual(
+      (JSON.parse(listed.stdout) as { id: string }[]).map((j) => j.id),
+      [id],
+    );
+    const stats = await runJigctl(v.t, ['queue', 'stats', '--db', db, '-o', 'json']);
+    const parsed = JSON.parse(stats.stdout) as {
+      totals: Record<string, number>;
+    };
+    assert.equal(parsed.totals.failed, 1);
+    const table = await runJigctl(v.t, ['queue', 'stats', '--db', db]);
+    assert.match(table.stdout, /LABELS\s+QUEUED\s+RUNNING\s+IDLE\s+BUSY\s+QUARANTINED\s+OFFLINE/);
+    const again = await runJigctl(v.t, ['queue', 'cancel', id, '--db', db]);
+    assert.notEqual(again.code, 0);
+    assertOneLineError(again);
+    assert.match(again.stderr, /already failed/);
+  });
+
+  it('shows a queued job for labels no DUT has in stats, and cancels it', async () => {
+    const submitted = await runJigctl(v.t, [
+      'queue',
+      'submit',
+      '--db',
+      db,
+      '--labels',
+      'board=nowhere',
+      '--',
+      'true',
+    ]);
+    assert.equal(submitted.code, 0, submitted.stderr);
+    const id = submitted.stdout.trim();
+    const stats = await runJigctl(v.t, ['queue', 'stats', '--db', db, '-o', 'json']);
+    const set = (
+      JSON.parse(stats.stdout) as {
+        labelSets: { labels: Record<string, string>; queued: number; duts: { idle: number } }[];
+      }
+    ).labelSets.find((s) => s.labels.board === 'nowhere');
+    assert.equal(set?.queued, 1);
+    assert.equal(set?.duts.idle, 0);
+    const cancelled = await runJigctl(v.t, ['queue', 'cancel', id, '--db', db]);
+    assert.equal(cancelled.code, 0, cancelled.stderr);
+    assert.match(cancelled.stdout, /cancelled/);
+  });
+
+  it('refuses bad input with one clear line', async () => {
+    const noLabels = await runJigctl(v.t, ['queue', 'submit', '--db', db, '--', 'true']);
+    assert.equal(noLabels.code, 2);
+    assertOneLineError(noLabels);
+    assert.match(noLabels.stderr, /--labels is required/);
+    const noCommand = await runJigctl(v.t, ['queue', 'submit', '--db', db, '--labels', 'a=b']);
+    assert.match(noCommand.stderr, /name the command to run after --/);
+    const noDb = await runJigctl(v.t, ['queue', 'list']);
+    assertOneLineError(noDb);
+    assert.match(noDb.stderr, /name the queue database/);
+    const nobody = await runJigctl(v.t, ['queue', 'list', '--db', `pglite:${join(dir, 'elsewhere')}`]);
+    assertOneLineError(nobody);
+    assert.match(nobody.stderr, /no jiglet queue-worker is serving the embedded queue/);
+    const unknown = await runJigctl(v.t, ['queue', 'status', '999999', '--db', db]);
+    assertOneLineError(unknown);
+    const badTimeout = await runJigctl(v.t, [
+      'queue',
+      'submit',
+      '--db',
+      db,
+      '--labels',
+      'a=b',
+      '--timeout',
+      '0',
+      '--',
+      'true',
+    ]);
+    assertOneLineError(badTimeout);
+    assert.match(badTimeout.stderr, /timeout/i);
+  });
+});
