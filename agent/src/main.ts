@@ -16,6 +16,8 @@ async function serve(flags: {
   stateDir?: string;
   tlsDir?: string;
   logLevel?: string;
+  metrics?: string;
+  web?: string;
 }): Promise<void> {
   const config = loadAgentConfig(flags);
   const log = pino({ level: config.logLevel, base: { pid: process.pid } }, pino.destination(2));
@@ -28,9 +30,15 @@ async function serve(flags: {
     jig: config.jig,
     services: config.services,
     imageCacheBytes: config.imageCacheBytes,
+    metricsListen: config.metrics,
+    webListen: config.web,
   });
   // Printed on stdout so scripts (and tests) can learn the port when listening on :0.
   process.stdout.write(`jiglet listening on ${config.listen.replace(/:\d+$/, '')}:${agent.port}\n`);
+  if (config.metrics && agent.metricsPort !== undefined)
+    process.stdout.write(`jiglet metrics on ${config.metrics.replace(/:\d+$/, '')}:${agent.metricsPort}\n`);
+  if (config.web && agent.web)
+    process.stdout.write(`jiglet web console on https://${config.web.replace(/:\d+$/, '')}:${agent.web.port}\n`);
   const onSignal = (signal: NodeJS.Signals): void => {
     log.info({ signal }, 'shutdown requested');
     process.off('SIGTERM', onSignal);
@@ -57,13 +65,20 @@ async function queueWorker(flags: {
   heartbeatMs?: number;
   expiryMs?: number;
   leaseTtlMs?: number;
+  metrics?: string;
 }): Promise<void> {
   // The worker is a gRPC client of an agent, so it lives in client/; this is only its launcher
-  // (the one place agent/ reaches into client/, see DESIGN.md).
+  // (the one place agent/ reaches into client/, see DESIGN.md). grpc-js sets the TLS ServerName
+  // even to an IP address, and Node would print DEP0123 for it: noise an operator cannot act on.
+  process.noDeprecation = true;
   const { runQueueWorker } = await import('../../client/src/queue/run-queue-worker.js');
   const log = pino({ base: { pid: process.pid } }, pino.destination(2));
-  const { worker, stop } = await runQueueWorker(flags, (line) => log.warn(line));
+  const { worker, stop, metricsPort } = await runQueueWorker(flags, (line) => log.warn(line));
   process.stdout.write(`jiglet queue-worker ${worker.name} claiming from the queue\n`);
+  if (flags.metrics && metricsPort !== undefined)
+    process.stdout.write(
+      `jiglet queue-worker metrics on ${flags.metrics.replace(/:\d+$/, '')}:${metricsPort}\n`,
+    );
   const onSignal = (): void => {
     process.off('SIGTERM', onSignal);
     process.off('SIGINT', onSignal);
@@ -94,7 +109,15 @@ await yargs(hideBin(process.argv))
           type: 'string',
           describe: 'holds ca.crt server.crt server.key (default /etc/jiglet/tls)',
         })
-        .option('log-level', { type: 'string', choices: ['trace', 'debug', 'info', 'warn', 'error'] }),
+        .option('log-level', { type: 'string', choices: ['trace', 'debug', 'info', 'warn', 'error'] })
+        .option('metrics', {
+          type: 'string',
+          describe: 'HOST:PORT for Prometheus to scrape GET /metrics (plain HTTP; off by default)',
+        })
+        .option('web', {
+          type: 'string',
+          describe: 'HOST:PORT for the browser console (HTTPS, server certificate; off by default)',
+        }),
     (argv) => serve(argv),
   )
   .command(
@@ -120,6 +143,10 @@ await yargs(hideBin(process.argv))
         .option('lease-ttl-ms', {
           type: 'number',
           describe: 'TTL of the DUT leases it holds (default 15000)',
+        })
+        .option('metrics', {
+          type: 'string',
+          describe: 'HOST:PORT for Prometheus to scrape the queue depth, GET /metrics (plain HTTP)',
         }),
     (argv) => queueWorker(argv),
   )
