@@ -17,8 +17,14 @@ import { detectContainment } from './jobs/containment.js';
 import { JobRecords } from './jobs/job-records.js';
 import { DEFAULT_GRACE_MS, Supervisor } from './jobs/supervisor.js';
 import { LeaseManager } from './leases/lease-manager.js';
+import { AgentMetrics } from './metrics/agent-metrics.js';
+import { reflectDutHealth } from './metrics/dut-serving-status.js';
+import { type MetricsServer, startMetricsServer } from './metrics/metrics-server.js';
+import { RunRecorder } from './record/run-recorder.js';
+import { TimelineReader } from './record/timeline-reader.js';
 import { type GrpcServer, type ServerTls, startGrpcServer } from './rpc/grpc-server.js';
 import { lockStateDir } from './state-lock.js';
+import { startWebConsole, type WebConsole } from './web/web-console.js';
 
 /** A running agent. */
 export interface Agent {
@@ -29,6 +35,13 @@ export interface Agent {
   readonly leases: LeaseManager;
   readonly grpc: GrpcServer;
   readonly events: AgentEvents;
+  /** The run record: per-DUT journals of what happened, for timelines and reports. */
+  readonly recorder: RunRecorder;
+  readonly metrics: AgentMetrics;
+  /** Port of the Prometheus listener, when the agent was started with one. */
+  readonly metricsPort: number | undefined;
+  /** The browser console, when the agent was started with one. */
+  readonly web: WebConsole | undefined;
   /** Graceful stop: refuse new calls, stop jobs, flush records, release the state dir. */
   stop(graceMs?: number): Promise<void>;
 }
@@ -62,11 +75,22 @@ export async function startAgent(opts: {
   jigDriver?: JigDriverCommand;
   /** Size limit of the image cache (default 20 GiB). */
   imageCacheBytes?: number;
+  /** HOST:PORT of the Prometheus listener (plain HTTP); none without it. */
+  metricsListen?: string;
+  /** HOST:PORT of the browser console (HTTPS with the server certificate); none without it. */
+  webListen?: string;
+  /** How long a browser console ticket is good for (default 60 s). */
+  webTicketTtlMs?: number;
 }): Promise<Agent> {
   const { log, stateDir } = opts;
   mkdirSync(stateDir, { recursive: true });
   const unlock = lockStateDir(stateDir);
+  let metricsServer: MetricsServer | undefined;
   try {
+    const metrics = new AgentMetrics(log, { processMetrics: opts.metricsListen !== undefined });
+    // Bound before anything starts: a metrics port in use stops the agent with nothing to undo.
+    if (opts.metricsListen)
+      metricsServer = await startMetricsServer(opts.metricsListen, metrics.registry, log);
     const namespace = `jiglet-${createHash('sha256').update(stateDir).digest('hex').slice(0, 12)}`;
     const containment = await detectContainment({ namespace, log: (msg) => log.warn(msg) });
     log.info({ containment: containment.mode }, 'job containment');
@@ -81,6 +105,9 @@ export async function startAgent(opts: {
     await supervisor.recover();
     const images = new ImageCache({ stateDir, limitBytes: opts.imageCacheBytes, log });
     const leases = new LeaseManager({ stateDir });
+    // Listening before the jig starts: its captures and a lease that expired while the agent was
+    // down are part of the record.
+    const recorder = new RunRecorder({ stateDir, events, leases, supervisor, log });
     let jig: JigRuntime;
     try {
       jig = await JigRuntime.start({
@@ -97,11 +124,24 @@ export async function startAgent(opts: {
     } catch (err) {
       leases.close();
       await supervisor.shutdown(1000);
+      await recorder.close();
       await containment.removeNamespace().catch(() => false);
       throw err;
     }
+    recorder.attachJig(jig);
     let grpc: GrpcServer;
+    let web: WebConsole | undefined;
     try {
+      if (opts.webListen) {
+        web = await startWebConsole({
+          listen: opts.webListen,
+          tls: opts.tls,
+          jig,
+          leases,
+          log,
+          ticketTtlMs: opts.webTicketTtlMs,
+        });
+      }
       grpc = await startGrpcServer({
         listen: opts.listen,
         tls: opts.tls,
@@ -109,15 +149,22 @@ export async function startAgent(opts: {
         jig,
         images,
         leases,
+        records: new TimelineReader({ recorder, supervisor, leases }),
         log,
+        interceptors: [metrics.rpcInterceptor],
+        web,
       });
     } catch (err) {
+      await web?.close();
       leases.close();
       await jig.close();
       await supervisor.shutdown(1000);
+      await recorder.close();
       await containment.removeNamespace().catch(() => false);
       throw err;
     }
+    metrics.watch({ events, supervisor, jig, leases, followers: grpc.followers });
+    const stopDutHealth = reflectDutHealth({ jig, events, health: grpc.health });
     let stopping: Promise<void> | undefined;
     return {
       port: grpc.port,
@@ -127,14 +174,25 @@ export async function startAgent(opts: {
       leases,
       grpc,
       events,
+      recorder,
+      metrics,
+      metricsPort: metricsServer?.port,
+      web,
       stop(graceMs = DEFAULT_GRACE_MS) {
         stopping ??= (async () => {
           log.info('agent stopping');
+          stopDutHealth();
+          // Browser sessions end with the agent; their sockets let go of leases and consoles first.
+          await web?.close();
           // Leases stay saved with their expiry; a restarted agent honours them.
           leases.close();
           await jig.close();
           await supervisor.shutdown(graceMs);
+          // After the shutdown, so the jobs it stopped are recorded; every listener goes with it.
+          await recorder.close();
           await grpc.close();
+          metrics.close();
+          await metricsServer?.close();
           // Leaves nothing behind in the cgroup hierarchies once no job cgroup remains.
           try {
             if (!(await containment.removeNamespace()))
@@ -149,6 +207,7 @@ export async function startAgent(opts: {
       },
     };
   } catch (err) {
+    await metricsServer?.close();
     unlock();
     throw err;
   }

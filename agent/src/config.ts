@@ -26,6 +26,10 @@ export interface AgentConfig {
   services: ServiceConfig[];
   /** Size limit of the image cache in bytes (default 20 GiB). */
   imageCacheBytes?: number;
+  /** HOST:PORT of the Prometheus listener (plain HTTP), if any. */
+  metrics?: string;
+  /** HOST:PORT of the browser console (HTTPS), if any. */
+  web?: string;
   configFile?: string;
 }
 
@@ -62,6 +66,14 @@ const ServiceSchema = z
 const FileSchema = z
   .object({
     listen: z
+      .string()
+      .regex(/^[^\s:]+:\d{1,5}$|^\[[0-9a-fA-F:]+\]:\d{1,5}$/, 'HOST:PORT')
+      .optional(),
+    metrics: z
+      .string()
+      .regex(/^[^\s:]+:\d{1,5}$|^\[[0-9a-fA-F:]+\]:\d{1,5}$/, 'HOST:PORT')
+      .optional(),
+    web: z
       .string()
       .regex(/^[^\s:]+:\d{1,5}$|^\[[0-9a-fA-F:]+\]:\d{1,5}$/, 'HOST:PORT')
       .optional(),
@@ -130,6 +142,8 @@ export function loadAgentConfig(
       cwd: fromFile(service.cwd) ?? base,
     })),
     imageCacheBytes: file.imageCacheBytes,
+    metrics: flags.metrics ?? file.metrics,
+    web: flags.web ?? file.web,
     configFile: flags.config,
   };
 }

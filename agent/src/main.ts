@@ -33,12 +33,16 @@ async function serve(flags: {
     metricsListen: config.metrics,
     webListen: config.web,
   });
+  // Before the "listening" line: a starter that reads stdout up to that line may close the pipe
+  // then (fixtures/test-support/jiglet-process.ts does), and a later write would die of EPIPE.
+  if (config.web && agent.web)
+    process.stdout.write(
+      `jiglet web console on https://${config.web.replace(/:\d+$/, '')}:${agent.web.port}\n`,
+    );
   // Printed on stdout so scripts (and tests) can learn the port when listening on :0.
   process.stdout.write(`jiglet listening on ${config.listen.replace(/:\d+$/, '')}:${agent.port}\n`);
   if (config.metrics && agent.metricsPort !== undefined)
     process.stdout.write(`jiglet metrics on ${config.metrics.replace(/:\d+$/, '')}:${agent.metricsPort}\n`);
-  if (config.web && agent.web)
-    process.stdout.write(`jiglet web console on https://${config.web.replace(/:\d+$/, '')}:${agent.web.port}\n`);
   const onSignal = (signal: NodeJS.Signals): void => {
     log.info({ signal }, 'shutdown requested');
     process.off('SIGTERM', onSignal);

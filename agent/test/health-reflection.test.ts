@@ -60,7 +60,14 @@ describe('health and reflection', () => {
     const listed = (answers[0]!.list_services_response as { service: { name: string }[] }).service.map(
       (s) => s.name,
     );
-    assert.ok(listed.includes('jiglet.v1.JobService'), `services: ${listed}`);
+    for (const service of [
+      'jiglet.v1.JobService',
+      'jiglet.v1.JigService',
+      'jiglet.v1.ImageService',
+      'jiglet.v1.LeaseService',
+      'jiglet.v1.RecordService',
+    ])
+      assert.ok(listed.includes(service), `${service} missing from services: ${listed}`);
     assert.ok(listed.includes('grpc.health.v1.Health'), `services: ${listed}`);
     const files = (answers[1]!.file_descriptor_response as { file_descriptor_proto: Buffer[] })
       .file_descriptor_proto;

@@ -6,6 +6,7 @@
  */
 import yargs, { type Argv } from 'yargs';
 import { hideBin } from 'yargs/helpers';
+import { invalidArgument } from '../../protocol/src/errors.js';
 import { describeFailure, EXIT } from './cli/exit-codes.js';
 import { resolveConnection } from './connection.js';
 
@@ -54,7 +55,11 @@ function startOptions<T>(y: Argv<T>) {
     .option('stdin', { alias: 'i', type: 'boolean', describe: 'forward our stdin to the job' });
 }
 
-/** Options of the queue commands, which talk to the queue's database, not to an agent. */
+/**
+ * Options of the queue commands, which talk to the queue's database, not to an agent.
+ * `queue report -o FILE` names a file, while the other queue commands print text or json: a check,
+ * because yargs adds a subcommand's choices to its parent's instead of replacing them.
+ */
 function queueOptions<T>(y: Argv<T>) {
   return y
     .option('db', {
@@ -62,7 +67,12 @@ function queueOptions<T>(y: Argv<T>) {
       describe: 'queue database: postgres://… or pglite:DIR (env JIGLET_QUEUE_DB)',
       group: 'Queue:',
     })
-    .option('output', { alias: 'o', choices: ['text', 'json'] as const, default: 'text' as const });
+    .option('output', { alias: 'o', type: 'string', describe: 'text or json (queue report: the file)' })
+    .check((argv) => {
+      if (argv._[1] === 'report' || argv.output === undefined || ['text', 'json'].includes(argv.output))
+        return true;
+      throw invalidArgument(`-o is text or json, not "${argv.output}"`);
+    });
 }
 
 /** The words after `--` (or the positional words), as the command to run. */
@@ -252,6 +262,29 @@ try {
       },
     )
     .command(
+      'report',
+      'write the run record of a lease or job as one HTML file: timeline, serial log, events',
+      (y) =>
+        connectionOptions(y)
+          .option('lease', { type: 'string', describe: 'the lease to report on (ended or held)' })
+          .option('job', { type: 'string', describe: 'the job to report on' })
+          .conflicts('lease', 'job')
+          .option('output', {
+            alias: 'o',
+            type: 'string',
+            describe: 'file to write (default run-ID.html; - = stdout)',
+          })
+          .option('serial', {
+            type: 'boolean',
+            default: true,
+            describe: 'include the serial log (--no-serial)',
+          }),
+      async (argv) => {
+        const { reportCommand } = await import('./cli/report-commands.js');
+        exitCode = await reportCommand(argv);
+      },
+    )
+    .command(
       'release <lease>',
       'end a lease: its jobs stop, its console detaches, the DUT is made safe',
       (y) => connectionOptions(y).positional('lease', { type: 'string', demandOption: true }),
@@ -323,6 +356,18 @@ try {
           },
         )
         .command(
+          'report <id>',
+          "a job's run report (HTML: timeline, serial log), stored by its worker after each attempt",
+          (c) =>
+            c
+              .positional('id', { type: 'string', demandOption: true })
+              .option('attempt', { type: 'number', describe: 'this attempt (default the latest)' }),
+          async (argv) => {
+            const { queueReportCommand } = await import('./cli/queue-commands.js');
+            exitCode = await queueReportCommand(argv);
+          },
+        )
+        .command(
           'stats',
           'queue depth per label set, and matching DUTs idle, busy, quarantined, offline',
           (c) => c,
@@ -331,7 +376,7 @@ try {
             exitCode = await queueStatsCommand(argv);
           },
         )
-        .demandCommand(1, 'name a queue command: submit, list, status, cancel, logs, stats'),
+        .demandCommand(1, 'name a queue command: submit, list, status, cancel, logs, report, stats'),
     )
     .command(
       'leases',
@@ -401,10 +446,17 @@ try {
         connectionOptions(y)
           .option('dut', { type: 'string', demandOption: true })
           .option('take-over', { type: 'boolean', describe: 'take the console from its writer (admin)' })
+          .option('web', {
+            type: 'boolean',
+            describe: "print a single-use link to the agent's browser console instead",
+          })
+          .option('open', { type: 'boolean', describe: 'with --web: open the link with xdg-open' })
+          .conflicts('web', 'take-over')
           .epilogue(
             'On a terminal, keys go to the DUT as typed (Ctrl-C included) and Ctrl-] detaches. ' +
               "Otherwise stdin's bytes are sent as they are and its end detaches: " +
-              "printf 'uname -a\\r' | jigctl console --dut D. DUT output goes to stdout, capture events to stderr.",
+              "printf 'uname -a\\r' | jigctl console --dut D. DUT output goes to stdout, capture events to stderr. " +
+              'With --web the browser console is read-only unless you hold the lease of the DUT and may write.',
           ),
       async (argv) => {
         const { consoleCommand } = await import('./cli/jig-commands.js');

@@ -26,7 +26,9 @@ import { type FlashEvent, type FlashResult, flashDut } from './flash-client.js';
 import { ImageClient } from './image-client.js';
 import { JigClient } from './jig-client.js';
 import { type ClaimOptions, type Lease, LeaseClient, leaseInterceptor, withLease } from './lease-client.js';
+import { RecordClient } from './record-client.js';
 import { callOptions, UNARY_DEADLINE_MS, unaryCall } from './unary-call.js';
+import { WebClient } from './web-client.js';
 
 export { type Job, type JobSpec, JobState } from '../../protocol/gen/jiglet/v1/jobs.js';
 
@@ -65,6 +67,10 @@ export class JigletClient {
   readonly images: ImageClient;
   /** Leases of DUTs. */
   readonly leases: LeaseClient;
+  /** The run record: timelines of leases and jobs. */
+  readonly records: RecordClient;
+  /** Tickets for the agent's browser console. */
+  readonly web: WebClient;
   /** The lease every call carries (mutating calls on a leased DUT need it); see withLease. */
   lease: string | undefined;
 
@@ -98,6 +104,8 @@ export class JigletClient {
     this.jig = new JigClient(settings.server, creds, this.#stub.getChannel(), interceptors);
     this.images = new ImageClient(settings.server, creds, this.#stub.getChannel(), interceptors);
     this.leases = new LeaseClient(settings.server, creds, this.#stub.getChannel());
+    this.records = new RecordClient(settings.server, creds, this.#stub.getChannel(), interceptors);
+    this.web = new WebClient(settings.server, creds, this.#stub.getChannel());
   }
 
   /** Starts a job; resolves once it runs (or has failed to start). */

@@ -8,4 +8,7 @@ export const PROTO_FILES: readonly string[] = [
   'jiglet/v1/jobs.proto',
   'jiglet/v1/jig.proto',
   'jiglet/v1/images.proto',
+  'jiglet/v1/leases.proto',
+  'jiglet/v1/records.proto',
+  'jiglet/v1/web.proto',
 ];

@@ -17,11 +17,13 @@ export type Permission =
   | 'power.switch'
   | 'console.write'
   | 'console.takeover'
+  | 'console.web'
   | 'images.read'
   | 'images.upload'
   | 'images.remove'
   | 'flash'
   | 'leases.read'
+  | 'records.read'
   | 'leases.claim'
   | 'leases.revoke'
   | 'duts.admin'
@@ -33,6 +35,10 @@ const VIEWER: readonly Permission[] = [
   'jig.read',
   'images.read',
   'leases.read',
+  'records.read',
+  // A browser console ticket; the session types only while its identity holds the DUT's lease
+  // and its role has console.write (checked by the web console at each keystroke).
+  'console.web',
   'agent.health',
   'agent.reflect',
 ];
@@ -87,6 +93,9 @@ export const METHOD_PERMISSIONS: Readonly<Record<string, Permission>> = {
   '/jiglet.v1.LeaseService/Release': 'leases.claim',
   '/jiglet.v1.LeaseService/ListLeases': 'leases.read',
   '/jiglet.v1.LeaseService/WatchLeases': 'leases.read',
+  // A run's timeline holds what a viewer may already read: jobs, power, leases and serial.
+  '/jiglet.v1.RecordService/GetTimeline': 'records.read',
+  '/jiglet.v1.WebService/IssueTicket': 'console.web',
   '/jiglet.v1.ImageService/StatImage': 'images.read',
   '/jiglet.v1.ImageService/ListImages': 'images.read',
   '/jiglet.v1.ImageService/UploadImage': 'images.upload',

@@ -5,7 +5,7 @@
 
 import tls from 'node:tls';
 import { fileURLToPath } from 'node:url';
-import { Server, ServerCredentials } from '@grpc/grpc-js';
+import { Server, ServerCredentials, type ServerInterceptor } from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
 import { ReflectionService } from '@grpc/reflection';
 import { HealthImplementation, protoPath as healthProtoPath } from 'grpc-health-check';
@@ -14,16 +14,22 @@ import { ImageServiceService } from '../../../protocol/gen/jiglet/v1/images.js';
 import { JigServiceService } from '../../../protocol/gen/jiglet/v1/jig.js';
 import { JobServiceService } from '../../../protocol/gen/jiglet/v1/jobs.js';
 import { LeaseServiceService } from '../../../protocol/gen/jiglet/v1/leases.js';
+import { RecordServiceService } from '../../../protocol/gen/jiglet/v1/records.js';
+import { WebServiceService } from '../../../protocol/gen/jiglet/v1/web.js';
 import { PROTO_DIR, PROTO_FILES } from '../../../protocol/src/proto-files.js';
 import { authInterceptor } from '../auth/auth-interceptor.js';
 import type { ImageCache } from '../images/image-cache.js';
 import type { JigRuntime } from '../jig/jig-runtime.js';
 import type { Supervisor } from '../jobs/supervisor.js';
 import type { LeaseManager } from '../leases/lease-manager.js';
+import type { TimelineReader } from '../record/timeline-reader.js';
+import type { WebConsole } from '../web/web-console.js';
 import { imageService } from './image-service.js';
 import { jigService } from './jig-service.js';
 import { type FollowerRegistry, jobService } from './job-service.js';
 import { leaseService } from './lease-service.js';
+import { recordService } from './record-service.js';
+import { webService } from './web-service.js';
 
 /** PEM material for the server side of mutual TLS. */
 export interface ServerTls {
@@ -52,13 +58,21 @@ export async function startGrpcServer(opts: {
   jig: JigRuntime;
   images: ImageCache;
   leases: LeaseManager;
+  /** The run record's timelines (RecordService). */
+  records: TimelineReader;
   log: Logger;
+  /** Run inside the auth interceptor, so they also see the calls it refuses (e.g. metrics). */
+  interceptors?: ServerInterceptor[];
+  /** The browser console, if the agent serves one (WebService issues its tickets). */
+  web?: WebConsole;
 }): Promise<GrpcServer> {
   const { log } = opts;
   // grpc-js's createSsl has no minVersion; this process-wide default is what its TLS server uses.
   tls.DEFAULT_MIN_VERSION = 'TLSv1.3';
   const server = new Server({
-    interceptors: [authInterceptor(log)],
+    // grpc-js wraps each interceptor around those listed before it: a status the auth interceptor
+    // sends passes through the ones listed ahead of it.
+    interceptors: [...(opts.interceptors ?? []), authInterceptor(log)],
     'grpc.keepalive_time_ms': KEEPALIVE_TIME_MS,
     'grpc.keepalive_timeout_ms': KEEPALIVE_TIMEOUT_MS,
     'grpc.keepalive_permit_without_calls': 1,
@@ -69,12 +83,16 @@ export async function startGrpcServer(opts: {
   server.addService(JigServiceService, jigService(opts.jig, opts.images, opts.leases, log, followers));
   server.addService(LeaseServiceService, leaseService(opts.jig, opts.leases, log));
   server.addService(ImageServiceService, imageService(opts.images, log));
+  server.addService(RecordServiceService, recordService(opts.records, log));
+  server.addService(WebServiceService, webService(opts.jig, opts.web, log));
   const health = new HealthImplementation({
     '': 'SERVING',
     'jiglet.v1.JobService': 'SERVING',
     'jiglet.v1.JigService': 'SERVING',
     'jiglet.v1.ImageService': 'SERVING',
     'jiglet.v1.LeaseService': 'SERVING',
+    'jiglet.v1.RecordService': 'SERVING',
+    'jiglet.v1.WebService': 'SERVING',
   });
   health.addToServer(server);
   // Reflection describes every service we serve, health included, so grpcurl can use all of them.

@@ -3,6 +3,9 @@
  * to stdout exactly as the DUT sent them; capture events go to stderr, one line each, so stdout
  * stays the pure byte stream a script can pipe on.
  */
+import { spawn } from 'node:child_process';
+import { accessSync, constants } from 'node:fs';
+import { join } from 'node:path';
 import { invalidArgument } from '../../../protocol/src/errors.js';
 import type { ConnectionFlags } from '../connection.js';
 import {
@@ -65,6 +68,10 @@ export interface SerialTailFlags extends ConnectionFlags {
 export interface ConsoleFlags extends ConnectionFlags {
   dut: string;
   takeOver?: boolean;
+  /** Print a browser link to the console instead of attaching here. */
+  web?: boolean;
+  /** With --web: also open the link with xdg-open. */
+  open?: boolean;
 }
 
 /** `jigctl expect` flags. */
@@ -143,6 +150,8 @@ export async function serialTailCommand(flags: SerialTailFlags): Promise<number>
  * and Ctrl-] detaches; otherwise stdin is forwarded as it is and its end detaches.
  */
 export async function consoleCommand(flags: ConsoleFlags): Promise<number> {
+  if (flags.web) return webConsoleCommand(flags);
+  if (flags.open) throw invalidArgument('--open goes with --web');
   const stdin = process.stdin;
   const tty = stdin.isTTY === true;
   const client = connect(flags);
@@ -185,6 +194,48 @@ export async function consoleCommand(flags: ConsoleFlags): Promise<number> {
     stdin.destroy();
     client.close();
   }
+}
+
+/**
+ * `jigctl console --web --dut D`: prints a single-use link to the agent's browser console, bound
+ * to our identity and role (read-only unless we hold the DUT's lease and may write).
+ */
+async function webConsoleCommand(flags: ConsoleFlags): Promise<number> {
+  if (flags.takeOver) throw invalidArgument('--take-over applies to a console in this terminal, not --web');
+  const client = connect(flags);
+  try {
+    const { url, expires } = await client.web.ticket(flags.dut);
+    process.stdout.write(`${url}\n`);
+    const seconds = Math.max(0, Math.round((expires.getTime() - Date.now()) / 1000));
+    process.stderr.write(`jigctl: the link opens one browser session; use it within ${seconds} s\n`);
+    if (flags.open) openInBrowser(url);
+    return 0;
+  } finally {
+    client.close();
+  }
+}
+
+/** Hands the link to xdg-open, if this host has one; the link stays printed either way. */
+function openInBrowser(url: string): void {
+  const xdgOpen = (process.env.PATH ?? '')
+    .split(':')
+    .map((dir) => join(dir || '.', 'xdg-open'))
+    .find((path) => {
+      try {
+        accessSync(path, constants.X_OK);
+        return true;
+      } catch {
+        return false;
+      }
+    });
+  if (!xdgOpen) {
+    process.stderr.write('jigctl: xdg-open is not installed; open the link by hand\n');
+    return;
+  }
+  // No shell: the URL is one argument. Detached, so closing jigctl leaves the browser alone.
+  const child = spawn(xdgOpen, [url], { detached: true, stdio: 'ignore' });
+  child.on('error', (err) => process.stderr.write(`jigctl: xdg-open failed: ${err.message}\n`));
+  child.unref();
 }
 
 /** `jigctl expect --dut D --pattern RE`: waits on the agent; prints the line, or why not. */

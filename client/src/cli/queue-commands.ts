@@ -7,6 +7,7 @@ import { createReadStream } from 'node:fs';
 import { resolve } from 'node:path';
 import { invalidArgument } from '../../../protocol/src/errors.js';
 import { LOG_CHANNEL, type QueueJob, QueueStore } from '../queue/queue-store.js';
+import { writeReport } from '../report/write-report.js';
 import { renderTable } from './format.js';
 import { parseDuration, parsePairs } from './parse-units.js';
 import { writeOut } from './write-out.js';
@@ -206,6 +207,18 @@ export async function queueLogsCommand(
       await unlisten?.();
     }
   });
+}
+
+/**
+ * `jigctl queue report ID [--attempt N] [-o FILE]`: the run report its worker stored (the latest
+ * attempt's unless one is named), to `queue-ID.html`, a file, or stdout with `-o -`.
+ */
+export async function queueReportCommand(
+  flags: QueueFlags & { id: string; attempt?: number },
+): Promise<number> {
+  const report = await withStore(flags, (store) => store.getReport(flags.id, flags.attempt));
+  await writeReport(report.html, flags.output ?? `queue-${flags.id}-attempt-${report.attempt}.html`);
+  return 0;
 }
 
 /** `jigctl queue stats`: depth per label set, and the DUTs that could serve each. */

@@ -90,6 +90,20 @@ export const MIGRATIONS: readonly Migration[] = [
       );
     `,
   },
+  {
+    version: 2,
+    name: 'run reports per attempt',
+    sql: `
+      -- The HTML run report of each attempt (timeline and serial log), written by its worker.
+      CREATE TABLE queue_reports (
+        job_id bigint NOT NULL REFERENCES queue_jobs (id) ON DELETE CASCADE,
+        attempt integer NOT NULL,
+        html text NOT NULL,
+        created_at timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (job_id, attempt)
+      );
+    `,
+  },
 ];
 
 /** The schema version this code writes and understands. */

@@ -34,6 +34,8 @@ const MAX_TEXT = 256;
 const DEFAULT_LIST_LIMIT = 100;
 const MAX_LIST_LIMIT = 1000;
 const DEFAULT_LOG_LIMIT = 1000;
+/** Largest run report stored (the agent bounds a timeline's serial log to 5 MiB). */
+export const MAX_REPORT_BYTES = 32 * 1024 * 1024;
 const MAX_LOG_LIMIT = 10_000;
 /** NOTIFY channels; the payload is the job id. */
 export const LOG_CHANNEL = 'jiglet_queue_log';
@@ -498,6 +500,39 @@ export class QueueStore {
       outcome: r.outcome ?? undefined,
       reason: r.reason ?? undefined,
     }));
+  }
+
+  /** Stores the run report of one attempt (HTML), replacing one stored before for it. */
+  async saveReport(id: string, attempt: number, html: string): Promise<void> {
+    if (!Number.isInteger(attempt) || attempt < 1)
+      throw invalidArgument(`attempt must be 1 or more, not ${attempt}`);
+    const bytes = Buffer.byteLength(html);
+    if (bytes > MAX_REPORT_BYTES)
+      throw invalidArgument(`a run report is at most ${MAX_REPORT_BYTES} bytes; this one is ${bytes}`);
+    try {
+      await this.db.query(
+        `INSERT INTO queue_reports (job_id, attempt, html) VALUES ($1, $2, $3)
+         ON CONFLICT (job_id, attempt) DO UPDATE SET html = excluded.html, created_at = now()`,
+        [checkId(id), attempt, html],
+      );
+    } catch (err) {
+      if ((err as { code?: unknown }).code === '23503') throw notFound(`no queue job ${id}`);
+      throw err;
+    }
+  }
+
+  /** The run report of an attempt (default: the latest one that has a report); notFound if none. */
+  async getReport(id: string, attempt?: number): Promise<{ attempt: number; html: string; createdAt: Date }> {
+    const [row] = await this.db.query<{ attempt: number; html: string; created_at: Date }>(
+      `SELECT attempt, html, created_at FROM queue_reports
+       WHERE job_id = $1 AND ($2::integer IS NULL OR attempt = $2) ORDER BY attempt DESC LIMIT 1`,
+      [checkId(id), attempt ?? null],
+    );
+    if (row) return { attempt: row.attempt, html: row.html, createdAt: row.created_at };
+    await this.get(id);
+    throw notFound(
+      `queue job ${id} has no run report${attempt !== undefined ? ` for attempt ${attempt}` : ''} (its worker stores one when an attempt ends)`,
+    );
   }
 
   /** Replaces what the registry knows about one agent's DUTs (stamped with the database's time). */

@@ -16,6 +16,7 @@ import { DutHealth } from '../../../protocol/gen/jiglet/v1/jig.js';
 import { JigletError } from '../../../protocol/src/errors.js';
 import type { JigletClient } from '../jiglet-client.js';
 import type { Lease } from '../lease-client.js';
+import { renderReport } from '../report/render-report.js';
 import { isConnectionError } from './queue-db.js';
 import { QueueLogWriter } from './queue-log-writer.js';
 import type { QueueJob, QueueStore } from './queue-store.js';
@@ -243,6 +244,7 @@ export class QueueWorker {
     await logs.close();
     // The lease ends before the outcome is written: whoever sees the job finished may claim the DUT.
     await client.leases.release(lease.id).catch(() => undefined);
+    await this.#storeReport(job, attempt, lease, client);
     const recorded = await this.#retrying(() =>
       requeue
         ? this.#store.giveBack(job.id, attempt, this.name, outcome.error ?? 'interrupted')
@@ -250,6 +252,31 @@ export class QueueWorker {
     );
     if (!recorded)
       this.#log(`queue worker ${this.name}: job ${job.id} attempt ${attempt} was no longer ours`);
+  }
+
+  /**
+   * Stores the attempt's run report: the timeline of its lease, fetched once the lease has ended
+   * (so the whole run is in it), as HTML. Bounded well inside the heartbeat expiry, which runs
+   * from the last heartbeat; a report that cannot be made or stored is noted in the job's log and
+   * changes nothing about the job.
+   */
+  async #storeReport(job: QueueJob, attempt: number, lease: Lease, client: JigletClient): Promise<void> {
+    try {
+      const timeline = await client.records.timeline(
+        { leaseId: lease.id },
+        { deadlineMs: this.#timing.expiryMs / 4 },
+      );
+      const html = renderReport(timeline, {
+        title: `queue job ${job.id}, attempt ${attempt}, on ${lease.dut}`,
+        agent: this.#agent,
+      });
+      await this.#store.saveReport(job.id, attempt, html);
+    } catch (err) {
+      this.#log(`queue worker ${this.name}: job ${job.id}: no run report: ${messageOf(err)}`);
+      const note = new QueueLogWriter(this.#store, job.id, attempt);
+      note.note(`no run report for this attempt: ${messageOf(err)}`);
+      await note.close(Date.now() + this.#timing.expiryMs / 4);
+    }
   }
 
   /** Flash (if an image was given), power cycle, then the command; resolves with the outcome. */

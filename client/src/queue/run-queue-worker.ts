@@ -8,6 +8,7 @@
  */
 import { type ConnectionFlags, resolveConnection } from '../connection.js';
 import { JigletClient } from '../jiglet-client.js';
+import { type QueueMetricsServer, serveQueueMetrics } from './queue-metrics.js';
 import { QueueStore } from './queue-store.js';
 import { DEFAULT_TIMING, QueueWorker, type QueueWorkerTiming } from './queue-worker.js';
 
@@ -17,13 +18,15 @@ export interface QueueWorkerFlags extends ConnectionFlags {
   heartbeatMs?: number;
   expiryMs?: number;
   leaseTtlMs?: number;
+  /** HOST:PORT to serve the queue's depth to Prometheus on (plain HTTP). */
+  metrics?: string;
 }
 
 /** Starts the worker; resolves once it is claiming, with a function that stops it. */
 export async function runQueueWorker(
   flags: QueueWorkerFlags,
   log: (line: string) => void,
-): Promise<{ worker: QueueWorker; stop: () => Promise<void> }> {
+): Promise<{ worker: QueueWorker; stop: () => Promise<void>; metricsPort?: number }> {
   const settings = resolveConnection(flags);
   const store = await QueueStore.open(flags.db, { hostEmbedded: true });
   const timing: QueueWorkerTiming = {
@@ -33,7 +36,10 @@ export async function runQueueWorker(
     ...(flags.leaseTtlMs !== undefined ? { leaseTtlMs: flags.leaseTtlMs } : {}),
   };
   let worker: QueueWorker;
+  let metrics: QueueMetricsServer | undefined;
   try {
+    // Bound before the worker claims anything: a port in use is a startup error, not a half-started worker.
+    if (flags.metrics) metrics = await serveQueueMetrics(flags.metrics, store, log);
     worker = new QueueWorker({
       store,
       connect: () => new JigletClient(settings),
@@ -43,14 +49,17 @@ export async function runQueueWorker(
       log,
     });
   } catch (err) {
+    await metrics?.close();
     await store.close();
     throw err;
   }
   worker.start();
   return {
     worker,
+    metricsPort: metrics?.port,
     stop: async () => {
       await worker.stop();
+      await metrics?.close();
       await store.close();
     },
   };
