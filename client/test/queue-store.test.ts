@@ -95,7 +95,7 @@ for (const engine of [pgliteEngine(), postgresEngine()]) {
       await engine.tearDown();
     });
     beforeEach(async () => {
-      await db.exec(`TRUNCATE ${TABLES} RESTART IDENTITY`);
+      await db.exec(`TRUNCATE ${TABLES} RESTART IDENTITY CASCADE`);
     });
     afterEach(async () => {
       await Promise.all(opened.splice(0).map((d) => d.close()));

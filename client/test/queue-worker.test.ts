@@ -111,7 +111,7 @@ describe('fleet queue workers on a virtual jig', function () {
     it(`runs every job exactly once with 3 workers × 24 jobs (${engine})`, async () => {
       const url = engine === 'postgres' ? pg.url : 'pglite:memory';
       const submitter = await openStore(url);
-      await submitter.db.query('TRUNCATE queue_jobs CASCADE').catch(() => undefined);
+      await submitter.db.query('TRUNCATE queue_jobs CASCADE');
       const ids: string[] = [];
       for (let i = 0; i < 24; i++)
         ids.push((await submitter.submit({ labels: LABELS, command: noteRun(), timeoutMs: 60_000 })).id);
