@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /** `jiglet`: the agent's command line. */
-import { pino } from 'pino';
+import { type Logger, pino } from 'pino';
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { JigletError } from '../../protocol/src/errors.js';
@@ -9,6 +9,24 @@ import { loadAgentConfig } from './config.js';
 
 /** Exit code for a configuration problem (sysexits EX_CONFIG). */
 const EXIT_CONFIG = 78;
+
+/** The first SIGTERM or SIGINT stops gracefully, then exits 0 (1 if stopping failed). */
+function stopOnSignal(stop: () => Promise<void>, log: Logger): void {
+  const onSignal = (signal: NodeJS.Signals): void => {
+    log.info({ signal }, 'shutdown requested');
+    process.off('SIGTERM', onSignal);
+    process.off('SIGINT', onSignal);
+    stop().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        log.error({ err }, 'shutdown failed');
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+}
 
 async function serve(flags: {
   config?: string;
@@ -43,20 +61,7 @@ async function serve(flags: {
   process.stdout.write(`jiglet listening on ${config.listen.replace(/:\d+$/, '')}:${agent.port}\n`);
   if (config.metrics && agent.metricsPort !== undefined)
     process.stdout.write(`jiglet metrics on ${config.metrics.replace(/:\d+$/, '')}:${agent.metricsPort}\n`);
-  const onSignal = (signal: NodeJS.Signals): void => {
-    log.info({ signal }, 'shutdown requested');
-    process.off('SIGTERM', onSignal);
-    process.off('SIGINT', onSignal);
-    agent.stop().then(
-      () => process.exit(0),
-      (err) => {
-        log.error({ err }, 'shutdown failed');
-        process.exit(1);
-      },
-    );
-  };
-  process.on('SIGTERM', onSignal);
-  process.on('SIGINT', onSignal);
+  stopOnSignal(() => agent.stop(), log);
 }
 
 async function queueWorker(flags: {
@@ -83,19 +88,7 @@ async function queueWorker(flags: {
     process.stdout.write(
       `jiglet queue-worker metrics on ${flags.metrics.replace(/:\d+$/, '')}:${metricsPort}\n`,
     );
-  const onSignal = (): void => {
-    process.off('SIGTERM', onSignal);
-    process.off('SIGINT', onSignal);
-    stop().then(
-      () => process.exit(0),
-      (err: unknown) => {
-        log.error({ err }, 'queue worker shutdown failed');
-        process.exit(1);
-      },
-    );
-  };
-  process.on('SIGTERM', onSignal);
-  process.on('SIGINT', onSignal);
+  stopOnSignal(stop, log);
 }
 
 await yargs(hideBin(process.argv))

@@ -4,51 +4,31 @@
  * (exit code included), and reads status and stats; bad input gets one clear line.
  */
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
-import { once } from 'node:events';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import {
+  type QueueWorkerProcess,
+  startQueueWorkerProcess,
+} from '../../fixtures/test-support/queue-worker-process.js';
 import { assertOneLineError, runJigctl } from '../../fixtures/test-support/run-jigctl.js';
 import { startVirtualJig, type VirtualJig } from '../../fixtures/test-support/virtual-jig.js';
-
-const JIGLET = join(import.meta.dirname, '../../dist/agent/src/main.js');
 
 describe('jigctl queue on the embedded engine', function () {
   this.timeout(90_000);
   let v: VirtualJig;
   let dir: string;
-  let worker: ChildProcess;
+  let worker: QueueWorkerProcess | undefined;
   let db: string;
 
   before(async () => {
     v = await startVirtualJig([{ name: 'vdut-q' }]);
     dir = mkdtempSync(join(tmpdir(), 'jiglet-pglite-'));
     db = `pglite:${dir}`;
-    const settings = v.t.pki.as('operator', v.t.address);
-    worker = spawn(process.execPath, [JIGLET, 'queue-worker', '--db', db, '--name', 'lab-host'], {
-      env: {
-        PATH: process.env.PATH,
-        JIGLET_ADDR: settings.server,
-        JIGLET_CA: settings.ca,
-        JIGLET_CERT: settings.cert,
-        JIGLET_KEY: settings.key,
-      },
-      stdio: ['ignore', 'pipe', 'inherit'],
-    });
-    let out = '';
-    worker.stdout!.setEncoding('utf8');
-    while (!out.includes('claiming from the queue')) {
-      const [chunk] = (await Promise.race([once(worker.stdout!, 'data'), once(worker, 'exit')])) as [string];
-      if (worker.exitCode !== null) throw new Error(`the queue worker exited ${worker.exitCode}`);
-      out += chunk;
-    }
+    worker = await startQueueWorkerProcess(db, v.t.pki.as('operator', v.t.address), ['--name', 'lab-host']);
   });
   after(async () => {
-    if (worker && worker.exitCode === null) {
-      worker.kill('SIGTERM');
-      await once(worker, 'exit');
-    }
+    await worker?.stop();
     await v?.stop();
     rmSync(dir, { recursive: true, force: true });
   });

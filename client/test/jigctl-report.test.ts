@@ -4,18 +4,19 @@
  * anywhere and shows serial output (untrusted) as text, never as markup.
  */
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { once } from 'node:events';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildImage } from '../../fixtures/images/build-image.js';
 import { collect } from '../../fixtures/test-support/collect.js';
+import {
+  type QueueWorkerProcess,
+  startQueueWorkerProcess,
+} from '../../fixtures/test-support/queue-worker-process.js';
 import { assertOneLineError, runJigctl } from '../../fixtures/test-support/run-jigctl.js';
 import { startVirtualJig, type VirtualJig } from '../../fixtures/test-support/virtual-jig.js';
 
-const JIGLET = join(import.meta.dirname, '../../dist/agent/src/main.js');
 const MiB = 1024 * 1024;
 const EVIL = '<script>alert("pwned")</script><img src=x onerror=alert(1)>';
 const KINDS = ['power', 'flash', 'job', 'expect', 'lease', 'serial'];
@@ -128,36 +129,17 @@ describe('jigctl report', function () {
   });
 
   describe('jigctl queue report', () => {
-    let worker: ChildProcess;
+    let worker: QueueWorkerProcess | undefined;
     let db: string;
     before(async () => {
       db = `pglite:${join(dir, 'queue')}`;
-      const settings = v.t.pki.as('operator', v.t.address);
-      worker = spawn(process.execPath, [JIGLET, 'queue-worker', '--db', db, '--name', 'report-host'], {
-        env: {
-          PATH: process.env.PATH,
-          JIGLET_ADDR: settings.server,
-          JIGLET_CA: settings.ca,
-          JIGLET_CERT: settings.cert,
-          JIGLET_KEY: settings.key,
-        },
-        stdio: ['ignore', 'pipe', 'inherit'],
-      });
-      let out = '';
-      worker.stdout!.setEncoding('utf8');
-      while (!out.includes('claiming from the queue')) {
-        const [chunk] = (await Promise.race([once(worker.stdout!, 'data'), once(worker, 'exit')])) as [
-          string,
-        ];
-        if (worker.exitCode !== null) throw new Error(`the queue worker exited ${worker.exitCode}`);
-        out += chunk;
-      }
+      worker = await startQueueWorkerProcess(db, v.t.pki.as('operator', v.t.address), [
+        '--name',
+        'report-host',
+      ]);
     });
     after(async () => {
-      if (worker && worker.exitCode === null) {
-        worker.kill('SIGTERM');
-        await once(worker, 'exit');
-      }
+      await worker?.stop();
     });
 
     it('stores a report per attempt that jigctl queue report writes out', async () => {

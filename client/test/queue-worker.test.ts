@@ -5,19 +5,20 @@
  * run was stopped on the agent; a restarted database loses and duplicates nothing.
  */
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
-import { once } from 'node:events';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { type PostgresServer, startPostgres } from '../../fixtures/test-support/postgres-server.js';
+import {
+  type QueueWorkerProcess,
+  startQueueWorkerProcess,
+} from '../../fixtures/test-support/queue-worker-process.js';
 import { startVirtualJig, type VirtualJig } from '../../fixtures/test-support/virtual-jig.js';
 import { waitUntil } from '../../fixtures/test-support/wait-until.js';
 import { type QueueJob, QueueStore } from '../src/queue/queue-store.js';
 import { QueueWorker, type QueueWorkerTiming } from '../src/queue/queue-worker.js';
 
-const JIGLET = join(import.meta.dirname, '../../dist/agent/src/main.js');
 const FAST: QueueWorkerTiming = { heartbeatMs: 200, expiryMs: 4000, leaseTtlMs: 1500, idleMs: 200 };
 const LABELS = { 'device-type': 'virtual' };
 
@@ -61,7 +62,7 @@ describe('fleet queue workers on a virtual jig', function () {
   let work: string;
   const workers: QueueWorker[] = [];
   const stores: QueueStore[] = [];
-  const children: ChildProcess[] = [];
+  const children: QueueWorkerProcess[] = [];
 
   const openStore = async (url: string): Promise<QueueStore> => {
     const store = await QueueStore.open(url, { onConnectionError: () => undefined });
@@ -91,7 +92,7 @@ describe('fleet queue workers on a virtual jig', function () {
     work = mkdtempSync(join(tmpdir(), 'jiglet-queue-'));
   });
   afterEach(async () => {
-    for (const child of children.splice(0)) child.kill('SIGKILL');
+    await Promise.all(children.splice(0).map((c) => c.stop('SIGKILL')));
     await Promise.all(workers.splice(0).map((w) => w.stop()));
     await Promise.all(stores.splice(0).map((s) => s.close()));
     rmSync(work, { recursive: true, force: true });
@@ -148,39 +149,20 @@ describe('fleet queue workers on a virtual jig', function () {
       ],
       timeoutMs: 120_000,
     });
-    const settings = v.t.pki.as('operator', v.t.address);
-    const child = spawn(
-      process.execPath,
-      [
-        JIGLET,
-        'queue-worker',
-        '--db',
-        pg.url,
-        '--name',
-        'doomed',
-        '--heartbeat-ms',
-        '200',
-        '--expiry-ms',
-        '4000',
-        '--lease-ttl-ms',
-        '1500',
-      ],
-      {
-        env: {
-          PATH: process.env.PATH,
-          JIGLET_ADDR: settings.server,
-          JIGLET_CA: settings.ca,
-          JIGLET_CERT: settings.cert,
-          JIGLET_KEY: settings.key,
-        },
-        stdio: ['ignore', 'pipe', 'inherit'],
-      },
-    );
-    children.push(child);
+    const doomed = await startQueueWorkerProcess(pg.url, v.t.pki.as('operator', v.t.address), [
+      '--name',
+      'doomed',
+      '--heartbeat-ms',
+      '200',
+      '--expiry-ms',
+      '4000',
+      '--lease-ttl-ms',
+      '1500',
+    ]);
+    children.push(doomed);
     const running = await jobUntil(store, job.id, 'ran', (j) => j.agentJobId !== undefined);
     assert.equal(running.worker, 'doomed');
-    child.kill('SIGKILL');
-    await once(child, 'exit');
+    await doomed.stop('SIGKILL');
     startWorker(await openStore(pg.url), 'survivor');
     const done = await jobUntil(store, job.id, 'succeeded', (j) => j.state === 'succeeded');
     assert.equal(done.attempts, 2, 'the lost attempt is counted');

@@ -355,28 +355,23 @@ async function expect(
   } finally {
     dispose();
   }
-  if (result?.match) {
+  const publish = (match?: { line: string; lineOffset: bigint }): void =>
     jig.events.publish({
       kind: 'expect',
       at: Date.now(),
       dut: request.dut,
       pattern: request.pattern,
       by,
-      matched: true,
-      line: result.match.line,
-      lineOffset: Number(result.match.lineOffset),
+      matched: match !== undefined,
+      line: match?.line,
+      lineOffset: match ? Number(match.lineOffset) : undefined,
     });
+  if (result?.match) {
+    publish(result.match);
     return result;
   }
   if (controller.signal.aborted) throw new JigletError('JIGLET_E_UNAVAILABLE', 'the client went away');
-  jig.events.publish({
-    kind: 'expect',
-    at: Date.now(),
-    dut: request.dut,
-    pattern: request.pattern,
-    by,
-    matched: false,
-  });
+  publish();
   const capture = dut.capture;
   const serialState =
     capture && capture.state !== 'open'
