@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { appendFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { errorOf } from '../../fixtures/test-support/call-errors.js';
@@ -155,6 +155,34 @@ describe('lease manager', () => {
     const revoked = once(m, 'ended');
     m.release(lease.id, 'admin', { revoke: true });
     assert.equal((await revoked)[1], 'revoked');
+  });
+
+  it('keeps leases and tokens through journal folds and a torn last line', async () => {
+    const m1 = open();
+    // 700 claim/release pairs: 1400 journal entries, so at least one fold into the snapshot.
+    for (let i = 0; i < 700; i++) {
+      const l = await m1.claim({ duts: ['rpi'], holder: 'ci', ttlMs: 60_000 });
+      m1.release(l.id, 'ci');
+    }
+    const held = await m1.claim({ duts: ['bbb'], holder: 'ci', ttlMs: 60_000 });
+    m1.renew(held.id, 'ci');
+    m1.close();
+    // A crash in the middle of writing an entry leaves half a line behind.
+    appendFileSync(join(dir, 'leases.jsonl'), '{"op":"grant","lease":{"id":"x","du');
+    const m2 = open();
+    assert.deepEqual(
+      m2.list().map((l) => [l.id, l.token]),
+      [[held.id, 1]],
+    );
+    assert.equal((await m2.claim({ duts: ['rpi'], holder: 'ci', ttlMs: 60_000 })).token, 701);
+    m2.close();
+    assert.equal(
+      open()
+        .list()
+        .find((l) => l.dut === 'rpi')?.token,
+      701,
+      'the entry written after the torn line is kept',
+    );
   });
 
   it('ends, once started, a lease that expired while the agent was down', async () => {

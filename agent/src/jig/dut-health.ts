@@ -123,7 +123,9 @@ export class DutHealth {
   leaseEnded(lease: Lease, settled: Promise<void>): void {
     if (lease.holder !== HEALTH_HOLDER) {
       this.#record.leasesSinceCheck++;
-      this.#opts.file.save(this.#record);
+      // Only a check that counts leases needs the count to survive a restart; saving on every
+      // lease end would put a file rename on the release path of every DUT.
+      if (this.#config?.everyJobs !== undefined) this.#opts.file.save(this.#record);
     }
     if (this.#due) return;
     const cleanedUp = settled.catch(() => undefined);

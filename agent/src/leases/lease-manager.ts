@@ -7,9 +7,8 @@
  */
 import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import { join } from 'node:path';
 import { failedPrecondition, invalidArgument, JigletError, notFound } from '../../../protocol/src/errors.js';
-import { readJsonIfPresent, writeJsonAtomic } from '../state/atomic-json.js';
+import { LeaseJournal, type SavedLeases } from './lease-journal.js';
 
 /** Shortest and longest TTL a claim may ask for. */
 export const MIN_TTL_MS = 1000;
@@ -55,17 +54,12 @@ interface Waiter {
   timer: NodeJS.Timeout;
 }
 
-interface Persisted {
-  tokens: Record<string, number>;
-  leases: Lease[];
-}
-
 /**
  * Emits 'ended' (lease, reason) when a lease ends, so its jobs can be stopped and the DUT made
  * safe, and 'change' (LeaseChange) for every grant, renewal, end and change in a waiting line.
  */
 export class LeaseManager extends EventEmitter {
-  readonly #file: string;
+  readonly #journal: LeaseJournal;
   readonly #maxLifetimeMs: number;
   readonly #now: () => number;
   readonly #tokens = new Map<string, number>();
@@ -80,12 +74,12 @@ export class LeaseManager extends EventEmitter {
 
   constructor(opts: { stateDir: string; maxLifetimeMs?: number; now?: () => number }) {
     super();
-    this.#file = join(opts.stateDir, 'leases.json');
     this.#maxLifetimeMs = opts.maxLifetimeMs ?? 7 * 24 * 3600 * 1000;
     this.#now = opts.now ?? Date.now;
-    const saved = readJsonIfPresent<Persisted>(this.#file);
-    for (const [dut, token] of Object.entries(saved?.tokens ?? {})) this.#tokens.set(dut, token);
-    for (const lease of saved?.leases ?? []) this.#leases.set(lease.dut, lease);
+    this.#journal = new LeaseJournal(opts.stateDir);
+    const saved = this.#journal.load();
+    for (const [dut, token] of saved.tokens) this.#tokens.set(dut, token);
+    for (const [dut, lease] of saved.leases) this.#leases.set(dut, lease);
   }
 
   /**
@@ -177,7 +171,7 @@ export class LeaseManager extends EventEmitter {
    * gate, since the gate is what keeps clients off while the agent works; refused when held.
    */
   seize(dut: string, holder: string, ttlMs: number): Lease {
-    if (this.#closed) throw new JigletError('JIGLET_E_UNAVAILABLE', 'the agent is shutting down');
+    this.#refuseWhenClosed();
     checkTtl(ttlMs);
     const held = this.#leases.get(dut);
     if (held) throw failedPrecondition(`${dut} is leased by ${held.holder}`);
@@ -186,11 +180,12 @@ export class LeaseManager extends EventEmitter {
 
   /** Extends a lease by its TTL (never past its maximum); a stale lease is refused, saying why. */
   renew(leaseId: string, holder: string): Lease {
+    this.#refuseWhenClosed();
     const lease = this.#current(leaseId);
     if (lease.holder !== holder)
       throw failedPrecondition(`lease ${leaseId} belongs to ${lease.holder}, not ${holder}`);
     lease.expiresAt = Math.min(this.#now() + lease.ttlMs, lease.maxExpiresAt);
-    this.#save();
+    this.#journal.renewed(lease, this.#saved());
     this.#arm(lease);
     this.emit('change', { kind: 'renewed', lease } satisfies LeaseChange);
     return lease;
@@ -198,6 +193,7 @@ export class LeaseManager extends EventEmitter {
 
   /** Ends a lease: its holder may, and so may an admin (`revoke`). */
   release(leaseId: string, holder: string, opts: { revoke?: boolean } = {}): Lease {
+    this.#refuseWhenClosed();
     const lease = this.#current(leaseId);
     if (lease.holder !== holder && !opts.revoke) {
       throw failedPrecondition(
@@ -228,9 +224,11 @@ export class LeaseManager extends EventEmitter {
     }
   }
 
-  /** Stops timers and refuses new claims; leases stay saved with their expiry. */
+  /** Stops timers and refuses new claims and changes; leases stay saved with their expiry. */
   close(): void {
+    if (this.#closed) return;
     this.#closed = true;
+    this.#journal.close();
     for (const timer of this.#timers.values()) clearTimeout(timer);
     this.#timers.clear();
     for (const waiter of this.#waiters.splice(0)) {
@@ -286,7 +284,7 @@ export class LeaseManager extends EventEmitter {
     };
     this.#leases.set(dut, lease);
     // Saved before anyone sees the token: a restart must never hand it out again.
-    this.#save();
+    this.#journal.granted(lease, this.#saved());
     this.#arm(lease);
     this.emit('change', { kind: 'granted', lease } satisfies LeaseChange);
     return lease;
@@ -306,7 +304,7 @@ export class LeaseManager extends EventEmitter {
     this.#leases.delete(lease.dut);
     this.#ended.set(lease.id, reason);
     if (this.#ended.size > ENDED_KEPT) this.#ended.delete(this.#ended.keys().next().value!);
-    this.#save();
+    this.#journal.ended(lease, this.#saved());
     this.emit('ended', lease, reason);
     this.emit('change', { kind: 'ended', lease, reason } satisfies LeaseChange);
     this.#serve(lease.dut);
@@ -333,11 +331,12 @@ export class LeaseManager extends EventEmitter {
     return [...this.#waiters].sort((a, b) => b.priority - a.priority || a.seq - b.seq);
   }
 
-  #save(): void {
-    writeJsonAtomic(this.#file, {
-      tokens: Object.fromEntries(this.#tokens),
-      leases: [...this.#leases.values()],
-    } satisfies Persisted);
+  #refuseWhenClosed(): void {
+    if (this.#closed) throw new JigletError('JIGLET_E_UNAVAILABLE', 'the agent is shutting down');
+  }
+
+  #saved(): SavedLeases {
+    return { tokens: this.#tokens, leases: this.#leases };
   }
 }
 
