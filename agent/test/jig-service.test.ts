@@ -4,6 +4,8 @@
  * expect over real mutual-TLS gRPC.
  */
 import assert from 'node:assert/strict';
+import { statSync } from 'node:fs';
+import { dirname } from 'node:path';
 import {
   type ConsoleSession,
   ExpectTimeoutError,
@@ -107,6 +109,19 @@ describe('JigService on a virtual jig', function () {
     // Released: anyone may attach again.
     const again = await v.t.client('operator2').jig.console('vdut-b');
     await again.close();
+  });
+
+  it('keeps driver configs (which may hold credentials) out of what viewers can list', async () => {
+    const op = v.t.client('operator');
+    const { jobId } = await op.jig.power('vdut-b', 'status');
+    const job = await v.t.client('viewer').get(jobId);
+    const argv = job.spec!.args.join(' ');
+    const url = String(v.t.agent.jig.get('vdut-b').dut.power?.url);
+    assert.ok(!argv.includes(url), `the power config is in the job's argv: ${argv}`);
+    const file = /--config @(\S+)/.exec(argv)?.[1];
+    assert.ok(file, argv);
+    assert.equal(statSync(file).mode & 0o777, 0o600);
+    assert.equal(statSync(dirname(file)).mode & 0o777, 0o700);
   });
 
   it('lets a viewer read power state and serial, but not switch power or type', async () => {

@@ -1,16 +1,17 @@
 #!/usr/bin/env node
-/**
- * `jig-driver`: the executable the agent runs as jobs for hardware actions, so power switching
- * and serial capture get the same logs, limits, stop and ownership as any other job.
- *   jig-driver power on|off|cycle|status --dut NAME --config JSON
- *   jig-driver serial --path TTY | --usb JSON [--baud 115200] [--reopen-timeout-ms 60000]
- *   jig-driver flash --image PATH [--bmap PATH] [--no-verify] --device DEV --mux-json JSON|none
- *   jig-driver qemu-host --name D --control SOCKET --uart LINK --disk FILE --kernel K --initrd I
- * Power steps are printed to stderr as JSON lines (what, how long, how it failed).
- */
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { invalidArgument, JigletError } from '../../protocol/src/errors.js';
+/**
+ * `jig-driver`: the executable the agent runs as jobs for hardware actions, so power switching
+ * and serial capture get the same logs, limits, stop and ownership as any other job.
+ *   jig-driver power on|off|cycle|status --dut NAME --config JSON|@FILE
+ *   jig-driver serial --path TTY | --usb JSON [--baud 115200] [--reopen-timeout-ms 60000]
+ *   jig-driver flash --image PATH [--bmap PATH] [--no-verify] --device DEV --mux-json JSON|@FILE|none
+ *   jig-driver qemu-host --name D --control SOCKET --uart LINK --disk FILE --kernel K --initrd I
+ * Power steps are printed to stderr as JSON lines (what, how long, how it failed).
+ */
+import { readConfigArg } from './config-arg.js';
 import { parseOrThrow } from './config-issues.js';
 import { DEFAULT_REOPEN_TIMEOUT_MS, runSerialCapture } from './serial-capture.js';
 import { runUsbSerialCapture } from './serial-usb-capture.js';
@@ -26,9 +27,9 @@ async function power(
 ): Promise<void> {
   let config: unknown;
   try {
-    config = JSON.parse(configJson);
+    config = readConfigArg('--config', configJson);
   } catch (err) {
-    throw new JigletError('JIGLET_E_INVALID_ARGUMENT', `--config is not JSON: ${(err as Error).message}`);
+    throw new JigletError('JIGLET_E_INVALID_ARGUMENT', (err as Error).message);
   }
   // Loaded only for power: a serial capture runs for days and should not carry every driver (and libusb).
   const { builtinPowerRegistry } = await import('./power-registry.js');

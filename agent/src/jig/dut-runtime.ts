@@ -53,6 +53,8 @@ export interface DutRuntimeOptions {
   stateFile: DutStateFile;
   log: Logger;
   events: AgentEvents;
+  /** The agent's state directory (driver config files go there). */
+  stateDir: string;
 }
 
 /**
@@ -139,6 +141,7 @@ export class DutRuntime extends EventEmitter {
           action,
           offTimeMs,
           owner,
+          stateDir: this.#opts.stateDir,
         });
         Object.assign(this.power, {
           state: result.state,
@@ -200,6 +203,7 @@ export class DutRuntime extends EventEmitter {
           imagePath: images.pathOf(opts.imageSha256),
           bmapPath: opts.bmapSha256 ? images.pathOf(opts.bmapSha256) : undefined,
           verify: opts.verify,
+          stateDir: this.#opts.stateDir,
         }),
         opts.owner,
       );

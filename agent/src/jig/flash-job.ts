@@ -3,9 +3,11 @@
  * host, waits for the block device, writes and verifies the image and switches back, printing
  * JSON progress lines that jigctl turns into a progress bar.
  */
+
 import type { StorageConfig } from '../../../jig-drivers/src/jig-description.js';
 import { failedPrecondition } from '../../../protocol/src/errors.js';
 import type { JobSpecInput } from '../jobs/job-spec.js';
+import { driverConfigArg } from './driver-config-file.js';
 import type { JigDriverCommand } from './jig-driver-command.js';
 
 /** Longest a flash may run before the job timeout stops it (a large image on a slow SD card). */
@@ -19,6 +21,8 @@ export function flashJobSpec(opts: {
   imagePath: string;
   bmapPath?: string;
   verify: boolean;
+  /** Where the mux config file goes (the agent's state directory). */
+  stateDir: string;
 }): JobSpecInput {
   return {
     command: opts.jigDriver.command,
@@ -30,7 +34,7 @@ export function flashJobSpec(opts: {
       '--device',
       deviceOf(opts.dut, opts.storage),
       '--mux-json',
-      JSON.stringify(opts.storage.mux),
+      driverConfigArg(opts.stateDir, `${opts.dut}-mux`, opts.storage.mux),
       '--device-timeout-ms',
       String(opts.storage.appearTimeoutMs),
       // The device comes from the jig description, which is what may be written: a declared disk

@@ -3,10 +3,12 @@
  * `jigctl ps` with its steps and errors like any other job, and a hung driver is stopped by the
  * job timeout rather than holding the DUT's power lock forever.
  */
+
 import type { PowerConfig } from '../../../jig-drivers/src/power-registry.js';
 import { JigletError } from '../../../protocol/src/errors.js';
 import type { JobSpecInput } from '../jobs/job-spec.js';
 import type { JobView, Supervisor } from '../jobs/supervisor.js';
+import { driverConfigArg } from './driver-config-file.js';
 import type { JigDriverCommand } from './jig-driver-command.js';
 
 /** What a power request asks for. */
@@ -33,6 +35,8 @@ export async function runPowerJob(opts: {
   action: PowerActionName;
   offTimeMs?: number;
   owner: string;
+  /** Where the config file goes (the agent's state directory). */
+  stateDir: string;
 }): Promise<PowerJobResult> {
   const { supervisor, action } = opts;
   const config: PowerConfig =
@@ -44,7 +48,16 @@ export async function runPowerJob(opts: {
       : perRequest + JOB_OVERHEAD_MS;
   const spec: JobSpecInput = {
     command: opts.jigDriver.command,
-    args: [...opts.jigDriver.args, 'power', action, '--dut', opts.dut, '--config', JSON.stringify(config)],
+    args: [
+      ...opts.jigDriver.args,
+      'power',
+      action,
+      '--dut',
+      opts.dut,
+      '--config',
+      // One file per DUT: its power actions run one at a time.
+      driverConfigArg(opts.stateDir, `${opts.dut}-power`, config),
+    ],
     env: {},
     cwd: '',
     dut: opts.dut,

@@ -1,14 +1,16 @@
 /**
  * `jig-driver flash`: the job the agent runs to flash a DUT's medium.
- *   jig-driver flash --image PATH [--bmap PATH] [--no-verify] --device PATH --mux-json JSON|none
+ *   jig-driver flash --image PATH [--bmap PATH] [--no-verify] --device PATH --mux-json JSON|@FILE|none
  *                    [--allow-file] [--no-skip-zeros] [--device-timeout-ms 60000]
  * stdout: progress JSON lines (progress.ts). stderr: one JSON step record per action, warnings,
  * and a last line saying what happened. Exit 0 on success, 1 with a one-line reason on failure,
  * 64 on bad usage, 128+n when stopped by signal n (SIGTERM aborts between buffers, then the
  * medium goes back to the DUT).
  */
+
 import type { Argv, CommandModule } from 'yargs';
 import { JigletError } from '../../../protocol/src/errors.js';
+import { readConfigArg } from '../config-arg.js';
 import type { StorageMux } from '../storage-mux.js';
 import { waitForPathWithin } from '../wait-for-path.js';
 import { flashDut } from './flash-dut.js';
@@ -68,9 +70,9 @@ function muxFrom(json: string, context: FlashCliContext): StorageMux {
   if (json === 'none') return NO_MUX;
   let config: unknown;
   try {
-    config = JSON.parse(json);
+    config = readConfigArg('--mux-json', json);
   } catch (err) {
-    throw new UsageError(`--mux-json is neither "none" nor JSON: ${(err as Error).message}`);
+    throw new UsageError(`${(err as Error).message} (nor "none")`);
   }
   if (context.muxFromConfig === undefined) {
     throw new UsageError('--mux-json: storage mux drivers are not available here; use --mux-json none');
