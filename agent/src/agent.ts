@@ -75,6 +75,8 @@ export async function startAgent(opts: {
   jigDriver?: JigDriverCommand;
   /** Size limit of the image cache (default 20 GiB). */
   imageCacheBytes?: number;
+  /** Hard maximum of a lease, however often it is renewed (default a week). */
+  leaseMaxLifetimeMs?: number;
   /** HOST:PORT of the Prometheus listener (plain HTTP); none without it. */
   metricsListen?: string;
   /** HOST:PORT of the browser console (HTTPS with the server certificate); none without it. */
@@ -104,7 +106,7 @@ export async function startAgent(opts: {
     });
     await supervisor.recover();
     const images = new ImageCache({ stateDir, limitBytes: opts.imageCacheBytes, log });
-    const leases = new LeaseManager({ stateDir });
+    const leases = new LeaseManager({ stateDir, maxLifetimeMs: opts.leaseMaxLifetimeMs });
     // Listening before the jig starts: its captures and a lease that expired while the agent was
     // down are part of the record.
     const recorder = new RunRecorder({ stateDir, events, leases, supervisor, log });

@@ -26,6 +26,8 @@ export interface AgentConfig {
   services: ServiceConfig[];
   /** Size limit of the image cache in bytes (default 20 GiB). */
   imageCacheBytes?: number;
+  /** Hard maximum of a lease, however often it is renewed (default a week). */
+  leaseMaxLifetimeMs?: number;
   /** HOST:PORT of the Prometheus listener (plain HTTP), if any. */
   metrics?: string;
   /** HOST:PORT of the browser console (HTTPS), if any. */
@@ -86,6 +88,12 @@ const FileSchema = z
       .int()
       .min(16 * 1024 * 1024, 'expected at least 16 MiB (16777216)')
       .optional(),
+    leaseMaxLifetimeMs: z
+      .number()
+      .int()
+      .min(60_000, 'expected at least a minute (60000)')
+      .max(365 * 24 * 3600 * 1000, 'expected at most a year')
+      .optional(),
     services: z
       .array(ServiceSchema)
       .refine(
@@ -98,7 +106,9 @@ const FileSchema = z
 
 /** Merges defaults, the config file and flags; every problem is reported with its key. */
 export function loadAgentConfig(
-  flags: Partial<Omit<AgentConfig, 'jig' | 'services' | 'imageCacheBytes'>> & { config?: string },
+  flags: Partial<Omit<AgentConfig, 'jig' | 'services' | 'imageCacheBytes' | 'leaseMaxLifetimeMs'>> & {
+    config?: string;
+  },
 ): AgentConfig {
   let file: z.infer<typeof FileSchema> = {};
   const base = flags.config ? resolve(flags.config, '..') : process.cwd();
@@ -142,6 +152,7 @@ export function loadAgentConfig(
       cwd: fromFile(service.cwd) ?? base,
     })),
     imageCacheBytes: file.imageCacheBytes,
+    leaseMaxLifetimeMs: file.leaseMaxLifetimeMs,
     metrics: flags.metrics ?? file.metrics,
     web: flags.web ?? file.web,
     configFile: flags.config,

@@ -48,6 +48,7 @@ async function serve(flags: {
     jig: config.jig,
     services: config.services,
     imageCacheBytes: config.imageCacheBytes,
+    leaseMaxLifetimeMs: config.leaseMaxLifetimeMs,
     metricsListen: config.metrics,
     webListen: config.web,
   });

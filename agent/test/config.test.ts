@@ -20,8 +20,12 @@ describe('agent config', () => {
 
   it('reads the file, resolves its paths against it, and lets flags win', () => {
     const file = join(dir, 'jig.yaml');
-    writeFileSync(file, 'listen: 0.0.0.0:7000\nstateDir: state\ntlsDir: /etc/x\nduts: []\n');
+    writeFileSync(
+      file,
+      'listen: 0.0.0.0:7000\nstateDir: state\ntlsDir: /etc/x\nleaseMaxLifetimeMs: 86400000\nduts: []\n',
+    );
     const c = loadAgentConfig({ config: file });
+    assert.equal(c.leaseMaxLifetimeMs, 86_400_000);
     assert.equal(c.listen, '0.0.0.0:7000');
     assert.equal(c.stateDir, join(dir, 'state'));
     assert.equal(c.tlsDir, '/etc/x');

@@ -157,6 +157,19 @@ describe('lease manager', () => {
     assert.equal((await revoked)[1], 'revoked');
   });
 
+  it('never renews a lease past the configured maximum lifetime, and refuses a longer TTL', async () => {
+    let now = 1_000_000;
+    const m = new LeaseManager({ stateDir: dir, maxLifetimeMs: 10_000, now: () => now });
+    managers.push(m);
+    const tooLong = await errorOf(m.claim({ duts: ['rpi'], holder: 'ci', ttlMs: 20_000 }));
+    assert.match(tooLong.message, /a lease TTL is 1000 ms to 10000 ms; got 20000/);
+    const lease = await m.claim({ duts: ['rpi'], holder: 'ci', ttlMs: 4000 });
+    now += 3000;
+    assert.equal(m.renew(lease.id, 'ci').expiresAt, now + 4000);
+    now += 5000;
+    assert.equal(m.renew(lease.id, 'ci').expiresAt, 1_010_000, 'renewal stops at the maximum');
+  });
+
   it('keeps leases and tokens through journal folds and a torn last line', async () => {
     const m1 = open();
     // 700 claim/release pairs: 1400 journal entries, so at least one fold into the snapshot.

@@ -134,7 +134,7 @@ export class LeaseManager extends EventEmitter {
     if (this.#closed)
       return Promise.reject(new JigletError('JIGLET_E_UNAVAILABLE', 'the agent is shutting down'));
     try {
-      checkTtl(opts.ttlMs);
+      checkTtl(opts.ttlMs, this.#maxLifetimeMs);
     } catch (err) {
       return Promise.reject(err);
     }
@@ -172,7 +172,7 @@ export class LeaseManager extends EventEmitter {
    */
   seize(dut: string, holder: string, ttlMs: number): Lease {
     this.#refuseWhenClosed();
-    checkTtl(ttlMs);
+    checkTtl(ttlMs, this.#maxLifetimeMs);
     const held = this.#leases.get(dut);
     if (held) throw failedPrecondition(`${dut} is leased by ${held.holder}`);
     return this.#grant(dut, holder, ttlMs);
@@ -280,7 +280,7 @@ export class LeaseManager extends EventEmitter {
       ttlMs,
       acquiredAt: now,
       expiresAt: now + ttlMs,
-      maxExpiresAt: now + Math.max(ttlMs, this.#maxLifetimeMs),
+      maxExpiresAt: now + this.#maxLifetimeMs,
     };
     this.#leases.set(dut, lease);
     // Saved before anyone sees the token: a restart must never hand it out again.
@@ -340,8 +340,9 @@ export class LeaseManager extends EventEmitter {
   }
 }
 
-function checkTtl(ttlMs: number): void {
-  if (!Number.isInteger(ttlMs) || ttlMs < MIN_TTL_MS || ttlMs > MAX_TTL_MS) {
-    throw invalidArgument(`a lease TTL is ${MIN_TTL_MS} ms to ${MAX_TTL_MS} ms; got ${ttlMs}`);
+function checkTtl(ttlMs: number, maxLifetimeMs: number): void {
+  const most = Math.min(MAX_TTL_MS, maxLifetimeMs);
+  if (!Number.isInteger(ttlMs) || ttlMs < MIN_TTL_MS || ttlMs > most) {
+    throw invalidArgument(`a lease TTL is ${MIN_TTL_MS} ms to ${most} ms; got ${ttlMs}`);
   }
 }
