@@ -9,8 +9,9 @@
  * reason); the device keeps writing while the next buffers are decompressed. `finishTarget`
  * does the final fsync.
  *
- * Backpressure: the next chunk is pulled from the decompressor only after the pending writes of
- * the full buffer have completed, so the image is never held in memory.
+ * Double-buffered: while one buffer's writes are in flight the decompressor fills the other, so
+ * decompression and writing overlap instead of taking turns. Backpressure: a full buffer waits
+ * for the other one's writes before its own start, so at most two buffers are ever held.
  */
 import { constants } from 'node:fs';
 import { type FileHandle, open } from 'node:fs/promises';
@@ -52,7 +53,7 @@ export interface WriteImageOptions {
   plan: WritePlan;
   /** Sees every buffer of image data before it is written (the bmap check); may throw. */
   inspect?: (offset: number, data: Buffer) => void;
-  /** Called after every buffer. */
+  /** Called once each buffer's writes are done (the next one is filling meanwhile). */
   onProgress?: (counters: WriteCounters) => void;
   /** Stops between buffers; what was written stays written. */
   signal?: AbortSignal;
@@ -135,14 +136,24 @@ async function writeFully(
 /** Streams the image to the target following `plan`; see the module comment. */
 export async function writeImage(options: WriteImageOptions): Promise<WriteResult> {
   const { handle, targetPath, plan, signal } = options;
-  const buffer = Buffer.allocUnsafe(WRITE_BUFFER_BYTES);
+  const buffers = [Buffer.allocUnsafe(WRITE_BUFFER_BYTES), Buffer.allocUnsafe(WRITE_BUFFER_BYTES)];
+  let buffer = buffers[0]!;
   const recorder = new RangeRecorder();
   let fill = 0;
   let offset = 0; // image offset of buffer[0]
   let bytesWritten = 0;
   let sinceSync = 0;
+  // The previous buffer's writes; resolves to their error, if any, so a failure never sits
+  // unhandled while the next buffer fills.
+  let inFlight: Promise<unknown> | undefined;
   // Resolves to the sync's error, if any: a rejection must not sit unhandled until awaited.
   let pendingSync: Promise<unknown> | undefined;
+
+  const awaitWrites = async (): Promise<void> => {
+    const error = await inFlight;
+    inFlight = undefined;
+    if (error !== undefined) throw error;
+  };
 
   const awaitSync = async (): Promise<void> => {
     const error = await pendingSync;
@@ -152,15 +163,30 @@ export async function writeImage(options: WriteImageOptions): Promise<WriteResul
 
   const flush = async (): Promise<void> => {
     const data = buffer.subarray(0, fill);
-    options.inspect?.(offset, data);
-    for (const [start, end] of plan.spans(offset, data)) {
-      await writeFully(handle, targetPath, data, start, end, offset + start);
-      recorder.add(offset + start, data.subarray(start, end));
-      bytesWritten += end - start;
-      sinceSync += end - start;
+    const at = offset;
+    options.inspect?.(at, data);
+    const spans = [...plan.spans(at, data)];
+    // Hashed here, in image order, while the other buffer's writes are still in flight.
+    for (const [start, end] of spans) recorder.add(at + start, data.subarray(start, end));
+    // The previous buffer is on the medium: report it, and stop here if asked to.
+    if (inFlight) {
+      await awaitWrites();
+      options.onProgress?.({ bytesRead: at, bytesWritten });
     }
+    signal?.throwIfAborted();
+    inFlight = (async () => {
+      for (const [start, end] of spans) {
+        await writeFully(handle, targetPath, data, start, end, at + start);
+        bytesWritten += end - start;
+        sinceSync += end - start;
+      }
+    })().then(
+      () => undefined,
+      (err: unknown) => err ?? new Error('write failed'),
+    );
     offset += fill;
     fill = 0;
+    buffer = buffer === buffers[0] ? buffers[1]! : buffers[0]!;
     if (sinceSync >= SYNC_EVERY_BYTES) {
       await awaitSync();
       pendingSync = handle.datasync().then(
@@ -169,7 +195,6 @@ export async function writeImage(options: WriteImageOptions): Promise<WriteResul
       );
       sinceSync = 0;
     }
-    options.onProgress?.({ bytesRead: offset, bytesWritten });
   };
 
   try {
@@ -184,10 +209,13 @@ export async function writeImage(options: WriteImageOptions): Promise<WriteResul
     }
     signal?.throwIfAborted();
     if (fill > 0) await flush();
+    await awaitWrites();
+    options.onProgress?.({ bytesRead: offset, bytesWritten });
     await awaitSync();
   } finally {
-    // On failure the first error is what matters; a sync still running must end before the
-    // caller closes the handle, and its own error (if any) adds nothing.
+    // On failure the first error is what matters; writes and a sync still running must end
+    // before the caller closes the handle, and their own errors (if any) add nothing.
+    await inFlight;
     await pendingSync;
   }
   const written = recorder.finish();

@@ -111,28 +111,32 @@ describe('flash block writer and verify', () => {
     await verifyWritten({ path: loop.device, kind: 'block' }, result);
   });
 
-  it('pulls no more data while a buffer is being written (backpressure)', async () => {
+  it('fills one buffer while the other is written, and pulls no further ahead (backpressure)', async () => {
     const file = path.join(dir, 'target.bin');
     writeFileSync(file, '');
     const source = chunked(image.data, 1 * MiB);
     const handle = await openTarget({ path: file, kind: 'file' });
-    const pulledAtFlush: number[] = [];
+    const ahead: number[] = [];
     try {
       await writeImage({
         source,
         handle,
         targetPath: file,
         plan: writeAllPlan(),
-        onProgress: () => pulledAtFlush.push(source.pulled()),
+        // MiB pulled from the source beyond what is already on the medium.
+        onProgress: ({ bytesRead }) => ahead.push(source.pulled() - bytesRead / MiB),
       });
     } finally {
       await handle.close();
     }
     const perBuffer = WRITE_BUFFER_BYTES / MiB;
+    assert.equal(ahead.length, Math.ceil(image.data.length / WRITE_BUFFER_BYTES), 'one report per buffer');
+    // While buffer N is reported done, buffer N+1 is full (about to be written): one buffer ahead.
     assert.deepEqual(
-      pulledAtFlush,
-      pulledAtFlush.map((_, i) => (i + 1) * perBuffer),
+      ahead.slice(0, -2),
+      ahead.slice(0, -2).map(() => perBuffer),
     );
+    assert.ok(Math.max(...ahead) <= perBuffer, `never more than one buffer ahead: ${ahead}`);
   });
 
   it('extends a regular-file target to the image size when trailing zero blocks were skipped', async () => {
