@@ -76,13 +76,14 @@ async function queueWorker(flags: {
   expiryMs?: number;
   leaseTtlMs?: number;
   metrics?: string;
+  logLevel?: string;
 }): Promise<void> {
   // The worker is a gRPC client of an agent, so it lives in client/; this is only its launcher
   // (the one place agent/ reaches into client/, see DESIGN.md). grpc-js sets the TLS ServerName
   // even to an IP address, and Node would print DEP0123 for it: noise an operator cannot act on.
   process.noDeprecation = true;
   const { runQueueWorker } = await import('../../client/src/queue/run-queue-worker.js');
-  const log = pino({ base: { pid: process.pid } }, pino.destination(2));
+  const log = pino({ level: flags.logLevel ?? 'info', base: { pid: process.pid } }, pino.destination(2));
   const { worker, stop, metricsPort } = await runQueueWorker(flags, (line) => log.warn(line));
   process.stdout.write(`jiglet queue-worker ${worker.name} claiming from the queue\n`);
   if (flags.metrics && metricsPort !== undefined)
@@ -138,6 +139,7 @@ await yargs(hideBin(process.argv))
           type: 'number',
           describe: 'requeue after this long without a heartbeat (default 30000)',
         })
+        .option('log-level', { type: 'string', choices: ['trace', 'debug', 'info', 'warn', 'error'] })
         .option('lease-ttl-ms', {
           type: 'number',
           describe: 'TTL of the DUT leases it holds (default 15000)',
