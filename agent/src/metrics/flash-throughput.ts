@@ -3,12 +3,11 @@
  * progress line (`done`, see jig-drivers' flash/progress.ts) carries the image bytes, and the job
  * record the wall time. The log is the source of truth already; the agent keeps no copy of it.
  */
-import type { FlashProgress } from '../../../jig-drivers/src/flash/progress.js';
+import { type FlashProgress, parseProgressLine } from '../../../jig-drivers/src/flash/progress.js';
 import type { JobView } from '../jobs/supervisor.js';
 
 /** How much of the log's end is searched; the last progress lines are far shorter than this. */
 const TAIL_BYTES = 64 * 1024;
-const PROGRESS_PREFIX = '{"flash":';
 
 /** One completed flash: image bytes put on the medium, and the rate over the whole job. */
 export interface FlashThroughput {
@@ -34,13 +33,10 @@ export async function lastFlashProgress(job: JobView): Promise<FlashProgress | u
     release();
   }
   const lines = Buffer.concat(pieces).toString('utf8').split('\n').reverse();
+  // The tail may start inside a line: an unparsable one is not a report; look further back.
   for (const line of lines) {
-    if (!line.startsWith(PROGRESS_PREFIX)) continue;
-    try {
-      return (JSON.parse(line) as { flash: FlashProgress }).flash;
-    } catch {
-      // The tail may start inside a line: an unparsable one is not a report; look further back.
-    }
+    const progress = parseProgressLine(line);
+    if (progress) return progress;
   }
   return undefined;
 }

@@ -3,6 +3,7 @@
  * them into timestamped samples. The output log keeps no time per chunk (only per stream change),
  * so the time of a progress point can only be taken live, when the line reaches the log.
  */
+import { parseProgressLine } from '../../../jig-drivers/src/flash/progress.js';
 import { followLog } from '../output/follow-log.js';
 import type { OutputLog } from '../output/output-log.js';
 import type { FlashProgressEntry } from './journal-entry.js';
@@ -14,15 +15,6 @@ import type { FlashProgressEntry } from './journal-entry.js';
 export const SAMPLE_INTERVAL_MS = 500;
 /** A stdout line longer than this is not a progress line; it is skipped, not buffered. */
 const MAX_LINE_BYTES = 64 * 1024;
-
-/** One progress line (see jig-drivers' flash/progress.ts), as far as the record needs it. */
-interface ProgressLine {
-  phase: string;
-  bytesWritten: number;
-  bytesRead: number;
-  totalBytes: number | null;
-  mbPerS: number;
-}
 
 /**
  * Follows `log` from its start until the job's log is complete or `signal` aborts, calling
@@ -43,12 +35,17 @@ export async function sampleFlash(opts: {
   const take = (line: string): void => {
     const progress = parseProgressLine(line);
     if (!progress) return;
+    const { phase, bytesWritten, bytesRead, totalBytes, mbPerS } = progress;
     const sample: FlashProgressEntry = {
       at: Date.now(),
       kind: 'flash-progress',
       dut: opts.dut,
       job: opts.job,
-      ...progress,
+      phase,
+      bytesWritten,
+      bytesRead,
+      totalBytes,
+      mbPerS,
     };
     if (!last || last.phase !== sample.phase || sample.at - last.at >= SAMPLE_INTERVAL_MS) {
       // A phase's last point ends its curve: without it a short phase would show no rate at all.
@@ -83,26 +80,4 @@ export async function sampleFlash(opts: {
   });
   if (partial !== '' && !skipping) take(partial);
   if (pending) opts.record(pending);
-}
-
-/** The progress in a `{"flash":{…}}` line, or undefined for any other line. */
-function parseProgressLine(line: string): ProgressLine | undefined {
-  if (!line.startsWith('{"flash":')) return undefined;
-  try {
-    const { flash } = JSON.parse(line) as { flash?: Partial<ProgressLine> };
-    if (typeof flash?.phase !== 'string') return undefined;
-    return {
-      phase: flash.phase,
-      bytesWritten: finite(flash.bytesWritten),
-      bytesRead: finite(flash.bytesRead),
-      totalBytes: typeof flash.totalBytes === 'number' ? finite(flash.totalBytes) : null,
-      mbPerS: finite(flash.mbPerS),
-    };
-  } catch {
-    return undefined;
-  }
-}
-
-function finite(n: unknown): number {
-  return typeof n === 'number' && Number.isFinite(n) && n >= 0 ? n : 0;
 }

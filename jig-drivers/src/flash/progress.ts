@@ -37,6 +37,36 @@ export function progressLine(progress: FlashProgress): string {
   return `${JSON.stringify({ flash: progress })}\n`;
 }
 
+/** Starts every progress line (and no other line the flasher prints). */
+export const PROGRESS_PREFIX = '{"flash":';
+
+/**
+ * The report in one stdout line of a flash job, or undefined for any other line (or a torn one).
+ * Numbers that are missing, negative or not finite read as 0, so a reader never plots garbage.
+ */
+export function parseProgressLine(line: string): FlashProgress | undefined {
+  if (!line.startsWith(PROGRESS_PREFIX)) return undefined;
+  let flash: Partial<Record<keyof FlashProgress, unknown>> | undefined;
+  try {
+    ({ flash } = JSON.parse(line) as { flash?: Partial<Record<keyof FlashProgress, unknown>> });
+  } catch {
+    return undefined;
+  }
+  if (typeof flash?.phase !== 'string') return undefined;
+  return {
+    phase: flash.phase as FlashPhase,
+    bytesWritten: count(flash.bytesWritten),
+    bytesRead: count(flash.bytesRead),
+    totalBytes: typeof flash.totalBytes === 'number' ? count(flash.totalBytes) : null,
+    mbPerS: count(flash.mbPerS),
+    etaS: typeof flash.etaS === 'number' ? count(flash.etaS) : null,
+  };
+}
+
+function count(n: unknown): number {
+  return typeof n === 'number' && Number.isFinite(n) && n >= 0 ? n : 0;
+}
+
 /** Counters a phase change or an update may set. */
 export interface ProgressCounters {
   /** See `FlashProgress.bytesRead`. */

@@ -1,5 +1,10 @@
 import assert from 'node:assert/strict';
-import { type FlashProgress, ProgressTracker, progressLine } from '../../src/flash/progress.js';
+import {
+  type FlashProgress,
+  ProgressTracker,
+  parseProgressLine,
+  progressLine,
+} from '../../src/flash/progress.js';
 
 /** A tracker on a clock the test moves by hand. */
 function tracked(): { tracker: ProgressTracker; reports: FlashProgress[]; advance: (ms: number) => void } {
@@ -88,5 +93,27 @@ describe('flash progress', () => {
       line,
       '{"flash":{"phase":"sync","bytesWritten":1,"bytesRead":2,"totalBytes":null,"mbPerS":0,"etaS":null}}\n',
     );
+  });
+
+  it('reads back what it writes, and nothing else', () => {
+    const report: FlashProgress = {
+      phase: 'write',
+      bytesWritten: 4096,
+      bytesRead: 8192,
+      totalBytes: 65536,
+      mbPerS: 12.5,
+      etaS: 3,
+    };
+    assert.deepEqual(parseProgressLine(progressLine(report).trimEnd()), report);
+    assert.equal(parseProgressLine('jig-driver flash: writing /dev/sdb'), undefined);
+    assert.equal(parseProgressLine(progressLine(report).slice(0, 30)), undefined, 'a torn line');
+    assert.deepEqual(parseProgressLine('{"flash":{"phase":"sync","bytesRead":-1,"mbPerS":"fast"}}'), {
+      phase: 'sync',
+      bytesWritten: 0,
+      bytesRead: 0,
+      totalBytes: null,
+      mbPerS: 0,
+      etaS: null,
+    });
   });
 });
