@@ -32,6 +32,8 @@ export {
   SerialState,
 } from '../../protocol/gen/jiglet/v1/jig.js';
 
+import { readStream } from './read-stream.js';
+
 /** A power action by name. */
 export type PowerActionName = 'on' | 'off' | 'cycle' | 'status';
 
@@ -206,20 +208,9 @@ export class JigClient {
       ...(opts.since !== undefined ? { since: opts.since } : {}),
       ...(opts.fromEnd ? { fromEnd: true } : {}),
     });
-    const onAbort = (): void => call.cancel();
-    opts.signal?.addEventListener('abort', onAbort, { once: true });
-    if (opts.signal?.aborted) call.cancel();
-    try {
-      for await (const msg of call as AsyncIterable<SerialTailResponse>) {
-        const record = toRecord(msg, msg.captureJobId);
-        if (record) yield record;
-      }
-    } catch (err) {
-      if (opts.signal?.aborted) return;
-      throw fromGrpcError(err as Error);
-    } finally {
-      opts.signal?.removeEventListener('abort', onAbort);
-      call.cancel();
+    for await (const msg of readStream(call, opts.signal)) {
+      const record = toRecord(msg, msg.captureJobId);
+      if (record) yield record;
     }
   }
 

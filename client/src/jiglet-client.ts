@@ -26,6 +26,7 @@ import { type FlashEvent, type FlashResult, flashDut } from './flash-client.js';
 import { ImageClient } from './image-client.js';
 import { JigClient } from './jig-client.js';
 import { type ClaimOptions, type Lease, LeaseClient, leaseInterceptor, withLease } from './lease-client.js';
+import { readStream } from './read-stream.js';
 import { RecordClient } from './record-client.js';
 import { callOptions, UNARY_DEADLINE_MS, unaryCall } from './unary-call.js';
 import { WebClient } from './web-client.js';
@@ -185,27 +186,17 @@ export class JigletClient {
       offset,
       follow: opts.follow ?? false,
     });
-    const onAbort = (): void => call.cancel();
-    opts.signal?.addEventListener('abort', onAbort, { once: true });
-    try {
-      for await (const msg of call as AsyncIterable<StreamOutputResponse>) {
-        if (msg.chunk) {
-          yield {
-            type: 'chunk',
-            offset: Number(msg.chunk.offset),
-            data: Buffer.from(msg.chunk.data.buffer, msg.chunk.data.byteOffset, msg.chunk.data.byteLength),
-            stream: msg.chunk.stream === OutputStream.OUTPUT_STREAM_STDERR ? 'stderr' : 'stdout',
-          };
-        } else if (msg.finished) {
-          yield { type: 'finished', job: msg.finished };
-        }
+    for await (const msg of readStream(call, opts.signal)) {
+      if (msg.chunk) {
+        yield {
+          type: 'chunk',
+          offset: Number(msg.chunk.offset),
+          data: Buffer.from(msg.chunk.data.buffer, msg.chunk.data.byteOffset, msg.chunk.data.byteLength),
+          stream: msg.chunk.stream === OutputStream.OUTPUT_STREAM_STDERR ? 'stderr' : 'stdout',
+        };
+      } else if (msg.finished) {
+        yield { type: 'finished', job: msg.finished };
       }
-    } catch (err) {
-      if (opts.signal?.aborted) return;
-      throw fromGrpcError(err as Error);
-    } finally {
-      opts.signal?.removeEventListener('abort', onAbort);
-      call.cancel();
     }
   }
 

@@ -16,11 +16,10 @@ import {
   LeaseServiceClient,
   type ListLeasesResponse,
   type RenewResponse,
-  type WatchLeasesResponse,
   WatchLeasesResponse_Kind,
 } from '../../protocol/gen/jiglet/v1/leases.js';
 import { invalidArgument, JigletError } from '../../protocol/src/errors.js';
-import { fromGrpcError } from '../../protocol/src/status.js';
+import { readStream } from './read-stream.js';
 import { callOptions, UNARY_DEADLINE_MS, unaryCall } from './unary-call.js';
 
 export type { Lease } from '../../protocol/gen/jiglet/v1/leases.js';
@@ -133,21 +132,10 @@ export class LeaseClient {
     opts: { dut?: string; signal?: AbortSignal } = {},
   ): AsyncGenerator<LeaseEvent, void, undefined> {
     const call = this.#stub.watchLeases({ dut: opts.dut ?? '' });
-    const onAbort = (): void => call.cancel();
-    opts.signal?.addEventListener('abort', onAbort, { once: true });
-    if (opts.signal?.aborted) call.cancel();
-    try {
-      for await (const msg of call as AsyncIterable<WatchLeasesResponse>) {
-        const kind = EVENT_KIND[msg.kind];
-        if (kind)
-          yield { kind, dut: msg.dut, lease: msg.lease, waiting: msg.waiting, at: msg.at ?? new Date() };
-      }
-    } catch (err) {
-      if (opts.signal?.aborted) return;
-      throw fromGrpcError(err as Error);
-    } finally {
-      opts.signal?.removeEventListener('abort', onAbort);
-      call.cancel();
+    for await (const msg of readStream(call, opts.signal)) {
+      const kind = EVENT_KIND[msg.kind];
+      if (kind)
+        yield { kind, dut: msg.dut, lease: msg.lease, waiting: msg.waiting, at: msg.at ?? new Date() };
     }
   }
 }
