@@ -74,7 +74,7 @@ describe('the HTML report of a flash → boot → login run, in chromium', funct
     report = join(dir, 'run.html');
     const written = await runJigctl(v.t, ['report', '--lease', lease.id, '-o', report], { as: 'viewer' });
     assert.equal(written.code, 0, written.stderr);
-    browser = await launchChromium(join(v.t.pki.dir, 'server.crt'));
+    browser = await launchChromium(join(v.t.pki.jigDir, 'server.crt'));
   });
   after(async () => {
     await browser?.close();

@@ -78,7 +78,7 @@ describe('web console in chromium', function () {
   before(async () => {
     v = await startWebJig(['vdut-a'], { ticketTtlMs: TICKET_TTL_MS });
     origin = `https://127.0.0.1:${v.webPort}`;
-    browser = await launchChromium(join(v.t.pki.dir, 'server.crt'));
+    browser = await launchChromium(join(v.t.pki.jigDir, 'server.crt'));
   });
   after(async () => {
     for (const c of contexts) await c.close().catch(() => undefined);
@@ -145,7 +145,7 @@ describe('web console in chromium', function () {
   it('refuses a WebSocket opened by another origin, even one the cookie goes to', async () => {
     // Another port of the same host is another origin but the same site: the browser sends the
     // session cookie along (SameSite cannot help), so only the agent's Origin check stands.
-    const tlsDir = v.t.pki.dir;
+    const tlsDir = v.t.pki.jigDir;
     const other: Server = createServer(
       { cert: readFileSync(join(tlsDir, 'server.crt')), key: readFileSync(join(tlsDir, 'server.key')) },
       (_req, res) => res.end('<!doctype html><title>elsewhere</title>'),

@@ -3,11 +3,8 @@
  * started in order and stopped in reverse. Tests start agents in-process through this.
  */
 import { createHash } from 'node:crypto';
-import { mkdirSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { JigDescription } from '../../jig-drivers/src/jig-description.js';
-import { JigletError } from '../../protocol/src/errors.js';
 import { AgentEvents } from './events/agent-events.js';
 import { ImageCache } from './images/image-cache.js';
 import { defaultJigDriverCommand, type JigDriverCommand } from './jig/jig-driver-command.js';
@@ -15,7 +12,9 @@ import { JigRuntime } from './jig/jig-runtime.js';
 import type { ServiceConfig } from './jig/services.js';
 import { detectContainment } from './jobs/containment.js';
 import { JobRecords } from './jobs/job-records.js';
+import { defaultJobUserPolicy, type JobUserPolicy, JobUsers } from './jobs/job-users.js';
 import { DEFAULT_GRACE_MS, Supervisor } from './jobs/supervisor.js';
+import { LeaseDeviceAccess } from './leases/lease-device-access.js';
 import { LeaseManager } from './leases/lease-manager.js';
 import { AgentMetrics } from './metrics/agent-metrics.js';
 import { reflectDutHealth } from './metrics/dut-serving-status.js';
@@ -23,6 +22,7 @@ import { type MetricsServer, startMetricsServer } from './metrics/metrics-server
 import { RunRecorder } from './record/run-recorder.js';
 import { TimelineReader } from './record/timeline-reader.js';
 import { type GrpcServer, type ServerTls, startGrpcServer } from './rpc/grpc-server.js';
+import { prepareStateDir } from './state/state-dir-access.js';
 import { lockStateDir } from './state-lock.js';
 import { startWebConsole, type WebConsole } from './web/web-console.js';
 
@@ -46,20 +46,7 @@ export interface Agent {
   stop(graceMs?: number): Promise<void>;
 }
 
-/** Reads ca.crt, server.crt and server.key from a TLS directory. */
-export function readServerTls(tlsDir: string): ServerTls {
-  const read = (name: string): Buffer => {
-    try {
-      return readFileSync(join(tlsDir, name));
-    } catch (err) {
-      throw new JigletError(
-        'JIGLET_E_INVALID_ARGUMENT',
-        `cannot read ${join(tlsDir, name)} (${(err as NodeJS.ErrnoException).code}); create one with: jigctl certs init --dir ${tlsDir}`,
-      );
-    }
-  };
-  return { ca: read('ca.crt'), cert: read('server.crt'), key: read('server.key') };
-}
+export { readServerTls } from './auth/server-tls-dir.js';
 
 /** Starts an agent. */
 export async function startAgent(opts: {
@@ -83,9 +70,11 @@ export async function startAgent(opts: {
   webListen?: string;
   /** How long a browser console ticket is good for (default 60 s). */
   webTicketTtlMs?: number;
+  /** Which uid users' jobs run as (default: a uid per owner when the agent is root). */
+  jobUsers?: JobUserPolicy;
 }): Promise<Agent> {
   const { log, stateDir } = opts;
-  mkdirSync(stateDir, { recursive: true });
+  const { workRoot } = prepareStateDir(stateDir, log);
   const unlock = lockStateDir(stateDir);
   let metricsServer: MetricsServer | undefined;
   try {
@@ -97,8 +86,23 @@ export async function startAgent(opts: {
     const containment = await detectContainment({ namespace, log: (msg) => log.warn(msg) });
     log.info({ containment: containment.mode }, 'job containment');
     const events = new AgentEvents();
+    const jobUserPolicy = opts.jobUsers ?? defaultJobUserPolicy();
+    if (jobUserPolicy.mode !== 'per-owner')
+      log.warn(
+        { jobUsers: jobUserPolicy },
+        jobUserPolicy.mode === 'single'
+          ? "users' jobs share one uid: owners are kept from the agent, not from each other"
+          : "users' jobs run as the agent itself: any job can read the state directory",
+      );
+    const jobUsers = new JobUsers({
+      stateDir,
+      policy: jobUserPolicy,
+      onCorrupt: (err) => log.error({ err }, 'job-users.json is unreadable; owners get new uids'),
+    });
     const supervisor = new Supervisor({
       events,
+      users: jobUsers,
+      workRoot,
       records: new JobRecords(stateDir),
       containment,
       log,
@@ -107,6 +111,8 @@ export async function startAgent(opts: {
     await supervisor.recover();
     const images = new ImageCache({ stateDir, limitBytes: opts.imageCacheBytes, log });
     const leases = new LeaseManager({ stateDir, maxLifetimeMs: opts.leaseMaxLifetimeMs });
+    const deviceAccess = new LeaseDeviceAccess({ duts: opts.jig?.duts ?? [], users: jobUsers, leases, log });
+    deviceAccess.start();
     // Listening before the jig starts: its captures and a lease that expired while the agent was
     // down are part of the record.
     const recorder = new RunRecorder({ stateDir, events, leases, supervisor, log });
@@ -125,6 +131,7 @@ export async function startAgent(opts: {
       });
     } catch (err) {
       leases.close();
+      await deviceAccess.close();
       await supervisor.shutdown(1000);
       await recorder.close();
       await containment.removeNamespace().catch(() => false);
@@ -159,6 +166,7 @@ export async function startAgent(opts: {
     } catch (err) {
       await web?.close();
       leases.close();
+      await deviceAccess.close();
       await jig.close();
       await supervisor.shutdown(1000);
       await recorder.close();
@@ -188,6 +196,8 @@ export async function startAgent(opts: {
           await web?.close();
           // Leases stay saved with their expiry; a restarted agent honours them.
           leases.close();
+          // Grants stay with leases that stay: a restarted agent takes back only what has ended.
+          await deviceAccess.close();
           await jig.close();
           await supervisor.shutdown(graceMs);
           // After the shutdown, so the jobs it stopped are recorded; every listener goes with it.

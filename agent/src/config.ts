@@ -10,6 +10,7 @@ import { type JigDescription, parseJigDescription } from '../../jig-drivers/src/
 import { invalidArgument } from '../../protocol/src/errors.js';
 import { compilePattern } from './jig/line-matcher.js';
 import type { ServiceConfig } from './jig/services.js';
+import { DEFAULT_JOB_UID_RANGE, type JobUserPolicy } from './jobs/job-users.js';
 
 /** Where the agent listens when nothing else says (loopback: exposing it is a decision). */
 export const DEFAULT_LISTEN = '127.0.0.1:7411';
@@ -32,8 +33,27 @@ export interface AgentConfig {
   metrics?: string;
   /** HOST:PORT of the browser console (HTTPS), if any. */
   web?: string;
+  /** Which uid users' jobs run as; the agent's default when absent. */
+  jobUsers?: JobUserPolicy;
   configFile?: string;
 }
+
+/** A uid or gid a job may run as: never root, never beyond the 32-bit range. */
+const JobId = z.number().int().min(1, 'expected a uid other than 0 (root)').max(4_294_967_294);
+
+const JobUsersSchema = z.discriminatedUnion('mode', [
+  z
+    .object({
+      mode: z.literal('per-owner'),
+      uidRange: z
+        .tuple([JobId, JobId])
+        .refine(([a, b]) => a <= b, 'expected [first, last] with first <= last')
+        .default([DEFAULT_JOB_UID_RANGE.first, DEFAULT_JOB_UID_RANGE.last]),
+    })
+    .strict(),
+  z.object({ mode: z.literal('single'), uid: JobId, gid: JobId }).strict(),
+  z.object({ mode: z.literal('agent') }).strict(),
+]);
 
 const ServiceSchema = z
   .object({
@@ -88,6 +108,7 @@ const FileSchema = z
       .int()
       .min(16 * 1024 * 1024, 'expected at least 16 MiB (16777216)')
       .optional(),
+    jobUsers: JobUsersSchema.optional(),
     leaseMaxLifetimeMs: z
       .number()
       .int()
@@ -106,7 +127,9 @@ const FileSchema = z
 
 /** Merges defaults, the config file and flags; every problem is reported with its key. */
 export function loadAgentConfig(
-  flags: Partial<Omit<AgentConfig, 'jig' | 'services' | 'imageCacheBytes' | 'leaseMaxLifetimeMs'>> & {
+  flags: Partial<
+    Omit<AgentConfig, 'jig' | 'services' | 'imageCacheBytes' | 'leaseMaxLifetimeMs' | 'jobUsers'>
+  > & {
     config?: string;
   },
 ): AgentConfig {
@@ -155,6 +178,13 @@ export function loadAgentConfig(
     leaseMaxLifetimeMs: file.leaseMaxLifetimeMs,
     metrics: flags.metrics ?? file.metrics,
     web: flags.web ?? file.web,
+    jobUsers: toJobUserPolicy(file.jobUsers),
     configFile: flags.config,
   };
+}
+
+function toJobUserPolicy(v: z.infer<typeof JobUsersSchema> | undefined): JobUserPolicy | undefined {
+  if (!v) return undefined;
+  if (v.mode === 'per-owner') return { mode: 'per-owner', first: v.uidRange[0], last: v.uidRange[1] };
+  return v;
 }

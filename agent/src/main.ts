@@ -36,6 +36,7 @@ async function serve(flags: {
   logLevel?: string;
   metrics?: string;
   web?: string;
+  allowCaKey?: boolean;
 }): Promise<void> {
   const config = loadAgentConfig(flags);
   const log = pino({ level: config.logLevel, base: { pid: process.pid } }, pino.destination(2));
@@ -43,7 +44,7 @@ async function serve(flags: {
   const agent = await startAgent({
     listen: config.listen,
     stateDir: config.stateDir,
-    tls: readServerTls(config.tlsDir),
+    tls: readServerTls(config.tlsDir, { allowCaKey: flags.allowCaKey, log }),
     log,
     jig: config.jig,
     services: config.services,
@@ -51,6 +52,7 @@ async function serve(flags: {
     leaseMaxLifetimeMs: config.leaseMaxLifetimeMs,
     metricsListen: config.metrics,
     webListen: config.web,
+    jobUsers: config.jobUsers,
   });
   // Before the "listening" line: a starter that reads stdout up to that line may close the pipe
   // then (fixtures/test-support/jiglet-process.ts does), and a later write would die of EPIPE.
@@ -106,7 +108,11 @@ await yargs(hideBin(process.argv))
         .option('state-dir', { type: 'string', describe: 'job records and logs (default /var/lib/jiglet)' })
         .option('tls-dir', {
           type: 'string',
-          describe: 'holds ca.crt server.crt server.key (default /etc/jiglet/tls)',
+          describe: 'holds ca.crt server.crt server.key, never the CA key (default /etc/jiglet/tls)',
+        })
+        .option('allow-ca-key', {
+          type: 'boolean',
+          describe: "start even with the CA's private key in the TLS directory (throwaway demos only)",
         })
         .option('log-level', { type: 'string', choices: ['trace', 'debug', 'info', 'warn', 'error'] })
         .option('metrics', {

@@ -224,7 +224,7 @@ describe('metrics and health', function () {
     const opts = {
       listen: '127.0.0.1:0',
       stateDir,
-      tls: readServerTls(other.pki.dir),
+      tls: readServerTls(other.pki.jigDir),
       log: pino({ level: 'silent' }),
     };
     try {

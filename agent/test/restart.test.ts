@@ -36,7 +36,7 @@ describe('agent restart', () => {
 
   it('keeps records and logs, marks running jobs lost, and kills what they left running', async () => {
     const pki = await testPki();
-    const first = await startJigletProcess({ stateDir, tlsDir: pki.dir });
+    const first = await startJigletProcess({ stateDir, tlsDir: pki.jigDir });
     procs.push(first.proc);
     const c1 = new JigletClient(pki.as('operator', first.address));
     const done = await c1.start({ command: 'echo', args: ['finished before the crash'] });
@@ -60,7 +60,7 @@ describe('agent restart', () => {
     await once(first.proc, 'exit');
     assert.ok(alive(leader), 'the job outlives a crashed agent until the restart cleans up');
 
-    const second = await startJigletProcess({ stateDir, tlsDir: pki.dir });
+    const second = await startJigletProcess({ stateDir, tlsDir: pki.jigDir });
     procs.push(second.proc);
     const c2 = new JigletClient(pki.as('operator', second.address));
     try {
@@ -85,7 +85,7 @@ describe('agent restart', () => {
 
   it('shuts down gracefully on SIGTERM: running jobs are stopped and recorded, exit 0', async () => {
     const pki = await testPki();
-    const agent = await startJigletProcess({ stateDir, tlsDir: pki.dir });
+    const agent = await startJigletProcess({ stateDir, tlsDir: pki.jigDir });
     procs.push(agent.proc);
     const c = new JigletClient(pki.as('operator', agent.address));
     const job = await c.start({ command: 'sh', args: ['-c', 'echo up; exec sleep 1000'] });

@@ -192,7 +192,7 @@ describe('web console (HTTP and WebSocket)', function () {
     const s = await attempt({ minVersion: 'TLSv1.3' });
     try {
       assert.equal(s.getProtocol(), 'TLSv1.3');
-      const server = new X509Certificate(readFileSync(join(v.t.pki.dir, 'server.crt')));
+      const server = new X509Certificate(readFileSync(join(v.t.pki.jigDir, 'server.crt')));
       assert.equal(s.getPeerX509Certificate()?.fingerprint256, server.fingerprint256);
     } finally {
       s.destroy();

@@ -34,6 +34,12 @@ const ORGANIZATION = 'jiglet';
 const SERVER_CN = 'jiglet-agent';
 const CA_FILE = 'ca';
 const SERVER_FILE = 'server';
+/**
+ * The layout `certs init` writes (README "Certificates"): the CA's key in a folder of its own that
+ * never goes to a jig host, the agent's three files in another, the clients' files at the top.
+ */
+export const CA_DIR = 'ca';
+export const JIG_DIR = 'jig';
 /** Client names double as file names, so they must not clobber the CA's or the server's files. */
 const RESERVED_NAMES: ReadonlySet<string> = new Set([CA_FILE, SERVER_FILE]);
 const NAME_PATTERN = /^[A-Za-z0-9._-]{1,64}$/;
@@ -46,9 +52,10 @@ export interface PemPair {
 }
 
 /**
- * Creates ca, server and one certificate per role in `dir`. `days` sets the leaf validity; the CA
- * lives 10 years, or longer if the leaves would outlive it. Refuses an existing ca.key unless `force`,
- * since replacing the CA silently invalidates every certificate already handed out.
+ * Creates the CA in `dir/ca/`, the agent's files in `dir/jig/` (ca.crt, server.crt, server.key:
+ * all a jig host needs) and one certificate per role, with ca.crt, in `dir/`. `days` sets the leaf
+ * validity; the CA lives 10 years, or longer if the leaves would outlive it. Refuses an existing CA
+ * key unless `force`, since replacing the CA silently invalidates every certificate handed out.
  */
 export async function initCerts(opts: {
   dir: string;
@@ -58,8 +65,9 @@ export async function initCerts(opts: {
 }): Promise<string[]> {
   const days = checkDays(opts.days ?? LEAF_DAYS);
   const hosts = checkHosts(opts.hosts);
-  const caKeyPath = join(opts.dir, `${CA_FILE}.key`);
-  if (!opts.force && (await exists(caKeyPath))) {
+  const caKeyPath = join(opts.dir, CA_DIR, `${CA_FILE}.key`);
+  const legacyCaKey = join(opts.dir, `${CA_FILE}.key`);
+  if (!opts.force && ((await exists(caKeyPath)) || (await exists(legacyCaKey)))) {
     throw new JigletError(
       'JIGLET_E_ALREADY_EXISTS',
       `${caKeyPath} exists already; pass force to replace the CA (every issued certificate stops working)`,
@@ -74,15 +82,22 @@ export async function initCerts(opts: {
     notBefore,
     notAfter,
   });
-  const pairs: [string, PemPair][] = [
-    [CA_FILE, ca],
-    [SERVER_FILE, server],
-  ];
+  const pairs: [string, PemPair][] = [];
   for (const role of ROLES) {
     pairs.push([role, await issueCert({ ca, subject: subjectOf(role, role), notBefore, notAfter })]);
   }
-  await mkdir(opts.dir, { recursive: true, mode: DIR_MODE });
-  const written: string[] = [];
+  const caDir = join(opts.dir, CA_DIR);
+  const jigDir = join(opts.dir, JIG_DIR);
+  for (const d of [opts.dir, caDir, jigDir]) await mkdir(d, { recursive: true, mode: DIR_MODE });
+  // An older layout kept the CA key beside the agent's files; it moves, so only one copy exists.
+  await rm(legacyCaKey, { force: true });
+  const written = await writePair(caDir, CA_FILE, ca);
+  written.push(...(await writePair(jigDir, SERVER_FILE, server)));
+  for (const where of [jigDir, opts.dir]) {
+    const path = join(where, `${CA_FILE}.crt`);
+    await writeFile(path, ca.certPem, { mode: CERT_FILE_MODE });
+    written.push(path);
+  }
   for (const [name, pair] of pairs) {
     written.push(...(await writePair(opts.dir, name, pair)));
   }
@@ -104,15 +119,27 @@ export async function issueClientCert(opts: {
   const defaults = validity(checkDays(opts.days ?? LEAF_DAYS));
   const notBefore = opts.notBefore ?? defaults.notBefore;
   const notAfter = opts.notAfter ?? defaults.notAfter;
-  const ca = {
-    certPem: await readFile(join(opts.dir, `${CA_FILE}.crt`), 'utf8'),
-    keyPem: await readFile(join(opts.dir, `${CA_FILE}.key`), 'utf8'),
-  };
+  const ca = await readCa(opts.dir);
   const pair = await issueCert({ ca, subject: subjectOf(opts.name, opts.role), notBefore, notAfter });
   const outDir = opts.outDir ?? opts.dir;
   await mkdir(outDir, { recursive: true, mode: DIR_MODE });
   const [certPath, keyPath] = await writePair(outDir, opts.name, pair);
   return { certPath: certPath!, keyPath: keyPath! };
+}
+
+/** Reads the CA of a `certs init` folder: `ca/` today, the folder itself in the older layout. */
+export async function readCa(dir: string): Promise<PemPair> {
+  for (const where of [join(dir, CA_DIR), dir]) {
+    if (!(await exists(join(where, `${CA_FILE}.key`)))) continue;
+    return {
+      certPem: await readFile(join(where, `${CA_FILE}.crt`), 'utf8'),
+      keyPem: await readFile(join(where, `${CA_FILE}.key`), 'utf8'),
+    };
+  }
+  throw new JigletError(
+    'JIGLET_E_NOT_FOUND',
+    `no CA key in ${join(dir, CA_DIR)}: issue certificates where the CA lives (the folder \`jigctl certs init\` made), not on a jig host`,
+  );
 }
 
 /** Creates a self-signed CA in memory (CA:true, keyCertSign|cRLSign, no intermediates). */

@@ -499,6 +499,10 @@ try {
             const { initCerts } = await import('./certs.js');
             const files = await initCerts({ dir: argv.dir, hosts: argv.hosts.split(','), force: argv.force });
             process.stdout.write(`${files.join('\n')}\n`);
+            process.stderr.write(
+              `jigctl: copy only ${argv.dir}/jig to the jig host (jiglet serve --tls-dir …/jig); ` +
+                `keep ${argv.dir}/ca, the CA's private key, off it\n`,
+            );
           },
         )
         .command(
@@ -509,7 +513,7 @@ try {
               .option('dir', {
                 type: 'string',
                 demandOption: true,
-                describe: 'folder with ca.crt and ca.key',
+                describe: 'the folder `certs init` made (the CA key is in its ca/)',
               })
               .option('name', { type: 'string', demandOption: true })
               .option('role', { choices: ['admin', 'operator', 'viewer'] as const, demandOption: true })

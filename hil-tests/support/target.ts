@@ -110,7 +110,7 @@ async function startBuiltinJig(file: string, dut: string): Promise<HilTarget> {
   const stateDir = mkdtempSync(join(tmpdir(), 'jiglet-hil-'));
   const agent = await startJigletProcess({
     stateDir,
-    tlsDir: pki.dir,
+    tlsDir: pki.jigDir,
     config: join(import.meta.dirname, '../../fixtures/jigs', file),
   });
   const operator = new JigletClient(pki.as('operator', agent.address));

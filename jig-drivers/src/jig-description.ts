@@ -92,6 +92,11 @@ export interface DutDescription {
   safeState: SafeState;
   /** Its health check (absent when the DUT has none). */
   healthCheck?: HealthCheckConfig;
+  /**
+   * Device nodes the lease holder's own jobs may open (fastboot, DFU, a USB serial port of its
+   * own): granted to the holder's job uid while the lease lasts, taken back when it ends.
+   */
+  leaseDevices: string[];
 }
 
 /** A whole jig: where it was read from and its DUTs. */
@@ -182,6 +187,9 @@ const dutSchema = z.strictObject({
   storage: storageSchema.optional(),
   safeState: z.strictObject({ power: z.enum(['off', 'on', 'unchanged']).optional() }).optional(),
   healthCheck: healthCheckSchema.optional(),
+  leaseDevices: z
+    .array(z.string().startsWith('/', { error: 'expected an absolute device path' }))
+    .default([]),
 });
 
 const jigSchema = z.strictObject({ duts: z.array(dutSchema) });
@@ -253,6 +261,7 @@ export function parseJigDescription(
       ...storage,
       safeState: { power: safePower },
       ...(dut.healthCheck ? { healthCheck: dut.healthCheck } : {}),
+      leaseDevices: dut.leaseDevices,
     };
   });
   if (problems.length > 0) fail(problems);

@@ -206,6 +206,8 @@ export class DutRuntime extends EventEmitter {
           stateDir: this.#opts.stateDir,
         }),
         opts.owner,
+        // The flasher writes a block device and switches the mux: an agent job.
+        { privileged: true },
       );
       const id = job.record.id;
       this.flashing = id;

@@ -38,7 +38,8 @@ export async function runHealthCheckJob(opts: {
     timeoutMs: opts.config.timeoutMs,
     stdin: false,
   };
-  const started = await opts.supervisor.start(spec, opts.owner);
+  // An admin-configured check that may power-cycle and read the DUT: it runs as the agent.
+  const started = await opts.supervisor.start(spec, opts.owner, { privileged: true });
   const { record } = await opts.supervisor.ended(started.record.id);
   const passed = record.state === 'exited' && record.exitCode === 0;
   const how =

@@ -49,7 +49,8 @@ export class JobKeeper extends EventEmitter {
   }
 
   async #run(): Promise<JobView> {
-    const job = await this.supervisor.start(this.spec, AGENT_OWNER);
+    // Captures and services open serial ports and devices: the agent's own privileges.
+    const job = await this.supervisor.start(this.spec, AGENT_OWNER, { privileged: true });
     const startedAt = Date.now();
     this.#current = job;
     this.log.info({ job: job.record.id }, `${this.what} started`);

@@ -65,7 +65,8 @@ export async function runPowerJob(opts: {
     timeoutMs,
     stdin: false,
   };
-  const started = await supervisor.start(spec, opts.owner);
+  // The power driver talks to relays and USB devices: an agent job, whoever asked for it.
+  const started = await supervisor.start(spec, opts.owner, { privileged: true });
   const job = await supervisor.ended(started.record.id);
   const { stdout, stderr } = await readAll(job);
   const { record } = job;

@@ -26,6 +26,8 @@ export interface JobRecord {
   pid?: number;
   containment: string;
   cgroup?: CgroupPaths;
+  /** The uid and gid a user's job ran as; absent for the agent's own (privileged) jobs. */
+  runAs?: { uid: number; gid: number };
   createdAt: number;
   startedAt?: number;
   endedAt?: number;

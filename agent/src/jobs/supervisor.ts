@@ -7,7 +7,7 @@
 
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { mkdirSync, rmSync } from 'node:fs';
+import { chownSync, mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Writable } from 'node:stream';
 import type { Logger } from 'pino';
@@ -19,6 +19,7 @@ import type { Containment, JobCgroup } from './containment.js';
 import type { JobRecord, JobRecords, StopReason } from './job-records.js';
 import type { JobSpecInput } from './job-spec.js';
 import { assertTransition, isFinal, type JobStateName } from './job-state.js';
+import type { JobCredentials, JobUsers } from './job-users.js';
 
 /** Time between SIGTERM and SIGKILL when the client names none. */
 export const DEFAULT_GRACE_MS = 5000;
@@ -29,6 +30,15 @@ const PIPE_DRAIN_MS = 2000;
  * descendant (even one that calls setsid) is contained. Exit 125 = could not join a cgroup.
  */
 const SHIM = 'while [ "$1" != -- ]; do echo $$ > "$1" || exit 125; shift; done; shift; exec "$@"';
+/**
+ * The same, for a user's job: it joins its cgroups while still root (the cgroup files are the
+ * agent's), then gives up root for the job's own uid through setpriv, which execs in place. A user's
+ * job gets the usual umask back; the agent's own 077 is for its state files.
+ */
+const USER_SHIM =
+  'while [ "$1" != -- ]; do echo $$ > "$1" || exit 125; shift; done; shift; umask 022; exec "$@"';
+/** Where users' jobs get their working directories, under the state directory (see README). */
+export const WORK_DIR = 'work';
 
 /** Supervisor settings. */
 export interface SupervisorOptions {
@@ -39,6 +49,20 @@ export interface SupervisorOptions {
   baseEnv: Record<string, string>;
   /** Told of every state change. */
   events?: AgentEvents;
+  /** Which uid a user's job runs as; without it every job runs as the agent. */
+  users?: JobUsers;
+  /** Folder of users' working directories (one per job, owned by the job's uid). */
+  workRoot?: string;
+}
+
+/** How a job is started. */
+export interface StartOptions {
+  /**
+   * Runs the job with the agent's own privileges. Only for jobs the agent runs for itself
+   * (power, flash, serial capture, services, health checks): their drivers need devices, cgroups
+   * and the state directory. A user's command never gets this.
+   */
+  privileged?: boolean;
 }
 
 /** A job as the rest of the agent sees it. */
@@ -115,7 +139,7 @@ export class Supervisor {
   }
 
   /** Starts a job and resolves once it is running (or has failed to start). */
-  async start(spec: JobSpecInput, owner: string): Promise<JobView> {
+  async start(spec: JobSpecInput, owner: string, opts: StartOptions = {}): Promise<JobView> {
     if (this.#closing) throw new JigletError('JIGLET_E_UNAVAILABLE', 'the agent is shutting down');
     const { records, containment } = this.#opts;
     const id = randomUUID();
@@ -149,14 +173,14 @@ export class Supervisor {
     }
     this.#jobs.set(id, entry);
     try {
-      await this.#spawn(entry, dir);
+      await this.#spawn(entry, dir, opts.privileged === true);
     } finally {
       markStarted();
     }
     return entry;
   }
 
-  async #spawn(entry: Entry, dir: string): Promise<void> {
+  async #spawn(entry: Entry, dir: string, privileged: boolean): Promise<void> {
     const { containment, log, baseEnv, records } = this.#opts;
     const { record } = entry;
     const { id, spec } = record;
@@ -167,11 +191,24 @@ export class Supervisor {
       JIGLET_JOB_ID: id,
       ...(spec.dut ? { JIGLET_DUT: spec.dut } : {}),
     };
-    let cwd = spec.cwd;
-    if (cwd === '') {
-      cwd = join(dir, 'work');
-      mkdirSync(cwd);
+    let creds: JobCredentials | undefined;
+    let work: string;
+    let dropTo: string[] = [];
+    try {
+      creds = privileged ? undefined : this.#opts.users?.credentialsOf(record.owner);
+      if (creds) dropTo = this.#setprivArgs(creds);
+      work = creds ? this.#userWorkDir(id, creds) : join(dir, 'work');
+      if (!creds) mkdirSync(work);
+    } catch (err) {
+      this.#fail(entry, `could not prepare the job's user and working directory: ${(err as Error).message}`);
+      return;
     }
+    if (creds) {
+      record.runAs = creds;
+      // The agent's HOME is not the job's: tools that write to ~ get the job's own folder.
+      env.HOME = work;
+    }
+    const cwd = spec.cwd === '' ? work : spec.cwd;
     const executable = resolveExecutable(spec.command, env.PATH ?? '', cwd);
     if (!executable.ok) {
       this.#fail(entry, executable.reason);
@@ -187,7 +224,16 @@ export class Supervisor {
     }
     const child = spawn(
       '/bin/sh',
-      ['-c', SHIM, 'jiglet-shim', ...(cgroup?.procsFiles ?? []), '--', executable.path, ...spec.args],
+      [
+        '-c',
+        creds ? USER_SHIM : SHIM,
+        'jiglet-shim',
+        ...(cgroup?.procsFiles ?? []),
+        '--',
+        ...dropTo,
+        executable.path,
+        ...spec.args,
+      ],
       {
         cwd,
         env,
@@ -237,6 +283,34 @@ export class Supervisor {
       }, spec.timeoutMs);
     }
     log.info({ job: id, owner: record.owner, command: spec.command, pid: child.pid }, 'job started');
+  }
+
+  /** Creates a user's job folder, owned by the job's uid and closed to everyone else. */
+  #userWorkDir(id: string, creds: JobCredentials): string {
+    const root = this.#opts.workRoot;
+    if (!root) throw new Error('the agent has no folder for job working directories');
+    const work = join(root, id);
+    mkdirSync(work, { mode: 0o700 });
+    chownSync(work, creds.uid, creds.gid);
+    return work;
+  }
+
+  /**
+   * setpriv drops every group, and no-new-privs keeps a setuid binary (su, sudo) from taking
+   * root back. It execs in place, so the job's pid stays the one the agent supervises.
+   */
+  #setprivArgs(creds: JobCredentials): string[] {
+    const setpriv = resolveExecutable('setpriv', this.#opts.baseEnv.PATH ?? '', '/');
+    if (!setpriv.ok)
+      throw new JigletError('JIGLET_E_INTERNAL', 'setpriv (util-linux) is not installed on the jig host');
+    return [
+      setpriv.path,
+      `--reuid=${creds.uid}`,
+      `--regid=${creds.gid}`,
+      '--clear-groups',
+      '--no-new-privs',
+      '--',
+    ];
   }
 
   /** One job; throws JIGLET_E_NOT_FOUND. */

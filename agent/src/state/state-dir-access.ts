@@ -1,0 +1,38 @@
+/**
+ * Who may reach what in the state directory. Users' jobs run as other uids (job-users.ts), so the
+ * agent's records, logs, leases and driver configs must be closed to them, while each job still
+ * reaches its own working folder under `work/`. Hence: the root is 0711 (pass through, no listing),
+ * everything in it is the agent's alone, and `work/<job>` belongs to the job's uid.
+ */
+import { chmodSync, lstatSync, mkdirSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import { WORK_DIR } from '../jobs/supervisor.js';
+
+/** The root: others may pass through to their job's folder, never list or read. */
+const ROOT_MODE = 0o711;
+/** The agent's files get no group or other bits at all. */
+const PRIVATE_BITS = 0o700;
+
+/**
+ * Creates the state directory with the modes above and takes group/other bits off whatever an
+ * earlier agent (or a looser umask) left in it. Sets the process umask to 077, so every state file
+ * written from now on is the agent's alone without each writer having to say so.
+ */
+export function prepareStateDir(stateDir: string, log: Logger): { workRoot: string } {
+  process.umask(0o077);
+  mkdirSync(stateDir, { recursive: true, mode: PRIVATE_BITS });
+  chmodSync(stateDir, ROOT_MODE);
+  const workRoot = join(stateDir, WORK_DIR);
+  for (const name of readdirSync(stateDir)) {
+    if (name === WORK_DIR) continue;
+    const path = join(stateDir, name);
+    const stat = lstatSync(path);
+    if (stat.isSymbolicLink() || (stat.mode & 0o077) === 0) continue;
+    chmodSync(path, stat.mode & PRIVATE_BITS);
+    log.info({ path }, 'made a state file private to the agent');
+  }
+  mkdirSync(workRoot, { recursive: true });
+  chmodSync(workRoot, ROOT_MODE);
+  return { workRoot };
+}
