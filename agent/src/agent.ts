@@ -99,9 +99,12 @@ export async function startAgent(opts: {
       policy: jobUserPolicy,
       onCorrupt: (err) => log.error({ err }, 'job-users.json is unreadable; owners get new uids'),
     });
+    // Created before the supervisor, which waits on it; it follows leases once they exist.
+    let deviceAccess: LeaseDeviceAccess | undefined;
     const supervisor = new Supervisor({
       events,
       users: jobUsers,
+      beforeUserJob: (dut) => deviceAccess?.settled(dut) ?? Promise.resolve(),
       workRoot,
       records: new JobRecords(stateDir),
       containment,
@@ -111,7 +114,7 @@ export async function startAgent(opts: {
     await supervisor.recover();
     const images = new ImageCache({ stateDir, limitBytes: opts.imageCacheBytes, log });
     const leases = new LeaseManager({ stateDir, maxLifetimeMs: opts.leaseMaxLifetimeMs });
-    const deviceAccess = new LeaseDeviceAccess({ duts: opts.jig?.duts ?? [], users: jobUsers, leases, log });
+    deviceAccess = new LeaseDeviceAccess({ duts: opts.jig?.duts ?? [], users: jobUsers, leases, log });
     deviceAccess.start();
     // Listening before the jig starts: its captures and a lease that expired while the agent was
     // down are part of the record.
@@ -131,7 +134,7 @@ export async function startAgent(opts: {
       });
     } catch (err) {
       leases.close();
-      await deviceAccess.close();
+      await deviceAccess?.close();
       await supervisor.shutdown(1000);
       await recorder.close();
       await containment.removeNamespace().catch(() => false);
@@ -166,7 +169,7 @@ export async function startAgent(opts: {
     } catch (err) {
       await web?.close();
       leases.close();
-      await deviceAccess.close();
+      await deviceAccess?.close();
       await jig.close();
       await supervisor.shutdown(1000);
       await recorder.close();
@@ -197,7 +200,7 @@ export async function startAgent(opts: {
           // Leases stay saved with their expiry; a restarted agent honours them.
           leases.close();
           // Grants stay with leases that stay: a restarted agent takes back only what has ended.
-          await deviceAccess.close();
+          await deviceAccess?.close();
           await jig.close();
           await supervisor.shutdown(graceMs);
           // After the shutdown, so the jobs it stopped are recorded; every listener goes with it.

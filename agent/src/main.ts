@@ -39,6 +39,9 @@ async function serve(flags: {
   allowCaKey?: boolean;
 }): Promise<void> {
   const config = loadAgentConfig(flags);
+  // Users' jobs run as other uids: every file the agent writes from here on is its own alone
+  // (state-dir-access.ts). Jobs get 022 back in their shim.
+  process.umask(0o077);
   const log = pino({ level: config.logLevel, base: { pid: process.pid } }, pino.destination(2));
   if (config.jig) log.info({ duts: config.jig.duts.map((d) => d.name) }, 'jig description loaded');
   const agent = await startAgent({

@@ -137,7 +137,7 @@ describe('jiglet serve with a bad jig or services config', () => {
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'jiglet-badcfg-'));
     const { testPki } = await import('../../fixtures/test-support/test-pki.js');
-    tls = (await testPki()).dir;
+    tls = (await testPki()).jigDir;
   });
   after(() => rmSync(dir, { recursive: true, force: true }));
 

@@ -96,6 +96,7 @@ export async function initCerts(opts: {
   for (const where of [jigDir, opts.dir]) {
     const path = join(where, `${CA_FILE}.crt`);
     await writeFile(path, ca.certPem, { mode: CERT_FILE_MODE });
+    await chmod(path, CERT_FILE_MODE);
     written.push(path);
   }
   for (const [name, pair] of pairs) {
@@ -287,6 +288,7 @@ async function writePair(dir: string, name: string, pair: PemPair): Promise<stri
   const certPath = join(dir, `${name}.crt`);
   const keyPath = join(dir, `${name}.key`);
   await writeFile(certPath, pair.certPem, { mode: CERT_FILE_MODE });
+  await chmod(certPath, CERT_FILE_MODE); // a certificate is public, whatever the umask says
   await writeSecret(keyPath, pair.keyPem);
   return [certPath, keyPath];
 }

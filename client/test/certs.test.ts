@@ -17,7 +17,13 @@ import { initCerts, issueClientCert, ROLES } from '../src/certs.js';
 const run = promisify(execFile);
 const DAY_MS = 24 * 60 * 60 * 1000;
 const HOSTS = ['localhost', '127.0.0.1', '::1'];
-const KEY_FILES = ['ca.key', 'server.key', 'admin.key', 'operator.key', 'viewer.key'];
+const KEY_FILES = ['ca/ca.key', 'jig/server.key', 'admin.key', 'operator.key', 'viewer.key'];
+
+/** Where `certs init` puts a name's files: the CA in ca/, the agent's in jig/, clients' at the top. */
+function fileOf(dir: string, name: string, ext: 'crt' | 'key'): string {
+  const sub = name === 'ca' && ext === 'key' ? 'ca' : name === 'server' ? 'jig' : '';
+  return join(dir, sub, `${name}.${ext}`);
+}
 
 async function openssl(...args: string[]): Promise<string> {
   return (await run('openssl', args)).stdout;
@@ -50,13 +56,23 @@ describe('dev PKI (client/src/certs.ts)', () => {
     await rm(root, { recursive: true, force: true });
   });
 
-  it('writes the CA, the server and one certificate per role, and reports every file', async () => {
-    const expected = ['ca', 'server', ...ROLES].flatMap((n) => [
-      join(dir, `${n}.crt`),
-      join(dir, `${n}.key`),
-    ]);
+  it('writes the CA in ca/, the agent’s three files in jig/, the clients’ at the top, and reports every file', async () => {
+    const expected = [
+      'ca/ca.crt',
+      'ca/ca.key',
+      'jig/ca.crt',
+      'jig/server.crt',
+      'jig/server.key',
+      'ca.crt',
+      ...ROLES.flatMap((n) => [`${n}.crt`, `${n}.key`]),
+    ].map((f) => join(dir, f));
     assert.deepEqual([...written].sort(), [...expected].sort());
-    assert.deepEqual((await readdir(dir)).sort(), expected.map((p) => p.slice(dir.length + 1)).sort());
+    assert.deepEqual(
+      (await readdir(dir)).sort(),
+      ['ca', 'jig', 'ca.crt', ...ROLES.flatMap((n) => [`${n}.crt`, `${n}.key`])].sort(),
+    );
+    assert.deepEqual((await readdir(join(dir, 'jig'))).sort(), ['ca.crt', 'server.crt', 'server.key']);
+    assert.equal((await mode(join(dir, 'ca'))).toString(8), '700');
   });
 
   it('writes private keys as PKCS#8 PEM with mode 0600, certificates readable', async () => {
@@ -79,15 +95,17 @@ describe('dev PKI (client/src/certs.ts)', () => {
   });
 
   it('makes a server certificate for jiglet-agent with DNS and IP SANs and serverAuth only', async () => {
-    const text = await openssl('x509', '-noout', '-text', '-in', join(dir, 'server.crt'));
+    const text = await openssl('x509', '-noout', '-text', '-in', fileOf(dir, 'server', 'crt'));
     assert.match(text, /Subject: CN = jiglet-agent, O = jiglet\n/);
     assert.match(text, /NIST CURVE: P-256/);
     assert.match(text, /DNS:localhost, IP Address:127.0.0.1, IP Address:0:0:0:0:0:0:0:1\n/);
     assert.match(text, /Extended Key Usage: \n\s+TLS Web Server Authentication\n/);
     assert.match(text, /Basic Constraints: critical\s+CA:FALSE/);
     const ca = join(dir, 'ca.crt');
-    await openssl('verify', '-CAfile', ca, '-purpose', 'sslserver', join(dir, 'server.crt'));
-    await assert.rejects(openssl('verify', '-CAfile', ca, '-purpose', 'sslclient', join(dir, 'server.crt')));
+    await openssl('verify', '-CAfile', ca, '-purpose', 'sslserver', fileOf(dir, 'server', 'crt'));
+    await assert.rejects(
+      openssl('verify', '-CAfile', ca, '-purpose', 'sslclient', fileOf(dir, 'server', 'crt')),
+    );
   });
 
   it('makes role certificates with the role as the single OU, clientAuth and digitalSignature', async () => {
@@ -106,8 +124,8 @@ describe('dev PKI (client/src/certs.ts)', () => {
 
   it('pairs every key with its certificate', async () => {
     for (const name of ['ca', 'server', ...ROLES]) {
-      const fromCert = await openssl('x509', '-noout', '-pubkey', '-in', join(dir, `${name}.crt`));
-      const fromKey = await openssl('pkey', '-pubout', '-in', join(dir, `${name}.key`));
+      const fromCert = await openssl('x509', '-noout', '-pubkey', '-in', fileOf(dir, name, 'crt'));
+      const fromKey = await openssl('pkey', '-pubout', '-in', fileOf(dir, name, 'key'));
       assert.equal(fromCert, fromKey, name);
     }
   });
@@ -180,9 +198,9 @@ describe('dev PKI (client/src/certs.ts)', () => {
   });
 
   it('refuses to overwrite an existing CA and leaves it untouched', async () => {
-    const caKey = await readFile(join(dir, 'ca.key'), 'utf8');
+    const caKey = await readFile(join(dir, 'ca', 'ca.key'), 'utf8');
     await rejectsWith(initCerts({ dir, hosts: HOSTS }), 'JIGLET_E_ALREADY_EXISTS', /ca\.key exists/);
-    assert.equal(await readFile(join(dir, 'ca.key'), 'utf8'), caKey);
+    assert.equal(await readFile(join(dir, 'ca', 'ca.key'), 'utf8'), caKey);
   });
 
   it('refuses hosts that are neither IP addresses nor DNS names', async () => {
@@ -219,8 +237,8 @@ describe('dev PKI (client/src/certs.ts)', () => {
     before(async () => {
       server = tls.createServer({
         ca: await readFile(join(dir, 'ca.crt')),
-        cert: await readFile(join(dir, 'server.crt')),
-        key: await readFile(join(dir, 'server.key')),
+        cert: await readFile(fileOf(dir, 'server', 'crt')),
+        key: await readFile(fileOf(dir, 'server', 'key')),
         requestCert: true,
         rejectUnauthorized: true,
         minVersion: 'TLSv1.3',

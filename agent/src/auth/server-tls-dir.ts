@@ -13,7 +13,10 @@ import type { ServerTls } from '../rpc/grpc-server.js';
 /** Files larger than this are not PEM keys; skipping them keeps the scan cheap. */
 const MAX_KEY_FILE_BYTES = 64 * 1024;
 
-/** Reads ca.crt, server.crt and server.key from a TLS directory, after the checks above. */
+/**
+ * Reads ca.crt, server.crt and server.key from a TLS directory, after the checks above. Every
+ * refusal is INVALID_ARGUMENT: the folder is part of the agent's configuration (`jiglet` exits 78).
+ */
 export function readServerTls(tlsDir: string, opts: { allowCaKey?: boolean; log?: Logger } = {}): ServerTls {
   const read = (name: string): Buffer => {
     try {
@@ -33,7 +36,7 @@ export function readServerTls(tlsDir: string, opts: { allowCaKey?: boolean; log?
   const keyMode = statSync(join(tlsDir, 'server.key')).mode;
   if ((keyMode & 0o077) !== 0) {
     throw new JigletError(
-      'JIGLET_E_FAILED_PRECONDITION',
+      'JIGLET_E_INVALID_ARGUMENT',
       `${join(tlsDir, 'server.key')} is readable by other users (mode ${(keyMode & 0o777).toString(8)}); run: chmod 600 ${join(tlsDir, 'server.key')}`,
     );
   }
@@ -41,7 +44,7 @@ export function readServerTls(tlsDir: string, opts: { allowCaKey?: boolean; log?
   if (caKeys.length > 0) {
     if (!opts.allowCaKey) {
       throw new JigletError(
-        'JIGLET_E_FAILED_PRECONDITION',
+        'JIGLET_E_INVALID_ARGUMENT',
         `the CA's private key is on this jig host (${caKeys.join(', ')}): anyone who reads it can make ` +
           'an admin certificate. Move it off the host (it is only needed to issue certificates) and ' +
           'keep ca.crt, server.crt and server.key here; for a throwaway demo pass --allow-ca-key',

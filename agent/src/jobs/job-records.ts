@@ -2,7 +2,7 @@
  * Durable job records: one JSON file per job in the state directory, replaced atomically
  * (write a temporary file, then rename) so a crash never leaves a half-written record.
  */
-import { mkdirSync, readdirSync, readFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { writeJsonAtomic } from '../state/atomic-json.js';
 import type { CgroupPaths } from './containment.js';
@@ -44,7 +44,9 @@ export class JobRecords {
 
   constructor(stateDir: string) {
     this.root = join(stateDir, 'jobs');
-    mkdirSync(this.root, { recursive: true });
+    // Records hold env values (secrets) and logs: the agent's alone, whatever the umask.
+    mkdirSync(this.root, { recursive: true, mode: 0o700 });
+    chmodSync(this.root, 0o700);
   }
 
   /** The folder of one job (its record, output log and work dir). */

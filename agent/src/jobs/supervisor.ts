@@ -53,6 +53,11 @@ export interface SupervisorOptions {
   users?: JobUsers;
   /** Folder of users' working directories (one per job, owned by the job's uid). */
   workRoot?: string;
+  /**
+   * Awaited before a user's job on a DUT is spawned: device grants of a lease claimed a moment
+   * ago must be on the nodes before the job opens them.
+   */
+  beforeUserJob?: (dut: string) => Promise<void>;
 }
 
 /** How a job is started. */
@@ -204,6 +209,7 @@ export class Supervisor {
       return;
     }
     if (creds) {
+      if (spec.dut !== '') await this.#opts.beforeUserJob?.(spec.dut);
       record.runAs = creds;
       // The agent's HOME is not the job's: tools that write to ~ get the job's own folder.
       env.HOME = work;

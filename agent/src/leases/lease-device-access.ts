@@ -47,6 +47,11 @@ export class LeaseDeviceAccess {
     this.#leases.on('change', this.#onChange);
   }
 
+  /** Resolves once the ACL changes asked so far for `dut` are on its nodes. */
+  settled(dut: string): Promise<void> {
+    return this.#chains.get(dut) ?? Promise.resolve();
+  }
+
   /** Stops following leases; resolves once every pending ACL change is done. */
   async close(): Promise<void> {
     this.#leases.off('change', this.#onChange);

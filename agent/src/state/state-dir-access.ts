@@ -16,11 +16,11 @@ const PRIVATE_BITS = 0o700;
 
 /**
  * Creates the state directory with the modes above and takes group/other bits off whatever an
- * earlier agent (or a looser umask) left in it. Sets the process umask to 077, so every state file
- * written from now on is the agent's alone without each writer having to say so.
+ * earlier agent (or a looser umask) left in it. Files written later are kept private by the umask
+ * of 077 that `jiglet serve` sets for its whole process (main.ts): every writer, without each one
+ * having to say so. (In-process test agents leave their test runner's umask alone.)
  */
 export function prepareStateDir(stateDir: string, log: Logger): { workRoot: string } {
-  process.umask(0o077);
   mkdirSync(stateDir, { recursive: true, mode: PRIVATE_BITS });
   chmodSync(stateDir, ROOT_MODE);
   const workRoot = join(stateDir, WORK_DIR);
