@@ -56,4 +56,20 @@ describe('agent config', () => {
     writeFileSync(bad, 'duts:\n  - name: rpi4-a\n    power: { driver: tasmota, url: not-a-url }\n');
     assert.throws(() => loadAgentConfig({ config: bad }), /bad-jig\.yaml: duts\[0\]\.power\.url/);
   });
+
+  it("reads how users' jobs run, and refuses root or an empty range", () => {
+    const file = join(dir, 'users.yaml');
+    writeFileSync(file, 'jobUsers: { mode: per-owner, uidRange: [70000, 70100] }\n');
+    assert.deepEqual(loadAgentConfig({ config: file }).jobUsers, {
+      mode: 'per-owner',
+      first: 70000,
+      last: 70100,
+    });
+    writeFileSync(file, 'jobUsers: { mode: single, uid: 65534, gid: 65534 }\n');
+    assert.deepEqual(loadAgentConfig({ config: file }).jobUsers, { mode: 'single', uid: 65534, gid: 65534 });
+    writeFileSync(file, 'jobUsers: { mode: single, uid: 0, gid: 0 }\n');
+    assert.throws(() => loadAgentConfig({ config: file }), /jobUsers\.uid: expected a uid other than 0/);
+    writeFileSync(file, 'jobUsers: { mode: per-owner, uidRange: [70100, 70000] }\n');
+    assert.throws(() => loadAgentConfig({ config: file }), /jobUsers\.uidRange: expected \[first, last\]/);
+  });
 });
