@@ -59,7 +59,9 @@ describe('hardware actions as jobs (virtual DUT)', () => {
   let dut: VirtualDut;
   let dir: string;
   before(async () => {
-    t = await startTestAgent();
+    // The driver runs here as a client's own job, on a pty only root may open: an agent that runs
+    // users' jobs as itself (jobUsers: agent). A jig description gives this to the agent's own jobs.
+    t = await startTestAgent({ jobUsers: { mode: 'agent' } });
     dir = mkdtempSync(join(tmpdir(), 'jiglet-dut-'));
     dut = await startVirtualDut({ name: 'rpi4-a', uartLink: join(dir, 'rpi4-a-uart') });
   });

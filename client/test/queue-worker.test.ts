@@ -5,7 +5,7 @@
  * run was stopped on the agent; a restarted database loses and duplicates nothing.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
@@ -90,6 +90,8 @@ describe('fleet queue workers on a virtual jig', function () {
   });
   beforeEach(() => {
     work = mkdtempSync(join(tmpdir(), 'jiglet-queue-'));
+    // Queued commands run as the worker identity's own uid, not root: they note their runs here.
+    chmodSync(work, 0o777);
   });
   afterEach(async () => {
     await Promise.all(children.splice(0).map((c) => c.stop('SIGKILL')));
