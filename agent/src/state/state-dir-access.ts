@@ -4,8 +4,8 @@
  * reaches its own working folder under `work/`. Hence: the root is 0711 (pass through, no listing),
  * everything in it is the agent's alone, and `work/<job>` belongs to the job's uid.
  */
-import { chmodSync, lstatSync, mkdirSync, readdirSync } from 'node:fs';
-import { join } from 'node:path';
+import { chmodSync, lstatSync, mkdirSync, readdirSync, statSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import type { Logger } from 'pino';
 import { WORK_DIR } from '../jobs/supervisor.js';
 
@@ -34,5 +34,20 @@ export function prepareStateDir(stateDir: string, log: Logger): { workRoot: stri
   }
   mkdirSync(workRoot, { recursive: true });
   chmodSync(workRoot, ROOT_MODE);
+  const closed = closedAncestor(stateDir);
+  if (closed)
+    log.warn(
+      { folder: closed },
+      `users' jobs cannot pass through ${closed} to their work folders under ${workRoot}: ` +
+        `give it o+x (chmod o+x ${closed}) or move the state directory`,
+    );
   return { workRoot };
+}
+
+/** The first folder above `dir` that other users may not pass through, if any. */
+function closedAncestor(dir: string): string | undefined {
+  for (let at = dirname(dir); ; at = dirname(at)) {
+    if ((statSync(at).mode & 0o001) === 0) return at;
+    if (at === dirname(at)) return undefined;
+  }
 }
