@@ -25,7 +25,7 @@ describe('leases on a virtual jig', function () {
     assert.equal(lease.holder, 'operator');
     const without = await errorOf(bob.jig.power('vdut-a', 'on'));
     assert.equal(without.code, 'JIGLET_E_FAILED_PRECONDITION');
-    assert.match(without.message, /vdut-a is leased by operator: the call must carry its lease/);
+    assert.match(without.message, /vdut-a is leased by operator until \d\d:\d\d:\d\dZ; wait for it/);
     assert.equal((await bob.jig.power('vdut-a', 'status')).dut, 'vdut-a', 'reading needs no lease');
     const busy = await errorOf(bob.leases.claim({ dut: 'vdut-a', ttlMs: 60_000 }));
     assert.match(busy.message, /vdut-a is leased by operator until/);
