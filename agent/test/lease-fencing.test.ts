@@ -204,7 +204,7 @@ describe('lease fencing', function () {
 });
 
 describe('lease manager: work bound to a lease', () => {
-  it('hands the bound jobs to whoever acts on the end, and refuses to bind to an ended lease', async () => {
+  it('hands bound jobs to the end, refuses to bind to an ended lease, and lends only the agent’s own lease', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'jiglet-leases-'));
     const m = new LeaseManager({ stateDir: dir });
     try {
@@ -219,6 +219,13 @@ describe('lease manager: work bound to a lease', () => {
       assert.equal(reason, 'released');
       assert.deepEqual(jobs, ['job-1', 'job-3']);
       assert.equal(m.bind(lease.id, 'job-4'), false, 'a job started as the lease ended is not bound');
+      // The agent's own lease (a health check's) counts for the certificate its check runs with.
+      const check = m.seize('rpi', '@jiglet-health', 60_000);
+      assert.equal(m.check('rpi', check.id, { name: 'health-bot', role: 'operator' })?.id, check.id);
+      assert.throws(
+        () => m.check('rpi', undefined, { name: 'health-bot', role: 'operator' }),
+        /leased by @jiglet-health/,
+      );
     } finally {
       m.close();
       rmSync(dir, { recursive: true, force: true });
