@@ -14,6 +14,7 @@ import type { LeaseEvent } from '../../client/src/lease-client.js';
 import { errorOf } from '../../fixtures/test-support/call-errors.js';
 import { collect } from '../../fixtures/test-support/collect.js';
 import { startVirtualJig, type VirtualJig } from '../../fixtures/test-support/virtual-jig.js';
+import { waitUntil } from '../../fixtures/test-support/wait-until.js';
 import type { JigletError } from '../../protocol/src/errors.js';
 import { LeaseManager } from '../src/leases/lease-manager.js';
 
@@ -125,6 +126,26 @@ describe('lease fencing', function () {
     // The released id is stale for its old holder too.
     const stale = await errorOf(alice.jig.power('vdut-a', 'on'));
     assert.match(stale.message, /no longer valid for vdut-a \(released\)/);
+  });
+
+  it('refuses a power action that was queued when its lease ended', async () => {
+    const since = new Date();
+    const lease = await alice.leases.claim({ dut: 'vdut-a', ttlMs: 60_000 });
+    alice.lease = lease.id;
+    const cycle = alice.jig.power('vdut-a', 'cycle', { offTimeMs: 1000 });
+    const on = alice.jig.power('vdut-a', 'on');
+    const runtime = v.t.agent.jig.get('vdut-a');
+    await waitUntil('the power-on to queue behind the cycle', () => runtime.power.busy >= 2);
+    await alice.leases.release(lease.id);
+    // The cycle, started under the lease, may finish or be stopped with it; the power-on never runs.
+    await Promise.allSettled([cycle]);
+    const refused = await errorOf(on);
+    assert.equal(refused.code, 'JIGLET_E_FAILED_PRECONDITION');
+    assert.match(refused.message, /lease .* is no longer valid for vdut-a \(released\)/);
+    const powerJobs = (await viewer.list({ owner: ALICE })).filter(
+      (j) => j.spec?.args.includes('on') && j.createdAt! >= since,
+    );
+    assert.deepEqual(powerJobs, [], 'no power-on job was started');
   });
 
   it('shows lease ids only to the holder and admins: list, watch snapshot and every event, run record', async () => {

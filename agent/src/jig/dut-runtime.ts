@@ -125,11 +125,15 @@ export class DutRuntime extends EventEmitter {
     return this.#capture;
   }
 
-  /** Runs a power action after the ones queued before it. */
+  /**
+   * Runs a power action after the ones queued before it. `fence` (the caller's lease check) runs
+   * again when its turn comes: while it queued, the lease may have ended or gone to someone else.
+   */
   runPower(
     action: PowerActionName,
     owner: string,
     offTimeMs?: number,
+    fence?: () => void,
   ): Promise<{ jobId: string; state: PowerStatus['state']; serialOffset: number }> {
     const power = this.dut.power;
     if (!power) throw failedPrecondition(`DUT ${this.dut.name} has no power driver in the jig description`);
@@ -137,6 +141,12 @@ export class DutRuntime extends EventEmitter {
     const run = this.#powerQueue.then(async () => {
       // Taken when the action starts, so "what the DUT printed since" excludes the queue wait.
       const serialOffset = this.#capture?.boundary ?? 0;
+      try {
+        fence?.();
+      } catch (err) {
+        this.power.busy--;
+        throw err;
+      }
       try {
         const result = await runPowerJob({
           supervisor: this.#opts.supervisor,
@@ -187,6 +197,8 @@ export class DutRuntime extends EventEmitter {
     bmapSha256?: string;
     verify: boolean;
     owner: string;
+    /** The caller's lease check, run again before the power-off (see runPower). */
+    fence?: () => void;
   }): Promise<string> {
     const { storage } = this.dut;
     if (!storage) throw failedPrecondition(`DUT ${this.dut.name} has no storage mux in the jig description`);
@@ -197,7 +209,7 @@ export class DutRuntime extends EventEmitter {
     try {
       if (opts.bmapSha256) releases.push(images.pin(opts.bmapSha256));
       this.flashing = 'starting';
-      if (this.dut.power) await this.runPower('off', opts.owner);
+      if (this.dut.power) await this.runPower('off', opts.owner, undefined, opts.fence);
       this.storage.dirty = true;
       stateFile.save(this.storage);
       const job = await supervisor.start(

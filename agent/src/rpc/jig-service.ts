@@ -25,7 +25,7 @@ import { pumpSerial, type SerialStart } from '../jig/serial-pump.js';
 import { boundedNumber } from '../jobs/job-spec.js';
 import type { Supervisor } from '../jobs/supervisor.js';
 import { leaseOf } from '../leases/lease-header.js';
-import { bindJobToLease } from '../leases/lease-jobs.js';
+import { fenceStartedJob } from '../leases/lease-jobs.js';
 import type { LeaseManager } from '../leases/lease-manager.js';
 import {
   captureRestartedEvent,
@@ -90,7 +90,9 @@ export function jigService(
           `${who.name} (role ${who.role}) may read but not switch the power of ${dut.dut.name}`,
         );
       }
-      if (action !== 'status') leases.check(dut.dut.name, leaseOf(call), who);
+      const leaseId = leaseOf(call);
+      const fence = (): void => void leases.check(dut.dut.name, leaseId, who);
+      if (action !== 'status') fence();
       if (request.offTimeMs !== 0 && request.action !== PowerAction.POWER_ACTION_CYCLE) {
         throw invalidArgument('off_time_ms applies to a power cycle only');
       }
@@ -99,7 +101,7 @@ export function jigService(
           ? undefined
           : boundedNumber('off_time_ms', BigInt(request.offTimeMs), MAX_OFF_TIME_MS);
       const started = performance.now();
-      const result = await dut.runPower(action, who.name, offTimeMs);
+      const result = await dut.runPower(action, who.name, offTimeMs, action === 'status' ? undefined : fence);
       return {
         dut: dut.dut.name,
         state: toWirePowerState(result.state),
@@ -117,7 +119,9 @@ export function jigService(
       const who = identityOf(call);
       const { request } = call;
       const dut = jig.get(request.dut);
-      const lease = leases.check(dut.dut.name, leaseOf(call), who);
+      const leaseId = leaseOf(call);
+      const fence = (): void => void leases.check(dut.dut.name, leaseId, who);
+      fence();
       checkSha256(request.imageSha256);
       images.get(request.imageSha256);
       if (request.bmapSha256) images.get(checkSha256(request.bmapSha256));
@@ -126,8 +130,9 @@ export function jigService(
         bmapSha256: request.bmapSha256 || undefined,
         verify: !request.noVerify,
         owner: who.name,
+        fence,
       });
-      await bindJobToLease({ leases, supervisor, lease, jobId, log });
+      await fenceStartedJob({ leases, supervisor, dut: dut.dut.name, leaseId, caller: who, jobId, log });
       return { jobId };
     }),
   };
