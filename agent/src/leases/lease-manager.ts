@@ -1,9 +1,11 @@
 /**
- * Exclusive DUT leases with fencing (issue 5, core only: not yet wired to RPCs). A lease has an
+ * Exclusive DUT leases with fencing (issue 5; bound to their holder, issue 11). A lease has an
  * id, a fencing token that only ever increases per DUT — persisted before it is handed out, so an
  * agent restart never reuses one — and an expiry renewed by heartbeat up to a hard maximum.
  * Claims that wait are served by priority, then first come first served. Leases persist in the
- * state directory and survive a restart with their expiry.
+ * state directory and survive a restart with their expiry. The check of a mutating call is in
+ * lease-fence.ts; the jobs started under a lease are bound to it here (in memory: a restart
+ * marks every job lost anyway) and handed to whoever acts on its end.
  */
 import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
