@@ -129,17 +129,23 @@ describe('lease fencing', function () {
   });
 
   it('refuses a power action that was queued when its lease ended', async () => {
+    const runtime = v.t.agent.jig.get('vdut-a');
+    // The safe-state power-off of the last test's lease may still be running.
+    await waitUntil('the power queue to be idle', () => runtime.power.busy === 0, 20_000);
     const since = new Date();
     const lease = await alice.leases.claim({ dut: 'vdut-a', ttlMs: 60_000 });
     alice.lease = lease.id;
-    const cycle = alice.jig.power('vdut-a', 'cycle', { offTimeMs: 1000 });
-    const on = alice.jig.power('vdut-a', 'on');
-    const runtime = v.t.agent.jig.get('vdut-a');
-    await waitUntil('the power-on to queue behind the cycle', () => runtime.power.busy >= 2);
+    // A cycle that would hold the power queue for ten minutes: only the lease's end stops it.
+    const cycle = errorOf(alice.jig.power('vdut-a', 'cycle', { offTimeMs: 600_000 }));
+    const on = errorOf(alice.jig.power('vdut-a', 'on'));
+    await waitUntil('the power-on to queue behind the cycle', () => runtime.power.busy === 2, 20_000);
     await alice.leases.release(lease.id);
-    // The cycle, started under the lease, may finish or be stopped with it; the power-on never runs.
-    await Promise.allSettled([cycle]);
-    const refused = await errorOf(on);
+    // The cycle, started under the lease, is stopped with it; the power-on queued behind never runs.
+    const stopped = await cycle;
+    const cycleJob = /\(job ([0-9a-f-]+)\)$/.exec(stopped.message)?.[1];
+    assert.ok(cycleJob, stopped.message);
+    assert.equal((await viewer.get(cycleJob)).stopReason, 'lease');
+    const refused = await on;
     assert.equal(refused.code, 'JIGLET_E_FAILED_PRECONDITION');
     assert.match(refused.message, /lease .* is no longer valid for vdut-a \(released\)/);
     const powerJobs = (await viewer.list({ owner: ALICE })).filter(
