@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { errorOf } from '../../fixtures/test-support/call-errors.js';
 import { collect } from '../../fixtures/test-support/collect.js';
 import { startVirtualJig, type VirtualJig } from '../../fixtures/test-support/virtual-jig.js';
+import { AGENT_OWNER } from '../src/jig/job-keeper.js';
 
 describe('leases on a virtual jig', function () {
   this.timeout(30_000);
@@ -25,7 +26,7 @@ describe('leases on a virtual jig', function () {
     assert.equal(lease.holder, 'operator');
     const without = await errorOf(bob.jig.power('vdut-a', 'on'));
     assert.equal(without.code, 'JIGLET_E_FAILED_PRECONDITION');
-    assert.match(without.message, /vdut-a is leased by operator: the call must carry its lease/);
+    assert.match(without.message, /vdut-a is leased by operator until \d\d:\d\d:\d\dZ; wait for it/);
     assert.equal((await bob.jig.power('vdut-a', 'status')).dut, 'vdut-a', 'reading needs no lease');
     const busy = await errorOf(bob.leases.claim({ dut: 'vdut-a', ttlMs: 60_000 }));
     assert.match(busy.message, /vdut-a is leased by operator until/);
@@ -60,19 +61,24 @@ describe('leases on a virtual jig', function () {
     await op.withLease({ dut: 'vdut-a', ttlMs: 60_000 }, async () => {
       await op.jig.power('vdut-a', 'on');
     });
-    const lease = await op.leases.claim({ dut: 'vdut-a', ttlMs: 1000 });
+    // The agent's own power-off, published once the agent has recorded the state it reached.
+    const safe = new Promise<void>((resolve) => {
+      const stop = v.t.agent.jig.events.subscribe((e) => {
+        if (e.kind === 'power' && e.dut === 'vdut-a' && e.by === AGENT_OWNER && e.state === 'off') {
+          stop();
+          resolve();
+        }
+      });
+    });
+    const lease = await op.leases.claim({ dut: 'vdut-a', ttlMs: 5000 });
     op.lease = lease.id;
     const job = await op.start({ command: 'sleep', args: ['600'], dut: 'vdut-a' });
     op.lease = undefined;
     // The lease is not renewed: it expires, the job is stopped, the DUT goes to its safe state.
     const { finished } = await collect(op, job.id, { follow: true });
     assert.equal(finished?.stopReason, 'lease');
-    const deadline = AbortSignal.timeout(10_000);
-    let power = (await op.jig.duts()).find((d) => d.name === 'vdut-a')?.power?.state;
-    while (v.dut('vdut-a').power !== 'off' && !deadline.aborted) {
-      await new Promise((resolve) => v.dut('vdut-a').events.once('power', resolve));
-    }
-    power = (await op.jig.duts()).find((d) => d.name === 'vdut-a')?.power?.state;
+    await safe;
+    const power = (await op.jig.duts()).find((d) => d.name === 'vdut-a')?.power?.state;
     assert.equal(v.dut('vdut-a').power, 'off');
     assert.equal(power, 2 /* POWER_STATE_OFF */);
   });

@@ -39,8 +39,10 @@ describe('lease manager', () => {
         most = Math.max(most, holders);
         tokens.push(lease.token);
         // A stale token of the previous holder is refused while this one holds the DUT.
-        if (lease.token > 1) assert.throws(() => m.check('rpi', 'previous'), /no longer valid for rpi/);
-        m.check('rpi', lease.id);
+        const caller = { name: lease.holder, role: 'operator' } as const;
+        if (lease.token > 1)
+          assert.throws(() => m.check('rpi', 'previous', caller), /no longer valid for rpi/);
+        m.check('rpi', lease.id, caller);
         await new Promise((resolve) => setImmediate(resolve));
         holders--;
         m.release(lease.id, lease.holder);
@@ -115,7 +117,7 @@ describe('lease manager', () => {
     const [ended, reason] = (await once(m, 'ended')) as [Lease, string];
     assert.equal(ended.id, lease.id);
     assert.equal(reason, 'expired');
-    m.check('imx', undefined); // free again
+    m.check('imx', undefined, { name: 'ci', role: 'operator' }); // free again
     assert.equal(
       (await errorOf(Promise.resolve().then(() => m.renew(lease.id, 'ci')))).code,
       'JIGLET_E_NOT_FOUND',
@@ -148,8 +150,12 @@ describe('lease manager', () => {
     const lease = await m.claim({ duts: ['x'], holder: 'alice', ttlMs: 60_000 });
     await m.claim({ duts: ['y'], holder: 'bob', ttlMs: 60_000 });
     assert.throws(() => m.release(lease.id, 'bob'), /belongs to alice/);
-    assert.throws(() => m.check('y', lease.id), new RegExp(`lease ${lease.id} is for x, not y`));
-    assert.throws(() => m.check('x', undefined), /leased by alice: the call must carry its lease/);
+    const alice = { name: 'alice', role: 'operator' } as const;
+    assert.throws(() => m.check('y', lease.id, alice), new RegExp(`lease ${lease.id} is for x, not y`));
+    assert.throws(
+      () => m.check('x', undefined, alice),
+      /leased by you \(alice\): the call must carry its lease/,
+    );
     const busy = await errorOf(m.claim({ duts: ['x'], holder: 'bob', ttlMs: 60_000 }));
     assert.match(busy.message, /x is leased by alice until/);
     const revoked = once(m, 'ended');

@@ -22,11 +22,22 @@ describe('jigctl leases', function () {
     assert.equal(claimed.code, 0, claimed.stderr);
     const id = claimed.stdout.trim();
     assert.match(id, /^[0-9a-f-]{36}$/);
+    // The id is the holder's: the holder sees it, a viewer sees who holds the DUT and until when.
+    const mine = await runJigctl(v.t, ['leases', '-o', 'json']);
+    assert.equal((JSON.parse(mine.stdout) as { id: string }[])[0]?.id, id);
     const listed = await runJigctl(v.t, ['leases', '-o', 'json'], { as: 'viewer' });
-    assert.equal((JSON.parse(listed.stdout) as { id: string }[])[0]?.id, id);
+    const seen = (JSON.parse(listed.stdout) as { id: string; holder: string; expires: string }[])[0];
+    assert.deepEqual([seen?.id, seen?.holder, typeof seen?.expires], ['', 'operator', 'string']);
+    const table = await runJigctl(v.t, ['leases'], { as: 'viewer' });
+    assert.match(table.stdout, /vdut-a\s+operator\s+\(hidden\)/);
     const refused = await runJigctl(v.t, ['power', 'on', '--dut', 'vdut-a'], { as: 'operator2' });
     assert.equal(refused.code, 1);
-    assert.match(refused.stderr, /vdut-a is leased by operator: the call must carry its lease/);
+    assert.match(refused.stderr, /vdut-a is leased by operator until .*; wait for it/);
+    const borrowed = await runJigctl(v.t, ['power', 'on', '--dut', 'vdut-a', '--lease', id], {
+      as: 'operator2',
+    });
+    assert.equal(borrowed.code, 77, 'PERMISSION_DENIED: a lease works only for its holder');
+    assert.match(borrowed.stderr, /a lease works only for its holder, not for operator2/);
     assert.equal((await runJigctl(v.t, ['power', 'on', '--dut', 'vdut-a', '--lease', id])).code, 0);
     assert.equal((await runJigctl(v.t, ['release', id])).code, 0);
     assert.equal((await runJigctl(v.t, ['leases', '-o', 'json'])).stdout.trim(), '[]');

@@ -26,6 +26,7 @@ export type Permission =
   | 'records.read'
   | 'leases.claim'
   | 'leases.revoke'
+  | 'leases.ids.any'
   | 'duts.admin'
   | 'agent.health'
   | 'agent.reflect';
@@ -60,6 +61,8 @@ const ADMIN: readonly Permission[] = [
   'console.takeover',
   'images.remove',
   'leases.revoke',
+  // Every lease's id, so an admin can revoke it; everyone else sees only the ids it holds.
+  'leases.ids.any',
   'duts.admin',
 ];
 
@@ -134,4 +137,12 @@ export function authorizeOwner(
 ): void {
   if (identity.name === owner || can(identity.role, anyPermission)) return;
   throw permissionDenied(`${identity.name} may not ${what}: it belongs to ${owner}`);
+}
+
+/**
+ * Whether `who` may see the id of a lease held by `holder`. The id is what a holder's calls carry,
+ * so only the holder and admins see it (issue 11); everyone else sees holder, DUT and expiry.
+ */
+export function seesLeaseId(who: Identity, holder: string): boolean {
+  return who.name === holder || can(who.role, 'leases.ids.any');
 }

@@ -14,7 +14,10 @@ import { can } from '../auth/permissions.js';
 import type { AgentEvents } from '../events/agent-events.js';
 import type { ImageCache } from '../images/image-cache.js';
 import type { JobSpecInput } from '../jobs/job-spec.js';
+import { isFinal } from '../jobs/job-state.js';
 import type { JobView, Supervisor } from '../jobs/supervisor.js';
+import { LEASE_STOP_GRACE_MS } from '../leases/lease-jobs.js';
+import type { Lease } from '../leases/lease-manager.js';
 import type { DutStateFile, DutStorageState } from './dut-state.js';
 import { flashJobSpec } from './flash-job.js';
 import type { JigDriverCommand } from './jig-driver-command.js';
@@ -35,7 +38,9 @@ export interface PowerStatus {
 export interface ConsoleWriter {
   readonly who: Identity;
   readonly since: number;
-  /** Aborted when an admin takes the console over; the reason says who. */
+  /** The lease it was attached under (undefined on a DUT that was not leased): its end detaches it. */
+  readonly lease: string | undefined;
+  /** Aborted when an admin takes the console over or its lease ends; the reason says why. */
   readonly signal: AbortSignal;
   /** The capture job's stdin (changes if the capture restarts). */
   input(): Writable;
@@ -120,11 +125,15 @@ export class DutRuntime extends EventEmitter {
     return this.#capture;
   }
 
-  /** Runs a power action after the ones queued before it. */
+  /**
+   * Runs a power action after the ones queued before it. `fence` (the caller's lease check) runs
+   * again when its turn comes: while it queued, the lease may have ended or gone to someone else.
+   */
   runPower(
     action: PowerActionName,
     owner: string,
     offTimeMs?: number,
+    fence?: () => void,
   ): Promise<{ jobId: string; state: PowerStatus['state']; serialOffset: number }> {
     const power = this.dut.power;
     if (!power) throw failedPrecondition(`DUT ${this.dut.name} has no power driver in the jig description`);
@@ -132,6 +141,12 @@ export class DutRuntime extends EventEmitter {
     const run = this.#powerQueue.then(async () => {
       // Taken when the action starts, so "what the DUT printed since" excludes the queue wait.
       const serialOffset = this.#capture?.boundary ?? 0;
+      try {
+        fence?.();
+      } catch (err) {
+        this.power.busy--;
+        throw err;
+      }
       try {
         const result = await runPowerJob({
           supervisor: this.#opts.supervisor,
@@ -182,6 +197,8 @@ export class DutRuntime extends EventEmitter {
     bmapSha256?: string;
     verify: boolean;
     owner: string;
+    /** The caller's lease check, run again before the power-off (see runPower). */
+    fence?: () => void;
   }): Promise<string> {
     const { storage } = this.dut;
     if (!storage) throw failedPrecondition(`DUT ${this.dut.name} has no storage mux in the jig description`);
@@ -192,7 +209,7 @@ export class DutRuntime extends EventEmitter {
     try {
       if (opts.bmapSha256) releases.push(images.pin(opts.bmapSha256));
       this.flashing = 'starting';
-      if (this.dut.power) await this.runPower('off', opts.owner);
+      if (this.dut.power) await this.runPower('off', opts.owner, undefined, opts.fence);
       this.storage.dirty = true;
       stateFile.save(this.storage);
       const job = await supervisor.start(
@@ -252,10 +269,11 @@ export class DutRuntime extends EventEmitter {
   }
 
   /**
-   * Attaches `who` as the one console writer. Taking over from someone else is an admin's right
-   * (a forgotten console must not lock a DUT), and the one taken from is told who took it.
+   * Attaches `who` as the one console writer, under `lease` when the DUT is leased (the caller has
+   * checked that `who` holds it). Taking over from someone else is an admin's right (a forgotten
+   * console must not lock a DUT), and the one taken from is told who took it.
    */
-  attachConsole(who: Identity, takeOver: boolean): ConsoleWriter {
+  attachConsole(who: Identity, takeOver: boolean, lease?: string): ConsoleWriter {
     this.requireCapture();
     const held = this.#writer;
     if (held) {
@@ -277,6 +295,7 @@ export class DutRuntime extends EventEmitter {
     const controller = new AbortController();
     const writer = {
       who,
+      lease,
       since: Date.now(),
       signal: controller.signal,
       controller,
@@ -290,26 +309,47 @@ export class DutRuntime extends EventEmitter {
   }
 
   /**
-   * A lease on this DUT ended: its holder's jobs on the DUT are stopped, its console writer is
-   * detached, and the DUT is put in its safe state. Viewers keep tailing.
+   * A lease on this DUT was granted: a console writer that is not its holder (attached while the
+   * DUT was free) is detached, since a leased DUT obeys only its holder.
    */
-  async leaseEnded(holder: string, reason: string): Promise<void> {
+  leaseGranted(lease: Lease): void {
+    const writer = this.#writer;
+    if (!writer || writer.who.name === lease.holder) return;
+    writer.controller.abort(
+      new JigletError(
+        'JIGLET_E_FAILED_PRECONDITION',
+        `${lease.holder} leased ${this.dut.name}: its console is the lease holder's now`,
+      ),
+    );
+    this.#writer = undefined;
+  }
+
+  /**
+   * A lease on this DUT ended: everything started under it stops — the jobs bound to it (whoever
+   * started them) and its holder's jobs on the DUT — its console writer is detached, and the DUT
+   * is put in its safe state. Viewers keep tailing.
+   */
+  async leaseEnded(lease: Lease, reason: string, bound: readonly string[] = []): Promise<void> {
     const { supervisor, log } = this.#opts;
+    const { holder } = lease;
     const why = `the lease of ${holder} on ${this.dut.name} ended (${reason})`;
-    if (this.#writer && this.#writer.who.name === holder) {
-      this.#writer.controller.abort(new JigletError('JIGLET_E_FAILED_PRECONDITION', why));
+    const writer = this.#writer;
+    if (writer && (writer.lease === lease.id || writer.who.name === holder)) {
+      writer.controller.abort(new JigletError('JIGLET_E_FAILED_PRECONDITION', why));
       this.#writer = undefined;
     }
+    const boundIds = new Set(bound);
     const running = supervisor
       .list()
       .filter(
         (j) =>
-          j.record.spec.dut === this.dut.name && j.record.owner === holder && j.record.state === 'running',
+          !isFinal(j.record.state) &&
+          (boundIds.has(j.record.id) || (j.record.spec.dut === this.dut.name && j.record.owner === holder)),
       );
     await Promise.all(
       running.map((j) =>
         supervisor
-          .stop(j.record.id, 2000, 'lease')
+          .stop(j.record.id, LEASE_STOP_GRACE_MS, 'lease')
           .catch((err) => log.warn({ err, job: j.record.id }, 'could not stop a leased job')),
       ),
     );

@@ -10,7 +10,7 @@ import { invalidArgument, notFound } from '../../../protocol/src/errors.js';
 import type { AgentEvents } from '../events/agent-events.js';
 import type { ImageCache } from '../images/image-cache.js';
 import type { Supervisor } from '../jobs/supervisor.js';
-import type { Lease, LeaseManager } from '../leases/lease-manager.js';
+import type { Lease, LeaseChange, LeaseManager } from '../leases/lease-manager.js';
 import { DutHealth, HEALTH_HOLDER } from './dut-health.js';
 import { DutHealthFile } from './dut-health-file.js';
 import { DutRuntime } from './dut-runtime.js';
@@ -78,12 +78,20 @@ export class JigRuntime {
     opts.leases.setGate((dut) => runtime.#health.get(dut)?.gate());
     // Synchronous, before the lease manager serves waiting claims: a check that this end makes due
     // closes the gate in time (see dut-health.ts).
-    const onEnded = (lease: Lease, reason: string): void => {
-      const settled = runtime.#duts.get(lease.dut)?.leaseEnded(lease.holder, reason) ?? Promise.resolve();
+    const onEnded = (lease: Lease, reason: string, jobs: readonly string[]): void => {
+      const settled = runtime.#duts.get(lease.dut)?.leaseEnded(lease, reason, jobs) ?? Promise.resolve();
       runtime.#health.get(lease.dut)?.leaseEnded(lease, settled);
     };
+    // A leased DUT obeys only its holder: a console attached while it was free lets go.
+    const onChange = (change: LeaseChange): void => {
+      if (change.kind === 'granted') runtime.#duts.get(change.lease.dut)?.leaseGranted(change.lease);
+    };
     opts.leases.on('ended', onEnded);
-    runtime.#unhook = () => opts.leases.off('ended', onEnded);
+    opts.leases.on('change', onChange);
+    runtime.#unhook = () => {
+      opts.leases.off('ended', onEnded);
+      opts.leases.off('change', onChange);
+    };
     opts.leases.start();
     // A check the agent was running when it stopped has no job any more: its lease is given back
     // (the DUT made safe), and the check, still due, runs again.

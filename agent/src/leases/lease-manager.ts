@@ -1,13 +1,17 @@
 /**
- * Exclusive DUT leases with fencing (issue 5, core only: not yet wired to RPCs). A lease has an
+ * Exclusive DUT leases with fencing (issue 5; bound to their holder, issue 11). A lease has an
  * id, a fencing token that only ever increases per DUT — persisted before it is handed out, so an
  * agent restart never reuses one — and an expiry renewed by heartbeat up to a hard maximum.
  * Claims that wait are served by priority, then first come first served. Leases persist in the
- * state directory and survive a restart with their expiry.
+ * state directory and survive a restart with their expiry. The check of a mutating call is in
+ * lease-fence.ts; the jobs started under a lease are bound to it here (in memory: a restart
+ * marks every job lost anyway) and handed to whoever acts on its end.
  */
 import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { failedPrecondition, invalidArgument, JigletError, notFound } from '../../../protocol/src/errors.js';
+import type { Identity } from '../auth/identity.js';
+import { checkFence } from './lease-fence.js';
 import { LeaseJournal, type SavedLeases } from './lease-journal.js';
 
 /** Shortest and longest TTL a claim may ask for. */
@@ -29,6 +33,9 @@ export interface Lease {
   /** Renewals never push the expiry past this. */
   maxExpiresAt: number;
 }
+
+/** Who makes a mutating call on a DUT: the fencing check compares the name with the holder. */
+export type LeaseCaller = Pick<Identity, 'name' | 'role'>;
 
 /** Why a lease ended. */
 export type LeaseEnd = 'released' | 'expired' | 'revoked';
@@ -55,8 +62,8 @@ interface Waiter {
 }
 
 /**
- * Emits 'ended' (lease, reason) when a lease ends, so its jobs can be stopped and the DUT made
- * safe, and 'change' (LeaseChange) for every grant, renewal, end and change in a waiting line.
+ * Emits 'ended' (lease, reason, ids of the jobs bound to it) when a lease ends, so its jobs can be
+ * stopped and the DUT made safe, and 'change' (LeaseChange) for every grant, renewal, end and change in a waiting line.
  */
 export class LeaseManager extends EventEmitter {
   readonly #journal: LeaseJournal;
@@ -68,6 +75,8 @@ export class LeaseManager extends EventEmitter {
   readonly #waiters: Waiter[] = [];
   /** Recently ended leases and why, so a stale holder is told which it is (bounded). */
   readonly #ended = new Map<string, LeaseEnd>();
+  /** Jobs started under each held lease and still running (see `bind`), by lease id. */
+  readonly #jobs = new Map<string, Set<string>>();
   #seq = 0;
   #closed = false;
   #gate: ClaimGate = () => undefined;
@@ -205,23 +214,42 @@ export class LeaseManager extends EventEmitter {
   }
 
   /**
-   * The fencing check of a mutating call on `dut`: passes when the DUT is not leased, or when
-   * `leaseId` is its current lease; otherwise FAILED_PRECONDITION saying what is wrong.
+   * The fencing check of a mutating call on `dut` by `caller` (see lease-fence.ts): returns the
+   * DUT's lease when the caller holds it and sent it, undefined when the DUT is not leased.
    */
-  check(dut: string, leaseId: string | undefined): void {
-    const lease = this.#leases.get(dut);
-    if (leaseId !== undefined && lease?.id !== leaseId) {
-      // Fencing: a holder that thinks it still holds a lease must hear that it does not.
-      const other = [...this.#leases.values()].find((l) => l.id === leaseId);
-      if (other) throw failedPrecondition(`lease ${leaseId} is for ${other.dut}, not ${dut}`);
-      const ended = this.#ended.get(leaseId);
-      throw failedPrecondition(
-        `lease ${leaseId} is no longer valid for ${dut} (${ended ?? 'expired, released or superseded'})${lease ? `; the current holder is ${lease.holder}` : ''}`,
-      );
-    }
-    if (lease && leaseId === undefined) {
-      throw failedPrecondition(`${dut} is leased by ${lease.holder}: the call must carry its lease`);
-    }
+  check(dut: string, leaseId: string | undefined, caller: LeaseCaller): Lease | undefined {
+    return checkFence(this, dut, leaseId, caller);
+  }
+
+  /** The lease held on `dut` now, if any. */
+  leaseOn(dut: string): Lease | undefined {
+    return this.#leases.get(dut);
+  }
+
+  /** The held lease with this id, if any. */
+  byId(leaseId: string): Lease | undefined {
+    return [...this.#leases.values()].find((l) => l.id === leaseId);
+  }
+
+  /** Why a recently ended lease ended (bounded memory: undefined for old or unknown ids). */
+  endOf(leaseId: string): LeaseEnd | undefined {
+    return this.#ended.get(leaseId);
+  }
+
+  /**
+   * Records that job `jobId` was started under `leaseId`, so that the lease's end stops it
+   * (whoever started it). False when the lease is no longer held: the caller stops the job.
+   */
+  bind(leaseId: string, jobId: string): boolean {
+    if (!this.byId(leaseId)) return false;
+    const jobs = this.#jobs.get(leaseId) ?? new Set<string>();
+    this.#jobs.set(leaseId, jobs.add(jobId));
+    return true;
+  }
+
+  /** Forgets a bound job that has ended, so a week-long lease does not collect every job id. */
+  unbind(leaseId: string, jobId: string): void {
+    this.#jobs.get(leaseId)?.delete(jobId);
   }
 
   /** Stops timers and refuses new claims and changes; leases stay saved with their expiry. */
@@ -263,7 +291,7 @@ export class LeaseManager extends EventEmitter {
   }
 
   #current(leaseId: string): Lease {
-    const lease = [...this.#leases.values()].find((l) => l.id === leaseId);
+    const lease = this.byId(leaseId);
     if (!lease) throw notFound(`no lease ${leaseId.slice(0, 64)} (expired, released, or never granted)`);
     return lease;
   }
@@ -304,8 +332,10 @@ export class LeaseManager extends EventEmitter {
     this.#leases.delete(lease.dut);
     this.#ended.set(lease.id, reason);
     if (this.#ended.size > ENDED_KEPT) this.#ended.delete(this.#ended.keys().next().value!);
+    const jobs = [...(this.#jobs.get(lease.id) ?? [])];
+    this.#jobs.delete(lease.id);
     this.#journal.ended(lease, this.#saved());
-    this.emit('ended', lease, reason);
+    this.emit('ended', lease, reason, jobs);
     this.emit('change', { kind: 'ended', lease, reason } satisfies LeaseChange);
     this.#serve(lease.dut);
   }

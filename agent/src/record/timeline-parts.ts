@@ -86,7 +86,8 @@ export function dutEvent(e: EventEntry): TimelineEvent {
           token: e.token,
           reason: e.reason,
         }),
-        summary: `lease ${short(e.lease)} ${e.change === 'granted' ? 'granted to' : `${e.reason ?? 'ended'}, held by`} ${e.holder} (token ${e.token})`,
+        // No id in the text: a summary reads the same to everyone, and an id is its holder's (issue 11).
+        summary: `lease ${e.change === 'granted' ? 'granted to' : `${e.reason ?? 'ended'}, held by`} ${e.holder} (token ${e.token})`,
       };
   }
 }

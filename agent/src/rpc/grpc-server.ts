@@ -80,7 +80,10 @@ export async function startGrpcServer(opts: {
   });
   const followers: FollowerRegistry = { active: new Set() };
   server.addService(JobServiceService, jobService(opts.supervisor, log, followers, opts.leases));
-  server.addService(JigServiceService, jigService(opts.jig, opts.images, opts.leases, log, followers));
+  server.addService(
+    JigServiceService,
+    jigService(opts.jig, opts.images, opts.leases, log, followers, opts.supervisor),
+  );
   server.addService(LeaseServiceService, leaseService(opts.jig, opts.leases, log));
   server.addService(ImageServiceService, imageService(opts.images, log));
   server.addService(RecordServiceService, recordService(opts.records, log));

@@ -23,7 +23,9 @@ import type { JigRuntime } from '../jig/jig-runtime.js';
 import { compilePattern, LineMatcher } from '../jig/line-matcher.js';
 import { pumpSerial, type SerialStart } from '../jig/serial-pump.js';
 import { boundedNumber } from '../jobs/job-spec.js';
+import type { Supervisor } from '../jobs/supervisor.js';
 import { leaseOf } from '../leases/lease-header.js';
+import { fenceStartedJob } from '../leases/lease-jobs.js';
 import type { LeaseManager } from '../leases/lease-manager.js';
 import {
   captureRestartedEvent,
@@ -53,6 +55,7 @@ export function jigService(
   leases: LeaseManager,
   log: Logger,
   followers: FollowerRegistry,
+  supervisor: Supervisor,
 ): JigServiceServer {
   return {
     listDuts: unary(log, 'ListDuts', async (call) => ({
@@ -87,7 +90,9 @@ export function jigService(
           `${who.name} (role ${who.role}) may read but not switch the power of ${dut.dut.name}`,
         );
       }
-      if (action !== 'status') leases.check(dut.dut.name, leaseOf(call));
+      const leaseId = leaseOf(call);
+      const fence = (): void => void leases.check(dut.dut.name, leaseId, who);
+      if (action !== 'status') fence();
       if (request.offTimeMs !== 0 && request.action !== PowerAction.POWER_ACTION_CYCLE) {
         throw invalidArgument('off_time_ms applies to a power cycle only');
       }
@@ -96,7 +101,7 @@ export function jigService(
           ? undefined
           : boundedNumber('off_time_ms', BigInt(request.offTimeMs), MAX_OFF_TIME_MS);
       const started = performance.now();
-      const result = await dut.runPower(action, who.name, offTimeMs);
+      const result = await dut.runPower(action, who.name, offTimeMs, action === 'status' ? undefined : fence);
       return {
         dut: dut.dut.name,
         state: toWirePowerState(result.state),
@@ -114,7 +119,9 @@ export function jigService(
       const who = identityOf(call);
       const { request } = call;
       const dut = jig.get(request.dut);
-      leases.check(dut.dut.name, leaseOf(call));
+      const leaseId = leaseOf(call);
+      const fence = (): void => void leases.check(dut.dut.name, leaseId, who);
+      fence();
       checkSha256(request.imageSha256);
       images.get(request.imageSha256);
       if (request.bmapSha256) images.get(checkSha256(request.bmapSha256));
@@ -123,7 +130,9 @@ export function jigService(
         bmapSha256: request.bmapSha256 || undefined,
         verify: !request.noVerify,
         owner: who.name,
+        fence,
       });
+      await fenceStartedJob({ leases, supervisor, dut: dut.dut.name, leaseId, caller: who, jobId, log });
       return { jobId };
     }),
   };
@@ -227,8 +236,9 @@ function consoleSession(
       if (!writer) {
         if (!msg.open) throw invalidArgument('the first console message must open a console (name the DUT)');
         dut = jig.get(msg.open.dut);
-        leases.check(dut.dut.name, leaseOf(call));
-        writer = dut.attachConsole(identityOf(call), msg.open.takeOver);
+        const who = identityOf(call);
+        const lease = leases.check(dut.dut.name, leaseOf(call), who);
+        writer = dut.attachConsole(who, msg.open.takeOver, lease?.id);
         writer.signal.addEventListener('abort', onTakenOver, { once: true });
         const capture = dut.requireCapture();
         call.write({

@@ -19,6 +19,7 @@ import { authorizeOwner } from '../auth/permissions.js';
 import { boundedNumber, validateJobSpec } from '../jobs/job-spec.js';
 import { DEFAULT_GRACE_MS, type JobView, type Supervisor } from '../jobs/supervisor.js';
 import { leaseOf } from '../leases/lease-header.js';
+import { fenceStartedJob } from '../leases/lease-jobs.js';
 import type { LeaseManager } from '../leases/lease-manager.js';
 import { followLog } from '../output/follow-log.js';
 import { stateName, toWireJob } from './job-wire.js';
@@ -47,9 +48,14 @@ export function jobService(
     startJob: unary(log, 'StartJob', async (call) => {
       const who = identityOf(call);
       const spec = validateJobSpec(call.request.spec);
-      // A job that drives a leased DUT must carry that lease.
-      if (spec.dut !== '') leases.check(spec.dut, leaseOf(call));
+      // A job that drives a leased DUT must carry that lease, sent by its holder; it ends with it.
+      const leaseId = leaseOf(call);
+      if (spec.dut !== '') leases.check(spec.dut, leaseId, who);
       const view = await supervisor.start(spec, who.name);
+      if (spec.dut !== '') {
+        const jobId = view.record.id;
+        await fenceStartedJob({ leases, supervisor, dut: spec.dut, leaseId, caller: who, jobId, log });
+      }
       return { job: wire(view, who) };
     }),
 

@@ -11,7 +11,8 @@ import {
 } from '../../../protocol/gen/jiglet/v1/leases.js';
 import { invalidArgument, JigletError, notFound } from '../../../protocol/src/errors.js';
 import { identityOf } from '../auth/auth-interceptor.js';
-import { can } from '../auth/permissions.js';
+import type { Identity } from '../auth/identity.js';
+import { can, seesLeaseId } from '../auth/permissions.js';
 import type { JigRuntime } from '../jig/jig-runtime.js';
 import type { Lease, LeaseChange, LeaseManager } from '../leases/lease-manager.js';
 import { abortWhenClientGone, failStream, unary } from './respond.js';
@@ -24,7 +25,7 @@ const WATCH_BACKLOG = 1000;
 
 const ENDED_KIND = { released: Kind.KIND_RELEASED, expired: Kind.KIND_EXPIRED, revoked: Kind.KIND_REVOKED };
 
-function toWireChange(change: LeaseChange): WatchLeasesResponse {
+function toWireChange(change: LeaseChange, who: Identity): WatchLeasesResponse {
   const at = new Date();
   if (change.kind === 'waiting')
     return { kind: Kind.KIND_WAITING, dut: change.dut, waiting: change.waiting, at };
@@ -34,17 +35,17 @@ function toWireChange(change: LeaseChange): WatchLeasesResponse {
       : change.kind === 'granted'
         ? Kind.KIND_GRANTED
         : Kind.KIND_RENEWED;
-  return { kind, lease: toWireLease(change.lease), dut: change.lease.dut, waiting: 0, at };
+  return { kind, lease: toWireLease(change.lease, who), dut: change.lease.dut, waiting: 0, at };
 }
 
 function changeDut(change: LeaseChange): string {
   return change.kind === 'waiting' ? change.dut : change.lease.dut;
 }
 
-/** The wire form of a lease. */
-export function toWireLease(lease: Lease): WireLease {
+/** The wire form of a lease as `who` may see it: the id only for its holder and admins. */
+export function toWireLease(lease: Lease, who: Identity): WireLease {
   return {
-    id: lease.id,
+    id: seesLeaseId(who, lease.holder) ? lease.id : '',
     dut: lease.dut,
     holder: lease.holder,
     fencingToken: BigInt(lease.token),
@@ -76,20 +77,26 @@ export function leaseService(jig: JigRuntime, leases: LeaseManager, log: Logger)
         }
       }
       const lease = await leases.claim({ duts: candidates, holder: who.name, ttlMs, waitMs, priority });
-      return { lease: toWireLease(lease) };
+      return { lease: toWireLease(lease, who) };
     }),
-    renew: unary(log, 'Renew', async (call) => ({
-      lease: toWireLease(leases.renew(call.request.leaseId, identityOf(call).name)),
-    })),
+    renew: unary(log, 'Renew', async (call) => {
+      const who = identityOf(call);
+      return { lease: toWireLease(leases.renew(call.request.leaseId, who.name), who) };
+    }),
     release: unary(log, 'Release', async (call) => {
       const who = identityOf(call);
       leases.release(call.request.leaseId, who.name, { revoke: can(who.role, 'leases.revoke') });
       return {};
     }),
-    listLeases: unary(log, 'ListLeases', async () => ({ leases: leases.list().map(toWireLease) })),
+    listLeases: unary(log, 'ListLeases', async (call) => {
+      const who = identityOf(call);
+      return { leases: leases.list().map((l) => toWireLease(l, who)) };
+    }),
     watchLeases(call) {
       const { dut } = call.request;
+      let who: Identity;
       try {
+        who = identityOf(call);
         if (dut !== '') jig.get(dut);
       } catch (err) {
         failStream(log, 'WatchLeases', call, err);
@@ -121,7 +128,7 @@ export function leaseService(jig: JigRuntime, leases: LeaseManager, log: Logger)
         while (!blocked && backlog.length > 0) blocked = !call.write(backlog.shift()!);
       };
       const onChange = (change: LeaseChange): void => {
-        if (dut === '' || changeDut(change) === dut) send(toWireChange(change));
+        if (dut === '' || changeDut(change) === dut) send(toWireChange(change, who));
       };
       const gone = abortWhenClientGone(call);
       const stop = (): void => {
@@ -137,7 +144,7 @@ export function leaseService(jig: JigRuntime, leases: LeaseManager, log: Logger)
         if (dut === '' || lease.dut === dut)
           send({
             kind: Kind.KIND_HELD,
-            lease: toWireLease(lease),
+            lease: toWireLease(lease, who),
             dut: lease.dut,
             waiting: 0,
             at: new Date(),

@@ -10,6 +10,9 @@ import {
   TimelineEventKind,
 } from '../../../protocol/gen/jiglet/v1/records.js';
 import { invalidArgument } from '../../../protocol/src/errors.js';
+import { identityOf } from '../auth/auth-interceptor.js';
+import type { Identity } from '../auth/identity.js';
+import { seesLeaseId } from '../auth/permissions.js';
 import type { JobRoleName, Timeline, TimelineKind } from '../record/timeline.js';
 import type { TimelineReader } from '../record/timeline-reader.js';
 import { unary } from './respond.js';
@@ -35,8 +38,13 @@ const ROLE: Record<JobRoleName, JobRole> = {
 
 const date = (ms: number | undefined): Date | undefined => (ms === undefined ? undefined : new Date(ms));
 
-/** The wire form of a timeline. */
-export function toWireTimeline(t: Timeline): GetTimelineResponse {
+/**
+ * The wire form of a timeline as `who` may see it: lease ids only of leases it held, unless it is
+ * an admin (issue 11). The lease asked for is echoed: the caller sent its id.
+ */
+export function toWireTimeline(t: Timeline, who: Identity): GetTimelineResponse {
+  const idOf = (lease: string | undefined, holder: string | undefined): string =>
+    lease !== undefined && seesLeaseId(who, holder ?? '') ? lease : '';
   return {
     leaseId: t.leaseId,
     jobId: t.jobId,
@@ -48,7 +56,8 @@ export function toWireTimeline(t: Timeline): GetTimelineResponse {
       at: new Date(e.at),
       kind: KIND[e.kind],
       dut: e.dut,
-      fields: e.fields,
+      fields:
+        e.kind === 'lease' ? withoutHiddenId(e.fields, idOf(e.fields.lease, e.fields.holder)) : e.fields,
       summary: e.summary,
     })),
     jobs: t.jobs.map((j) => ({
@@ -75,7 +84,7 @@ export function toWireTimeline(t: Timeline): GetTimelineResponse {
       by: p.by,
     })),
     leases: t.leases.map((l) => ({
-      leaseId: l.lease,
+      leaseId: idOf(l.lease, l.holder),
       dut: l.dut,
       holder: l.holder,
       fencingToken: BigInt(l.token),
@@ -107,18 +116,26 @@ export function toWireTimeline(t: Timeline): GetTimelineResponse {
   };
 }
 
+/** A lease event's fields, without the lease id when it is hidden from the caller. */
+function withoutHiddenId(fields: Record<string, string>, shown: string): Record<string, string> {
+  if (shown !== '') return fields;
+  const { lease: _hidden, ...rest } = fields;
+  return rest;
+}
+
 /** Builds the RecordService handlers. */
 export function recordService(reader: TimelineReader, log: Logger): RecordServiceServer {
   return {
     getTimeline: unary(log, 'GetTimeline', async (call) => {
       const { leaseId, jobId, includeSerial } = call.request;
+      const who = identityOf(call);
       if (leaseId) {
         if (leaseId.length > MAX_ID) throw invalidArgument(`"${leaseId.slice(0, 16)}…" is not a lease id`);
-        return toWireTimeline(await reader.forLease(leaseId, includeSerial));
+        return toWireTimeline(await reader.forLease(leaseId, includeSerial), who);
       }
       if (jobId) {
         if (jobId.length > MAX_ID) throw invalidArgument(`"${jobId.slice(0, 16)}…" is not a job id`);
-        return toWireTimeline(await reader.forJob(jobId, includeSerial));
+        return toWireTimeline(await reader.forJob(jobId, includeSerial), who);
       }
       throw invalidArgument('name the lease or the job to report on (lease_id or job_id)');
     }),

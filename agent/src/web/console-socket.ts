@@ -234,7 +234,9 @@ class ConsoleSocket {
     let stdin: Writable;
     try {
       if (!this.#writer) {
-        this.#writer = dut.attachConsole(session.identity, false);
+        // Under the holder's lease, so the lease's end detaches it (DutRuntime.leaseEnded).
+        const lease = this.#o.leases.leaseOn(dut.dut.name);
+        this.#writer = dut.attachConsole(session.identity, false, lease?.id);
         this.#writer.signal.addEventListener('abort', this.#onWriterLost, { once: true });
       }
       stdin = this.#writer.input();
@@ -256,7 +258,7 @@ class ConsoleSocket {
     const { session, leases, dut } = this.#o;
     const { name, role } = session.identity;
     if (!can(role, 'console.write')) return `${name} (role ${role}) may watch but not type`;
-    const holder = leases.list().find((l) => l.dut === dut.dut.name)?.holder;
+    const holder = leases.leaseOn(dut.dut.name)?.holder;
     if (holder === name) return '';
     return holder
       ? `${dut.dut.name} is leased by ${holder}`
@@ -271,7 +273,7 @@ class ConsoleSocket {
       type: 'state',
       writable: reason === '',
       reason,
-      holder: leases.list().find((l) => l.dut === dut.dut.name)?.holder ?? '',
+      holder: leases.leaseOn(dut.dut.name)?.holder ?? '',
       portState: this.#portState,
       identity: session.identity.name,
       role: session.identity.role,

@@ -22,6 +22,9 @@ export interface ClaimFlags extends ConnectionFlags {
   output?: string;
 }
 
+/** Shown for a lease id the agent keeps from us: only its holder and admins see it. */
+const HIDDEN = '(hidden)';
+
 function leaseJson(l: Lease): Record<string, unknown> {
   return {
     id: l.id,
@@ -114,7 +117,7 @@ async function watchLeases(
       const what =
         event.kind === 'waiting'
           ? `${event.waiting} waiting`
-          : `${event.lease?.holder} lease ${event.lease?.id} token ${event.lease?.fencingToken}`;
+          : `${event.lease?.holder} lease ${event.lease?.id || HIDDEN} token ${event.lease?.fencingToken}`;
       process.stdout.write(`${event.at.toISOString()} ${event.kind.padEnd(8)} ${event.dut} ${what}\n`);
     }
     return 0;
@@ -139,7 +142,7 @@ export async function leasesCommand(
     const rows = leases.map((l) => [
       l.dut,
       l.holder,
-      l.id,
+      l.id || HIDDEN,
       String(l.fencingToken),
       l.expires?.toISOString() ?? '-',
     ]);

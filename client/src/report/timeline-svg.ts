@@ -71,7 +71,7 @@ export function timelineSvg(m: ReportModel): string {
           'data-kind': 'lease',
           'data-t': l.from,
         },
-        `lease ${l.id} of ${l.holder} (token ${l.token}): ${clock(l.from)} → ${clock(l.to)} (${l.ended})`,
+        `lease ${l.id ? `${l.id} ` : ''}of ${l.holder} (token ${l.token}): ${clock(l.from)} → ${clock(l.to)} (${l.ended})`,
       ),
     );
   }

@@ -27,6 +27,7 @@ export const protobufPackage = "jiglet.v1";
 export const protobufFileName = "jiglet/v1/leases.proto";
 
 export interface Lease {
+  /** Empty unless the caller holds the lease or is an admin: the id is its holder's. */
   id: string;
   dut: string;
   holder: string;
@@ -1258,6 +1259,8 @@ export const WatchLeasesResponse: MessageFns<WatchLeasesResponse> = {
  * LeaseService hands out exclusive DUT leases. A mutating call on a leased DUT (power switching,
  * a console, a job with that DUT, a flash) must carry the current lease id in the
  * `jiglet-lease` metadata header; a stale one is refused with FAILED_PRECONDITION saying why.
+ * A lease id is not a bearer token: it works only for the identity holding the lease, and any
+ * other identity sending it (an admin too) is refused with PERMISSION_DENIED naming the holder.
  */
 export type LeaseServiceService = typeof LeaseServiceService;
 export const LeaseServiceService = {

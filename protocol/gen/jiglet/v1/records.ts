@@ -211,6 +211,10 @@ export interface PowerInterval {
 
 /** LeaseSpan is one lease of the DUT. */
 export interface LeaseSpan {
+  /**
+   * Empty unless the caller held the lease or is an admin (likewise the `lease` field of a
+   * lease event).
+   */
   leaseId: string;
   dut: string;
   holder: string;
