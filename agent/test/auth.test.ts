@@ -70,7 +70,7 @@ describe('authentication', () => {
       credentials.createSsl(readFileSync(join(t.pki.dir, 'ca.crt'))),
     );
     const err = await new Promise<Error | null>((resolve) =>
-      stub.listJobs({ states: [], owner: '' }, (e) => resolve(e)),
+      stub.listJobs({ states: [], owner: '', dut: '', pageSize: 0, pageToken: '' }, (e) => resolve(e)),
     );
     stub.close();
     assert.ok(err, 'a call without a client certificate succeeded');

@@ -149,11 +149,21 @@ try {
       'list',
       'list jobs, newest first',
       (y) =>
-        connectionOptions(y).option('output', {
-          alias: 'o',
-          choices: ['text', 'json'] as const,
-          default: 'text' as const,
-        }),
+        connectionOptions(y)
+          .option('output', {
+            alias: 'o',
+            choices: ['text', 'json'] as const,
+            default: 'text' as const,
+          })
+          .option('state', {
+            type: 'string',
+            array: true,
+            choices: ['pending', 'running', 'exited', 'failed', 'stopped', 'lost'],
+            describe: 'only jobs in this state (repeatable)',
+          })
+          .option('owner', { type: 'string', describe: 'only jobs of this identity' })
+          .option('dut', { type: 'string', describe: 'only jobs that drive this DUT' })
+          .option('limit', { type: 'number', describe: 'print at most this many (newest) jobs' }),
       async (argv) => {
         const { listCommand } = await import('./cli/job-commands.js');
         exitCode = await listCommand(argv);

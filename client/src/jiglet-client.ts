@@ -60,6 +60,13 @@ export interface StdinWriter {
 }
 
 /** A connection to one jiglet agent. */
+/** Filters of the job list; empty = any. */
+export interface JobListFilter {
+  states?: JobState[];
+  owner?: string;
+  dut?: string;
+}
+
 export class JigletClient {
   readonly #stub: JobServiceClient;
   /** DUTs, power, serial, console and expect, over the same connection. */
@@ -152,17 +159,44 @@ export class JigletClient {
     return mustHaveJob(res.job);
   }
 
-  /** Job records, newest first. */
-  async list(filter: { states?: JobState[]; owner?: string } = {}): Promise<Job[]> {
-    const res = await unaryCall<ListJobsResponse>((cb) =>
+  /** Every job record matching `filter`, newest first, read page by page (at most `limit`). */
+  async list(filter: JobListFilter & { limit?: number } = {}): Promise<Job[]> {
+    const jobs: Job[] = [];
+    for await (const page of this.listPages(filter)) {
+      jobs.push(...page);
+      if (filter.limit && jobs.length >= filter.limit) return jobs.slice(0, filter.limit);
+    }
+    return jobs;
+  }
+
+  /** The job list one page at a time, newest first; the agent bounds each page's size. */
+  async *listPages(filter: JobListFilter & { pageSize?: number } = {}): AsyncGenerator<Job[]> {
+    let pageToken = '';
+    do {
+      const res = await this.listPage({ ...filter, pageToken });
+      yield res.jobs;
+      pageToken = res.nextPageToken;
+    } while (pageToken !== '');
+  }
+
+  /** One page of the job list; pass `nextPageToken` back as `pageToken` for the next. */
+  async listPage(
+    filter: JobListFilter & { pageSize?: number; pageToken?: string } = {},
+  ): Promise<ListJobsResponse> {
+    return await unaryCall<ListJobsResponse>((cb) =>
       this.#stub.listJobs(
-        { states: filter.states ?? [], owner: filter.owner ?? '' },
+        {
+          states: filter.states ?? [],
+          owner: filter.owner ?? '',
+          dut: filter.dut ?? '',
+          pageSize: filter.pageSize ?? 0,
+          pageToken: filter.pageToken ?? '',
+        },
         new Metadata(),
         callOptions(),
         cb,
       ),
     );
-    return res.jobs;
   }
 
   /**

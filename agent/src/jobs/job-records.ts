@@ -3,6 +3,7 @@
  * (write a temporary file, then rename) so a crash never leaves a half-written record.
  */
 import { chmodSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { writeJsonAtomic } from '../state/atomic-json.js';
 import type { CgroupPaths } from './containment.js';
@@ -33,6 +34,8 @@ export interface JobRecord {
   endedAt?: number;
   /** Size of the output log once the job is over. */
   outputBytes?: number;
+  /** Bytes the job's folder takes on disk, measured once after it ended (for retention). */
+  diskBytes?: number;
 }
 
 const RECORD_FILE = 'job.json';
@@ -79,5 +82,15 @@ export class JobRecords {
       }
     }
     return records;
+  }
+
+  /** Reads one record (a finished job's, on demand); throws what the file system or JSON.parse threw. */
+  load(id: string): JobRecord {
+    return JSON.parse(readFileSync(join(this.dirOf(id), RECORD_FILE), 'utf8')) as JobRecord;
+  }
+
+  /** Deletes a job's folder (record, log, work dir) off the event loop. */
+  async remove(id: string): Promise<void> {
+    await rm(this.dirOf(id), { recursive: true, force: true, maxRetries: 2 });
   }
 }

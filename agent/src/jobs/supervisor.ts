@@ -16,11 +16,19 @@ import type { AgentEvents } from '../events/agent-events.js';
 import { OutputLog } from '../output/output-log.js';
 import { resolveExecutable } from './command-path.js';
 import type { Containment, JobCgroup } from './containment.js';
+import { type JobCursor, type JobFilter, JobIndex, type JobIndexEntry } from './job-index.js';
 import type { JobRecord, JobRecords, StopReason } from './job-records.js';
 import type { JobSpecInput } from './job-spec.js';
 import { assertTransition, isFinal, type JobStateName } from './job-state.js';
 import type { JobCredentials, JobUsers } from './job-users.js';
 
+/**
+ * What a job's folder takes besides its output log until it is measured: the record, the log's
+ * index, the folder and its work dir, one 4 KiB block each on ext4.
+ */
+export const JOB_DIR_OVERHEAD_BYTES = 16 * 1024;
+/** Finished jobs kept whole in memory after they ended: a client asks about a job right after it ends. */
+const RECENT_KEPT = 256;
 /** Time between SIGTERM and SIGKILL when the client names none. */
 export const DEFAULT_GRACE_MS = 5000;
 /** How long pipes may stay open after the tree is gone (only matters without a cgroup). */
@@ -95,9 +103,17 @@ interface Entry extends JobView {
   started: Promise<void>;
 }
 
-/** Owns every job process, cgroup, timer and output log of the agent. */
+/**
+ * Owns every job process, cgroup, timer and output log of the agent. Memory holds the live jobs,
+ * the last few finished ones and a compact index of the rest (issue 11); a finished job's full
+ * record is read from its folder when asked for.
+ */
 export class Supervisor {
+  /** Jobs that are not over yet. */
   readonly #jobs = new Map<string, Entry>();
+  /** Jobs that ended lately, newest last (bounded by RECENT_KEPT). */
+  readonly #recent = new Map<string, Entry>();
+  readonly #index = new JobIndex();
   readonly #opts: SupervisorOptions;
   #closing = false;
 
@@ -138,9 +154,10 @@ export class Supervisor {
         delete record.pid;
         records.save(record);
       }
-      this.#jobs.set(record.id, this.#entry(record));
+      // Every recovered job is over: only its index entry stays in memory.
+      this.#index.add(indexEntryOf(record));
     }
-    log.info({ jobs: loaded.length }, 'job records loaded');
+    log.info({ jobs: loaded.length, bytes: this.#index.bytes }, 'job records loaded');
   }
 
   /** Starts a job and resolves once it is running (or has failed to start). */
@@ -177,6 +194,7 @@ export class Supervisor {
       throw noSpaceAsExhausted(err, records.root);
     }
     this.#jobs.set(id, entry);
+    this.#index.add(indexEntryOf(record));
     try {
       await this.#spawn(entry, dir, opts.privileged === true);
     } finally {
@@ -319,16 +337,87 @@ export class Supervisor {
     ];
   }
 
-  /** One job; throws JIGLET_E_NOT_FOUND. */
+  /** One job (a finished one is read from disk); throws JIGLET_E_NOT_FOUND, saying so if it was pruned. */
   get(id: string): JobView {
-    const entry = this.#jobs.get(id);
-    if (!entry) throw notFound(`no job with id "${id.slice(0, 80)}"`);
-    return entry;
+    return this.#find(id);
   }
 
-  /** All jobs, newest first. */
+  /**
+   * The jobs that are not over yet, newest first. Finished jobs are not listed here (they live
+   * in the index and on disk): use `page()` or `records()` for those.
+   */
   list(): JobView[] {
     return [...this.#jobs.values()].sort((a, b) => b.record.createdAt - a.record.createdAt);
+  }
+
+  /** The compact index of every job kept (live and finished); read-only use. */
+  get index(): Pick<JobIndex, 'size' | 'bytes' | 'get' | 'entries' | 'countByState'> {
+    return this.#index;
+  }
+
+  /** A page of jobs matching `filter`, newest first, after `cursor`; full records, read as needed. */
+  page(filter: JobFilter, limit: number, cursor?: JobCursor): { jobs: JobView[]; more: boolean } {
+    const { jobs, more } = this.#index.page(filter, limit, cursor);
+    const views: JobView[] = [];
+    for (const e of jobs) {
+      try {
+        views.push(this.#find(e.id));
+      } catch (err) {
+        // Pruned or unreadable since the index was read: a listing skips it rather than failing.
+        this.#opts.log.debug({ job: e.id, err }, 'job vanished while listing');
+      }
+    }
+    return { jobs: views, more };
+  }
+
+  /** Full records of the jobs whose index entry passes `match`, oldest first. */
+  records(match: (e: Readonly<JobIndexEntry>) => boolean): JobRecord[] {
+    const out: JobRecord[] = [];
+    for (const e of this.#index.entries()) {
+      if (!match(e)) continue;
+      try {
+        out.push(this.#find(e.id).record);
+      } catch (err) {
+        this.#opts.log.debug({ job: e.id, err }, 'job vanished while reading records');
+      }
+    }
+    return out;
+  }
+
+  /**
+   * Takes finished jobs out of the index (their ids are remembered as pruned) and returns those
+   * taken; the caller deletes their folders. A job that is not over is never taken.
+   */
+  forget(ids: readonly string[]): JobIndexEntry[] {
+    const taken: JobIndexEntry[] = [];
+    for (const id of ids) {
+      const e = this.#index.get(id);
+      if (!e || this.#jobs.has(id) || !isFinal(e.state)) continue;
+      taken.push({ ...e });
+      this.#recent.delete(id);
+    }
+    this.#index.removeMany(
+      taken.map((e) => e.id),
+      true,
+    );
+    return taken;
+  }
+
+  /** Refreshes the sizes of live jobs in the index (their logs grow). */
+  refreshLiveBytes(): void {
+    for (const entry of this.#jobs.values()) {
+      this.#index.setBytes(entry.record.id, entry.outputBytes() + JOB_DIR_OVERHEAD_BYTES, false);
+    }
+  }
+
+  /** Records a finished job's measured folder size, in the index and in its record. */
+  setDiskBytes(id: string, bytes: number): void {
+    const e = this.#index.get(id);
+    if (!e || !isFinal(e.state) || this.#jobs.has(id)) return;
+    this.#index.setBytes(id, bytes, true);
+    const record = this.#recent.get(id)?.record ?? this.#opts.records.load(id);
+    record.diskBytes = bytes;
+    this.#opts.records.save(record);
   }
 
   /**
@@ -336,8 +425,7 @@ export class Supervisor {
    * Resolves with the final record. Stopping a job that is already over is an illegal transition.
    */
   async stop(id: string, graceMs: number, reason: StopReason): Promise<JobView> {
-    const entry = this.#jobs.get(id);
-    if (!entry) throw notFound(`no job with id "${id.slice(0, 80)}"`);
+    const entry = this.#find(id);
     if (entry.record.state === 'pending') await entry.started;
     const { record, runtime } = entry;
     if (isFinal(record.state) || !runtime) {
@@ -357,8 +445,7 @@ export class Supervisor {
 
   /** Resolves with the job once it has reached a final state (at once if it has). */
   async ended(id: string): Promise<JobView> {
-    const entry = this.#jobs.get(id);
-    if (!entry) throw notFound(`no job with id "${id.slice(0, 80)}"`);
+    const entry = this.#find(id);
     if (entry.record.state === 'pending') await entry.started;
     await entry.runtime?.done;
     return entry;
@@ -436,6 +523,7 @@ export class Supervisor {
     }
     entry.log!.close();
     delete entry.runtime;
+    this.#retire(entry);
     this.#opts.log.info(
       {
         job: record.id,
@@ -471,9 +559,54 @@ export class Supervisor {
     entry.record.error = reason;
     entry.record.endedAt = Date.now();
     entry.record.outputBytes = entry.log?.length ?? 0;
-    this.#opts.records.save(entry.record);
-    entry.log?.close();
+    try {
+      this.#opts.records.save(entry.record);
+    } finally {
+      entry.log?.close();
+      this.#retire(entry);
+    }
     this.#opts.log.warn({ job: entry.record.id, reason }, 'job failed to start');
+  }
+
+  /** A job is over: it leaves the live set for the recent ones, and its index entry is final. */
+  #retire(entry: Entry): void {
+    const { record } = entry;
+    this.#jobs.delete(record.id);
+    const indexed = this.#index.get(record.id);
+    if (indexed) {
+      // In place: re-adding would cost a pass over the whole index per job.
+      indexed.state = record.state;
+      indexed.endedAt = record.endedAt;
+      this.#index.setBytes(record.id, indexEntryOf(record).bytes, false);
+    } else this.#index.add(indexEntryOf(record));
+    this.#recent.set(record.id, entry);
+    if (this.#recent.size > RECENT_KEPT) {
+      const oldest = this.#recent.keys().next().value;
+      if (oldest !== undefined) this.#recent.delete(oldest);
+    }
+  }
+
+  /** A live or recent job from memory, else a finished one from disk; NOT_FOUND says why not. */
+  #find(id: string): Entry {
+    const inMemory = this.#jobs.get(id) ?? this.#recent.get(id);
+    if (inMemory) return inMemory;
+    const shown = id.slice(0, 80);
+    if (!this.#index.get(id)) {
+      throw notFound(
+        this.#index.wasPruned(id)
+          ? `job ${shown} was pruned by the retention policy: its record and output are deleted`
+          : `no job with id "${shown}": it never existed, or it ended long ago and was pruned by the retention policy`,
+      );
+    }
+    try {
+      return this.#entry(this.#opts.records.load(id));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+        throw notFound(`job ${shown} was pruned by the retention policy: its record and output are deleted`);
+      }
+      this.#opts.log.warn({ job: id, err }, 'job record unreadable');
+      throw notFound(`the record of job ${shown} cannot be read: ${(err as Error).message}`);
+    }
   }
 
   #transition(entry: Entry, from: JobStateName, to: JobStateName): void {
@@ -486,6 +619,8 @@ export class Supervisor {
     }
     assertTransition(record.id, from, to);
     record.state = to;
+    const indexed = this.#index.get(record.id);
+    if (indexed) indexed.state = to;
     this.#opts.events?.publish({
       kind: 'job',
       at: Date.now(),
@@ -515,6 +650,21 @@ export class Supervisor {
     };
     return entry;
   }
+}
+
+/** The index entry of a job; its size is an estimate until retention measures its folder. */
+function indexEntryOf(record: JobRecord): JobIndexEntry {
+  const measured = record.diskBytes !== undefined;
+  return {
+    id: record.id,
+    owner: record.owner,
+    state: record.state,
+    dut: record.spec.dut ?? '',
+    createdAt: record.createdAt,
+    endedAt: record.endedAt,
+    bytes: record.diskBytes ?? (record.outputBytes ?? 0) + JOB_DIR_OVERHEAD_BYTES,
+    measured,
+  };
 }
 
 /** A full disk becomes RESOURCE_EXHAUSTED with a readable message; anything else is passed on. */

@@ -71,7 +71,7 @@ export class AgentMetrics {
           stopped: 0,
           lost: 0,
         };
-        for (const job of sources()?.supervisor.list() ?? []) counts[job.record.state]++;
+        for (const [state, n] of sources()?.supervisor.index.countByState() ?? []) counts[state] = n;
         for (const [state, n] of Object.entries(counts)) this.set({ state }, n);
       },
     });

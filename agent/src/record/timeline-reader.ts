@@ -136,8 +136,12 @@ export class TimelineReader {
     t.flash = flashPoints(inSpan);
     t.leases = this.#leaseSpans(t.dut, t.from, t.to);
     t.jobs = this.#supervisor
-      .list()
-      .map((j) => j.record)
+      .records(
+        (e) =>
+          e.dut === t.dut &&
+          e.createdAt <= t.to &&
+          (isFinal(e.state) ? (e.endedAt ?? e.createdAt) : t.to) >= t.from,
+      )
       .filter(
         (r) =>
           r.spec.dut === t.dut &&

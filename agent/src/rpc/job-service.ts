@@ -22,6 +22,7 @@ import { leaseOf } from '../leases/lease-header.js';
 import { fenceStartedJob } from '../leases/lease-jobs.js';
 import type { LeaseManager } from '../leases/lease-manager.js';
 import { followLog } from '../output/follow-log.js';
+import { jobPage } from './job-page.js';
 import { stateName, toWireJob } from './job-wire.js';
 import { abortWhenClientGone, eventOrAbort, failStream, statusFor, unary } from './respond.js';
 
@@ -82,15 +83,7 @@ export function jobService(
         if (!name) throw invalidArgument(`unknown job state ${s} in filter`);
         return name;
       });
-      const owner = call.request.owner;
-      const jobs = supervisor
-        .list()
-        .filter(
-          (v) =>
-            (states.length === 0 || states.includes(v.record.state)) && (!owner || v.record.owner === owner),
-        )
-        .map((v) => wire(v, who));
-      return { jobs };
+      return jobPage(supervisor, call.request, states, (v) => wire(v, who));
     }),
 
     streamOutput: (call) => streamOutput(call, supervisor, log, followers),

@@ -21,6 +21,12 @@ const STATE_NAMES: Record<JobState, string> = {
   [JobState.UNRECOGNIZED]: 'unknown',
 };
 
+/** A state name as `jigctl list --state` takes it → the wire enum (yargs checked the name). */
+export function parseJobState(name: string): JobState {
+  for (const [k, v] of Object.entries(STATE_NAMES)) if (v === name && Number(k) > 0) return Number(k);
+  throw new Error(`unknown job state "${name}"`);
+}
+
 /** The lower-case state name. */
 export function stateOf(job: Job): string {
   return STATE_NAMES[job.state] ?? 'unknown';

@@ -7,7 +7,7 @@ import { constants } from 'node:os';
 import { type Job, JobState } from '../../../protocol/gen/jiglet/v1/jobs.js';
 import { type ConnectionFlags, resolveConnection } from '../connection.js';
 import { isFinished, JigletClient, type StartOptions } from '../jiglet-client.js';
-import { jobJson, listTable, outcome, statusText } from './format.js';
+import { jobJson, listTable, outcome, parseJobState, statusText } from './format.js';
 import { parseCpus, parseDuration, parseEnv, parseSize } from './parse-units.js';
 import { writeOut } from './write-out.js';
 
@@ -147,11 +147,18 @@ export async function statusCommand(
   }
 }
 
-/** `jigctl list`. */
-export async function listCommand(flags: ConnectionFlags & { output?: string }): Promise<number> {
+/** `jigctl list`: reads the agent's pages until done (or `--limit`), then prints them. */
+export async function listCommand(
+  flags: ConnectionFlags & { output?: string; state?: string[]; owner?: string; dut?: string; limit?: number },
+): Promise<number> {
   const client = connect(flags);
   try {
-    const jobs = await client.list();
+    const jobs = await client.list({
+      states: (flags.state ?? []).map(parseJobState),
+      owner: flags.owner,
+      dut: flags.dut,
+      limit: flags.limit,
+    });
     process.stdout.write(
       `${flags.output === 'json' ? JSON.stringify(jobs.map(jobJson), null, 2) : listTable(jobs)}\n`,
     );

@@ -205,17 +205,28 @@ export interface GetJobRequest {
   id: string;
 }
 
-/** ListJobsRequest filters the job list. */
+/** ListJobsRequest filters the job list and asks for one page of it. */
 export interface ListJobsRequest {
   /** Only jobs in one of these states; empty = all. */
   states: JobState[];
   /** Only jobs of this owner; empty = all. */
   owner: string;
+  /** Only jobs that drive this DUT; empty = all. */
+  dut: string;
+  /**
+   * Most jobs in one response; zero = 100, at most 1000. A page also stops at 4 MiB of
+   * records, so it may hold fewer jobs than asked: keep reading while next_page_token is set.
+   */
+  pageSize: number;
+  /** next_page_token of the previous response, with the same filters; empty = the first page. */
+  pageToken: string;
 }
 
-/** ListJobsResponse holds jobs, newest first. */
+/** ListJobsResponse holds one page of jobs, newest first. */
 export interface ListJobsResponse {
   jobs: Job[];
+  /** Pass as page_token for the next page; empty when this page is the last. */
+  nextPageToken: string;
 }
 
 /** Job is a job's record. */
@@ -1131,7 +1142,7 @@ export const GetJobRequest: MessageFns<GetJobRequest> = {
 };
 
 function createBaseListJobsRequest(): ListJobsRequest {
-  return { states: [], owner: "" };
+  return { states: [], owner: "", dut: "", pageSize: 0, pageToken: "" };
 }
 
 export const ListJobsRequest: MessageFns<ListJobsRequest> = {
@@ -1145,6 +1156,15 @@ export const ListJobsRequest: MessageFns<ListJobsRequest> = {
     }
     if (message.owner !== "") {
       writer.uint32(18).string(message.owner);
+    }
+    if (message.dut !== "") {
+      writer.uint32(26).string(message.dut);
+    }
+    if (message.pageSize !== 0) {
+      writer.uint32(32).uint32(message.pageSize);
+    }
+    if (message.pageToken !== "") {
+      writer.uint32(42).string(message.pageToken);
     }
     return writer;
   },
@@ -1188,6 +1208,30 @@ export const ListJobsRequest: MessageFns<ListJobsRequest> = {
             message.owner = reader.string();
             continue;
           }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.dut = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.pageSize = reader.uint32();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.pageToken = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1204,6 +1248,17 @@ export const ListJobsRequest: MessageFns<ListJobsRequest> = {
     return {
       states: globalThis.Array.isArray(object?.states) ? object.states.map((e: any) => jobStateFromJSON(e)) : [],
       owner: isSet(object.owner) ? globalThis.String(object.owner) : "",
+      dut: isSet(object.dut) ? globalThis.String(object.dut) : "",
+      pageSize: isSet(object.pageSize)
+        ? globalThis.Number(object.pageSize)
+        : isSet(object.page_size)
+        ? globalThis.Number(object.page_size)
+        : 0,
+      pageToken: isSet(object.pageToken)
+        ? globalThis.String(object.pageToken)
+        : isSet(object.page_token)
+        ? globalThis.String(object.page_token)
+        : "",
     };
   },
 
@@ -1215,6 +1270,15 @@ export const ListJobsRequest: MessageFns<ListJobsRequest> = {
     if (message.owner !== "") {
       obj.owner = message.owner;
     }
+    if (message.dut !== "") {
+      obj.dut = message.dut;
+    }
+    if (message.pageSize !== 0) {
+      obj.pageSize = Math.round(message.pageSize);
+    }
+    if (message.pageToken !== "") {
+      obj.pageToken = message.pageToken;
+    }
     return obj;
   },
 
@@ -1225,18 +1289,24 @@ export const ListJobsRequest: MessageFns<ListJobsRequest> = {
     const message = createBaseListJobsRequest();
     message.states = object.states?.map((e) => e) || [];
     message.owner = object.owner ?? "";
+    message.dut = object.dut ?? "";
+    message.pageSize = object.pageSize ?? 0;
+    message.pageToken = object.pageToken ?? "";
     return message;
   },
 };
 
 function createBaseListJobsResponse(): ListJobsResponse {
-  return { jobs: [] };
+  return { jobs: [], nextPageToken: "" };
 }
 
 export const ListJobsResponse: MessageFns<ListJobsResponse> = {
   encode(message: ListJobsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     for (const v of message.jobs) {
       Job.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.nextPageToken !== "") {
+      writer.uint32(18).string(message.nextPageToken);
     }
     return writer;
   },
@@ -1262,6 +1332,14 @@ export const ListJobsResponse: MessageFns<ListJobsResponse> = {
             message.jobs.push(Job.decode(reader, reader.uint32()));
             continue;
           }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.nextPageToken = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1275,13 +1353,23 @@ export const ListJobsResponse: MessageFns<ListJobsResponse> = {
   },
 
   fromJSON(object: any): ListJobsResponse {
-    return { jobs: globalThis.Array.isArray(object?.jobs) ? object.jobs.map((e: any) => Job.fromJSON(e)) : [] };
+    return {
+      jobs: globalThis.Array.isArray(object?.jobs) ? object.jobs.map((e: any) => Job.fromJSON(e)) : [],
+      nextPageToken: isSet(object.nextPageToken)
+        ? globalThis.String(object.nextPageToken)
+        : isSet(object.next_page_token)
+        ? globalThis.String(object.next_page_token)
+        : "",
+    };
   },
 
   toJSON(message: ListJobsResponse): unknown {
     const obj: any = {};
     if (message.jobs?.length) {
       obj.jobs = message.jobs.map((e) => Job.toJSON(e));
+    }
+    if (message.nextPageToken !== "") {
+      obj.nextPageToken = message.nextPageToken;
     }
     return obj;
   },
@@ -1292,6 +1380,7 @@ export const ListJobsResponse: MessageFns<ListJobsResponse> = {
   fromPartial(object: DeepPartial<ListJobsResponse>): ListJobsResponse {
     const message = createBaseListJobsResponse();
     message.jobs = object.jobs?.map((e) => Job.fromPartial(e)) || [];
+    message.nextPageToken = object.nextPageToken ?? "";
     return message;
   },
 };
@@ -2153,7 +2242,10 @@ export const JobServiceService = {
     responseSerialize: (value: GetJobResponse): Buffer => Buffer.from(GetJobResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): GetJobResponse => GetJobResponse.decode(value),
   },
-  /** ListJobs returns job records, newest first. */
+  /**
+   * ListJobs returns one page of job records, newest first; follow next_page_token for the rest.
+   * Finished jobs are kept by the agent's retention policy; pruned ones are no longer listed.
+   */
   listJobs: {
     path: "/jiglet.v1.JobService/ListJobs" as const,
     requestStream: false as const,
@@ -2199,7 +2291,10 @@ export interface JobServiceServer extends UntypedServiceImplementation {
   stopJob: handleUnaryCall<StopJobRequest, StopJobResponse>;
   /** GetJob returns one job record. */
   getJob: handleUnaryCall<GetJobRequest, GetJobResponse>;
-  /** ListJobs returns job records, newest first. */
+  /**
+   * ListJobs returns one page of job records, newest first; follow next_page_token for the rest.
+   * Finished jobs are kept by the agent's retention policy; pruned ones are no longer listed.
+   */
   listJobs: handleUnaryCall<ListJobsRequest, ListJobsResponse>;
   /**
    * StreamOutput sends the job's output log from a byte offset; with follow it keeps sending as
@@ -2262,7 +2357,10 @@ export interface JobServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: GetJobResponse) => void,
   ): ClientUnaryCall;
-  /** ListJobs returns job records, newest first. */
+  /**
+   * ListJobs returns one page of job records, newest first; follow next_page_token for the rest.
+   * Finished jobs are kept by the agent's retention policy; pruned ones are no longer listed.
+   */
   listJobs(
     request: ListJobsRequest,
     callback: (error: ServiceError | null, response: ListJobsResponse) => void,
