@@ -13,6 +13,9 @@ import type { ServiceConfig } from './jig/services.js';
 import { detectContainment } from './jobs/containment.js';
 import { JobRecords } from './jobs/job-records.js';
 import { defaultJobUserPolicy, type JobUserPolicy, JobUsers } from './jobs/job-users.js';
+import { Retention } from './jobs/retention.js';
+import { DEFAULT_RETENTION, type RetentionPolicy } from './jobs/retention-policy.js';
+import { leaseSpans } from './jobs/retention-spans.js';
 import { DEFAULT_GRACE_MS, Supervisor } from './jobs/supervisor.js';
 import { LeaseDeviceAccess } from './leases/lease-device-access.js';
 import { LeaseManager } from './leases/lease-manager.js';
@@ -38,6 +41,8 @@ export interface Agent {
   /** The run record: per-DUT journals of what happened, for timelines and reports. */
   readonly recorder: RunRecorder;
   readonly metrics: AgentMetrics;
+  /** The background pruner of finished jobs. */
+  readonly retention: Retention;
   /** Port of the Prometheus listener, when the agent was started with one. */
   readonly metricsPort: number | undefined;
   /** The browser console, when the agent was started with one. */
@@ -64,6 +69,8 @@ export async function startAgent(opts: {
   imageCacheBytes?: number;
   /** Hard maximum of a lease, however often it is renewed (default a week). */
   leaseMaxLifetimeMs?: number;
+  /** How long and how much of finished jobs to keep (each key defaults to DEFAULT_RETENTION's). */
+  retention?: Partial<RetentionPolicy>;
   /** HOST:PORT of the Prometheus listener (plain HTTP); none without it. */
   metricsListen?: string;
   /** HOST:PORT of the browser console (HTTPS with the server certificate); none without it. */
@@ -101,12 +108,13 @@ export async function startAgent(opts: {
     });
     // Created before the supervisor, which waits on it; it follows leases once they exist.
     let deviceAccess: LeaseDeviceAccess | undefined;
+    const records = new JobRecords(stateDir);
     const supervisor = new Supervisor({
       events,
       users: jobUsers,
       beforeUserJob: (dut) => deviceAccess?.settled(dut) ?? Promise.resolve(),
       workRoot,
-      records: new JobRecords(stateDir),
+      records,
       containment,
       log,
       baseEnv: { PATH: process.env.PATH ?? '/usr/local/bin:/usr/bin:/bin', LANG: 'C.UTF-8' },
@@ -176,7 +184,30 @@ export async function startAgent(opts: {
       await containment.removeNamespace().catch(() => false);
       throw err;
     }
-    metrics.watch({ events, supervisor, jig, leases, followers: grpc.followers });
+    const policy: RetentionPolicy = { ...DEFAULT_RETENTION, ...opts.retention };
+    // Started last: a failed start has no pass to wait for. Its first pass runs at once.
+    const retention = new Retention({
+      supervisor,
+      records,
+      policy,
+      events,
+      log,
+      leaseSpans: () =>
+        leaseSpans(
+          { held: () => leases.list(), indexLines: () => recorder.leaseIndex.lines() },
+          Date.now() - policy.userJobMaxAgeMs,
+        ),
+    });
+    metrics.watch({
+      events,
+      supervisor,
+      jig,
+      leases,
+      followers: grpc.followers,
+      retention,
+      imageBytes: () => images.usedBytes,
+      stateDir,
+    });
     const stopDutHealth = reflectDutHealth({ jig, events, health: grpc.health });
     let stopping: Promise<void> | undefined;
     return {
@@ -189,12 +220,15 @@ export async function startAgent(opts: {
       events,
       recorder,
       metrics,
+      retention,
       metricsPort: metricsServer?.port,
       web,
       stop(graceMs = DEFAULT_GRACE_MS) {
         stopping ??= (async () => {
           log.info('agent stopping');
           stopDutHealth();
+          // No pass deletes folders while jobs are stopped and the records flushed.
+          await retention.close();
           // Browser sessions end with the agent; their sockets let go of leases and consoles first.
           await web?.close();
           // Leases stay saved with their expiry; a restarted agent honours them.

@@ -11,6 +11,7 @@ import { invalidArgument } from '../../protocol/src/errors.js';
 import { compilePattern } from './jig/line-matcher.js';
 import type { ServiceConfig } from './jig/services.js';
 import { DEFAULT_JOB_UID_RANGE, type JobUserPolicy } from './jobs/job-users.js';
+import { DEFAULT_RETENTION, type RetentionPolicy } from './jobs/retention-policy.js';
 
 /** Where the agent listens when nothing else says (loopback: exposing it is a decision). */
 export const DEFAULT_LISTEN = '127.0.0.1:7411';
@@ -29,6 +30,8 @@ export interface AgentConfig {
   imageCacheBytes?: number;
   /** Hard maximum of a lease, however often it is renewed (default a week). */
   leaseMaxLifetimeMs?: number;
+  /** How long and how much of finished jobs the agent keeps (defaults: DEFAULT_RETENTION). */
+  retention: RetentionPolicy;
   /** HOST:PORT of the Prometheus listener (plain HTTP), if any. */
   metrics?: string;
   /** HOST:PORT of the browser console (HTTPS), if any. */
@@ -85,6 +88,37 @@ const ServiceSchema = z
   })
   .strict();
 
+const DAY_MS = 24 * 3600 * 1000;
+
+/** The config file's `retention:` section, in units a person writes; every key optional. */
+const RetentionSchema = z
+  .object({
+    userJobDays: z.number().min(0.01, 'expected at least 0.01 days').max(3650).optional(),
+    agentJobDays: z.number().min(0.01, 'expected at least 0.01 days').max(3650).optional(),
+    maxBytes: z
+      .number()
+      .int()
+      .min(64 * 1024 * 1024, 'expected at least 64 MiB (67108864)')
+      .optional(),
+    maxJobs: z.number().int().min(100, 'expected at least 100').max(10_000_000).optional(),
+    pruneIntervalMinutes: z.number().min(1).max(1440).optional(),
+    pruneEveryJobs: z.number().int().min(1).max(1_000_000).optional(),
+  })
+  .strict();
+
+/** The retention policy: the file's values over the defaults. */
+function retentionOf(file: z.infer<typeof RetentionSchema> | undefined): RetentionPolicy {
+  const d = DEFAULT_RETENTION;
+  return {
+    userJobMaxAgeMs: file?.userJobDays === undefined ? d.userJobMaxAgeMs : file.userJobDays * DAY_MS,
+    agentJobMaxAgeMs: file?.agentJobDays === undefined ? d.agentJobMaxAgeMs : file.agentJobDays * DAY_MS,
+    maxBytes: file?.maxBytes ?? d.maxBytes,
+    maxJobs: file?.maxJobs ?? d.maxJobs,
+    intervalMs: file?.pruneIntervalMinutes === undefined ? d.intervalMs : file.pruneIntervalMinutes * 60_000,
+    pruneEveryJobs: file?.pruneEveryJobs ?? d.pruneEveryJobs,
+  };
+}
+
 const FileSchema = z
   .object({
     listen: z
@@ -115,6 +149,7 @@ const FileSchema = z
       .min(60_000, 'expected at least a minute (60000)')
       .max(365 * 24 * 3600 * 1000, 'expected at most a year')
       .optional(),
+    retention: RetentionSchema.optional(),
     services: z
       .array(ServiceSchema)
       .refine(
@@ -128,7 +163,10 @@ const FileSchema = z
 /** Merges defaults, the config file and flags; every problem is reported with its key. */
 export function loadAgentConfig(
   flags: Partial<
-    Omit<AgentConfig, 'jig' | 'services' | 'imageCacheBytes' | 'leaseMaxLifetimeMs' | 'jobUsers'>
+    Omit<
+      AgentConfig,
+      'jig' | 'services' | 'imageCacheBytes' | 'leaseMaxLifetimeMs' | 'jobUsers' | 'retention'
+    >
   > & {
     config?: string;
   },
@@ -176,6 +214,7 @@ export function loadAgentConfig(
     })),
     imageCacheBytes: file.imageCacheBytes,
     leaseMaxLifetimeMs: file.leaseMaxLifetimeMs,
+    retention: retentionOf(file.retention),
     metrics: flags.metrics ?? file.metrics,
     web: flags.web ?? file.web,
     jobUsers: toJobUserPolicy(file.jobUsers),

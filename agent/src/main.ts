@@ -53,6 +53,7 @@ async function serve(flags: {
     services: config.services,
     imageCacheBytes: config.imageCacheBytes,
     leaseMaxLifetimeMs: config.leaseMaxLifetimeMs,
+    retention: config.retention,
     metricsListen: config.metrics,
     webListen: config.web,
     jobUsers: config.jobUsers,

@@ -10,12 +10,14 @@ import type { AgentEvent, AgentEvents } from '../events/agent-events.js';
 import type { HealthState } from '../jig/dut-health-file.js';
 import type { JigRuntime } from '../jig/jig-runtime.js';
 import { isFinal, type JobStateName } from '../jobs/job-state.js';
+import type { Retention } from '../jobs/retention.js';
 import type { Supervisor } from '../jobs/supervisor.js';
 import type { LeaseManager } from '../leases/lease-manager.js';
 import type { FollowerRegistry } from '../rpc/job-service.js';
 import { flashThroughput } from './flash-throughput.js';
 import { rpcErrorInterceptor } from './rpc-errors.js';
 import { countSerialBytes } from './serial-bytes.js';
+import { registerStateSize } from './state-size.js';
 
 /** Job durations run from a `true` (milliseconds) to a soak test (a day). */
 const DURATION_BUCKETS_S = [
@@ -30,6 +32,10 @@ export interface MetricSources {
   jig: JigRuntime;
   leases: LeaseManager;
   followers: FollowerRegistry;
+  /** For the state-size metrics. */
+  retention?: Retention;
+  imageBytes?: () => number;
+  stateDir?: string;
 }
 
 /** Every metric of one agent. */
@@ -57,6 +63,7 @@ export class AgentMetrics {
     const registers = [this.registry];
     if (opts.processMetrics) collectDefaultMetrics({ register: this.registry });
     const sources = (): MetricSources | undefined => this.#sources;
+    registerStateSize(registers, sources);
     new Gauge({
       name: 'jiglet_jobs',
       help: 'Jobs the agent knows, by state (earlier runs included)',

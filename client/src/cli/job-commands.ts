@@ -149,7 +149,13 @@ export async function statusCommand(
 
 /** `jigctl list`: reads the agent's pages until done (or `--limit`), then prints them. */
 export async function listCommand(
-  flags: ConnectionFlags & { output?: string; state?: string[]; owner?: string; dut?: string; limit?: number },
+  flags: ConnectionFlags & {
+    output?: string;
+    state?: string[];
+    owner?: string;
+    dut?: string;
+    limit?: number;
+  },
 ): Promise<number> {
   const client = connect(flags);
   try {

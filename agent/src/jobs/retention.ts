@@ -1,0 +1,179 @@
+/**
+ * The background pruner of finished jobs (issue 11). It runs on its own timer (unref'd: it never
+ * keeps the process alive) and after every `pruneEveryJobs` ended jobs, never inside a request;
+ * one pass at a time. A pass measures the folders of newly finished jobs, asks the policy what
+ * to remove, takes those jobs out of the supervisor's index (a late reader is then told the job
+ * was pruned) and deletes their folders off the event loop. Every pass that removes something is
+ * logged with what it freed.
+ */
+import { lstat, readdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import type { AgentEvents } from '../events/agent-events.js';
+import type { JobRecords } from './job-records.js';
+import { isFinal } from './job-state.js';
+import { type LeaseSpan, type PruneReason, planPrune, type RetentionPolicy } from './retention-policy.js';
+import type { Supervisor } from './supervisor.js';
+
+/** Folders measured per pass: the first pass after an upgrade must not walk 50 000 at once. */
+const MEASURE_PER_PASS = 1000;
+/** Folders deleted at the same time. */
+const DELETE_CONCURRENCY = 8;
+/** A job folder walk stops counting after this many entries (a work dir full of small files). */
+const MAX_WALK_ENTRIES = 100_000;
+
+/** What one pass did. */
+export interface PruneReport {
+  pruned: number;
+  bytesFreed: number;
+  byReason: Record<PruneReason, number>;
+  /** Finished jobs kept because a held lease covers them. */
+  pinned: number;
+  keptJobs: number;
+  keptBytes: number;
+  ms: number;
+}
+
+/** Options of the pruner. */
+export interface RetentionOptions {
+  supervisor: Supervisor;
+  records: JobRecords;
+  policy: RetentionPolicy;
+  events: AgentEvents;
+  log: Logger;
+  /** The leases that protect jobs: held ones, and ended ones still in the run record. */
+  leaseSpans: () => LeaseSpan[];
+  now?: () => number;
+}
+
+/** Owns the prune timer and the passes; close() ends both. */
+export class Retention {
+  readonly #opts: RetentionOptions;
+  readonly #log: Logger;
+  readonly #timer: NodeJS.Timeout;
+  readonly #unsubscribe: () => void;
+  #endedSinceLast = 0;
+  #chain: Promise<unknown> = Promise.resolve();
+  #queued = false;
+  #closed = false;
+  /** Totals since the agent started, for metrics. */
+  readonly totals = { passes: 0, pruned: 0, bytesFreed: 0 };
+
+  constructor(opts: RetentionOptions) {
+    this.#opts = opts;
+    this.#log = opts.log.child({ part: 'retention' });
+    this.#timer = setInterval(() => this.#kick(), opts.policy.intervalMs);
+    this.#timer.unref();
+    this.#unsubscribe = opts.events.subscribe((event) => {
+      if (event.kind !== 'job' || !isFinal(event.state)) return;
+      if (++this.#endedSinceLast >= opts.policy.pruneEveryJobs) this.#kick();
+    });
+    // An agent that was down for a week has work at once, not in ten minutes.
+    this.#kick();
+  }
+
+  /** Runs a pass now (after the one running, if any) and resolves with its report. */
+  prune(): Promise<PruneReport> {
+    const pass = this.#chain.then(() => this.#pass());
+    this.#chain = pass.catch(() => undefined);
+    return pass;
+  }
+
+  /** Stops the timer and waits for a running pass; idempotent. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    clearInterval(this.#timer);
+    this.#unsubscribe();
+    await this.#chain;
+  }
+
+  /** Queues a background pass unless one is already waiting to run. */
+  #kick(): void {
+    if (this.#queued || this.#closed) return;
+    this.#queued = true;
+    this.prune()
+      .catch((err: unknown) => this.#log.error({ err }, 'pruning job records failed'))
+      .finally(() => {
+        this.#queued = false;
+      });
+  }
+
+  async #pass(): Promise<PruneReport> {
+    const { supervisor, records, policy } = this.#opts;
+    const started = performance.now();
+    this.#endedSinceLast = 0;
+    supervisor.refreshLiveBytes();
+    await this.#measure();
+    const now = (this.#opts.now ?? Date.now)();
+    const plan = planPrune(supervisor.index.entries(), this.#opts.leaseSpans(), policy, now);
+    const reasons = new Map(plan.prune.map((p) => [p.entry.id, p.reason]));
+    const taken = supervisor.forget([...reasons.keys()]);
+    const byReason: Record<PruneReason, number> = { age: 0, count: 0, bytes: 0 };
+    let bytesFreed = 0;
+    let failed = 0;
+    for (let i = 0; i < taken.length && !this.#closed; i += DELETE_CONCURRENCY) {
+      await Promise.all(
+        taken.slice(i, i + DELETE_CONCURRENCY).map(async (e) => {
+          try {
+            await records.remove(e.id);
+            bytesFreed += e.bytes;
+            byReason[reasons.get(e.id)!]++;
+          } catch (err) {
+            failed++;
+            this.#log.warn({ job: e.id, err }, 'could not delete a pruned job folder');
+          }
+        }),
+      );
+    }
+    const report: PruneReport = {
+      pruned: taken.length - failed,
+      bytesFreed,
+      byReason,
+      pinned: plan.pinned,
+      keptJobs: supervisor.index.size,
+      keptBytes: supervisor.index.bytes,
+      ms: Math.round(performance.now() - started),
+    };
+    this.totals.passes++;
+    this.totals.pruned += report.pruned;
+    this.totals.bytesFreed += bytesFreed;
+    if (report.pruned > 0 || failed > 0) this.#log.info(report, 'pruned finished jobs');
+    else this.#log.debug(report, 'nothing to prune');
+    return report;
+  }
+
+  /** Measures the folders of finished jobs whose size is still an estimate. */
+  async #measure(): Promise<void> {
+    const { supervisor, records } = this.#opts;
+    const todo = supervisor.index
+      .entries()
+      .filter((e) => !e.measured && isFinal(e.state))
+      .slice(0, MEASURE_PER_PASS);
+    for (const e of todo) {
+      if (this.#closed) return;
+      try {
+        supervisor.setDiskBytes(e.id, await diskUsage(records.dirOf(e.id)));
+      } catch (err) {
+        // Pruned meanwhile, or unreadable: the estimate stays.
+        this.#log.debug({ job: e.id, err }, 'could not measure a job folder');
+      }
+    }
+  }
+}
+
+/** Bytes a folder takes on disk (allocated blocks, as du counts them), symlinks not followed. */
+export async function diskUsage(path: string): Promise<number> {
+  let total = 0;
+  let seen = 0;
+  const walk = async (p: string): Promise<void> => {
+    const st = await lstat(p);
+    total += st.blocks * 512;
+    if (!st.isDirectory()) return;
+    for (const name of await readdir(p)) {
+      if (++seen > MAX_WALK_ENTRIES) return;
+      await walk(join(p, name));
+    }
+  };
+  await walk(path);
+  return total;
+}
