@@ -1,10 +1,10 @@
 /**
  * The background pruner of finished jobs (issue 11). It runs on its own timer (unref'd: it never
  * keeps the process alive) and after every `pruneEveryJobs` ended jobs, never inside a request;
- * one pass at a time. A pass measures the folders of newly finished jobs, asks the policy what
- * to remove, takes those jobs out of the supervisor's index (a late reader is then told the job
- * was pruned) and deletes their folders off the event loop. Every pass that removes something is
- * logged with what it freed.
+ * one pass at a time. A pass asks the policy what to remove, takes those jobs out of the
+ * supervisor's index (a late reader is then told the job was pruned), deletes their folders off
+ * the event loop, and then measures the folders of jobs whose size is still an estimate (the
+ * next pass uses the measurement). Every pass that removes something is logged with what it freed.
  */
 import { lstat, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -17,8 +17,12 @@ import type { Supervisor } from './supervisor.js';
 
 /** Folders measured per pass: the first pass after an upgrade must not walk 50 000 at once. */
 const MEASURE_PER_PASS = 1000;
-/** Folders deleted at the same time. */
-const DELETE_CONCURRENCY = 8;
+/**
+ * Folders deleted (and measured) at the same time: enough to keep libuv's four threads busy
+ * (17 000 folders take ~1 s instead of ~3 s at 8), few enough that a follower's read waits
+ * behind at most a few dozen small file operations.
+ */
+const FS_CONCURRENCY = 32;
 /** A job folder walk stops counting after this many entries (a work dir full of small files). */
 const MAX_WALK_ENTRIES = 100_000;
 
@@ -91,19 +95,16 @@ export class Retention {
   #kick(): void {
     if (this.#queued || this.#closed) return;
     this.#queued = true;
-    this.prune()
-      .catch((err: unknown) => this.#log.error({ err }, 'pruning job records failed'))
-      .finally(() => {
-        this.#queued = false;
-      });
+    this.prune().catch((err: unknown) => this.#log.error({ err }, 'pruning job records failed'));
   }
 
   async #pass(): Promise<PruneReport> {
     const { supervisor, records, policy } = this.#opts;
     const started = performance.now();
+    // From here on, a new trigger queues the next pass instead of being folded into this one.
+    this.#queued = false;
     this.#endedSinceLast = 0;
     supervisor.refreshLiveBytes();
-    await this.#measure();
     const now = (this.#opts.now ?? Date.now)();
     const plan = planPrune(supervisor.index.entries(), this.#opts.leaseSpans(), policy, now);
     const reasons = new Map(plan.prune.map((p) => [p.entry.id, p.reason]));
@@ -111,20 +112,19 @@ export class Retention {
     const byReason: Record<PruneReason, number> = { age: 0, count: 0, bytes: 0 };
     let bytesFreed = 0;
     let failed = 0;
-    for (let i = 0; i < taken.length && !this.#closed; i += DELETE_CONCURRENCY) {
-      await Promise.all(
-        taken.slice(i, i + DELETE_CONCURRENCY).map(async (e) => {
-          try {
-            await records.remove(e.id);
-            bytesFreed += e.bytes;
-            byReason[reasons.get(e.id)!]++;
-          } catch (err) {
-            failed++;
-            this.#log.warn({ job: e.id, err }, 'could not delete a pruned job folder');
-          }
-        }),
-      );
-    }
+    await eachLimited(taken, FS_CONCURRENCY, async (e) => {
+      if (this.#closed) return;
+      try {
+        await records.remove(e.id);
+        bytesFreed += e.bytes;
+        byReason[reasons.get(e.id)!]++;
+      } catch (err) {
+        failed++;
+        this.#log.warn({ job: e.id, err }, 'could not delete a pruned job folder');
+      }
+    });
+    // After the deletions: no time is spent measuring folders that were about to go.
+    await this.#measure();
     const report: PruneReport = {
       pruned: taken.length - failed,
       bytesFreed,
@@ -145,11 +145,13 @@ export class Retention {
   /** Measures the folders of finished jobs whose size is still an estimate. */
   async #measure(): Promise<void> {
     const { supervisor, records } = this.#opts;
+    // Newest first: the oldest are the likeliest to be pruned anyway.
     const todo = supervisor.index
       .entries()
       .filter((e) => !e.measured && isFinal(e.state))
-      .slice(0, MEASURE_PER_PASS);
-    for (const e of todo) {
+      .slice(-MEASURE_PER_PASS)
+      .reverse();
+    await eachLimited(todo, FS_CONCURRENCY, async (e) => {
       if (this.#closed) return;
       try {
         supervisor.setDiskBytes(e.id, await diskUsage(records.dirOf(e.id)));
@@ -157,7 +159,7 @@ export class Retention {
         // Pruned meanwhile, or unreadable: the estimate stays.
         this.#log.debug({ job: e.id, err }, 'could not measure a job folder');
       }
-    }
+    });
   }
 }
 
@@ -176,4 +178,17 @@ export async function diskUsage(path: string): Promise<number> {
   };
   await walk(path);
   return total;
+}
+
+/** Runs `fn` over `items` with at most `limit` at a time (a sliding window, not batches). */
+async function eachLimited<T>(
+  items: readonly T[],
+  limit: number,
+  fn: (item: T) => Promise<void>,
+): Promise<void> {
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < items.length) await fn(items[next++]!);
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
 }

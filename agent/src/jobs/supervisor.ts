@@ -23,10 +23,11 @@ import { assertTransition, isFinal, type JobStateName } from './job-state.js';
 import type { JobCredentials, JobUsers } from './job-users.js';
 
 /**
- * What a job's folder takes besides its output log until it is measured: the record, the log's
- * index, the folder and its work dir, one 4 KiB block each on ext4.
+ * What a job's folder takes besides its output log until it is measured: the folder, the record,
+ * the log (its partial last block), the log's index and an empty work dir, one 4 KiB block each
+ * on ext4. Over rather than under: the size bound must hold before the measurement comes in.
  */
-export const JOB_DIR_OVERHEAD_BYTES = 16 * 1024;
+export const JOB_DIR_OVERHEAD_BYTES = 20 * 1024;
 /** Finished jobs kept whole in memory after they ended: a client asks about a job right after it ends. */
 const RECENT_KEPT = 256;
 /** Time between SIGTERM and SIGKILL when the client names none. */
