@@ -3,6 +3,10 @@
  * under pressure, held leases pin their jobs, recently ended leases keep theirs like a user's.
  */
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { loadAgentConfig } from '../src/config.js';
 import { AGENT_OWNER } from '../src/jig/job-keeper.js';
 import type { JobIndexEntry } from '../src/jobs/job-index.js';
 import type { JobStateName } from '../src/jobs/job-state.js';
@@ -99,5 +103,30 @@ describe('retention policy', () => {
     // Under pressure it goes after agent jobs outside leases, like a user's job.
     const more = [...entries, job('power-free', AGENT_OWNER, 0.5)];
     assert.deepEqual(pruned(more, { ...DEFAULT_RETENTION, maxJobs: 1 }, ended(9)), ['power-free:count']);
+  });
+
+  it('reads the retention section of the config file over the defaults, and names a bad key', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'jiglet-retention-config-'));
+    try {
+      const file = join(dir, 'jig.yaml');
+      writeFileSync(file, 'retention:\n  userJobDays: 30\n  maxJobs: 1000\n  pruneIntervalMinutes: 5\n');
+      const { retention } = loadAgentConfig({ config: file });
+      assert.deepEqual(retention, {
+        ...DEFAULT_RETENTION,
+        userJobMaxAgeMs: 30 * DAY,
+        maxJobs: 1000,
+        intervalMs: 5 * 60_000,
+      });
+      assert.deepEqual(loadAgentConfig({}).retention, DEFAULT_RETENTION);
+      writeFileSync(file, 'retention:\n  maxBytes: 1000\n  keepForever: true\n');
+      assert.throws(
+        () => loadAgentConfig({ config: file }),
+        (err: Error) =>
+          /retention\.maxBytes: expected at least 64 MiB/.test(err.message) &&
+          /keepForever/.test(err.message),
+      );
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

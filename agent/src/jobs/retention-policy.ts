@@ -37,7 +37,7 @@ export interface RetentionPolicy {
 /**
  * Defaults for a jig left alone for a year: two weeks of users' jobs (a CI failure is looked
  * at within days), two days of power cycles and health checks, at most 5 GiB and 50 000 jobs
- * (a ~12 MiB index), checked every 10 minutes and after every 500 jobs.
+ * (an index of ~11 MiB), checked every 10 minutes and after every 500 jobs.
  */
 export const DEFAULT_RETENTION: RetentionPolicy = {
   userJobMaxAgeMs: 14 * DAY_MS,
