@@ -45,7 +45,7 @@ const heapAfterGc = (): number => {
 /** What a synthesized job is, for the assertions. */
 interface Made {
   id: string;
-  group: 'agent-old' | 'user-old' | 'agent-young' | 'user-young' | 'pinned';
+  group: 'agent-old' | 'user-old' | 'agent-young' | 'user-young' | 'big' | 'pinned';
   owner: string;
   dut: string;
   state: JobStateName;
@@ -53,7 +53,7 @@ interface Made {
 }
 
 /** Writes one finished job the way the supervisor does: folder, output log, record. */
-function writeJob(records: JobRecords, made: Made, n: number): void {
+function writeJob(records: JobRecords, made: Made, n: number, args = ['power', 'cycle']): void {
   const dir = records.createDir(made.id);
   const log = OutputLog.create(dir);
   const out = Buffer.from(`power cycle ${n}: ok\n`);
@@ -64,7 +64,7 @@ function writeJob(records: JobRecords, made: Made, n: number): void {
     owner: made.owner,
     spec: {
       command: 'jig-driver',
-      args: ['power', 'cycle'],
+      args,
       env: {},
       cwd: '',
       dut: made.dut,
@@ -110,8 +110,10 @@ describe('retention of job records', function () {
       ['agent-old', 8000, [AGENT_OWNER], 30, 3],
       ['user-old', 5000, ['operator', 'ci-bot'], 30, 15],
       ['agent-young', 3000, [AGENT_OWNER], 1.9, 0.01],
-      ['user-young', synthetic - 16_001, ['operator', 'ci-bot'], 13, 0.01],
+      ['user-young', synthetic - 16_021, ['operator', 'ci-bot'], 13, 0.01],
+      ['big', 20, ['bulk'], 0.009, 0.001],
     ];
+    const bigArgs = ['x'.repeat(110 * 1024), 'y'.repeat(110 * 1024)];
     const states: JobStateName[] = ['exited', 'exited', 'exited', 'failed', 'stopped', 'lost'];
     let n = 0;
     for (const [group, count, owners, oldest, newest] of groups) {
@@ -125,7 +127,7 @@ describe('retention of job records', function () {
           createdAt: Math.round(now - (oldest - ((oldest - newest) * i) / count) * DAY),
         };
         made.push(m);
-        writeJob(records, m, n);
+        writeJob(records, m, n, group === 'big' ? bigArgs : undefined);
       }
     }
     // An agent-owned job (a power cycle) that ran under the held lease.
@@ -196,7 +198,7 @@ describe('retention of job records', function () {
       ['bench-1'],
     );
     const keptMade = made.filter((m) => kept.has(m.id));
-    assert.deepEqual([...new Set(keptMade.map((m) => m.group))].sort(), ['pinned', 'user-young']);
+    assert.deepEqual([...new Set(keptMade.map((m) => m.group))].sort(), ['big', 'pinned', 'user-young']);
     // Oldest first: the kept users' jobs are the newest ones.
     const young = made.filter((m) => m.group === 'user-young');
     const firstKept = young.findIndex((m) => kept.has(m.id));
@@ -248,7 +250,8 @@ describe('retention of job records', function () {
       // A job started between two pages is newer than the cursor: it shifts no later page.
       if (pages === 1) real.push((await c.start({ command: 'true' })).id);
     } while (pageToken);
-    assert.equal(pages, Math.ceil(expected.length / 700));
+    // The page holding the 220 KiB jobs is cut by size, which may take one page more.
+    assert.ok(pages >= Math.ceil(expected.length / 700) && pages <= Math.ceil(expected.length / 700) + 1);
     assert.deepEqual(
       seen.map((j) => j.id),
       expected,
@@ -256,7 +259,11 @@ describe('retention of job records', function () {
 
     // Default and largest page sizes.
     assert.equal((await c.listPage()).jobs.length, 100);
-    assert.equal((await c.listPage({ pageSize: 100_000 })).jobs.length, Math.min(1000, expected.length));
+    // Past the 220 KiB jobs (which the first page is cut at), a page holds at most 1000.
+    const front = await c.listPage({ pageSize: 200 });
+    assert.ok(front.jobs.length < 200);
+    const largest = await c.listPage({ pageSize: 100_000, pageToken: front.nextPageToken });
+    assert.equal(largest.jobs.length, Math.min(1000, expected.length - front.jobs.length));
 
     // Filters, through the client's own paging.
     const kept = new Set(expected);
@@ -286,6 +293,20 @@ describe('retention of job records', function () {
     await assert.rejects(
       c.listPage({ pageToken: 'not-a-token' }),
       /page_token is not one this agent gave out/,
+    );
+  });
+
+  it('cuts a page at 4 MiB of records, whatever page_size asks, and goes on from there', async () => {
+    // 20 jobs with 220 KiB of arguments each: 4.3 MiB, more than one page by size.
+    const big = made.filter((m) => m.group === 'big').map((m) => m.id);
+    const first = await c.listPage({ owner: 'bulk', pageSize: 20 });
+    assert.ok(first.jobs.length < 20 && first.jobs.length >= 15, `${first.jobs.length} jobs on the page`);
+    assert.notEqual(first.nextPageToken, '');
+    const second = await c.listPage({ owner: 'bulk', pageToken: first.nextPageToken });
+    assert.equal(second.nextPageToken, '');
+    assert.deepEqual(
+      [...first.jobs, ...second.jobs].map((j) => j.id),
+      big.reverse(),
     );
   });
 

@@ -59,6 +59,7 @@ export class Retention {
   #endedSinceLast = 0;
   #chain: Promise<unknown> = Promise.resolve();
   #queued = false;
+  #immediate: NodeJS.Immediate | undefined;
   #closed = false;
   /** Totals since the agent started, for metrics. */
   readonly totals = { passes: 0, pruned: 0, bytesFreed: 0 };
@@ -87,20 +88,39 @@ export class Retention {
   async close(): Promise<void> {
     this.#closed = true;
     clearInterval(this.#timer);
+    clearImmediate(this.#immediate);
     this.#unsubscribe();
     await this.#chain;
   }
 
-  /** Queues a background pass unless one is already waiting to run. */
+  /**
+   * Queues a background pass unless one is already waiting to run. On the next turn of the
+   * event loop: a job's end (which triggers it) must not wait for a pass to be planned.
+   */
   #kick(): void {
     if (this.#queued || this.#closed) return;
     this.#queued = true;
-    this.prune().catch((err: unknown) => this.#log.error({ err }, 'pruning job records failed'));
+    this.#immediate = setImmediate(() => {
+      this.#immediate = undefined;
+      this.prune().catch((err: unknown) => this.#log.error({ err }, 'pruning job records failed'));
+    });
   }
 
   async #pass(): Promise<PruneReport> {
     const { supervisor, records, policy } = this.#opts;
     const started = performance.now();
+    if (this.#closed) {
+      // The agent is stopping: its supervisor may be gone; nothing is removed.
+      const kept = { keptJobs: supervisor.index.size, keptBytes: supervisor.index.bytes };
+      return {
+        pruned: 0,
+        bytesFreed: 0,
+        byReason: { age: 0, count: 0, bytes: 0 },
+        pinned: 0,
+        ...kept,
+        ms: 0,
+      };
+    }
     // From here on, a new trigger queues the next pass instead of being folded into this one.
     this.#queued = false;
     this.#endedSinceLast = 0;

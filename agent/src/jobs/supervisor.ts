@@ -356,9 +356,18 @@ export class Supervisor {
     return this.#index;
   }
 
-  /** A page of jobs matching `filter`, newest first, after `cursor`; full records, read as needed. */
-  page(filter: JobFilter, limit: number, cursor?: JobCursor): { jobs: JobView[]; more: boolean } {
+  /**
+   * A page of jobs matching `filter`, newest first, after `cursor`; full records, read as needed.
+   * `last` is where the page ended in the index (a job pruned meanwhile is skipped, not waited for).
+   */
+  page(
+    filter: JobFilter,
+    limit: number,
+    cursor?: JobCursor,
+  ): { jobs: JobView[]; more: boolean; last?: JobCursor } {
     const { jobs, more } = this.#index.page(filter, limit, cursor);
+    const end = jobs.at(-1);
+    const last = end && { createdAt: end.createdAt, id: end.id };
     const views: JobView[] = [];
     for (const e of jobs) {
       try {
@@ -368,7 +377,7 @@ export class Supervisor {
         this.#opts.log.debug({ job: e.id, err }, 'job vanished while listing');
       }
     }
-    return { jobs: views, more };
+    return { jobs: views, more, last };
   }
 
   /** Full records of the jobs whose index entry passes `match`, oldest first. */

@@ -29,26 +29,25 @@ export function jobPage(
   const limit = request.pageSize === 0 ? DEFAULT_PAGE_SIZE : Math.min(request.pageSize, MAX_PAGE_SIZE);
   const cursor = request.pageToken === '' ? undefined : decodeToken(request.pageToken);
   const filter = { states, owner: request.owner, dut: request.dut };
-  const { jobs: views, more } = supervisor.page(filter, limit, cursor);
+  const { jobs: views, more, last } = supervisor.page(filter, limit, cursor);
   const jobs: Job[] = [];
   let bytes = 0;
-  let last: JobView | undefined;
-  for (const view of views) {
+  for (const [i, view] of views.entries()) {
     const job = wire(view);
     const size = Job.encode(job).finish().length + 8;
     // The first job always goes, so a page can never be empty while jobs remain.
-    if (jobs.length > 0 && bytes + size > MAX_PAGE_BYTES) {
-      return { jobs, nextPageToken: encodeToken(last!) };
+    if (i > 0 && bytes + size > MAX_PAGE_BYTES) {
+      const sent = views[i - 1]!.record;
+      return { jobs, nextPageToken: encodeToken({ createdAt: sent.createdAt, id: sent.id }) };
     }
     jobs.push(job);
     bytes += size;
-    last = view;
   }
   return { jobs, nextPageToken: more && last ? encodeToken(last) : '' };
 }
 
-function encodeToken(view: JobView): string {
-  return Buffer.from(`${view.record.createdAt}/${view.record.id}`).toString('base64url');
+function encodeToken(key: JobCursor): string {
+  return Buffer.from(`${key.createdAt}/${key.id}`).toString('base64url');
 }
 
 function decodeToken(token: string): JobCursor {
