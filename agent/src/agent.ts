@@ -3,6 +3,7 @@
  * started in order and stopped in reverse. Tests start agents in-process through this.
  */
 import { createHash } from 'node:crypto';
+import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { JigDescription } from '../../jig-drivers/src/jig-description.js';
 import { AgentEvents } from './events/agent-events.js';
@@ -192,6 +193,7 @@ export async function startAgent(opts: {
       policy,
       events,
       log,
+      workDirOf: (id) => join(workRoot, id),
       leaseSpans: () =>
         leaseSpans(
           { held: () => leases.list(), indexLines: () => recorder.leaseIndex.lines() },

@@ -7,7 +7,7 @@
  * gRPC so that every kept job comes exactly once.
  */
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setFlagsFromString } from 'node:v8';
@@ -92,6 +92,7 @@ describe('retention of job records', function () {
   const made: Made[] = [];
   const real: string[] = [];
   let leaseFrom = 0;
+  let young: Made[] = [];
   let heapBefore = 0;
 
   before(async () => {
@@ -142,6 +143,12 @@ describe('retention of job records', function () {
     made.push(pinned);
     writeJob(records, pinned, n);
     assert.equal(made.length, synthetic);
+    // Users' jobs keep their working folder in <state>/work/<id>: a few with something in it.
+    young = made.filter((m) => m.group === 'user-young');
+    for (const m of [...young.slice(0, 5), ...young.slice(-5)]) {
+      mkdirSync(join(stateDir, 'work', m.id), { recursive: true });
+      writeFileSync(join(stateDir, 'work', m.id, 'artifact.bin'), Buffer.alloc(64 * 1024, 1));
+    }
     heapBefore = heapAfterGc();
 
     t = await startTestAgent({ stateDir, retention: POLICY });
@@ -177,14 +184,15 @@ describe('retention of job records', function () {
     // held in memory, as before issue 11, would add ~15 MiB more (measured with these records).
     assert.ok(heapGrowth < 16 * MiB, `heap grew ${(heapGrowth / MiB).toFixed(1)} MiB`);
 
-    // Disk: every job folder left, as du counts it, within the size bound.
+    // Disk: every job folder and work folder left, as du counts them, within the size bound.
     const jobsDir = join(stateDir, 'jobs');
     const folders = readdirSync(jobsDir);
     assert.equal(folders.length, supervisor.index.size);
+    const workDirs = readdirSync(join(stateDir, 'work')).map((f) => join(stateDir, 'work', f));
+    const all = [...folders.map((f) => join(jobsDir, f)), ...workDirs];
     let onDisk = 0;
-    for (let i = 0; i < folders.length; i += 64) {
-      const sizes = await Promise.all(folders.slice(i, i + 64).map((f) => diskUsage(join(jobsDir, f))));
-      for (const size of sizes) onDisk += size;
+    for (let i = 0; i < all.length; i += 64) {
+      for (const size of await Promise.all(all.slice(i, i + 64).map((f) => diskUsage(f)))) onDisk += size;
     }
     assert.ok(onDisk <= POLICY.maxBytes!, `job folders take ${(onDisk / MiB).toFixed(1)} MiB`);
     assert.ok(supervisor.index.bytes >= onDisk, 'the index counts less than the folders take');
@@ -200,13 +208,20 @@ describe('retention of job records', function () {
     const keptMade = made.filter((m) => kept.has(m.id));
     assert.deepEqual([...new Set(keptMade.map((m) => m.group))].sort(), ['big', 'pinned', 'user-young']);
     // Oldest first: the kept users' jobs are the newest ones.
-    const young = made.filter((m) => m.group === 'user-young');
     const firstKept = young.findIndex((m) => kept.has(m.id));
     assert.ok(firstKept > 0);
     assert.ok(
       young.slice(firstKept).every((m) => kept.has(m.id)),
       'an older user job outlived a newer one',
     );
+
+    // A pruned user's job loses its working folder too; a kept one's is measured with it.
+    for (const m of young.slice(0, 5)) assert.equal(existsSync(join(stateDir, 'work', m.id)), false);
+    for (const m of young.slice(-5)) {
+      assert.ok(existsSync(join(stateDir, 'work', m.id)));
+      const entry = supervisor.index.get(m.id)!;
+      assert.ok(entry.measured && entry.bytes >= 64 * 1024, `${m.id}: ${entry.bytes} bytes`);
+    }
 
     const metrics = await t.agent.metrics.registry.metrics();
     assert.match(metrics, new RegExp(`^jiglet_state_jobs ${supervisor.index.size}$`, 'm'));

@@ -6,7 +6,7 @@
  * the event loop, and then measures the folders of jobs whose size is still an estimate (the
  * next pass uses the measurement). Every pass that removes something is logged with what it freed.
  */
-import { lstat, readdir } from 'node:fs/promises';
+import { lstat, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { AgentEvents } from '../events/agent-events.js';
@@ -45,6 +45,11 @@ export interface RetentionOptions {
   policy: RetentionPolicy;
   events: AgentEvents;
   log: Logger;
+  /**
+   * Where a user's job has its working folder outside its job folder (`<state>/work/<id>`, see
+   * Job privileges); it is measured and deleted with the job.
+   */
+  workDirOf?: (id: string) => string;
   /** The leases that protect jobs: held ones, and ended ones still in the run record. */
   leaseSpans: () => LeaseSpan[];
   now?: () => number;
@@ -136,6 +141,8 @@ export class Retention {
       if (this.#closed) return;
       try {
         await records.remove(e.id);
+        const work = this.#opts.workDirOf?.(e.id);
+        if (work) await rm(work, { recursive: true, force: true, maxRetries: 2 });
         bytesFreed += e.bytes;
         byReason[reasons.get(e.id)!]++;
       } catch (err) {
@@ -174,7 +181,9 @@ export class Retention {
     await eachLimited(todo, FS_CONCURRENCY, async (e) => {
       if (this.#closed) return;
       try {
-        supervisor.setDiskBytes(e.id, await diskUsage(records.dirOf(e.id)));
+        const work = this.#opts.workDirOf?.(e.id);
+        const workBytes = work ? await diskUsage(work).catch(zeroIfMissing) : 0;
+        supervisor.setDiskBytes(e.id, (await diskUsage(records.dirOf(e.id))) + workBytes);
       } catch (err) {
         // Pruned meanwhile, or unreadable: the estimate stays.
         this.#log.debug({ job: e.id, err }, 'could not measure a job folder');
@@ -198,6 +207,12 @@ export async function diskUsage(path: string): Promise<number> {
   };
   await walk(path);
   return total;
+}
+
+/** 0 for a folder that does not exist (an agent-owned job has no work folder there). */
+function zeroIfMissing(err: unknown): number {
+  if ((err as NodeJS.ErrnoException).code === 'ENOENT') return 0;
+  throw err;
 }
 
 /** Runs `fn` over `items` with at most `limit` at a time (a sliding window, not batches). */
