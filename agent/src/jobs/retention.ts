@@ -136,6 +136,7 @@ export class Retention {
     const taken = supervisor.forget([...reasons.keys()]);
     const byReason: Record<PruneReason, number> = { age: 0, count: 0, bytes: 0 };
     let bytesFreed = 0;
+    let deleted = 0;
     let failed = 0;
     await eachLimited(taken, FS_CONCURRENCY, async (e) => {
       if (this.#closed) return;
@@ -144,6 +145,7 @@ export class Retention {
         const work = this.#opts.workDirOf?.(e.id);
         if (work) await rm(work, { recursive: true, force: true, maxRetries: 2 });
         bytesFreed += e.bytes;
+        deleted++;
         byReason[reasons.get(e.id)!]++;
       } catch (err) {
         failed++;
@@ -153,7 +155,8 @@ export class Retention {
     // After the deletions: no time is spent measuring folders that were about to go.
     await this.#measure();
     const report: PruneReport = {
-      pruned: taken.length - failed,
+      // Folders left by a close mid-pass are found and pruned again by the next agent.
+      pruned: deleted,
       bytesFreed,
       byReason,
       pinned: plan.pinned,
