@@ -106,7 +106,7 @@ export async function startAgent(opts: {
     });
     await supervisor.recover();
     const images = new ImageCache({ stateDir, limitBytes: opts.imageCacheBytes, log });
-    const leases = new LeaseManager({ stateDir, maxLifetimeMs: opts.leaseMaxLifetimeMs });
+    const leases = new LeaseManager({ stateDir, maxLifetimeMs: opts.leaseMaxLifetimeMs, log });
     // Listening before the jig starts: its captures and a lease that expired while the agent was
     // down are part of the record.
     const recorder = new RunRecorder({ stateDir, events, leases, supervisor, log });

@@ -7,6 +7,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
+import { type Logger, pino } from 'pino';
 import { failedPrecondition, invalidArgument, JigletError, notFound } from '../../../protocol/src/errors.js';
 import { LeaseJournal, type SavedLeases } from './lease-journal.js';
 
@@ -63,6 +64,8 @@ export class LeaseManager extends EventEmitter {
   readonly #maxLifetimeMs: number;
   readonly #now: () => number;
   readonly #tokens = new Map<string, number>();
+  /** The last token of a DUT not in #tokens (above 0 once damaged lease state was reset). */
+  readonly #tokenFloor: number;
   readonly #leases = new Map<string, Lease>(); // by DUT
   readonly #timers = new Map<string, NodeJS.Timeout>(); // by lease id
   readonly #waiters: Waiter[] = [];
@@ -72,12 +75,13 @@ export class LeaseManager extends EventEmitter {
   #closed = false;
   #gate: ClaimGate = () => undefined;
 
-  constructor(opts: { stateDir: string; maxLifetimeMs?: number; now?: () => number }) {
+  constructor(opts: { stateDir: string; maxLifetimeMs?: number; now?: () => number; log?: Logger }) {
     super();
     this.#maxLifetimeMs = opts.maxLifetimeMs ?? 7 * 24 * 3600 * 1000;
     this.#now = opts.now ?? Date.now;
-    this.#journal = new LeaseJournal(opts.stateDir);
+    this.#journal = new LeaseJournal(opts.stateDir, opts.log ?? pino({ enabled: false }));
     const saved = this.#journal.load();
+    this.#tokenFloor = saved.tokenFloor ?? 0;
     for (const [dut, token] of saved.tokens) this.#tokens.set(dut, token);
     for (const [dut, lease] of saved.leases) this.#leases.set(dut, lease);
   }
@@ -270,7 +274,7 @@ export class LeaseManager extends EventEmitter {
 
   #grant(dut: string, holder: string, ttlMs: number): Lease {
     const now = this.#now();
-    const token = (this.#tokens.get(dut) ?? 0) + 1;
+    const token = (this.#tokens.get(dut) ?? this.#tokenFloor) + 1;
     this.#tokens.set(dut, token);
     const lease: Lease = {
       id: randomUUID(),
