@@ -1,16 +1,19 @@
 /**
- * Durable job records: one JSON file per job in the state directory, replaced atomically and
- * fsynced (see atomic-json.ts) so neither a crash nor a power cut leaves a half-written record.
+ * Durable job records: one JSON file per job in the state directory, replaced atomically so a
+ * crash never leaves a half-written record. A job's final record is fsynced, so its outcome
+ * survives a power cut; the pending and running ones are not (three fsyncs per job would block
+ * the event loop for every power action): after a power cut such a job is `lost`, or, when even
+ * its first record did not reach the disk, moved aside as damaged.
  */
 import { mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { JigletError } from '../../../protocol/src/errors.js';
-import { fsyncDir, writeJsonAtomic } from '../state/atomic-json.js';
+import { writeJsonAtomic } from '../state/atomic-json.js';
 import { DAMAGED_MARK, moveAside, shapeProblem } from '../state/damaged-file.js';
 import type { CgroupPaths } from './containment.js';
 import { JobRecordSchema } from './job-record-shape.js';
 import type { JobSpecInput } from './job-spec.js';
-import type { JobStateName } from './job-state.js';
+import { isFinal, type JobStateName } from './job-state.js';
 
 /** Why a stopped job stopped. */
 export type StopReason = 'request' | 'timeout' | 'shutdown' | 'lease' | 'error';
@@ -53,17 +56,16 @@ export class JobRecords {
     return join(this.root, id);
   }
 
-  /** Creates the job's folder; fails if it exists. Its entry in `jobs/` is made durable too. */
+  /** Creates the job's folder; fails if it exists. */
   createDir(id: string): string {
     const dir = this.dirOf(id);
     mkdirSync(dir);
-    fsyncDir(this.root);
     return dir;
   }
 
-  /** Writes the record atomically. Synchronous so that saves of one job never reorder. */
+  /** Writes the record atomically (durably once final). Synchronous so saves of one job never reorder. */
   save(record: JobRecord): void {
-    writeJsonAtomic(join(this.dirOf(record.id), RECORD_FILE), record);
+    writeJsonAtomic(join(this.dirOf(record.id), RECORD_FILE), record, { durable: isFinal(record.state) });
   }
 
   /**
