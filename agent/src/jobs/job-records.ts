@@ -91,7 +91,7 @@ export class JobRecords {
       const read =
         text === undefined ? { ok: false as const, problem: 'missing' } : shapeProblem(text, JobRecordSchema);
       if (read.ok && read.value.id === entry.name) {
-        records.push(read.value);
+        records.push(read.value as JobRecord);
         continue;
       }
       const problem = read.ok ? `it is the record of job ${read.value.id}` : read.problem;

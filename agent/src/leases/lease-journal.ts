@@ -39,7 +39,13 @@ const TOKEN_RESERVE = 1000;
 /** What the log says starts over when a lease file is damaged. */
 const RESET = 'no lease is held any more, and fencing tokens continue above any handed out before';
 
-const LeaseSchema: z.ZodType<Lease> = z.looseObject({
+/** What replay and expiry rely on; fields a newer Lease has pass through as they are. */
+type LeaseCore = Pick<
+  Lease,
+  'id' | 'dut' | 'holder' | 'token' | 'ttlMs' | 'acquiredAt' | 'expiresAt' | 'maxExpiresAt'
+>;
+
+const LeaseSchema: z.ZodType<LeaseCore> = z.looseObject({
   id: z.string(),
   dut: z.string(),
   holder: z.string(),
@@ -107,7 +113,7 @@ export class LeaseJournal {
     const snap = loadJsonState(this.#snapshot, SnapshotSchema, { log: this.#log, reset: RESET });
     const saved = snap.state === 'ok' ? snap.value : undefined;
     const tokens = new Map(Object.entries(saved?.tokens ?? {}));
-    const leases = new Map((saved?.leases ?? []).map((l) => [l.dut, l]));
+    const leases = new Map((saved?.leases ?? []).map((l) => [l.dut, l as Lease]));
     const reserved = new Map(Object.entries(saved?.reserved ?? {}));
     this.#tokenFloor = saved?.tokenFloor ?? 0;
     const text = readFileSync(this.#journal, 'utf8');
@@ -285,7 +291,7 @@ function apply(
   }
   if (entry.op === 'grant') {
     tokens.set(entry.lease.dut, Math.max(tokens.get(entry.lease.dut) ?? 0, entry.lease.token));
-    leases.set(entry.lease.dut, entry.lease);
+    leases.set(entry.lease.dut, entry.lease as Lease);
     return;
   }
   const lease = [...leases.values()].find((l) => l.id === entry.id);
