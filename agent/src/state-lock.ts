@@ -5,9 +5,10 @@
  * exactly one gets it) and drops it when the agent dies however it dies (SIGKILL, OOM, power
  * cut), so a stale lock or a pid reused by another process never blocks a start.
  *
- * Node has no flock. Native addons for it (fs-ext, os-lock) are compiled at install time, which
- * a jig host may not be able to do; so `flock(1)` from util-linux (Essential on Debian; busybox
- * has it too) takes the lock for us: it is handed our open file as its fd 3, locks it and exits.
+ * Node has no flock. The addon that has one (fs-ext) is compiled by its install script: it
+ * builds here, but needs a compiler and Node's headers on every jig host and a rebuild per Node
+ * ABI. So `flock(1)` from util-linux (Essential on Debian; busybox has it too) takes the lock for
+ * us: it is handed our open file as its fd 3, locks it and exits.
  * An flock belongs to the open file, not to the process that took it, and our descriptor of that
  * file stays open, so the lock is held until the agent closes it or exits. Node opens files
  * close-on-exec, so jobs never inherit it and cannot keep a dead agent's lock alive.
