@@ -76,8 +76,8 @@ describe('state files that a crash or a disk damaged', () => {
     return { agent, as: (name) => agent.client(name) };
   }
 
-  /** A copy of the good state directory for one case. */
   let cases = 0;
+  /** A copy of the good state directory for one case. */
   function copyOfGood(): string {
     const dir = join(work, `case-${++cases}`);
     cpSync(good, dir, { recursive: true });
@@ -144,7 +144,7 @@ describe('state files that a crash or a disk damaged', () => {
     const lease = await operator.leases.claim({ dut: 'd1', ttlMs: 600_000 });
     assert.equal(lease.fencingToken, 42n);
     leaseId = lease.id;
-    // Renewals are the journal's last lines, and the ones a crash may tear.
+    // Not fsynced: renewals and (at the clean stop below) tokens given back end the journal.
     await operator.leases.renew(leaseId);
     await as('admin').jig.setState('d2', 'maintenance', 'relay board');
     await agent.stop();
