@@ -122,7 +122,7 @@ export async function startAgent(opts: {
     });
     await supervisor.recover();
     const images = new ImageCache({ stateDir, limitBytes: opts.imageCacheBytes, log });
-    const leases = new LeaseManager({ stateDir, maxLifetimeMs: opts.leaseMaxLifetimeMs });
+    const leases = new LeaseManager({ stateDir, maxLifetimeMs: opts.leaseMaxLifetimeMs, log });
     deviceAccess = new LeaseDeviceAccess({ duts: opts.jig?.duts ?? [], users: jobUsers, leases, log });
     deviceAccess.start();
     // Listening before the jig starts: its captures and a lease that expired while the agent was

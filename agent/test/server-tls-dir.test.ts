@@ -66,7 +66,7 @@ describe('the agent’s TLS folder', function () {
       tlsDir: demo,
       logLevel: 'warn',
       extraArgs: ['--allow-ca-key'],
-      captureStderr: true,
+      stderr: 'capture',
     });
     try {
       assert.match(agent.stderr(), /serving beside the CA's private key \(--allow-ca-key\)/);

@@ -79,8 +79,13 @@ export class ImageCache {
         if (!meta || meta.size !== size) throw new Error('meta.json missing or size differs');
         this.#images.set(entry.name, { ...meta, sha256: entry.name, inUse: 0 });
       } catch (err) {
-        // A half-moved image is worth less than the space it takes: drop it, it can be re-uploaded.
-        this.#log.warn({ image: entry.name, err }, 'dropping an unreadable cached image');
+        // A half-moved image, or one whose metadata was damaged, is worth less than the space it
+        // takes (a bounded cache would keep a moved-aside copy forever): drop it, `jigctl flash`
+        // uploads it again.
+        this.#log.error(
+          { image: entry.name, err },
+          `cached image ${entry.name} is unreadable (${(err as Error).message}); dropped it from the cache, the next flash uploads it again`,
+        );
         rmSync(join(this.#dir, entry.name), { recursive: true, force: true });
       }
     }

@@ -6,7 +6,10 @@
  */
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { readJsonIfPresent, writeJsonAtomic } from '../state/atomic-json.js';
+import type { Logger } from 'pino';
+import { z } from 'zod';
+import { writeJsonAtomic } from '../state/atomic-json.js';
+import { loadJsonState } from '../state/damaged-file.js';
 
 /** Whether a DUT may be leased: `good`, or held back by a failed check or an admin. */
 export type HealthState = 'good' | 'bad' | 'maintenance';
@@ -29,24 +32,54 @@ export interface DutHealthRecord {
   since: number;
 }
 
+const HealthRecordSchema: z.ZodType<DutHealthRecord> = z.object({
+  state: z.enum(['good', 'bad', 'maintenance']),
+  reason: z.string(),
+  by: z.string(),
+  changedAt: z.number(),
+  lastCheckAt: z.number(),
+  lastCheckJobId: z.string(),
+  lastCheckPassed: z.boolean(),
+  leasesSinceCheck: z.number(),
+  since: z.number(),
+});
+
+/** Who set the state of a DUT whose health file was damaged. */
+export const STATE_FILE_SETTER = '@jiglet-state';
+
 /** Reads and writes `<state>/duts/<name>.health.json`. */
 export class DutHealthFile {
   readonly #path: string;
+  readonly #dut: string;
+  readonly #log: Logger;
 
-  constructor(stateDir: string, dut: string) {
+  constructor(stateDir: string, dut: string, log: Logger) {
     const dir = join(stateDir, 'duts');
     mkdirSync(dir, { recursive: true });
     this.#path = join(dir, `${dut}.health.json`);
+    this.#dut = dut;
+    this.#log = log;
   }
 
-  /** The saved record; a DUT seen for the first time is good, and that is saved at once. */
+  /**
+   * The saved record; a DUT seen for the first time is good, and that is saved at once. A damaged
+   * file is moved aside and the DUT goes to maintenance: it may have been quarantined or taken out
+   * of service, and a lab must not hand out a board it knows nothing about. An admin sets it back.
+   */
   load(now: number): DutHealthRecord {
-    const saved = readJsonIfPresent<DutHealthRecord>(this.#path);
-    if (saved) return saved;
+    const dut = this.#dut;
+    const loaded = loadJsonState(this.#path, HealthRecordSchema, {
+      log: this.#log,
+      reset: `${dut} is in maintenance until an admin sets it good (jigctl dut state ${dut} good)`,
+    });
+    if (loaded.state === 'ok') return loaded.value;
+    const damaged = loaded.state === 'damaged';
     const fresh: DutHealthRecord = {
-      state: 'good',
-      reason: '',
-      by: '',
+      state: damaged ? 'maintenance' : 'good',
+      reason: damaged
+        ? `its health file was damaged (moved aside to ${loaded.movedTo}); an admin sets it back with jigctl dut state ${dut} good`
+        : '',
+      by: damaged ? STATE_FILE_SETTER : '',
       changedAt: now,
       lastCheckAt: 0,
       lastCheckJobId: '',

@@ -55,7 +55,7 @@ export class JigRuntime {
       for (const dut of opts.jig?.duts ?? []) {
         const dutRuntime = new DutRuntime(dut, {
           ...opts,
-          stateFile: new DutStateFile(opts.stateDir, dut.name),
+          stateFile: new DutStateFile(opts.stateDir, dut.name, opts.log),
         });
         runtime.#duts.set(dut.name, dutRuntime);
         await dutRuntime.start();
@@ -64,7 +64,7 @@ export class JigRuntime {
           new DutHealth(dut.name, dut.healthCheck, {
             leases: opts.leases,
             supervisor: opts.supervisor,
-            file: new DutHealthFile(opts.stateDir, dut.name),
+            file: new DutHealthFile(opts.stateDir, dut.name, opts.log),
             source: runtime.#source,
             log: opts.log,
             events: opts.events,

@@ -1,14 +1,20 @@
 /**
- * Durable job records: one JSON file per job in the state directory, replaced atomically
- * (write a temporary file, then rename) so a crash never leaves a half-written record.
+ * Durable job records: one JSON file per job in the state directory, replaced atomically so a
+ * crash never leaves a half-written record. A job's final record is fsynced, so its outcome
+ * survives a power cut; the pending and running ones are not (three fsyncs per job would block
+ * the event loop for every power action): after a power cut such a job is `lost`, or, when even
+ * its first record did not reach the disk, moved aside as damaged.
  */
 import { chmodSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import { JigletError } from '../../../protocol/src/errors.js';
 import { writeJsonAtomic } from '../state/atomic-json.js';
+import { DAMAGED_MARK, moveAside, shapeProblem } from '../state/damaged-file.js';
 import type { CgroupPaths } from './containment.js';
+import { JobRecordSchema } from './job-record-shape.js';
 import type { JobSpecInput } from './job-spec.js';
-import type { JobStateName } from './job-state.js';
+import { isFinal, type JobStateName } from './job-state.js';
 
 /** Why a stopped job stopped. */
 export type StopReason = 'request' | 'timeout' | 'shutdown' | 'lease' | 'error';
@@ -64,22 +70,46 @@ export class JobRecords {
     return dir;
   }
 
-  /** Writes the record atomically. Synchronous so that saves of one job never reorder. */
+  /** Writes the record atomically (durably once final). Synchronous so saves of one job never reorder. */
   save(record: JobRecord): void {
-    writeJsonAtomic(join(this.dirOf(record.id), RECORD_FILE), record);
+    writeJsonAtomic(join(this.dirOf(record.id), RECORD_FILE), record, { durable: isFinal(record.state) });
   }
 
-  /** Loads every readable record; unreadable ones are reported to `onBad` and skipped. */
+  /**
+   * Loads every readable record; unreadable ones are reported to `onBad` and skipped. A record
+   * that is missing, not JSON or not a job record loses that one job, never the agent: its folder
+   * (output included, for a person to look at) is moved aside as `<id>.corrupt-TIME`.
+   */
   loadAll(onBad: (dir: string, err: unknown) => void): JobRecord[] {
     const records: JobRecord[] = [];
     for (const entry of readdirSync(this.root, { withFileTypes: true })) {
-      if (!entry.isDirectory()) continue;
+      if (!entry.isDirectory() || entry.name.includes(DAMAGED_MARK)) continue;
       const dir = join(this.root, entry.name);
+      let text: string | undefined;
       try {
-        records.push(JSON.parse(readFileSync(join(dir, RECORD_FILE), 'utf8')) as JobRecord);
+        text = readFileSync(join(dir, RECORD_FILE), 'utf8');
       } catch (err) {
-        onBad(dir, err);
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') {
+          onBad(dir, err); // permissions, I/O: the host's to fix; the folder stays as it is
+          continue;
+        }
+        // Created, then the agent died before the first save: the job never started.
       }
+      const read =
+        text === undefined ? { ok: false as const, problem: 'missing' } : shapeProblem(text, JobRecordSchema);
+      if (read.ok && read.value.id === entry.name) {
+        records.push(read.value as JobRecord);
+        continue;
+      }
+      const problem = read.ok ? `it is the record of job ${read.value.id}` : read.problem;
+      const movedTo = moveAside(dir);
+      onBad(
+        dir,
+        new JigletError(
+          'JIGLET_E_INTERNAL',
+          `job record ${join(dir, RECORD_FILE)} is damaged (${problem}); moved the job aside to ${movedTo}: that job is gone, the others are kept`,
+        ),
+      );
     }
     return records;
   }

@@ -128,7 +128,9 @@ export class Supervisor {
    */
   async recover(): Promise<void> {
     const { records, containment, log } = this.#opts;
-    const loaded = records.loadAll((dir, err) => log.warn({ dir, err }, 'skipping unreadable job record'));
+    const loaded = records.loadAll((dir, err) =>
+      log.error({ dir, err }, 'skipping an unreadable job record'),
+    );
     for (const record of loaded) {
       if (!isFinal(record.state)) {
         if (record.cgroup) {

@@ -9,6 +9,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
+import { type Logger, pino } from 'pino';
 import { failedPrecondition, invalidArgument, JigletError, notFound } from '../../../protocol/src/errors.js';
 import type { Identity } from '../auth/identity.js';
 import { checkFence } from './lease-fence.js';
@@ -70,6 +71,8 @@ export class LeaseManager extends EventEmitter {
   readonly #maxLifetimeMs: number;
   readonly #now: () => number;
   readonly #tokens = new Map<string, number>();
+  /** The last token of a DUT not in #tokens (above 0 once damaged lease state was reset). */
+  readonly #tokenFloor: number;
   readonly #leases = new Map<string, Lease>(); // by DUT
   readonly #timers = new Map<string, NodeJS.Timeout>(); // by lease id
   readonly #waiters: Waiter[] = [];
@@ -81,12 +84,13 @@ export class LeaseManager extends EventEmitter {
   #closed = false;
   #gate: ClaimGate = () => undefined;
 
-  constructor(opts: { stateDir: string; maxLifetimeMs?: number; now?: () => number }) {
+  constructor(opts: { stateDir: string; maxLifetimeMs?: number; now?: () => number; log?: Logger }) {
     super();
     this.#maxLifetimeMs = opts.maxLifetimeMs ?? 7 * 24 * 3600 * 1000;
     this.#now = opts.now ?? Date.now;
-    this.#journal = new LeaseJournal(opts.stateDir);
+    this.#journal = new LeaseJournal(opts.stateDir, opts.log ?? pino({ enabled: false }));
     const saved = this.#journal.load();
+    this.#tokenFloor = saved.tokenFloor ?? 0;
     for (const [dut, token] of saved.tokens) this.#tokens.set(dut, token);
     for (const [dut, lease] of saved.leases) this.#leases.set(dut, lease);
   }
@@ -298,7 +302,7 @@ export class LeaseManager extends EventEmitter {
 
   #grant(dut: string, holder: string, ttlMs: number): Lease {
     const now = this.#now();
-    const token = (this.#tokens.get(dut) ?? 0) + 1;
+    const token = (this.#tokens.get(dut) ?? this.#tokenFloor) + 1;
     this.#tokens.set(dut, token);
     const lease: Lease = {
       id: randomUUID(),
