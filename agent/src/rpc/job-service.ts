@@ -20,9 +20,9 @@ import { boundedNumber, validateJobSpec } from '../jobs/job-spec.js';
 import { DEFAULT_GRACE_MS, type JobView, type Supervisor } from '../jobs/supervisor.js';
 import { leaseOf } from '../leases/lease-header.js';
 import type { LeaseManager } from '../leases/lease-manager.js';
-import { followLog } from '../output/follow-log.js';
+import { FOLLOW_INFLIGHT_BYTES, followLog } from '../output/follow-log.js';
 import { stateName, toWireJob } from './job-wire.js';
-import { abortWhenClientGone, eventOrAbort, failStream, statusFor, unary } from './respond.js';
+import { abortWhenClientGone, ByteBoundedWriter, failStream, statusFor, unary } from './respond.js';
 
 /** Longest grace period a client may ask for. */
 const MAX_GRACE_MS = 10 * 60 * 1000;
@@ -123,6 +123,7 @@ async function streamOutput(
         `offset ${rawOffset} is past the end of job ${view.record.id}'s output (${output.length} bytes)`,
       );
     }
+    const out = new ByteBoundedWriter<StreamOutputResponse>(call, FOLLOW_INFLIGHT_BYTES);
     const end = await followLog({
       log: output,
       offset: Number(rawOffset),
@@ -130,17 +131,20 @@ async function streamOutput(
       signal: controller.signal,
       sink: {
         send: (piece) =>
-          call.write({
-            chunk: {
-              offset: BigInt(piece.offset),
-              data: piece.data,
-              stream:
-                piece.stream === 'stderr'
-                  ? OutputStream.OUTPUT_STREAM_STDERR
-                  : OutputStream.OUTPUT_STREAM_STDOUT,
+          out.write(
+            {
+              chunk: {
+                offset: BigInt(piece.offset),
+                data: piece.data,
+                stream:
+                  piece.stream === 'stderr'
+                    ? OutputStream.OUTPUT_STREAM_STDERR
+                    : OutputStream.OUTPUT_STREAM_STDOUT,
+              },
             },
-          }),
-        drained: (signal) => eventOrAbort(call, 'drain', signal),
+            piece.data.length,
+          ),
+        drained: (signal) => out.drained(signal),
       },
     });
     if (end === 'aborted') return;
