@@ -14,6 +14,7 @@ import { join } from 'node:path';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { type ClientReadableStream, credentials } from '@grpc/grpc-js';
+import { FOLLOW_INFLIGHT_BYTES } from '../../agent/src/output/follow-log.js';
 import { startTestAgent, type TestAgent } from '../../fixtures/test-support/test-agent.js';
 import { waitUntil } from '../../fixtures/test-support/wait-until.js';
 import { JobServiceClient, type StreamOutputResponse } from '../../protocol/gen/jiglet/v1/jobs.js';
@@ -123,6 +124,32 @@ describe('dropped output streams', function () {
     return calls;
   }
 
+  /**
+   * A client process (plain grpc-js) with STREAMS follows on one connection to `address` that it
+   * never reads. Its own sockets stay out of this process's fd table, which is the agent's.
+   */
+  function dropperProcess(address: string): { kill(): Promise<void> } {
+    const child = spawn(
+      process.execPath,
+      [
+        join(import.meta.dirname, '../../dist/fixtures/test-support/drop-streams-client.js'),
+        address,
+        ...(['ca', 'cert', 'key'] as const).map((k) => t.pki.as('operator', address)[k]),
+        jobId,
+        String(STREAMS),
+        'kill',
+      ],
+      { stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, JIGLET_DROP_READ: '0' } },
+    );
+    const exited = once(child, 'exit');
+    return {
+      async kill() {
+        child.kill('SIGKILL');
+        await exited;
+      },
+    };
+  }
+
   /** Followers the agent has, counted both by its registry and by readers of the log. */
   function followingNow(): number {
     const followers = t.agent.grpc.followers.active.size;
@@ -131,7 +158,8 @@ describe('dropped output streams', function () {
 
   it('gives back sockets, file handles, followers and memory however the client goes', async () => {
     const log = t.agent.supervisor.get(jobId).output();
-    const followers = t.agent.grpc.followers.active;
+    const registry = t.agent.grpc.followers;
+    const followers = registry.active;
     const relay = await startRelay(t.agent.port);
     try {
       // Warm-up round, so lazily created things (TLS contexts, grpc-js and protobuf code paths)
@@ -154,32 +182,30 @@ describe('dropped output streams', function () {
         await waitUntil('followers of the cancelled calls to leave', () => followers.size === 0);
 
         // 2. The connection is cut under live calls (RST), the client never says goodbye.
-        const c2 = rawClient(`127.0.0.1:${relay.port}`);
-        await stalledFollows(c2, STREAMS);
+        const cutClient = dropperProcess(`127.0.0.1:${relay.port}`);
+        await waitUntil('the agent to follow for every call', () => followingNow() === STREAMS, 10_000);
+        // Mid-send: every follower has filled its share of the transport and waits. What it
+        // handed grpc-js is bounded in bytes; grpc-js's own queue held 16 messages per stream.
+        await waitUntil('every follower to wait for its client', () => registry.stalled === STREAMS, 10_000);
+        const pinned = memoryAfterGc() - baseMemory;
+        assert.ok(
+          pinned < STREAMS * 3 * FOLLOW_INFLIGHT_BYTES,
+          `${STREAMS} stalled followers pin ${(pinned / 2 ** 20).toFixed(1)} MiB`,
+        );
         relay.cut();
-        c2.close();
-        await waitUntil('followers of the cut connection to leave', () => followers.size === 0);
+        // Mostly at once; when the agent's socket was mid-write at the cut, Node's HTTP/2 session
+        // is not reading it and only the server keepalive (10 s + 5 s) notices the peer is gone.
+        await waitUntil('followers of the cut connection to leave', () => followers.size === 0, 20_000);
+        await cutClient.kill();
       }
 
       // 3. The client process is killed (SIGKILL) with its calls stalled mid-send.
-      const child = spawn(
-        process.execPath,
-        [
-          join(import.meta.dirname, '../../dist/fixtures/test-support/drop-streams-client.js'),
-          t.address,
-          ...(['ca', 'cert', 'key'] as const).map((k) => t.pki.as('operator', t.address)[k]),
-          jobId,
-          String(STREAMS),
-          'kill',
-        ],
-        { stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, JIGLET_DROP_READ: '0' } },
-      );
-      const exited = once(child, 'exit');
+      const killed = dropperProcess(t.address);
       await waitUntil('the agent to follow for every call', () => followingNow() === STREAMS, 10_000);
-      child.kill('SIGKILL');
-      await exited;
+      await killed.kill();
 
       await waitUntil('every follower to leave', () => followers.size === 0, 10_000);
+      assert.equal(registry.stalled, 0, 'followers still waiting for a transport');
       await waitUntil('log readers and waiters to be released', () => log.readers === 0 && log.waiting === 0);
       await waitUntil(
         'the agent to close the dropped connections',
@@ -195,6 +221,7 @@ describe('dropped output streams', function () {
       // 125 dropped streams that had ~1.2 GiB of log to send between them: a few MiB of noise.
       assert.ok(grown < 8 * 2 ** 20, `memory after GC grew by ${(grown / 2 ** 20).toFixed(1)} MiB`);
     } finally {
+      relay.cut();
       await relay.close();
     }
   });

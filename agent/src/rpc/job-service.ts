@@ -32,6 +32,8 @@ const MAX_ID_LENGTH = 64;
 /** Live follower streams, for shutdown and leak checks. */
 export interface FollowerRegistry {
   readonly active: Set<AbortController>;
+  /** Output followers waiting for their client to take what was already sent (leak checks). */
+  stalled: number;
 }
 
 /** Builds the JobService handlers over a supervisor. */
@@ -144,7 +146,14 @@ async function streamOutput(
             },
             piece.data.length,
           ),
-        drained: (signal) => out.drained(signal),
+        drained: async (signal) => {
+          followers.stalled += 1;
+          try {
+            await out.drained(signal);
+          } finally {
+            followers.stalled -= 1;
+          }
+        },
       },
     });
     if (end === 'aborted') return;
