@@ -6,7 +6,14 @@
 import type { LogPiece, OutputLog } from './output-log.js';
 
 /** Largest piece read and sent at once: big enough for throughput, small enough for latency. */
-export const FOLLOW_PIECE_BYTES = 256 * 1024;
+export const FOLLOW_PIECE_BYTES = 128 * 1024;
+
+/**
+ * Bytes a follower may have handed to the transport and not yet flushed: two pieces, so the next
+ * read overlaps the send, and a follower that stops reading (or is abandoned on a connection that
+ * stays up) holds at most this much, not the transport's 16 messages.
+ */
+export const FOLLOW_INFLIGHT_BYTES = 2 * FOLLOW_PIECE_BYTES;
 
 /** What the pump needs from a transport (a gRPC server stream in production). */
 export interface FollowSink {

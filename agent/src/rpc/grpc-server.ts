@@ -47,8 +47,13 @@ export interface GrpcServer {
   close(timeoutMs?: number): Promise<void>;
 }
 
-const KEEPALIVE_TIME_MS = 30_000;
-const KEEPALIVE_TIMEOUT_MS = 10_000;
+/**
+ * A client that vanishes without a FIN or RST the agent reads (host gone, cable pulled, or an RST
+ * that arrives while Node's HTTP/2 session is waiting on a write and not reading the socket) is
+ * only noticed by a ping that goes unanswered. Its followers, socket and buffers live that long.
+ */
+const KEEPALIVE_TIME_MS = 10_000;
+const KEEPALIVE_TIMEOUT_MS = 5_000;
 
 /** Binds and starts the server on `host:port` (port 0 = any free port). */
 export async function startGrpcServer(opts: {
@@ -78,7 +83,7 @@ export async function startGrpcServer(opts: {
     'grpc.keepalive_permit_without_calls': 1,
     'grpc.max_receive_message_length': 8 * 1024 * 1024,
   });
-  const followers: FollowerRegistry = { active: new Set() };
+  const followers: FollowerRegistry = { active: new Set(), stalled: 0 };
   server.addService(JobServiceService, jobService(opts.supervisor, log, followers, opts.leases));
   server.addService(
     JigServiceService,

@@ -21,10 +21,10 @@ import { DEFAULT_GRACE_MS, type JobView, type Supervisor } from '../jobs/supervi
 import { leaseOf } from '../leases/lease-header.js';
 import { fenceStartedJob } from '../leases/lease-jobs.js';
 import type { LeaseManager } from '../leases/lease-manager.js';
-import { followLog } from '../output/follow-log.js';
+import { FOLLOW_INFLIGHT_BYTES, followLog } from '../output/follow-log.js';
 import { jobPage } from './job-page.js';
 import { stateName, toWireJob } from './job-wire.js';
-import { abortWhenClientGone, eventOrAbort, failStream, statusFor, unary } from './respond.js';
+import { abortWhenClientGone, ByteBoundedWriter, failStream, statusFor, unary } from './respond.js';
 
 /** Longest grace period a client may ask for. */
 const MAX_GRACE_MS = 10 * 60 * 1000;
@@ -34,6 +34,8 @@ const MAX_ID_LENGTH = 64;
 /** Live follower streams, for shutdown and leak checks. */
 export interface FollowerRegistry {
   readonly active: Set<AbortController>;
+  /** Output followers waiting for their client to take what was already sent (leak checks). */
+  stalled: number;
 }
 
 /** Builds the JobService handlers over a supervisor. */
@@ -122,6 +124,7 @@ async function streamOutput(
         `offset ${rawOffset} is past the end of job ${view.record.id}'s output (${output.length} bytes)`,
       );
     }
+    const out = new ByteBoundedWriter<StreamOutputResponse>(call, FOLLOW_INFLIGHT_BYTES);
     const end = await followLog({
       log: output,
       offset: Number(rawOffset),
@@ -129,17 +132,27 @@ async function streamOutput(
       signal: controller.signal,
       sink: {
         send: (piece) =>
-          call.write({
-            chunk: {
-              offset: BigInt(piece.offset),
-              data: piece.data,
-              stream:
-                piece.stream === 'stderr'
-                  ? OutputStream.OUTPUT_STREAM_STDERR
-                  : OutputStream.OUTPUT_STREAM_STDOUT,
+          out.write(
+            {
+              chunk: {
+                offset: BigInt(piece.offset),
+                data: piece.data,
+                stream:
+                  piece.stream === 'stderr'
+                    ? OutputStream.OUTPUT_STREAM_STDERR
+                    : OutputStream.OUTPUT_STREAM_STDOUT,
+              },
             },
-          }),
-        drained: (signal) => eventOrAbort(call, 'drain', signal),
+            piece.data.length,
+          ),
+        drained: async (signal) => {
+          followers.stalled += 1;
+          try {
+            await out.drained(signal);
+          } finally {
+            followers.stalled -= 1;
+          }
+        },
       },
     });
     if (end === 'aborted') return;

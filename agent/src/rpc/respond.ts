@@ -61,6 +61,53 @@ export function abortWhenClientGone(call: NodeJS.EventEmitter): {
   };
 }
 
+/**
+ * Writes to a server stream with backpressure counted in bytes, not messages. grpc-js's server
+ * stream is an object-mode Writable: write() says "full" only after 16 messages, so with 256 KiB
+ * pieces a client that stops reading (or leaves while its connection stays up) tied up 4 MiB per
+ * stream. Here at most `limitBytes` are in grpc-js and not yet handed to HTTP/2 (the write
+ * callback). grpc-js never calls that callback once a call is cancelled (its sendMessage returns
+ * early; the 'drain' that never fires), so every wait also ends on `signal`.
+ */
+export class ByteBoundedWriter<Res> {
+  #pending = 0;
+  #wake: (() => void) | undefined;
+
+  constructor(
+    private readonly call: { write(msg: Res, cb: (err?: Error | null) => void): boolean },
+    private readonly limitBytes: number,
+  ) {}
+
+  /** Bytes written and not yet flushed to HTTP/2. */
+  get pending(): number {
+    return this.#pending;
+  }
+
+  /** Writes `msg` (about `bytes` long); false means "wait for drained() before the next one". */
+  write(msg: Res, bytes: number): boolean {
+    this.#pending += bytes;
+    this.call.write(msg, () => {
+      this.#pending -= bytes;
+      if (this.#pending < this.limitBytes) this.#wake?.();
+    });
+    return this.#pending < this.limitBytes;
+  }
+
+  /** Resolves once below the limit again, or when `signal` aborts; leaves no listener behind. */
+  drained(signal: AbortSignal): Promise<void> {
+    if (this.#pending < this.limitBytes || signal.aborted) return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = (): void => {
+        this.#wake = undefined;
+        signal.removeEventListener('abort', done);
+        resolve();
+      };
+      this.#wake = done;
+      signal.addEventListener('abort', done, { once: true });
+    });
+  }
+}
+
 /** Resolves on the first `event` from `emitter`, or when `signal` aborts; cleans up both ways. */
 export function eventOrAbort(
   emitter: NodeJS.EventEmitter,
