@@ -7,13 +7,14 @@
 
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { chownSync, mkdirSync, rmSync } from 'node:fs';
+import { chownSync, mkdirSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Writable } from 'node:stream';
 import type { Logger } from 'pino';
-import { JigletError, notFound } from '../../../protocol/src/errors.js';
+import { failedPrecondition, JigletError, notFound } from '../../../protocol/src/errors.js';
 import type { AgentEvents } from '../events/agent-events.js';
 import { OutputLog } from '../output/output-log.js';
+import { KILL_SETTLE_MS } from './cgroup-v2.js';
 import { resolveExecutable } from './command-path.js';
 import type { Containment, JobCgroup } from './containment.js';
 import { type JobCursor, type JobFilter, JobIndex, type JobIndexEntry } from './job-index.js';
@@ -21,6 +22,7 @@ import type { JobRecord, JobRecords, StopReason } from './job-records.js';
 import type { JobSpecInput } from './job-spec.js';
 import { assertTransition, isFinal, type JobStateName } from './job-state.js';
 import type { JobCredentials, JobUsers } from './job-users.js';
+import { describeProcesses, inspectProcesses } from './stuck-processes.js';
 
 /**
  * What a job's folder takes besides its output log until it is measured: the folder, the record,
@@ -32,6 +34,8 @@ export const JOB_DIR_OVERHEAD_BYTES = 20 * 1024;
 const RECENT_KEPT = 256;
 /** Time between SIGTERM and SIGKILL when the client names none. */
 export const DEFAULT_GRACE_MS = 5000;
+/** Past grace + the kill's own settle time, how much longer a stop waits for the job to end. */
+const STOP_MARGIN_MS = 1000;
 /** How long pipes may stay open after the tree is gone (only matters without a cgroup). */
 const PIPE_DRAIN_MS = 2000;
 /**
@@ -94,6 +98,8 @@ interface Runtime {
   done: Promise<void>;
   timeout?: NodeJS.Timeout;
   killTimer?: NodeJS.Timeout;
+  /** When a stop stops waiting for the job to end (set by the first stop). */
+  giveUpAt?: number;
 }
 
 interface Entry extends JobView {
@@ -166,6 +172,9 @@ export class Supervisor {
   /** Starts a job and resolves once it is running (or has failed to start). */
   async start(spec: JobSpecInput, owner: string, opts: StartOptions = {}): Promise<JobView> {
     if (this.#closing) throw new JigletError('JIGLET_E_UNAVAILABLE', 'the agent is shutting down');
+    // Before anything is created: a working directory the job cannot have is the caller's
+    // mistake, answered as such, and leaves no record, log or cgroup behind.
+    if (spec.cwd !== '') checkWorkingDir(spec.cwd);
     const { records, containment } = this.#opts;
     const id = randomUUID();
     let dir: string;
@@ -200,10 +209,33 @@ export class Supervisor {
     this.#index.add(indexEntryOf(record));
     try {
       await this.#spawn(entry, dir, opts.privileged === true);
+    } catch (err) {
+      // spawn() throws synchronously for some errors (ENOTDIR, E2BIG): the job must not stay
+      // pending with its cgroups, so it fails like any job that could not start.
+      await this.#failedSpawn(entry, err);
     } finally {
       markStarted();
     }
     return entry;
+  }
+
+  async #failedSpawn(entry: Entry, err: unknown): Promise<void> {
+    const { record } = entry;
+    const { log, containment } = this.#opts;
+    log.error({ job: record.id, err }, 'starting the job failed');
+    if (record.state !== 'pending') return;
+    if (record.cgroup) {
+      try {
+        await containment.adopt(record.cgroup).remove();
+      } catch (e) {
+        log.warn({ job: record.id, err: e }, 'could not remove the cgroup of a job that did not start');
+      }
+    }
+    try {
+      this.#fail(entry, `could not start ${record.spec.command}: ${(err as Error).message}`);
+    } catch (e) {
+      log.error({ job: record.id, err: e }, 'could not record the failed start');
+    }
   }
 
   async #spawn(entry: Entry, dir: string, privileged: boolean): Promise<void> {
@@ -446,13 +478,37 @@ export class Supervisor {
     }
     if (record.stopReason === undefined) {
       record.stopReason = reason;
+      runtime.giveUpAt = Date.now() + graceMs + KILL_SETTLE_MS + STOP_MARGIN_MS;
       this.#signalTree(runtime, 'SIGTERM');
       runtime.killTimer = setTimeout(() => {
         this.#killTree(runtime).catch((err) => this.#opts.log.error({ job: id, err }, 'kill failed'));
       }, graceMs);
     }
-    await runtime.done;
+    // Bounded: a process in uninterruptible sleep outlives SIGKILL, and neither a StopJob caller
+    // nor the agent's shutdown may wait on it forever. The job stays running until it does end.
+    const wait = Math.max(STOP_MARGIN_MS, (runtime.giveUpAt ?? 0) - Date.now());
+    if (!(await withDeadline(runtime.done, wait))) throw await this.#stuck(entry, runtime);
     return entry;
+  }
+
+  /** The error for a job that outlived its stop's deadline, naming the processes left and their state. */
+  async #stuck(entry: Entry, runtime: Runtime): Promise<JigletError> {
+    const { id } = entry.record;
+    let pids: number[] = [];
+    try {
+      pids = runtime.cgroup ? await runtime.cgroup.pids() : [];
+    } catch {
+      // The description below falls back on the leader.
+    }
+    if (pids.length === 0 && runtime.child.pid !== undefined) pids = [runtime.child.pid];
+    const procs = await inspectProcesses(pids);
+    this.#opts.log.error({ job: id, processes: procs }, 'job did not end after SIGKILL');
+    return new JigletError(
+      'JIGLET_E_DEADLINE_EXCEEDED',
+      `job ${id} did not end after SIGKILL: ${describeProcesses(procs) || `pids ${pids.join(', ')}`}. ` +
+        'A process in uninterruptible sleep (D) dies only once its I/O returns (a hung device or ' +
+        'NFS server); the job stays running until then, and its end is recorded when it comes',
+    );
   }
 
   /** Resolves with the job once it has reached a final state (at once if it has). */
@@ -486,7 +542,18 @@ export class Supervisor {
   async shutdown(graceMs = DEFAULT_GRACE_MS): Promise<void> {
     this.#closing = true;
     const running = [...this.#jobs.values()].filter((e) => e.runtime && !isFinal(e.record.state));
-    await Promise.all(running.map((e) => this.stop(e.record.id, graceMs, 'shutdown').catch(() => e)));
+    // Each stop is bounded (see stop()); a job that would not die is reported and left behind
+    // rather than hanging the shutdown. The next start finds it `lost` and kills what is left.
+    await Promise.all(
+      running.map((e) =>
+        this.stop(e.record.id, graceMs, 'shutdown').catch((err: unknown) =>
+          this.#opts.log.error(
+            { job: e.record.id, err: (err as Error).message },
+            'job left behind at shutdown: it did not end',
+          ),
+        ),
+      ),
+    );
   }
 
   async #supervise(entry: Entry, rt: Runtime): Promise<void> {
@@ -686,6 +753,23 @@ function noSpaceAsExhausted(err: unknown, root: string): unknown {
     return new JigletError('JIGLET_E_RESOURCE_EXHAUSTED', `no space left for a new job in ${root}`);
   }
   return err;
+}
+
+/**
+ * The client's working directory must exist and be a directory on this host; otherwise the spawn
+ * would fail with an error that names /bin/sh (ENOENT) or is thrown outright (ENOTDIR).
+ */
+function checkWorkingDir(cwd: string): void {
+  let isDir: boolean;
+  try {
+    isDir = statSync(cwd).isDirectory();
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR')
+      throw failedPrecondition(`working directory ${cwd} does not exist on the jig host`);
+    throw failedPrecondition(`working directory ${cwd} cannot be used on the jig host (${code})`);
+  }
+  if (!isDir) throw failedPrecondition(`working directory ${cwd} is not a directory on the jig host`);
 }
 
 /** Size of a job's log, or 0 (logged) when the file is gone or unreadable. */
