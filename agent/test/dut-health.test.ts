@@ -217,7 +217,7 @@ describe('DUT health', function () {
     const admin = t.client('admin');
     const unknown = await errorOf(admin.jig.setState('nope', 'good'));
     assert.equal(unknown.code, 'JIGLET_E_NOT_FOUND');
-    assert.match(unknown.message, /no DUT "nope" in health-lab\.yaml \(there are: rpi4-a, rpi4-b/);
+    assert.match(unknown.message, /no DUT "nope" on this jig \(there are: rpi4-a, rpi4-b/);
     assert.equal((await errorOf(admin.jig.checkHealth('nope'))).code, 'JIGLET_E_NOT_FOUND');
 
     // What the client library would never send: a state of 0, and a reason too long to be one.

@@ -146,7 +146,7 @@ describe('JigService on a virtual jig', function () {
 
     const unknown = await errorOf(op.jig.power('nope', 'on'));
     assert.equal(unknown.code, 'JIGLET_E_NOT_FOUND');
-    assert.match(unknown.message, /no DUT "nope" in virtual-jig \(there are: vdut-a, vdut-b\)/);
+    assert.match(unknown.message, /no DUT "nope" on this jig \(there are: vdut-a, vdut-b\)/);
     assert.equal((await errorOf(op.jig.power('', 'status'))).code, 'JIGLET_E_INVALID_ARGUMENT');
     const past = await errorOf(op.jig.expect('vdut-a', 'x', { offset: 2 ** 40 }));
     assert.equal(past.code, 'JIGLET_E_OUT_OF_RANGE');

@@ -45,6 +45,13 @@ export function identityFromCertificate(cert: PeerCertificate | undefined | null
   }
   const subject = (cert.subject ?? {}) as unknown as NameFields;
   const name = singleCommonName(subject.CN);
+  // A CA certificate (basic constraint CA:TRUE) can sign others: whoever holds its key could mint
+  // any name and role under it. Only leaf certificates are identities.
+  if (cert.ca) {
+    throw unauthenticated(
+      `the certificate of "${name}" is a CA certificate (CA:TRUE); a client needs a leaf certificate: jigctl certs issue --name ${name} --role ROLE`,
+    );
+  }
   const ou = subject.OU;
   if (ou === undefined) {
     throw denied(`certificate of "${name}" carries no role: it needs one OU out of ${ROLES.join(', ')}`);

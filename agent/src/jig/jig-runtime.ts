@@ -120,7 +120,8 @@ export class JigRuntime {
     throw notFound(
       names.length === 0
         ? `no DUT "${name}": this agent has no jig description (start it with jiglet serve --config FILE)`
-        : `no DUT "${name}" in ${this.#source} (there are: ${names.join(', ')})`,
+        : // Not the config file's path: every viewer reads this, and the host's layout is not theirs.
+          `no DUT "${name}" on this jig (there are: ${names.join(', ')})`,
     );
   }
 

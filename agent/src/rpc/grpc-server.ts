@@ -24,6 +24,7 @@ import type { Supervisor } from '../jobs/supervisor.js';
 import type { LeaseManager } from '../leases/lease-manager.js';
 import type { TimelineReader } from '../record/timeline-reader.js';
 import type { WebConsole } from '../web/web-console.js';
+import { addHealthService } from './health-service.js';
 import { imageService } from './image-service.js';
 import { jigService } from './jig-service.js';
 import { type FollowerRegistry, jobService } from './job-service.js';
@@ -84,7 +85,7 @@ export async function startGrpcServer(opts: {
     'grpc.max_receive_message_length': 8 * 1024 * 1024,
   });
   const followers: FollowerRegistry = { active: new Set(), stalled: 0 };
-  server.addService(JobServiceService, jobService(opts.supervisor, log, followers, opts.leases));
+  server.addService(JobServiceService, jobService(opts.supervisor, log, followers, opts.leases, opts.jig));
   server.addService(
     JigServiceService,
     jigService(opts.jig, opts.images, opts.leases, log, followers, opts.supervisor),
@@ -102,7 +103,7 @@ export async function startGrpcServer(opts: {
     'jiglet.v1.RecordService': 'SERVING',
     'jiglet.v1.WebService': 'SERVING',
   });
-  health.addToServer(server);
+  addHealthService(server, health, log);
   // Reflection describes every service we serve, health included, so grpcurl can use all of them.
   const definitions = loadSync(
     [...PROTO_FILES.map((f) => fileURLToPath(new URL(f, PROTO_DIR))), healthProtoPath],

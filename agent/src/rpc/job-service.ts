@@ -16,6 +16,7 @@ import { invalidArgument, JigletError } from '../../../protocol/src/errors.js';
 import { identityOf } from '../auth/auth-interceptor.js';
 import type { Identity } from '../auth/identity.js';
 import { authorizeOwner } from '../auth/permissions.js';
+import type { JigRuntime } from '../jig/jig-runtime.js';
 import { boundedNumber, validateJobSpec } from '../jobs/job-spec.js';
 import { DEFAULT_GRACE_MS, type JobView, type Supervisor } from '../jobs/supervisor.js';
 import { leaseOf } from '../leases/lease-header.js';
@@ -44,6 +45,7 @@ export function jobService(
   log: Logger,
   followers: FollowerRegistry,
   leases: LeaseManager,
+  jig: JigRuntime,
 ): JobServiceServer {
   const wire = (view: JobView, who: Identity) => toWireJob(view, seesEnv(who, view));
 
@@ -51,6 +53,8 @@ export function jobService(
     startJob: unary(log, 'StartJob', async (call) => {
       const who = identityOf(call);
       const spec = validateJobSpec(call.request.spec);
+      // Only a DUT of this jig: NOT_FOUND names the ones there are (and no records file is made for a typo).
+      if (spec.dut !== '') jig.get(spec.dut);
       // A job that drives a leased DUT must carry that lease, sent by its holder; it ends with it.
       const leaseId = leaseOf(call);
       if (spec.dut !== '') leases.check(spec.dut, leaseId, who);
