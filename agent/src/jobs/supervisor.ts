@@ -327,7 +327,13 @@ export class Supervisor {
     this.#transition(entry, 'pending', 'running');
     record.pid = child.pid!;
     record.startedAt = Date.now();
-    records.save(record);
+    try {
+      records.save(record);
+    } catch (err) {
+      // The process runs now and must be supervised whatever the disk says; a restart finds the
+      // record still pending and reports the job lost, which is what it would be then.
+      log.error({ job: id, err }, 'could not save the record of a started job');
+    }
     const runtime: Runtime = { child, cgroup, done: Promise.resolve() };
     entry.runtime = runtime;
     // #supervise records its own failures; this catch is the last line against an unhandled rejection.
@@ -541,18 +547,24 @@ export class Supervisor {
   /** Stops every running job (reason "shutdown") and refuses new ones. */
   async shutdown(graceMs = DEFAULT_GRACE_MS): Promise<void> {
     this.#closing = true;
-    const running = [...this.#jobs.values()].filter((e) => e.runtime && !isFinal(e.record.state));
+    // Pending ones too: a start already under way when the shutdown began spawns after it, and
+    // would leave a process and an open log behind an agent that has stopped.
+    const live = [...this.#jobs.values()].filter((e) => !isFinal(e.record.state));
     // Each stop is bounded (see stop()); a job that would not die is reported and left behind
     // rather than hanging the shutdown. The next start finds it `lost` and kills what is left.
     await Promise.all(
-      running.map((e) =>
-        this.stop(e.record.id, graceMs, 'shutdown').catch((err: unknown) =>
+      live.map(async (e) => {
+        await e.started;
+        if (isFinal(e.record.state) || !e.runtime) return;
+        try {
+          await this.stop(e.record.id, graceMs, 'shutdown');
+        } catch (err) {
           this.#opts.log.error(
             { job: e.record.id, err: (err as Error).message },
             'job left behind at shutdown: it did not end',
-          ),
-        ),
-      ),
+          );
+        }
+      }),
     );
   }
 
@@ -638,10 +650,15 @@ export class Supervisor {
     entry.record.error = reason;
     entry.record.endedAt = Date.now();
     entry.record.outputBytes = entry.log?.length ?? 0;
+    entry.log?.close();
     try {
       this.#opts.records.save(entry.record);
+    } catch (err) {
+      this.#opts.log.error(
+        { job: entry.record.id, err },
+        'could not save the record of a job that failed to start',
+      );
     } finally {
-      entry.log?.close();
       this.#retire(entry);
     }
     this.#opts.log.warn({ job: entry.record.id, reason }, 'job failed to start');

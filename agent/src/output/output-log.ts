@@ -65,7 +65,13 @@ export class OutputLog {
   /** Creates an empty log for a new job. */
   static create(dir: string): OutputLog {
     const fd = openSync(join(dir, LOG_FILE), 'wx+');
-    appendFileSync(join(dir, INDEX_FILE), '');
+    try {
+      appendFileSync(join(dir, INDEX_FILE), '');
+    } catch (err) {
+      // A full disk can refuse the second file: the first one's descriptor must not leak.
+      closeSync(fd);
+      throw err;
+    }
     return new OutputLog(dir, fd, 0, [], false);
   }
 
