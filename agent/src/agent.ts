@@ -93,7 +93,9 @@ export async function startAgent(opts: {
     const namespace = `jiglet-${createHash('sha256').update(stateDir).digest('hex').slice(0, 12)}`;
     const containment = await detectContainment({ namespace, log: (msg) => log.warn(msg) });
     log.info({ containment: containment.mode }, 'job containment');
-    const events = new AgentEvents();
+    const events = new AgentEvents((err, event) =>
+      log.error({ err, event: event.kind }, 'an agent event listener failed'),
+    );
     const jobUserPolicy = opts.jobUsers ?? defaultJobUserPolicy();
     if (jobUserPolicy.mode !== 'per-owner')
       log.warn(

@@ -53,14 +53,27 @@ type Listener = (event: AgentEvent) => void;
 
 export class AgentEvents {
   readonly #emitter = new EventEmitter();
+  readonly #onListenerError: (err: unknown, event: AgentEvent) => void;
 
-  constructor() {
+  /** `onListenerError` hears of a listener that threw (default: nothing). */
+  constructor(onListenerError: (err: unknown, event: AgentEvent) => void = () => undefined) {
+    this.#onListenerError = onListenerError;
     // Each follower of the record or metrics is one listener; there is no leak to warn about.
     this.#emitter.setMaxListeners(0);
   }
 
+  /**
+   * Tells every listener. Publishers are in the middle of their own work (the supervisor's state
+   * change): a listener that throws is reported and the others still hear the event.
+   */
   publish(event: AgentEvent): void {
-    this.#emitter.emit('event', event);
+    for (const listener of this.#emitter.listeners('event') as Listener[]) {
+      try {
+        listener(event);
+      } catch (err) {
+        this.#onListenerError(err, event);
+      }
+    }
   }
 
   /** Listens; returns the function that stops listening. */

@@ -125,7 +125,15 @@ export class DutHealth {
       this.#record.leasesSinceCheck++;
       // Only a check that counts leases needs the count to survive a restart; saving on every
       // lease end would put a file rename on the release path of every DUT.
-      if (this.#config?.everyJobs !== undefined) this.#opts.file.save(this.#record);
+      if (this.#config?.everyJobs !== undefined) {
+        // Called as a lease ends (often from its expiry timer): a full disk loses the count's
+        // persistence, not the end of the lease or the check it may make due.
+        try {
+          this.#opts.file.save(this.#record);
+        } catch (err) {
+          this.#opts.log.error({ err }, `could not save the health record of ${this.#name}`);
+        }
+      }
     }
     if (this.#due) return;
     const cleanedUp = settled.catch(() => undefined);

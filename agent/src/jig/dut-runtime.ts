@@ -240,26 +240,30 @@ export class DutRuntime extends EventEmitter {
       flashEvent('started');
       this.storage.lastJobId = id;
       stateFile.save(this.storage);
-      void supervisor.ended(id).then((ended) => {
-        for (const release of releases) release();
-        this.flashing = undefined;
-        if (ended.record.state === 'exited' && ended.record.exitCode === 0) {
-          Object.assign(this.storage, {
-            dirty: false,
-            lastImageSha256: opts.imageSha256,
-            lastFlashedAt: Date.now(),
-          });
-          stateFile.save(this.storage);
-          log.info({ job: id, image: opts.imageSha256 }, 'flash complete');
-          flashEvent('done');
-        } else {
-          flashEvent('failed');
-          log.warn(
-            { job: id, state: ended.record.state, exitCode: ended.record.exitCode },
-            'flash failed; the medium is dirty',
-          );
-        }
-      });
+      // Nobody awaits this: whatever fails in it is logged here, never an unhandled rejection.
+      supervisor
+        .ended(id)
+        .then((ended) => {
+          for (const release of releases) release();
+          this.flashing = undefined;
+          if (ended.record.state === 'exited' && ended.record.exitCode === 0) {
+            Object.assign(this.storage, {
+              dirty: false,
+              lastImageSha256: opts.imageSha256,
+              lastFlashedAt: Date.now(),
+            });
+            this.#saveStorage('the flash completed');
+            log.info({ job: id, image: opts.imageSha256 }, 'flash complete');
+            flashEvent('done');
+          } else {
+            flashEvent('failed');
+            log.warn(
+              { job: id, state: ended.record.state, exitCode: ended.record.exitCode },
+              'flash failed; the medium is dirty',
+            );
+          }
+        })
+        .catch((err: unknown) => log.error({ err, job: id }, 'could not finish the flash record'));
       return id;
     } catch (err) {
       for (const release of releases) release();
@@ -362,6 +366,19 @@ export class DutRuntime extends EventEmitter {
       }
     }
     log.info({ holder, reason, stopped: running.length }, why);
+  }
+
+  /**
+   * Saves the storage state after a flash ended. The flash itself is over, so a save that fails
+   * (a full disk) is logged and the state in memory stays right; a restart would then see the
+   * medium as dirty, which is the safe side.
+   */
+  #saveStorage(why: string): void {
+    try {
+      this.#opts.stateFile.save(this.storage);
+    } catch (err) {
+      this.#opts.log.error({ err }, `could not save the storage state of ${this.dut.name} after ${why}`);
+    }
   }
 
   /** Stops restarting the capture; the supervisor's shutdown ends the job itself. */

@@ -54,19 +54,35 @@ export class JobKeeper extends EventEmitter {
     const startedAt = Date.now();
     this.#current = job;
     this.log.info({ job: job.record.id }, `${this.what} started`);
-    this.emit('started', job);
-    void this.supervisor.ended(job.record.id).then((ended) => {
-      this.emit('ended', ended);
-      if (this.#closed) return;
-      const { state, exitCode, signal, error } = ended.record;
-      if (Date.now() - startedAt > HEALTHY_RUN_MS) this.#pauseMs = RESTART_MIN_MS;
-      this.log.warn(
-        { job: ended.record.id, state, exitCode, signal, error, restartInMs: this.#pauseMs },
-        `${this.what} ended; restarting`,
-      );
-      this.#later();
-    });
+    // A listener that throws must neither fail this run (it is running: a retry would start a
+    // second one beside it) nor stop the restarts below.
+    this.#tell('started', job);
+    this.supervisor
+      .ended(job.record.id)
+      .then((ended) => {
+        this.#tell('ended', ended);
+        if (this.#closed) return;
+        const { state, exitCode, signal, error } = ended.record;
+        if (Date.now() - startedAt > HEALTHY_RUN_MS) this.#pauseMs = RESTART_MIN_MS;
+        this.log.warn(
+          { job: ended.record.id, state, exitCode, signal, error, restartInMs: this.#pauseMs },
+          `${this.what} ended; restarting`,
+        );
+        this.#later();
+      })
+      .catch((err: unknown) => {
+        this.log.error({ err }, `${this.what}: could not restart it`);
+        this.#later();
+      });
     return job;
+  }
+
+  #tell(event: 'started' | 'ended', job: JobView): void {
+    try {
+      this.emit(event, job);
+    } catch (err) {
+      this.log.error({ err, job: job.record.id }, `${this.what}: a '${event}' listener failed`);
+    }
   }
 
   #later(): void {

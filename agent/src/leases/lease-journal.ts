@@ -204,7 +204,14 @@ export class LeaseJournal {
     // fdatasync: the size and the data, not the file's times, which nothing here reads.
     if (sync === 'now') fdatasyncSync(this.#fd);
     else if (sync === 'soon') this.#syncSoon();
-    if (this.#entries >= JOURNAL_FOLD) this.#fold(now);
+    if (this.#entries < JOURNAL_FOLD) return;
+    try {
+      this.#fold(now);
+    } catch (err) {
+      // The entry is in the journal already, so it stands; the fold is tried again next time.
+      // Failing here would make the caller undo what a restart will replay.
+      this.#log.error({ err, file: this.#snapshot }, 'could not fold the lease journal; will try again');
+    }
   }
 
   #write(entry: Entry): void {

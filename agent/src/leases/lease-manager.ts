@@ -18,6 +18,8 @@ import { LeaseJournal, type SavedLeases } from './lease-journal.js';
 /** Shortest and longest TTL a claim may ask for. */
 export const MIN_TTL_MS = 1000;
 export const MAX_TTL_MS = 24 * 3600 * 1000;
+/** Longest a claim may wait: a week, well inside Node's timer limit (2^31 ms; longer fires at once). */
+export const MAX_WAIT_MS = 7 * 24 * 3600 * 1000;
 
 /** Ended leases remembered for their reason. */
 const ENDED_KEPT = 1000;
@@ -83,12 +85,14 @@ export class LeaseManager extends EventEmitter {
   #seq = 0;
   #closed = false;
   #gate: ClaimGate = () => undefined;
+  readonly #log: Logger;
 
   constructor(opts: { stateDir: string; maxLifetimeMs?: number; now?: () => number; log?: Logger }) {
     super();
     this.#maxLifetimeMs = opts.maxLifetimeMs ?? 7 * 24 * 3600 * 1000;
     this.#now = opts.now ?? Date.now;
-    this.#journal = new LeaseJournal(opts.stateDir, opts.log ?? pino({ enabled: false }));
+    this.#log = opts.log ?? pino({ enabled: false });
+    this.#journal = new LeaseJournal(opts.stateDir, this.#log);
     const saved = this.#journal.load();
     this.#tokenFloor = saved.tokenFloor ?? 0;
     for (const [dut, token] of saved.tokens) this.#tokens.set(dut, token);
@@ -146,13 +150,14 @@ export class LeaseManager extends EventEmitter {
   }): Promise<Lease> {
     if (this.#closed)
       return Promise.reject(new JigletError('JIGLET_E_UNAVAILABLE', 'the agent is shutting down'));
+    const free = opts.duts.find((dut) => this.#freeFor(dut));
     try {
       checkTtl(opts.ttlMs, this.#maxLifetimeMs);
+      checkWait(opts.waitMs);
+      if (free !== undefined) return Promise.resolve(this.#grant(free, opts.holder, opts.ttlMs));
     } catch (err) {
       return Promise.reject(err);
     }
-    const free = opts.duts.find((dut) => this.#freeFor(dut));
-    if (free !== undefined) return Promise.resolve(this.#grant(free, opts.holder, opts.ttlMs));
     if (!opts.waitMs) return Promise.reject(failedPrecondition(this.#whyNot(opts.duts)));
     const waitMs = opts.waitMs;
     return new Promise<Lease>((resolve, reject) => {
@@ -197,10 +202,17 @@ export class LeaseManager extends EventEmitter {
     const lease = this.#current(leaseId);
     if (lease.holder !== holder)
       throw failedPrecondition(`lease ${leaseId} belongs to ${lease.holder}, not ${holder}`);
+    const before = lease.expiresAt;
     lease.expiresAt = Math.min(this.#now() + lease.ttlMs, lease.maxExpiresAt);
-    this.#journal.renewed(lease, this.#saved());
+    try {
+      this.#journal.renewed(lease, this.#saved());
+    } catch (err) {
+      // Unrenewed, as on disk: the timer and the expiry a restart would read stay in agreement.
+      lease.expiresAt = before;
+      throw journalError(err, `the renewal of lease ${leaseId}`, 'renewed');
+    }
     this.#arm(lease);
-    this.emit('change', { kind: 'renewed', lease } satisfies LeaseChange);
+    this.#tell('change', { kind: 'renewed', lease } satisfies LeaseChange);
     return lease;
   }
 
@@ -290,7 +302,24 @@ export class LeaseManager extends EventEmitter {
 
   #announceWaiting(duts: readonly string[]): void {
     for (const dut of duts) {
-      this.emit('change', { kind: 'waiting', dut, waiting: this.queue(dut).waiting } satisfies LeaseChange);
+      this.#tell('change', { kind: 'waiting', dut, waiting: this.queue(dut).waiting } satisfies LeaseChange);
+    }
+  }
+
+  /**
+   * Emits to listeners (watch streams, the run record, the jig). Lease changes happen inside
+   * timers and other callers' requests: a listener that throws is logged, and the lease manager
+   * carries on with the next listener and its own bookkeeping.
+   */
+  #tell(event: 'change', change: LeaseChange): void;
+  #tell(event: 'ended', lease: Lease, reason: LeaseEnd, jobs: string[]): void;
+  #tell(event: string, ...args: unknown[]): void {
+    for (const listener of this.listeners(event)) {
+      try {
+        (listener as (...a: unknown[]) => void)(...args);
+      } catch (err) {
+        this.#log.error({ err, event }, 'a lease listener failed');
+      }
     }
   }
 
@@ -302,7 +331,8 @@ export class LeaseManager extends EventEmitter {
 
   #grant(dut: string, holder: string, ttlMs: number): Lease {
     const now = this.#now();
-    const token = (this.#tokens.get(dut) ?? this.#tokenFloor) + 1;
+    const previousToken = this.#tokens.get(dut);
+    const token = (previousToken ?? this.#tokenFloor) + 1;
     this.#tokens.set(dut, token);
     const lease: Lease = {
       id: randomUUID(),
@@ -315,17 +345,38 @@ export class LeaseManager extends EventEmitter {
       maxExpiresAt: now + this.#maxLifetimeMs,
     };
     this.#leases.set(dut, lease);
-    // Saved before anyone sees the token: a restart must never hand it out again.
-    this.#journal.granted(lease, this.#saved());
+    try {
+      // Saved before anyone sees the token: a restart must never hand it out again.
+      this.#journal.granted(lease, this.#saved());
+    } catch (err) {
+      // Not on disk, so not granted: a lease held in memory only would have no expiry after a
+      // restart, and its token could be handed out twice. The DUT stays free.
+      this.#leases.delete(dut);
+      if (previousToken === undefined) this.#tokens.delete(dut);
+      else this.#tokens.set(dut, previousToken);
+      this.#log.error({ err, dut, holder }, 'could not record a lease grant; not granted');
+      throw journalError(err, `the lease of ${dut} for ${holder}`, 'granted');
+    }
     this.#arm(lease);
-    this.emit('change', { kind: 'granted', lease } satisfies LeaseChange);
+    this.#tell('change', { kind: 'granted', lease } satisfies LeaseChange);
     return lease;
   }
 
   #arm(lease: Lease): void {
     clearTimeout(this.#timers.get(lease.id));
     if (this.#closed) return;
-    const timer = setTimeout(() => this.#end(lease, 'expired'), Math.max(0, lease.expiresAt - this.#now()));
+    const timer = setTimeout(
+      () => {
+        // A timer callback has no caller to hand an error to; #end contains its own failures,
+        // this is the last line before an exception would reach the process.
+        try {
+          this.#end(lease, 'expired');
+        } catch (err) {
+          this.#log.error({ err, lease: lease.id, dut: lease.dut }, 'ending an expired lease failed');
+        }
+      },
+      Math.max(0, lease.expiresAt - this.#now()),
+    );
     this.#timers.set(lease.id, timer);
   }
 
@@ -338,19 +389,36 @@ export class LeaseManager extends EventEmitter {
     if (this.#ended.size > ENDED_KEPT) this.#ended.delete(this.#ended.keys().next().value!);
     const jobs = [...(this.#jobs.get(lease.id) ?? [])];
     this.#jobs.delete(lease.id);
-    this.#journal.ended(lease, this.#saved());
-    this.emit('ended', lease, reason, jobs);
-    this.emit('change', { kind: 'ended', lease, reason } satisfies LeaseChange);
+    try {
+      this.#journal.ended(lease, this.#saved());
+    } catch (err) {
+      // The lease ends anyway: its jobs must stop and the DUT go safe now. Only a restart before
+      // the next successful write would bring it back, until its own expiry.
+      this.#log.error(
+        { err, lease: lease.id, dut: lease.dut, reason },
+        'could not record the end of a lease; ended it all the same',
+      );
+    }
+    this.#tell('ended', lease, reason, jobs);
+    this.#tell('change', { kind: 'ended', lease, reason } satisfies LeaseChange);
     this.#serve(lease.dut);
   }
 
-  /** Hands a freed DUT to the first waiter in line for it. */
+  /** Hands a freed DUT to the first waiter in line for it; a grant that fails fails that claim. */
   #serve(dut: string): void {
-    if (this.#closed || this.#leases.has(dut) || this.#gate(dut) !== undefined) return;
-    const next = this.#ordered().find((w) => w.duts.includes(dut));
-    if (!next) return;
-    this.#drop(next);
-    next.resolve(this.#grant(dut, next.holder, next.ttlMs));
+    for (;;) {
+      if (this.#closed || this.#leases.has(dut) || this.#gate(dut) !== undefined) return;
+      const next = this.#ordered().find((w) => w.duts.includes(dut));
+      if (!next) return;
+      this.#drop(next);
+      try {
+        next.resolve(this.#grant(dut, next.holder, next.ttlMs));
+        return;
+      } catch (err) {
+        // The next in line is tried: leaving them queued behind nothing would strand them.
+        next.reject(err);
+      }
+    }
   }
 
   #drop(waiter: Waiter): void {
@@ -372,6 +440,31 @@ export class LeaseManager extends EventEmitter {
   #saved(): SavedLeases {
     return { tokens: this.#tokens, leases: this.#leases };
   }
+}
+
+function checkWait(waitMs: number | undefined): void {
+  if (waitMs === undefined) return;
+  if (!Number.isInteger(waitMs) || waitMs < 0 || waitMs > MAX_WAIT_MS) {
+    throw invalidArgument(`a claim waits at most ${MAX_WAIT_MS} ms (a week); got wait_ms ${waitMs}`);
+  }
+}
+
+/** A journal write that failed: a full disk is RESOURCE_EXHAUSTED, anything else INTERNAL. */
+function journalError(err: unknown, what: string, verb: string): JigletError {
+  const code = (err as NodeJS.ErrnoException).code;
+  if (code === 'ENOSPC' || code === 'EDQUOT') {
+    return new JigletError(
+      'JIGLET_E_RESOURCE_EXHAUSTED',
+      `no space left on the jig host to record ${what}, so it was not ${verb}; free space in the agent's state directory`,
+    );
+  }
+  return new JigletError(
+    'JIGLET_E_INTERNAL',
+    `could not record ${what} (${code ?? String(err)}); it was not ${verb}`,
+    {
+      cause: err,
+    },
+  );
 }
 
 function checkTtl(ttlMs: number, maxLifetimeMs: number): void {

@@ -68,7 +68,7 @@ function upload(
     call.off('data', onData);
     if (ok) callback(null, result as UploadImageResponse);
     else {
-      void session?.abandon();
+      session?.abandon().catch((err: unknown) => log.warn({ err }, 'could not close an abandoned upload'));
       callback(statusFor(log, 'UploadImage', result));
       call.destroy();
     }
