@@ -6,16 +6,28 @@ import { hideBin } from 'yargs/helpers';
 import { JigletError } from '../../protocol/src/errors.js';
 import { readServerTls, startAgent } from './agent.js';
 import { loadAgentConfig } from './config.js';
+import { containProcessFailures } from './process-failures.js';
 
 /** Exit code for a configuration problem (sysexits EX_CONFIG). */
 const EXIT_CONFIG = 78;
 
-/** The first SIGTERM or SIGINT stops gracefully, then exits 0 (1 if stopping failed). */
+/**
+ * The longest a graceful stop may take before the process exits anyway. Each job's stop is
+ * bounded by itself (grace + kill + margin, see supervisor.ts); this catches anything else that
+ * would hang, inside systemd's default 90 s TimeoutStopSec.
+ */
+const SHUTDOWN_DEADLINE_MS = 60_000;
+
+/** The first SIGTERM or SIGINT stops gracefully, then exits 0 (1 if stopping failed or hung). */
 function stopOnSignal(stop: () => Promise<void>, log: Logger): void {
   const onSignal = (signal: NodeJS.Signals): void => {
     log.info({ signal }, 'shutdown requested');
     process.off('SIGTERM', onSignal);
     process.off('SIGINT', onSignal);
+    setTimeout(() => {
+      log.error(`shutdown did not finish within ${SHUTDOWN_DEADLINE_MS} ms; exiting anyway`);
+      process.exit(1);
+    }, SHUTDOWN_DEADLINE_MS);
     stop().then(
       () => process.exit(0),
       (err: unknown) => {
@@ -42,7 +54,13 @@ async function serve(flags: {
   // Users' jobs run as other uids: every file the agent writes from here on is its own alone
   // (state-dir-access.ts). Jobs get 022 back in their shim.
   process.umask(0o077);
-  const log = pino({ level: config.logLevel, base: { pid: process.pid } }, pino.destination(2));
+  // Synchronous: a fatal line must be in the log before process.exit, and an agent logs little.
+  const log = pino(
+    { level: config.logLevel, base: { pid: process.pid } },
+    pino.destination({ dest: 2, sync: true }),
+  );
+  // The last line only: failures are contained where they happen (see process-failures.ts).
+  containProcessFailures(log);
   if (config.jig) log.info({ duts: config.jig.duts.map((d) => d.name) }, 'jig description loaded');
   const agent = await startAgent({
     listen: config.listen,
@@ -89,7 +107,11 @@ async function queueWorker(flags: {
   // even to an IP address, and Node would print DEP0123 for it: noise an operator cannot act on.
   process.noDeprecation = true;
   const { runQueueWorker } = await import('../../client/src/queue/run-queue-worker.js');
-  const log = pino({ level: flags.logLevel ?? 'info', base: { pid: process.pid } }, pino.destination(2));
+  const log = pino(
+    { level: flags.logLevel ?? 'info', base: { pid: process.pid } },
+    pino.destination({ dest: 2, sync: true }),
+  );
+  containProcessFailures(log);
   const { worker, stop, metricsPort } = await runQueueWorker(flags, (line) => log.warn(line));
   process.stdout.write(`jiglet queue-worker ${worker.name} claiming from the queue\n`);
   if (flags.metrics && metricsPort !== undefined)
