@@ -200,6 +200,27 @@ describe('fleet queue workers on a virtual jig', function () {
     );
   });
 
+  it('keeps looking for work when a look fails for good (a refused certificate), and stops cleanly', async () => {
+    // issue 11 §5: such a failure used to end the loop with an unhandled rejection, which killed
+    // `jiglet queue-worker`.
+    const store = await openStore(pg.url);
+    const lines: string[] = [];
+    const worker = new QueueWorker({
+      store,
+      connect: () => v.t.client('norole'),
+      agent: v.t.address,
+      name: 'refused',
+      timing: { ...FAST, idleMs: 20 },
+      log: (line) => lines.push(line),
+    });
+    workers.push(worker);
+    worker.start();
+    const failed = (): string[] => lines.filter((l) => l.includes('looking for work failed'));
+    await waitUntil('two failed looks for work', () => failed().length >= 2, 10_000, 10);
+    assert.match(failed()[0]!, /"norole" carries no role: .*; trying again in \d+ ms/);
+    await worker.stop();
+  });
+
   it('stops a running job that is cancelled, and records it as cancelled', async () => {
     const store = await openStore(pg.url);
     startWorker(store, 'c0');

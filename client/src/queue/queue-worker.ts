@@ -100,7 +100,11 @@ export class QueueWorker {
   start(): void {
     if (this.#loop) return;
     this.#main = this.#connect();
-    this.#loop = this.#run();
+    // #run contains its own failures; this is the last line before an unhandled rejection, which
+    // would end the `jiglet queue-worker` process and strand the jobs it runs.
+    this.#loop = this.#run().catch((err: unknown) =>
+      this.#log(`queue worker ${this.name}: stopped claiming: ${messageOf(err)}`),
+    );
   }
 
   /** Wakes an idle worker now (e.g. a job was submitted). */
@@ -129,8 +133,13 @@ export class QueueWorker {
           await this.#lookForWork();
           backoff = this.#timing.idleMs;
         } catch (err) {
-          if (!isConnectionError(err) && !isAgentUnavailable(err)) throw err;
-          this.#log(`queue worker ${this.name}: ${messageOf(err)}; trying again in ${backoff} ms`);
+          // Any failure of one look (the database or agent gone, but also a refused certificate or
+          // a query error) is logged and tried again later: a worker left running for months must
+          // not end because of one bad answer. Only unexpected errors are marked as such.
+          const transient = isConnectionError(err) || isAgentUnavailable(err);
+          this.#log(
+            `queue worker ${this.name}: ${transient ? '' : 'looking for work failed: '}${messageOf(err)}; trying again in ${backoff} ms`,
+          );
           backoff = Math.min(backoff * 2, MAX_BACKOFF_MS);
         }
         await this.#idle(backoff);
@@ -179,10 +188,12 @@ export class QueueWorker {
         dutLabels: dut.labels,
       });
       if (!job) continue;
-      const run = this.#leaseAndRun(job, dut.name).finally(() => {
-        this.#running.delete(dut.name);
-        this.#wake();
-      });
+      const run = this.#leaseAndRun(job, dut.name)
+        .catch((err: unknown) => this.#log(`queue worker ${this.name}: job ${job.id}: ${messageOf(err)}`))
+        .finally(() => {
+          this.#running.delete(dut.name);
+          this.#wake();
+        });
       this.#running.set(dut.name, run);
     }
   }
