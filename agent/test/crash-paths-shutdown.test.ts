@@ -44,7 +44,7 @@ describe('stop and shutdown deadlines', function () {
     const agent = await startAgent({
       listen: '127.0.0.1:0',
       stateDir: join(dir, 'state'),
-      tls: readServerTls(pki.dir),
+      tls: readServerTls(pki.jigDir),
       log: pino({ level: 'info' }, pino.destination({ dest: logFile, sync: true })),
     });
     agents.push(agent);

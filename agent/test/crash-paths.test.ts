@@ -35,7 +35,7 @@ async function issueCaClientCert(pkiDir: string, name: string): Promise<void> {
   const alg = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' };
   const caCert = new x509.X509Certificate(readFileSync(join(pkiDir, 'ca.crt'), 'utf8'));
   const caKeyDer = Buffer.from(
-    readFileSync(join(pkiDir, 'ca.key'), 'utf8').replace(/-----[^-]+-----|\s/g, ''),
+    readFileSync(join(pkiDir, 'ca', 'ca.key'), 'utf8').replace(/-----[^-]+-----|\s/g, ''),
     'base64',
   );
   const caKey = await webcrypto.subtle.importKey('pkcs8', caKeyDer, alg, false, ['sign']);
