@@ -20,7 +20,7 @@ describe('the state directory lock', function () {
   const started: JigletProcess[] = [];
 
   function start(): Promise<JigletProcess> {
-    const agent = startJigletProcess({ stateDir, tlsDir: pki.dir, stderr: 'capture' });
+    const agent = startJigletProcess({ stateDir, tlsDir: pki.jigDir, stderr: 'capture' });
     agent.then((a) => started.push(a)).catch(() => undefined);
     return agent;
   }
