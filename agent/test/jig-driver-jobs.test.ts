@@ -59,8 +59,8 @@ describe('hardware actions as jobs (virtual DUT)', () => {
   let dut: VirtualDut;
   let dir: string;
   before(async () => {
-    // The driver runs here as a client's own job, on a pty only root may open: an agent that runs
-    // users' jobs as itself (jobUsers: agent). A jig description gives this to the agent's own jobs.
+    // The driver runs here as a client's own job (no jig description, so no DUT to name), on a pty
+    // only root may open: an agent that runs users' jobs as itself (jobUsers: agent).
     t = await startTestAgent({ jobUsers: { mode: 'agent' } });
     dir = mkdtempSync(join(tmpdir(), 'jiglet-dut-'));
     dut = await startVirtualDut({ name: 'rpi4-a', uartLink: join(dir, 'rpi4-a-uart') });
@@ -83,7 +83,6 @@ describe('hardware actions as jobs (virtual DUT)', () => {
         '--config',
         JSON.stringify({ driver: 'virtual', url }),
       ],
-      dut: 'rpi4-a',
     });
 
   it('captures the boot through a serial job, powers on through a power job, and logs in over stdin', async () => {
@@ -91,7 +90,6 @@ describe('hardware actions as jobs (virtual DUT)', () => {
     const capture = await op.start({
       command: process.execPath,
       args: [JIG_DRIVER, 'serial', '--path', dut.uartPath],
-      dut: 'rpi4-a',
       stdin: true,
     });
     const serial = new SerialView(op, capture.id);

@@ -96,7 +96,7 @@ export interface DutDescription {
    * Device nodes the lease holder's own jobs may open (fastboot, DFU, a USB serial port of its
    * own): granted to the holder's job uid while the lease lasts, taken back when it ends.
    */
-  leaseDevices: string[];
+  leaseDevices?: string[];
 }
 
 /** A whole jig: where it was read from and its DUTs. */
@@ -187,9 +187,7 @@ const dutSchema = z.strictObject({
   storage: storageSchema.optional(),
   safeState: z.strictObject({ power: z.enum(['off', 'on', 'unchanged']).optional() }).optional(),
   healthCheck: healthCheckSchema.optional(),
-  leaseDevices: z
-    .array(z.string().startsWith('/', { error: 'expected an absolute device path' }))
-    .default([]),
+  leaseDevices: z.array(z.string().startsWith('/', { error: 'expected an absolute device path' })).optional(),
 });
 
 const jigSchema = z.strictObject({ duts: z.array(dutSchema) });
@@ -261,7 +259,7 @@ export function parseJigDescription(
       ...storage,
       safeState: { power: safePower },
       ...(dut.healthCheck ? { healthCheck: dut.healthCheck } : {}),
-      leaseDevices: dut.leaseDevices,
+      ...(dut.leaseDevices?.length ? { leaseDevices: dut.leaseDevices } : {}),
     };
   });
   if (problems.length > 0) fail(problems);

@@ -60,6 +60,17 @@ describe('jig description', () => {
     });
   });
 
+  it('keeps the lease devices a DUT names, and refuses a relative path', () => {
+    const jig = parseJigDescription(
+      `duts:${VALID_DUT}\n    leaseDevices: [/dev/bus/usb/001/004]`,
+      'lab.yaml',
+    );
+    assert.deepEqual(jig.duts[0]?.leaseDevices, ['/dev/bus/usb/001/004']);
+    assert.deepEqual(problems(`duts:${VALID_DUT}\n    leaseDevices: [ttyACM0]`), [
+      'lab.yaml: duts[0].leaseDevices[0]: expected an absolute device path, got "ttyACM0"',
+    ]);
+  });
+
   it('names the key path, what was expected and what was found for a driver setting', () => {
     const lines = problems(`duts:${VALID_DUT}
   - name: rpi4-b

@@ -27,7 +27,7 @@ export class LeaseDeviceAccess {
 
   constructor(opts: { duts: readonly DutDescription[]; users: JobUsers; leases: LeaseManager; log: Logger }) {
     this.#devices = new Map(
-      opts.duts.filter((d) => d.leaseDevices.length > 0).map((d) => [d.name, d.leaseDevices]),
+      opts.duts.flatMap((d) => (d.leaseDevices ? [[d.name, d.leaseDevices] as const] : [])),
     );
     this.#users = opts.users;
     this.#leases = opts.leases;
