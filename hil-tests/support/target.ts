@@ -11,6 +11,7 @@ import type { ConnectionSettings } from '../../client/src/connection.js';
 import { JigletClient } from '../../client/src/jiglet-client.js';
 import { buildImage } from '../../fixtures/images/build-image.js';
 import { startJigletProcess } from '../../fixtures/test-support/jiglet-process.js';
+import { relocatedVirtualJig } from '../../fixtures/test-support/relocated-jig.js';
 import { testPki } from '../../fixtures/test-support/test-pki.js';
 
 /** What a suite needs to know about the DUT it drives. */
@@ -108,10 +109,16 @@ async function startBuiltinJig(file: string, dut: string): Promise<HilTarget> {
   const common = defaults();
   const pki = await testPki();
   const stateDir = mkdtempSync(join(tmpdir(), 'jiglet-hil-'));
+  const jigDir = mkdtempSync(join(tmpdir(), 'jiglet-hil-jig-'));
   const agent = await startJigletProcess({
     stateDir,
     tlsDir: pki.jigDir,
-    config: join(import.meta.dirname, '../../fixtures/jigs', file),
+    // The virtual jig moves to a folder of its own and free ports: other runs share this machine.
+    // (The QEMU jig keeps its fixed folder for its kernel cache; its agent listens on port 0.)
+    config:
+      file === 'virtual.yaml'
+        ? await relocatedVirtualJig(jigDir)
+        : join(import.meta.dirname, '../../fixtures/jigs', file),
   });
   const operator = new JigletClient(pki.as('operator', agent.address));
   // Images for the release suite, built by the fixture the virtual and QEMU DUTs boot from.
@@ -123,6 +130,8 @@ async function startBuiltinJig(file: string, dut: string): Promise<HilTarget> {
     new JigletClient(pki.as('viewer', agent.address)),
     new JigletClient(pki.as('admin', agent.address)),
   ];
+  // A fresh virtual jig's cards are blank: the suites expect a DUT that boots, as a lab's does.
+  if (file === 'virtual.yaml') await operator.flash(dut, await build('good.img', false)());
   return {
     ...common,
     operator,
@@ -143,6 +152,7 @@ async function startBuiltinJig(file: string, dut: string): Promise<HilTarget> {
       for (const c of [operator, ...viewers]) c.close();
       await agent.stop();
       rmSync(stateDir, { recursive: true, force: true });
+      rmSync(jigDir, { recursive: true, force: true });
       rmSync(images, { recursive: true, force: true });
     },
   };
