@@ -130,9 +130,11 @@ export async function startAgent(opts: {
     // Listening before the jig starts: its captures and a lease that expired while the agent was
     // down are part of the record.
     const recorder = new RunRecorder({ stateDir, events, leases, supervisor, log });
+    const policy: RetentionPolicy = { ...DEFAULT_RETENTION, ...opts.retention };
     let jig: JigRuntime;
     try {
       jig = await JigRuntime.start({
+        serialLogMaxBytes: policy.serialLogMaxBytes,
         jig: opts.jig,
         services: opts.services ?? [],
         supervisor,
@@ -187,7 +189,6 @@ export async function startAgent(opts: {
       await containment.removeNamespace().catch(() => false);
       throw err;
     }
-    const policy: RetentionPolicy = { ...DEFAULT_RETENTION, ...opts.retention };
     // Started last: a failed start has no pass to wait for. Its first pass runs at once.
     const retention = new Retention({
       supervisor,

@@ -103,6 +103,11 @@ const RetentionSchema = z
     maxJobs: z.number().int().min(100, 'expected at least 100').max(10_000_000).optional(),
     pruneIntervalMinutes: z.number().min(1).max(1440).optional(),
     pruneEveryJobs: z.number().int().min(1).max(1_000_000).optional(),
+    serialLogMaxBytes: z
+      .number()
+      .int()
+      .min(256 * 1024, 'expected at least 256 KiB (262144)')
+      .optional(),
   })
   .strict();
 
@@ -116,6 +121,7 @@ function retentionOf(file: z.infer<typeof RetentionSchema> | undefined): Retenti
     maxJobs: file?.maxJobs ?? d.maxJobs,
     intervalMs: file?.pruneIntervalMinutes === undefined ? d.intervalMs : file.pruneIntervalMinutes * 60_000,
     pruneEveryJobs: file?.pruneEveryJobs ?? d.pruneEveryJobs,
+    serialLogMaxBytes: file?.serialLogMaxBytes ?? d.serialLogMaxBytes,
   };
 }
 

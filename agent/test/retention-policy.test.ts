@@ -109,20 +109,25 @@ describe('retention policy', () => {
     const dir = mkdtempSync(join(tmpdir(), 'jiglet-retention-config-'));
     try {
       const file = join(dir, 'jig.yaml');
-      writeFileSync(file, 'retention:\n  userJobDays: 30\n  maxJobs: 1000\n  pruneIntervalMinutes: 5\n');
+      writeFileSync(
+        file,
+        'retention:\n  userJobDays: 30\n  maxJobs: 1000\n  pruneIntervalMinutes: 5\n  serialLogMaxBytes: 1048576\n',
+      );
       const { retention } = loadAgentConfig({ config: file });
       assert.deepEqual(retention, {
         ...DEFAULT_RETENTION,
         userJobMaxAgeMs: 30 * DAY,
         maxJobs: 1000,
         intervalMs: 5 * 60_000,
+        serialLogMaxBytes: 1024 * 1024,
       });
       assert.deepEqual(loadAgentConfig({}).retention, DEFAULT_RETENTION);
-      writeFileSync(file, 'retention:\n  maxBytes: 1000\n  keepForever: true\n');
+      writeFileSync(file, 'retention:\n  maxBytes: 1000\n  keepForever: true\n  serialLogMaxBytes: 4096\n');
       assert.throws(
         () => loadAgentConfig({ config: file }),
         (err: Error) =>
           /retention\.maxBytes: expected at least 64 MiB/.test(err.message) &&
+          /retention\.serialLogMaxBytes: expected at least 256 KiB/.test(err.message) &&
           /keepForever/.test(err.message),
       );
     } finally {

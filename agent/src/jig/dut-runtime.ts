@@ -23,6 +23,7 @@ import { flashJobSpec } from './flash-job.js';
 import type { JigDriverCommand } from './jig-driver-command.js';
 import { AGENT_OWNER, JobKeeper } from './job-keeper.js';
 import { type PowerActionName, runPowerJob } from './power-job.js';
+import { boundSerialLog } from './serial-log-bound.js';
 import { SerialMonitor } from './serial-monitor.js';
 
 /** Last power state learned from a driver job. */
@@ -60,6 +61,8 @@ export interface DutRuntimeOptions {
   events: AgentEvents;
   /** The agent's state directory (driver config files go there). */
   stateDir: string;
+  /** Most bytes the live serial log keeps (see serial-log-bound.ts). */
+  serialLogMaxBytes: number;
 }
 
 /**
@@ -409,6 +412,7 @@ export class DutRuntime extends EventEmitter {
       const monitor = new SerialMonitor(job.record.id, job.output(), (err) =>
         log.error({ err, job: job.record.id }, 'the serial capture log is unreadable'),
       );
+      boundSerialLog(monitor, this.#opts.serialLogMaxBytes, log);
       const previous = this.#capture;
       this.#capture = monitor;
       this.emit('capture', monitor);

@@ -48,6 +48,8 @@ export class JigRuntime {
     stateDir: string;
     log: Logger;
     events: AgentEvents;
+    /** Most bytes a DUT's live serial log keeps (retention.serialLogMaxBytes). */
+    serialLogMaxBytes: number;
   }): Promise<JigRuntime> {
     const runtime = new JigRuntime(opts.jig?.source ?? 'the agent config', opts.events);
     try {

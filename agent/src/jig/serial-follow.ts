@@ -25,7 +25,7 @@ export interface SerialFollowOptions {
 
 /** Streams the records of a capture log; see followLog for how it ends. */
 export function followSerial(opts: SerialFollowOptions): Promise<FollowEnd> {
-  const decoder = new SerialRecordDecoder(opts.from);
+  let decoder = new SerialRecordDecoder(opts.from);
   const skipBefore = opts.skipBefore ?? 0;
   const skipUntil = opts.skipUntilMs ?? 0;
   return followLog({
@@ -44,6 +44,20 @@ export function followSerial(opts: SerialFollowOptions): Promise<FollowEnd> {
         return more;
       },
       drained: (signal) => opts.drained(signal),
+    },
+    // The log's head was dropped under a reader that was behind (or asked for old bytes): it
+    // goes on at the new start, a record boundary, and is told what it missed.
+    onSkip(from, to) {
+      decoder = new SerialRecordDecoder(to);
+      if (to <= skipBefore) return;
+      opts.onRecord({
+        kind: 'event',
+        at: Date.now(),
+        event: 'trimmed',
+        detail: `${to - from} bytes of older serial output were dropped (the agent keeps the newest part of a serial log; see retention.serialLogMaxBytes)`,
+        offset: from,
+        nextOffset: to,
+      });
     },
   });
 }

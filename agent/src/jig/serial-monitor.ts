@@ -64,6 +64,8 @@ export class SerialMonitor extends EventEmitter {
 
   /** Where to start decoding to reach `offset` or `sinceMs`: a boundary at or before it. */
   seek(target: { offset: number } | { sinceMs: number }): number {
+    // Before the oldest byte kept (see trimTo), 0: the reader then skips to the start and is
+    // told that what it asked for was dropped.
     let best = 0;
     for (const c of this.#checkpoints) {
       const before = 'offset' in target ? c.offset <= target.offset : c.at <= target.sinceMs;
@@ -71,6 +73,20 @@ export class SerialMonitor extends EventEmitter {
       best = c.offset;
     }
     return best;
+  }
+
+  /**
+   * Drops the log's oldest bytes so that it holds at most about `keepBytes`: cut at the newest
+   * checkpoint (a record boundary) that leaves at least that much, so what is kept starts with
+   * a whole record. Resolves once the blocks are freed; does nothing if no checkpoint fits.
+   */
+  async trimTo(keepBytes: number): Promise<void> {
+    const floor = this.boundary - keepBytes;
+    let cut = -1;
+    for (let i = 0; i < this.#checkpoints.length && this.#checkpoints[i]!.offset <= floor; i++) cut = i;
+    if (cut <= 0) return;
+    this.#checkpoints.splice(0, cut);
+    await this.log.trimTo(this.#checkpoints[0]!.offset);
   }
 
   /** Stops following (the log itself stays). */

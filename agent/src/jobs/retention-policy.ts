@@ -32,12 +32,18 @@ export interface RetentionPolicy {
   intervalMs: number;
   /** A prune also runs after this many jobs ended since the last one. */
   pruneEveryJobs: number;
+  /**
+   * Most bytes a DUT's live serial log keeps: a capture runs for as long as the agent, so its
+   * log is bounded in place (its oldest part dropped) rather than by pruning whole jobs.
+   */
+  serialLogMaxBytes: number;
 }
 
 /**
  * Defaults for a jig left alone for a year: two weeks of users' jobs (a CI failure is looked
  * at within days), two days of power cycles and health checks, at most 5 GiB and 50 000 jobs
- * (an index of ~11 MiB), checked every 10 minutes and after every 500 jobs.
+ * (an index of ~11 MiB), checked every 10 minutes and after every 500 jobs; the newest 256 MiB
+ * of each DUT's serial log (days of a chatty console at 115200 baud).
  */
 export const DEFAULT_RETENTION: RetentionPolicy = {
   userJobMaxAgeMs: 14 * DAY_MS,
@@ -46,6 +52,7 @@ export const DEFAULT_RETENTION: RetentionPolicy = {
   maxJobs: 50_000,
   intervalMs: 10 * 60 * 1000,
   pruneEveryJobs: 500,
+  serialLogMaxBytes: 256 * 1024 ** 2,
 };
 
 /** A lease's time on a DUT; `to` is undefined while the lease is held. */

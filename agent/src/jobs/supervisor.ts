@@ -90,6 +90,8 @@ export interface JobView {
   output(): OutputLog;
   /** Bytes of output so far. */
   outputBytes(): number;
+  /** Bytes of output held on disk: less than outputBytes() once a log's head was dropped. */
+  storedBytes(): number;
 }
 
 interface Runtime {
@@ -456,7 +458,7 @@ export class Supervisor {
   /** Refreshes the sizes of live jobs in the index (their logs grow). */
   refreshLiveBytes(): void {
     for (const entry of this.#jobs.values()) {
-      this.#index.setBytes(entry.record.id, entry.outputBytes() + JOB_DIR_OVERHEAD_BYTES, false);
+      this.#index.setBytes(entry.record.id, entry.storedBytes() + JOB_DIR_OVERHEAD_BYTES, false);
     }
   }
 
@@ -742,6 +744,9 @@ export class Supervisor {
       },
       outputBytes() {
         return entry.log && !entry.log.closed ? entry.log.length : (record.outputBytes ?? 0);
+      },
+      storedBytes() {
+        return entry.log && !entry.log.closed ? entry.log.storedBytes : (record.outputBytes ?? 0);
       },
     };
     return entry;

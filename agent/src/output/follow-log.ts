@@ -36,6 +36,11 @@ export async function followLog(opts: {
   follow: boolean;
   signal: AbortSignal;
   sink: FollowSink;
+  /**
+   * Told when the follower was behind the log's start (its head was dropped, see
+   * OutputLog.trimTo) and skips from `from` to `to`; without it the skip is silent.
+   */
+  onSkip?(from: number, to: number): void;
 }): Promise<FollowEnd> {
   const { log, follow, signal, sink } = opts;
   const release = log.acquire();
@@ -45,6 +50,11 @@ export async function followLog(opts: {
     for (;;) {
       if (signal.aborted) return 'aborted';
       if (offset >= stopAt) return 'caught-up';
+      if (offset < log.start) {
+        opts.onSkip?.(offset, log.start);
+        offset = log.start;
+        continue;
+      }
       if (offset < log.length) {
         const piece = await log.read(offset, Math.min(FOLLOW_PIECE_BYTES, stopAt - offset));
         if (signal.aborted) return 'aborted';

@@ -14,6 +14,8 @@ import {
 } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { readJsonIfPresent, writeJsonAtomic } from '../state/atomic-json.js';
+import { punchHead } from './punch-hole.js';
 
 const read = promisify(readAsync);
 
@@ -23,6 +25,8 @@ export type StreamName = 'stdout' | 'stderr';
 /** File names inside a job directory. */
 export const LOG_FILE = 'output.log';
 const INDEX_FILE = 'output.idx';
+/** The first offset still held, once the log's head was dropped (a serial capture's bound). */
+const START_FILE = 'output.start';
 
 /** A run of bytes from one stream, starting at `offset`; it lasts until the next segment. */
 interface Segment {
@@ -46,6 +50,7 @@ export class OutputLog {
   #length: number;
   #closed: boolean;
   #readers = 0;
+  #start: number;
   readonly #segments: Segment[];
   readonly #waiters = new Set<() => void>();
 
@@ -55,7 +60,9 @@ export class OutputLog {
     length: number,
     segments: Segment[],
     closed: boolean,
+    start = 0,
   ) {
+    this.#start = start;
     this.#fd = fd;
     this.#length = length;
     this.#segments = segments;
@@ -89,12 +96,41 @@ export class OutputLog {
       closeSync(fd);
     }
     const segments = parseIndex(readOptional(join(dir, INDEX_FILE))).filter((s) => s.offset <= length);
-    return new OutputLog(dir, null, length, segments, true);
+    return new OutputLog(dir, null, length, segments, true, startOf(dir, length));
   }
 
   /** Bytes in the log so far. */
   get length(): number {
     return this.#length;
+  }
+
+  /** The first offset still held: 0 unless the log's head was dropped by trimTo(). */
+  get start(): number {
+    return this.#start;
+  }
+
+  /** Bytes the log holds on disk: its length less the dropped head. */
+  get storedBytes(): number {
+    return this.#length - this.#start;
+  }
+
+  /**
+   * Drops everything before `offset` (which the caller chose at a record boundary): readers
+   * that were behind it skip to it, and the file's blocks before it are freed in place, so
+   * every offset stays what it was. The new start is saved first, so a crash in between never
+   * lets a reader see the freed (zeroed) range.
+   */
+  async trimTo(offset: number): Promise<void> {
+    if (offset <= this.#start) return;
+    if (offset > this.#length)
+      throw new RangeError(`cannot trim ${this.dir} to ${offset}: only ${this.#length} bytes`);
+    this.#start = offset;
+    writeJsonAtomic(join(this.dir, START_FILE), offset);
+    // Stream changes before the start are no longer needed to read anything held.
+    let first = 0;
+    while (first + 1 < this.#segments.length && this.#segments[first + 1]!.offset <= offset) first++;
+    if (first > 0) this.#segments.splice(0, first);
+    await punchHead(join(this.dir, LOG_FILE), offset);
   }
 
   /** No more bytes will be appended. */
@@ -149,16 +185,19 @@ export class OutputLog {
 
   /**
    * Reads up to `max` bytes at `offset`, never across a stream boundary. Returns an empty piece
-   * at the end of the log. The caller must hold `acquire()`.
+   * at the end of the log, and before its start (see trimTo; also when the head was dropped
+   * while this read was under way, since those bytes may be zeros now). The caller must hold
+   * `acquire()`.
    */
   async read(offset: number, max: number): Promise<LogPiece> {
     const fd = this.#fd;
     if (fd === null) throw new Error('read without acquire()');
     const { stream, end } = this.#segmentAt(offset);
-    const want = Math.max(0, Math.min(max, end - offset, this.#length - offset));
+    const want = offset < this.#start ? 0 : Math.max(0, Math.min(max, end - offset, this.#length - offset));
     if (want === 0) return { offset, data: Buffer.alloc(0), stream };
     const buf = Buffer.allocUnsafe(want);
     const { bytesRead } = await read(fd, buf, 0, want, offset);
+    if (offset < this.#start) return { offset, data: Buffer.alloc(0), stream };
     return { offset, data: bytesRead === want ? buf : buf.subarray(0, bytesRead), stream };
   }
 
@@ -225,6 +264,23 @@ function parseIndex(text: string): Segment[] {
     segments.push({ offset, stream });
   }
   return segments;
+}
+
+/**
+ * Where a log whose head was dropped starts. A start file that cannot be read (a crash mid-write
+ * is ruled out by the atomic write, so this is damage) counts as "nothing held": the bytes
+ * before an unknown start may be zeros, which no reader must take for output.
+ */
+function startOf(dir: string, length: number): number {
+  try {
+    const start = readJsonIfPresent<unknown>(join(dir, START_FILE));
+    if (start === undefined) return 0;
+    if (typeof start === 'number' && Number.isSafeInteger(start) && start >= 0 && start <= length)
+      return start;
+  } catch {
+    // Damaged: as below.
+  }
+  return length;
 }
 
 function readOptional(path: string): string {
