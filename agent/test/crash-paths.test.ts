@@ -7,6 +7,7 @@
 import 'reflect-metadata';
 import assert from 'node:assert/strict';
 import { createHash, webcrypto } from 'node:crypto';
+import { once } from 'node:events';
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
@@ -23,7 +24,9 @@ import { JigletClient } from '../../client/src/jiglet-client.js';
 import { errorOf } from '../../fixtures/test-support/call-errors.js';
 import { collect } from '../../fixtures/test-support/collect.js';
 import { startTestAgent, type TestAgent } from '../../fixtures/test-support/test-agent.js';
+import { waitUntil } from '../../fixtures/test-support/wait-until.js';
 import { parseJigDescription } from '../../jig-drivers/src/jig-description.js';
+import { watchedServiceNames } from '../src/rpc/health-service.js';
 
 x509.cryptoProvider.set(webcrypto);
 
@@ -194,6 +197,40 @@ describe('crash paths: bad input', function () {
       assert.equal(err.code, 3); // INVALID_ARGUMENT
       assert.ok(err.details.length < 300, `a ${err.details.length}-character answer`);
       assert.match(err.details, /at most 200 characters; got 102400/);
+    } finally {
+      client.close();
+    }
+  });
+
+  it('keeps nothing per service name once a health Watch ends', async () => {
+    const pkg = loadPackageDefinition(loadSync(healthProto, { keepCase: true, enums: String }));
+    const Health = ((pkg.grpc as GrpcObject).health as GrpcObject).v1 as GrpcObject;
+    const s = t.pki.as('viewer', t.address);
+    const client = new (Health.Health as ServiceClientConstructor)(
+      t.address,
+      credentials.createSsl(readFileSync(s.ca), readFileSync(s.key), readFileSync(s.cert)),
+    );
+    const health = t.agent.grpc.health;
+    const before = watchedServiceNames(health);
+    try {
+      const calls = [];
+      for (let i = 0; i < 200; i++) {
+        const call = client.Watch!({ service: `no-such-service-${i}` });
+        call.on('error', () => undefined);
+        const [first] = (await once(call, 'data')) as [{ status: string }];
+        assert.equal(first.status, 'SERVICE_UNKNOWN');
+        calls.push(call);
+      }
+      assert.ok(
+        watchedServiceNames(health) >= before + 200,
+        'the watches are registered (the check can fail)',
+      );
+      for (const call of calls) call.cancel();
+      await waitUntil(
+        'every watched name to be forgotten',
+        () => watchedServiceNames(health) === before,
+        10_000,
+      );
     } finally {
       client.close();
     }

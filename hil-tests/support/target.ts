@@ -11,7 +11,7 @@ import type { ConnectionSettings } from '../../client/src/connection.js';
 import { JigletClient } from '../../client/src/jiglet-client.js';
 import { buildImage } from '../../fixtures/images/build-image.js';
 import { startJigletProcess } from '../../fixtures/test-support/jiglet-process.js';
-import { relocatedVirtualJig } from '../../fixtures/test-support/relocated-jig.js';
+import { type BuiltinJig, relocatedJig } from '../../fixtures/test-support/relocated-jig.js';
 import { testPki } from '../../fixtures/test-support/test-pki.js';
 
 /** What a suite needs to know about the DUT it drives. */
@@ -105,7 +105,7 @@ export async function openHilTarget(): Promise<HilTarget> {
 }
 
 /** Starts `jiglet serve --config fixtures/jigs/<file>` as a user would, on a free port. */
-async function startBuiltinJig(file: string, dut: string): Promise<HilTarget> {
+async function startBuiltinJig(file: BuiltinJig, dut: string): Promise<HilTarget> {
   const common = defaults();
   const pki = await testPki();
   const stateDir = mkdtempSync(join(tmpdir(), 'jiglet-hil-'));
@@ -113,12 +113,9 @@ async function startBuiltinJig(file: string, dut: string): Promise<HilTarget> {
   const agent = await startJigletProcess({
     stateDir,
     tlsDir: pki.jigDir,
-    // The virtual jig moves to a folder of its own and free ports: other runs share this machine.
-    // (The QEMU jig keeps its fixed folder for its kernel cache; its agent listens on port 0.)
-    config:
-      file === 'virtual.yaml'
-        ? await relocatedVirtualJig(jigDir)
-        : join(import.meta.dirname, '../../fixtures/jigs', file),
+    // The jig moves to a folder of its own and free ports: other runs share this machine. (The
+    // QEMU jig's kernel build and downloads stay shared caches.)
+    config: await relocatedJig(file, jigDir),
   });
   const operator = new JigletClient(pki.as('operator', agent.address));
   // Images for the release suite, built by the fixture the virtual and QEMU DUTs boot from.

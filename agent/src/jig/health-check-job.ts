@@ -4,6 +4,7 @@
  * the DUT's lease for ever.
  */
 import type { HealthCheckConfig } from '../../../jig-drivers/src/jig-description.js';
+import { howJobEnded } from '../jobs/job-end-words.js';
 import type { JobSpecInput } from '../jobs/job-spec.js';
 import type { Supervisor } from '../jobs/supervisor.js';
 
@@ -42,17 +43,6 @@ export async function runHealthCheckJob(opts: {
   const started = await opts.supervisor.start(spec, opts.owner, { privileged: true });
   const { record } = await opts.supervisor.ended(started.record.id);
   const passed = record.state === 'exited' && record.exitCode === 0;
-  const how =
-    record.state === 'failed'
-      ? `could not start: ${record.error ?? 'unknown reason'}`
-      : record.stopReason === 'timeout'
-        ? `timed out after ${Math.round(opts.config.timeoutMs / 1000)} s`
-        : record.state === 'stopped'
-          ? `was stopped (${record.stopReason ?? 'request'})`
-          : record.signal
-            ? `was killed by ${record.signal}`
-            : record.state === 'lost'
-              ? 'was lost (the agent stopped while it ran)'
-              : `exited with code ${record.exitCode}`;
+  const how = howJobEnded(record, `timed out after ${Math.round(opts.config.timeoutMs / 1000)} s`);
   return { jobId: record.id, passed, how };
 }

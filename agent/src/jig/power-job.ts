@@ -6,6 +6,7 @@
 
 import type { PowerConfig } from '../../../jig-drivers/src/power-registry.js';
 import { JigletError } from '../../../protocol/src/errors.js';
+import { howJobEnded } from '../jobs/job-end-words.js';
 import type { JobSpecInput } from '../jobs/job-spec.js';
 import type { JobView, Supervisor } from '../jobs/supervisor.js';
 import { driverConfigArg } from './driver-config-file.js';
@@ -71,14 +72,7 @@ export async function runPowerJob(opts: {
   const { stdout, stderr } = await readAll(job);
   const { record } = job;
   if (record.state !== 'exited' || record.exitCode !== 0) {
-    const how =
-      record.stopReason === 'timeout'
-        ? `timed out after ${timeoutMs} ms`
-        : record.state === 'failed'
-          ? `could not start: ${record.error ?? 'unknown reason'}`
-          : record.signal
-            ? `was killed by ${record.signal}`
-            : `exited with code ${record.exitCode}`;
+    const how = howJobEnded(record, `timed out after ${timeoutMs} ms`);
     const reason = driverReason(stderr);
     throw new JigletError(
       'JIGLET_E_DRIVER_FAILED',

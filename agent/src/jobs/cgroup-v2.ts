@@ -193,7 +193,8 @@ export async function readCgroupFile(file: string, doing: string): Promise<strin
   try {
     return await readFile(file, 'utf8');
   } catch (err) {
-    if (errnoOf(err) === 'ENOENT') return null;
+    // ENODEV: the cgroup was removed between the open and the read (kernfs), which is as gone.
+    if (errnoOf(err) === 'ENOENT' || errnoOf(err) === 'ENODEV') return null;
     throw hostError(`${doing}: cannot read ${file}`, err);
   }
 }

@@ -1,7 +1,8 @@
 /**
  * grpc.health.v1.Health as grpc-health-check implements it, with a bound on the service name.
  * The library answers an unknown name by echoing it ("Health status unknown for service …"), so a
- * 100 KB name came back as a 100 KB status message; and Watch keeps a map entry per name asked.
+ * 100 KB name came back as a 100 KB status message; and Watch keeps a map entry per name asked,
+ * which it empties but never deletes when the watch ends, so the names are bounded here too.
  */
 import type {
   Server,
@@ -42,10 +43,28 @@ export function addHealthService(server: Server, health: HealthImplementation, l
     },
     watch: (call: ServerWritableStream<{ service: string }, unknown>) => {
       const refused = refuse(call.request.service);
-      if (refused) failStream(log, 'Health/Watch', call, refused);
-      else watch(call);
+      if (refused) return failStream(log, 'Health/Watch', call, refused);
+      watch(call);
+      // Registered after the library's own listener, which has removed this call's watcher.
+      call.on('cancelled', () => forgetIfUnwatched(health, call.request.service));
     },
   });
+}
+
+/** The library's per-name watcher sets (grpc-health-check 2.x keeps them in `watchers`). */
+function watcherSets(health: HealthImplementation): Map<string, Set<unknown>> | undefined {
+  const sets = (health as unknown as { watchers?: unknown }).watchers;
+  return sets instanceof Map ? (sets as Map<string, Set<unknown>>) : undefined;
+}
+
+function forgetIfUnwatched(health: HealthImplementation, service: string): void {
+  const sets = watcherSets(health);
+  if (sets?.get(service)?.size === 0) sets.delete(service);
+}
+
+/** Names with a watcher entry in the library (for leak tests); 0 if its internals changed. */
+export function watchedServiceNames(health: HealthImplementation): number {
+  return watcherSets(health)?.size ?? 0;
 }
 
 function refuse(service: string): Error | undefined {
