@@ -129,8 +129,16 @@ export async function startAgent(opts: {
     deviceAccess.start();
     // Listening before the jig starts: its captures and a lease that expired while the agent was
     // down are part of the record.
-    const recorder = new RunRecorder({ stateDir, events, leases, supervisor, log });
     const policy: RetentionPolicy = { ...DEFAULT_RETENTION, ...opts.retention };
+    const recorder = new RunRecorder({
+      stateDir,
+      events,
+      leases,
+      supervisor,
+      log,
+      dutJournalBytes: policy.journalMaxBytes,
+      leaseIndexBytes: Math.max(64 * 1024, Math.floor(policy.journalMaxBytes / 4)),
+    });
     let jig: JigRuntime;
     try {
       jig = await JigRuntime.start({

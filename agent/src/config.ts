@@ -108,6 +108,11 @@ const RetentionSchema = z
       .int()
       .min(256 * 1024, 'expected at least 256 KiB (262144)')
       .optional(),
+    journalMaxBytes: z
+      .number()
+      .int()
+      .min(64 * 1024, 'expected at least 64 KiB (65536)')
+      .optional(),
   })
   .strict();
 
@@ -122,6 +127,7 @@ function retentionOf(file: z.infer<typeof RetentionSchema> | undefined): Retenti
     intervalMs: file?.pruneIntervalMinutes === undefined ? d.intervalMs : file.pruneIntervalMinutes * 60_000,
     pruneEveryJobs: file?.pruneEveryJobs ?? d.pruneEveryJobs,
     serialLogMaxBytes: file?.serialLogMaxBytes ?? d.serialLogMaxBytes,
+    journalMaxBytes: file?.journalMaxBytes ?? d.journalMaxBytes,
   };
 }
 

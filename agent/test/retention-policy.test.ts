@@ -111,7 +111,7 @@ describe('retention policy', () => {
       const file = join(dir, 'jig.yaml');
       writeFileSync(
         file,
-        'retention:\n  userJobDays: 30\n  maxJobs: 1000\n  pruneIntervalMinutes: 5\n  serialLogMaxBytes: 1048576\n',
+        'retention:\n  userJobDays: 30\n  maxJobs: 1000\n  pruneIntervalMinutes: 5\n  serialLogMaxBytes: 1048576\n  journalMaxBytes: 131072\n',
       );
       const { retention } = loadAgentConfig({ config: file });
       assert.deepEqual(retention, {
@@ -120,6 +120,7 @@ describe('retention policy', () => {
         maxJobs: 1000,
         intervalMs: 5 * 60_000,
         serialLogMaxBytes: 1024 * 1024,
+        journalMaxBytes: 128 * 1024,
       });
       assert.deepEqual(loadAgentConfig({}).retention, DEFAULT_RETENTION);
       writeFileSync(file, 'retention:\n  maxBytes: 1000\n  keepForever: true\n  serialLogMaxBytes: 4096\n');

@@ -37,13 +37,19 @@ export interface RetentionPolicy {
    * log is bounded in place (its oldest part dropped) rather than by pruning whole jobs.
    */
   serialLogMaxBytes: number;
+  /**
+   * Size at which a DUT's run-record journal is rotated (one old file kept, so a DUT's record
+   * takes at most twice this); the lease index rotates at a quarter of it.
+   */
+  journalMaxBytes: number;
 }
 
 /**
  * Defaults for a jig left alone for a year: two weeks of users' jobs (a CI failure is looked
  * at within days), two days of power cycles and health checks, at most 5 GiB and 50 000 jobs
  * (an index of ~11 MiB), checked every 10 minutes and after every 500 jobs; the newest 256 MiB
- * of each DUT's serial log (days of a chatty console at 115200 baud).
+ * of each DUT's serial log (days of a chatty console at 115200 baud); run-record journals of
+ * 16 MiB per DUT (months of leases).
  */
 export const DEFAULT_RETENTION: RetentionPolicy = {
   userJobMaxAgeMs: 14 * DAY_MS,
@@ -53,6 +59,7 @@ export const DEFAULT_RETENTION: RetentionPolicy = {
   intervalMs: 10 * 60 * 1000,
   pruneEveryJobs: 500,
   serialLogMaxBytes: 256 * 1024 ** 2,
+  journalMaxBytes: 16 * 1024 ** 2,
 };
 
 /** A lease's time on a DUT; `to` is undefined while the lease is held. */
