@@ -141,13 +141,13 @@ describe('bad input', () => {
     assert.match(err.message, /offset -1 is not a byte position/);
   });
 
-  it('refuses stopping a job that already ended, naming its state', async () => {
+  it('refuses stopping a job that already ended, saying how and when it ended', async () => {
     const op = t.client('operator');
     const job = await op.start({ command: 'true' });
     await collect(op, job.id, { follow: true });
     const err = await errorOf(op.stop(job.id));
     assert.equal(err.code, 'JIGLET_E_ILLEGAL_TRANSITION');
-    assert.match(err.message, /is exited/);
+    assert.match(err.message, /already ended \(exited with code 0 at \d{4}-\d\d-\d\dT[\d:.]+Z\)$/);
   });
 
   it('refuses writing to a job started without stdin, or to an ended one', async () => {

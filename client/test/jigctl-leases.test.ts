@@ -41,6 +41,13 @@ describe('jigctl leases', function () {
     assert.equal((await runJigctl(v.t, ['power', 'on', '--dut', 'vdut-a', '--lease', id])).code, 0);
     assert.equal((await runJigctl(v.t, ['release', id])).code, 0);
     assert.equal((await runJigctl(v.t, ['leases', '-o', 'json'])).stdout.trim(), '[]');
+    assert.equal((await runJigctl(v.t, ['leases'])).stdout, 'no leases held\n');
+  });
+
+  it('states the --ttl range in the units a user types', async () => {
+    const r = await runJigctl(v.t, ['claim', '--dut', 'vdut-a', '--ttl', '0s']);
+    assert.equal(r.code, 2);
+    assert.equal(r.stderr, 'jigctl: --ttl must be between 1s and 24h (got 0s)\n');
   });
 
   it('holds the lease while --exec runs the command, which inherits it, then releases it', async () => {

@@ -47,7 +47,28 @@ describe('jigctl', () => {
   it('run reports a missing program and exits 127', async () => {
     const r = await jigctl(t, ['run', '--', 'no-such-program-xyz']);
     assert.equal(r.code, 127);
-    assert.match(r.stderr, /command not found: no-such-program-xyz/);
+    // Which program, and what to do; not the agent's whole PATH.
+    assert.equal(
+      r.stderr,
+      "jigctl: failed: command not found: no-such-program-xyz (not on the agent's PATH; give a full path)\n",
+    );
+  });
+
+  it('stop of a job that already ended says how it ended and exits 0, like kill of a finished process', async () => {
+    const done = (await jigctl(t, ['start', '--', 'true'])).stdout.trim();
+    await jigctl(t, ['logs', '-f', done]);
+    const exited = await jigctl(t, ['stop', done]);
+    assert.equal(exited.code, 0, exited.stderr);
+    assert.match(
+      exited.stdout,
+      new RegExp(`^job ${done} already ended \\(exited with code 0 at \\d\\d:\\d\\d:\\d\\d\\)\n$`),
+    );
+    const running = (await jigctl(t, ['start', '--', 'sleep', '600'])).stdout.trim();
+    assert.match((await jigctl(t, ['stop', running])).stdout, /: stopped signal SIGTERM \(request\)/);
+    const again = await jigctl(t, ['stop', running]);
+    assert.equal(again.code, 0, again.stderr);
+    assert.match(again.stdout, /already ended \(stopped by request at \d\d:\d\d:\d\d\)\n$/);
+    assert.equal(again.stderr, '');
   });
 
   it('Ctrl-C in run stops the remote job', async () => {
@@ -82,7 +103,12 @@ describe('jigctl', () => {
     const r = await jigctl(t, ['list'], { address: '127.0.0.1:1' });
     assert.equal(r.code, 69);
     assertOneLineError(r);
-    assert.match(r.stderr, /cannot reach the agent/);
+    // One sentence: who, where, what to check (no grpc-js "Resolution note:" tail).
+    assert.equal(
+      r.stderr,
+      'jigctl: cannot reach the agent at 127.0.0.1:1: nothing accepts connections there (connection refused); ' +
+        'check that `jiglet serve` runs there and that --server (or JIGLET_ADDR) names it\n',
+    );
   });
 
   it('exits 77 when the role forbids the call or the certificate is refused', async () => {

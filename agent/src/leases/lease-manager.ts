@@ -10,6 +10,7 @@
 import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { type Logger, pino } from 'pino';
+import { durationText } from '../../../protocol/src/duration-text.js';
 import { failedPrecondition, invalidArgument, JigletError, notFound } from '../../../protocol/src/errors.js';
 import type { Identity } from '../auth/identity.js';
 import { checkFence } from './lease-fence.js';
@@ -470,6 +471,8 @@ function journalError(err: unknown, what: string, verb: string): JigletError {
 function checkTtl(ttlMs: number, maxLifetimeMs: number): void {
   const most = Math.min(MAX_TTL_MS, maxLifetimeMs);
   if (!Number.isInteger(ttlMs) || ttlMs < MIN_TTL_MS || ttlMs > most) {
-    throw invalidArgument(`a lease TTL is ${MIN_TTL_MS} ms to ${most} ms; got ${ttlMs}`);
+    throw invalidArgument(
+      `the lease TTL must be between ${durationText(MIN_TTL_MS)} and ${durationText(most)}; got ${durationText(ttlMs)}`,
+    );
   }
 }

@@ -3,7 +3,7 @@
  * (sysexits-style for the agent's own refusals, the job's own code for `run`).
  */
 import { type ErrorCode, JigletError } from '../../../protocol/src/errors.js';
-import type { Diagnosis } from '../diagnose-connection.js';
+import { type Diagnosis, networkErrorText } from '../diagnose-connection.js';
 
 /** Exit codes of jigctl itself. */
 export const EXIT = {
@@ -40,16 +40,46 @@ export async function describeFailure(
         message: `the TLS handshake with the agent failed: ${oneLine(err.message)}`,
       };
     }
-    if (err.code === 'JIGLET_E_UNAVAILABLE') {
+    if (err.code === 'JIGLET_E_UNAVAILABLE' && fromGrpc(err)) {
       const found = diagnose ? await diagnose().catch(() => null) : null;
       if (found?.kind === 'tls-refused') {
         return { code: EXIT.denied, message: `the agent refused our TLS identity: ${oneLine(found.detail)}` };
       }
-      return { code: EXIT.unavailable, message: `cannot reach the agent: ${oneLine(err.message)}` };
+      if (found?.kind === 'unreachable') {
+        return {
+          code: EXIT.unavailable,
+          message: `cannot reach the agent at ${found.server}: ${found.detail}; ${CHECK_AGENT}`,
+        };
+      }
+      return {
+        code: EXIT.unavailable,
+        message: `cannot reach the agent: ${grpcUnavailableText(err.message)}`,
+      };
     }
     return { code: BY_CODE[err.code] ?? EXIT.failure, message: oneLine(err.message) };
   }
   return { code: EXIT.failure, message: oneLine(err instanceof Error ? err.message : String(err)) };
+}
+
+/** What to check when the agent cannot be reached. */
+const CHECK_AGENT = 'check that `jiglet serve` runs there and that --server (or JIGLET_ADDR) names it';
+
+/** True for an error a gRPC call raised (its cause is the grpc-js status), not one of our own. */
+function fromGrpc(err: JigletError): boolean {
+  const cause = err.cause as { code?: unknown; details?: unknown } | undefined;
+  return typeof cause?.code === 'number' && typeof cause.details === 'string';
+}
+
+/**
+ * grpc-js's UNAVAILABLE text in one clause: "No connection established. Last error: Error: connect
+ * ECONNREFUSED 127.0.0.1:1. Resolution note: " becomes "nothing accepts connections there …".
+ */
+function grpcUnavailableText(message: string): string {
+  const errno = /\b(E[A-Z]{4,})\b/.exec(message)?.[1];
+  const words = networkErrorText(errno);
+  if (words) return `${words}; ${CHECK_AGENT}`;
+  const cleaned = message.replace(/\.?\s*Resolution note:.*$/s, '').replace(/Last error: Error: /, '');
+  return oneLine(cleaned);
 }
 
 function oneLine(text: string): string {

@@ -68,8 +68,28 @@ export function outcome(job: Job): string {
   if (job.signal) parts.push(`signal ${job.signal}`);
   if (job.oomKilled) parts.push('out of memory');
   if (job.stopReason) parts.push(`(${job.stopReason})`);
-  if (job.error) parts.push(`: ${job.error}`);
-  return parts.join(' ');
+  const text = parts.join(' ');
+  return job.error ? `${text}: ${job.error}` : text;
+}
+
+const STOP_REASONS: Readonly<Record<string, string>> = {
+  request: 'by request',
+  timeout: 'at its timeout',
+  shutdown: 'when the agent shut down',
+  lease: 'when its lease ended',
+  error: 'after an error',
+};
+
+/** How a finished job ended, for `jigctl stop` of one: "stopped by request at 12:00:01". */
+export function endedText(job: Job): string {
+  let how: string;
+  if (job.state === JobState.JOB_STATE_STOPPED)
+    how = `stopped ${STOP_REASONS[job.stopReason] ?? 'by request'}`;
+  else if (job.state === JobState.JOB_STATE_FAILED) how = job.error ? `failed: ${job.error}` : 'failed';
+  else if (job.state === JobState.JOB_STATE_LOST) how = 'lost (the agent restarted while it ran)';
+  else if (job.signal) how = `killed by ${job.signal}`;
+  else how = `exited with code ${job.exitCode ?? '?'}`;
+  return job.endedAt ? `${how} at ${clockTime(job.endedAt).slice(0, 8)}` : how;
 }
 
 /** `jigctl status` text. */

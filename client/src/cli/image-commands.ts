@@ -41,7 +41,11 @@ export async function imagesCommand(flags: ImagesFlags): Promise<number> {
       i.lastUsed?.toISOString().replace('T', ' ').slice(0, 19) ?? '-',
       i.inUse > 0 ? `in use (${i.inUse})` : '',
     ]);
-    process.stdout.write(`${renderTable(['SHA256', 'SIZE', 'NAME', 'LAST USED', ''], rows)}\n`);
+    process.stdout.write(
+      rows.length === 0
+        ? 'no images cached\n'
+        : `${renderTable(['SHA256', 'SIZE', 'NAME', 'LAST USED', ''], rows)}\n`,
+    );
     process.stdout.write(`${(usedBytes / MiB).toFixed(0)} of ${(limitBytes / MiB).toFixed(0)} MiB used\n`);
     return 0;
   } finally {

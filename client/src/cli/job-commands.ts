@@ -5,9 +5,10 @@
  */
 import { constants } from 'node:os';
 import { type Job, JobState } from '../../../protocol/gen/jiglet/v1/jobs.js';
+import { JigletError } from '../../../protocol/src/errors.js';
 import { type ConnectionFlags, resolveConnection } from '../connection.js';
 import { isFinished, JigletClient, type StartOptions } from '../jiglet-client.js';
-import { jobJson, listTable, outcome, parseJobState, statusText } from './format.js';
+import { endedText, jobJson, listTable, outcome, parseJobState, statusText } from './format.js';
 import { parseCpus, parseDuration, parseEnv, parseSize } from './parse-units.js';
 import { writeOut } from './write-out.js';
 
@@ -123,8 +124,16 @@ export async function stopCommand(flags: ConnectionFlags & { id: string; grace?:
   const client = connect(flags);
   try {
     const grace = flags.grace === undefined ? 0 : parseDuration('--grace', flags.grace);
-    const job = await client.stop(flags.id, grace);
-    process.stdout.write(`${job.id}: ${outcome(job)}\n`);
+    try {
+      const job = await client.stop(flags.id, grace);
+      process.stdout.write(`${job.id}: ${outcome(job)}\n`);
+    } catch (err) {
+      // Like kill(1) of a process that is gone: nothing left to do is not a failure.
+      if (!(err instanceof JigletError && err.code === 'JIGLET_E_ILLEGAL_TRANSITION')) throw err;
+      const job = await client.get(flags.id);
+      if (!isFinished(job)) throw err;
+      process.stdout.write(`job ${job.id} already ended (${endedText(job)})\n`);
+    }
     return 0;
   } finally {
     client.close();
@@ -166,7 +175,7 @@ export async function listCommand(
       limit: flags.limit,
     });
     process.stdout.write(
-      `${flags.output === 'json' ? JSON.stringify(jobs.map(jobJson), null, 2) : listTable(jobs)}\n`,
+      `${flags.output === 'json' ? JSON.stringify(jobs.map(jobJson), null, 2) : jobs.length === 0 ? 'no jobs' : listTable(jobs)}\n`,
     );
     return 0;
   } finally {

@@ -109,6 +109,12 @@ export async function queueListCommand(
     j.submittedAt.toISOString(),
     j.command.join(' ').slice(0, 40),
   ]);
+  if (rows.length === 0) {
+    await out(
+      flags.state?.length ? `no jobs ${flags.state.join(' or ')}\n` : 'queue empty: no jobs submitted\n',
+    );
+    return 0;
+  }
   await out(`${renderTable(['ID', 'STATE', 'LABELS', 'DUT', 'TRIES', 'SUBMITTED', 'COMMAND'], rows)}\n`);
   return 0;
 }
@@ -237,11 +243,17 @@ export async function queueStatsCommand(flags: QueueFlags): Promise<number> {
     String(s.duts.quarantined),
     String(s.duts.offline),
   ]);
-  const totals = Object.entries(stats.totals)
-    .map(([state, n]) => `${state} ${n}`)
-    .join(', ');
+  const t = stats.totals;
+  const active = t.queued + t.claimed + t.running;
+  const summary =
+    `${active === 0 ? 'queue empty: ' : ''}${t.queued} ${t.queued === 1 ? 'job' : 'jobs'} queued, ` +
+    `${t.claimed + t.running} running; finished: ${t.succeeded} succeeded, ${t.failed} failed, ${t.cancelled} cancelled`;
+  if (rows.length === 0) {
+    await out(`${summary}\n`);
+    return 0;
+  }
   await out(
-    `${renderTable(['LABELS', 'QUEUED', 'RUNNING', 'IDLE', 'BUSY', 'QUARANTINED', 'OFFLINE'], rows)}\n${totals}\n`,
+    `${renderTable(['LABELS', 'QUEUED', 'RUNNING', 'IDLE', 'BUSY', 'QUARANTINED', 'OFFLINE'], rows)}\n${summary}\n`,
   );
   return 0;
 }
