@@ -45,7 +45,7 @@ describe('jigctl dut', function () {
       runJigctl(t, ['jig', '-o', 'json'], { as: 'viewer' }),
     ]);
     assert.equal(table.code, 0, table.stderr);
-    assert.match(table.stdout, /^DUT +HEALTH +LABELS .*\nrpi4-a +maintenance +device-type=rpi4 /);
+    assert.match(table.stdout, /^DUT +HEALTH +POWER .*\nrpi4-a +maintenance +.*device-type=rpi4/);
     assert.match(table.stdout, /^flaky +good /m);
     assert.match(table.stdout, /^rpi4-a: maintenance \(set by admin at .*\): new relay board$/m);
     const duts = JSON.parse(json.stdout) as JsonDut[];

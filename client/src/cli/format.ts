@@ -8,7 +8,7 @@ import {
   type SerialRecord,
   SerialState,
 } from '../jig-client.js';
-import { healthJson, healthName, outOfServiceLines } from './dut-health-format.js';
+import { healthJson } from './dut-health-format.js';
 
 const STATE_NAMES: Record<JobState, string> = {
   [JobState.JOB_STATE_UNSPECIFIED]: 'unknown',
@@ -231,54 +231,6 @@ export function dutJson(d: Dut): Record<string, unknown> {
       consoleWriter: s.consoleWriter || undefined,
     },
   };
-}
-
-/** `jigctl jig` table; why a DUT is out of service, and a failed last power job, are named below it. */
-export function dutTable(duts: Dut[]): string {
-  const rows = duts.map((d) => {
-    const p = d.power;
-    const s = d.serial;
-    const power = p ? `${POWER_NAMES[p.state] ?? 'unknown'} (${p.driver}${p.busy ? ', busy' : ''})` : '-';
-    return [
-      d.name,
-      healthName(d),
-      Object.entries(d.labels)
-        .map(([k, v]) => `${k}=${v}`)
-        .join(',') || '-',
-      power,
-      p?.stateTime ? when(p.stateTime) : '-',
-      s ? (SERIAL_NAMES[s.state] ?? 'unknown') : '-',
-      s ? s.port || s.source : '-',
-      s ? String(s.bytesCaptured) : '-',
-      s?.consoleWriter || '-',
-      s?.captureJobId || '-',
-      s?.lastEvent || '-',
-    ];
-  });
-  const header = [
-    'DUT',
-    'HEALTH',
-    'LABELS',
-    'POWER',
-    'SINCE',
-    'SERIAL',
-    'PORT',
-    'BYTES',
-    'CONSOLE',
-    'CAPTURE JOB',
-    'LAST EVENT',
-  ];
-  const errors = duts
-    .filter((d) => d.power?.lastError)
-    .map((d) => `${d.name}: power job ${d.power!.lastJobId} failed: ${d.power!.lastError}`);
-  return [renderTable(header, rows), ...outOfServiceLines(duts), ...errors].join('\n');
-}
-
-/** Local time of day for today, the local date otherwise. */
-function when(time: Date): string {
-  if (time.toDateString() === new Date().toDateString()) return clockTime(time).slice(0, 8);
-  const p = (n: number): string => String(n).padStart(2, '0');
-  return `${time.getFullYear()}-${p(time.getMonth() + 1)}-${p(time.getDate())}`;
 }
 
 /** A plain-JSON view of an expect match. */
