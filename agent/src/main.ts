@@ -6,6 +6,7 @@ import { hideBin } from 'yargs/helpers';
 import { JigletError } from '../../protocol/src/errors.js';
 import { readServerTls, startAgent } from './agent.js';
 import { loadAgentConfig } from './config.js';
+import { defaultLogFormat, type LogFormat, logDestination } from './log-format.js';
 import { containProcessFailures } from './process-failures.js';
 
 /** Exit code for a configuration problem (sysexits EX_CONFIG). */
@@ -46,6 +47,7 @@ async function serve(flags: {
   stateDir?: string;
   tlsDir?: string;
   logLevel?: string;
+  logFormat?: LogFormat;
   metrics?: string;
   web?: string;
   allowCaKey?: boolean;
@@ -54,10 +56,9 @@ async function serve(flags: {
   // Users' jobs run as other uids: every file the agent writes from here on is its own alone
   // (state-dir-access.ts). Jobs get 022 back in their shim.
   process.umask(0o077);
-  // Synchronous: a fatal line must be in the log before process.exit, and an agent logs little.
   const log = pino(
     { level: config.logLevel, base: { pid: process.pid } },
-    pino.destination({ dest: 2, sync: true }),
+    logDestination(flags.logFormat ?? defaultLogFormat(process.stderr)),
   );
   // The last line only: failures are contained where they happen (see process-failures.ts).
   containProcessFailures(log);
@@ -101,6 +102,7 @@ async function queueWorker(flags: {
   leaseTtlMs?: number;
   metrics?: string;
   logLevel?: string;
+  logFormat?: LogFormat;
 }): Promise<void> {
   // The worker is a gRPC client of an agent, so it lives in client/; this is only its launcher
   // (the one place agent/ reaches into client/, see DESIGN.md). grpc-js sets the TLS ServerName
@@ -109,7 +111,7 @@ async function queueWorker(flags: {
   const { runQueueWorker } = await import('../../client/src/queue/run-queue-worker.js');
   const log = pino(
     { level: flags.logLevel ?? 'info', base: { pid: process.pid } },
-    pino.destination({ dest: 2, sync: true }),
+    logDestination(flags.logFormat ?? defaultLogFormat(process.stderr)),
   );
   containProcessFailures(log);
   const { worker, stop, metricsPort } = await runQueueWorker(flags, (line) => log.warn(line));
@@ -141,6 +143,10 @@ await yargs(hideBin(process.argv))
           describe: "start even with the CA's private key in the TLS directory (throwaway demos only)",
         })
         .option('log-level', { type: 'string', choices: ['trace', 'debug', 'info', 'warn', 'error'] })
+        .option('log-format', {
+          choices: ['json', 'pretty'] as const,
+          describe: 'log lines as JSON or readable text (default: readable on a terminal, JSON otherwise)',
+        })
         .option('metrics', {
           type: 'string',
           describe: 'HOST:PORT for Prometheus to scrape GET /metrics (plain HTTP; off by default)',
@@ -172,6 +178,10 @@ await yargs(hideBin(process.argv))
           describe: 'requeue after this long without a heartbeat (default 30000)',
         })
         .option('log-level', { type: 'string', choices: ['trace', 'debug', 'info', 'warn', 'error'] })
+        .option('log-format', {
+          choices: ['json', 'pretty'] as const,
+          describe: 'log lines as JSON or readable text (default: readable on a terminal, JSON otherwise)',
+        })
         .option('lease-ttl-ms', {
           type: 'number',
           describe: 'TTL of the DUT leases it holds (default 15000)',
