@@ -129,6 +129,18 @@ describe('jigctl', () => {
     }
   });
 
+  it('states a range the agent refuses in the flag and units the user typed', async () => {
+    const timeout = await jigctl(t, ['run', '--timeout', '200h', '--', 'true']);
+    assert.equal(timeout.code, 2);
+    assert.equal(timeout.stderr, 'jigctl: --timeout must be between 0s and 168h (got 200h)\n');
+    const memory = await jigctl(t, ['run', '--memory', '1M', '--', 'true']);
+    assert.equal(memory.code, 2);
+    assert.match(
+      memory.stderr,
+      /^jigctl: --memory must be between 4M and \d+M, this host's memory \(got 1M\)\n$/,
+    );
+  });
+
   it('says where to put certificates when none are configured', async () => {
     const child = spawn(process.execPath, [JIGCTL, 'list'], {
       env: { PATH: process.env.PATH, JIGLET_CONFIG: '/nonexistent' },

@@ -446,7 +446,9 @@ export class LeaseManager extends EventEmitter {
 function checkWait(waitMs: number | undefined): void {
   if (waitMs === undefined) return;
   if (!Number.isInteger(waitMs) || waitMs < 0 || waitMs > MAX_WAIT_MS) {
-    throw invalidArgument(`a claim waits at most ${MAX_WAIT_MS} ms (a week); got wait_ms ${waitMs}`);
+    throw invalidArgument(
+      `the claim wait must be between 0s and ${durationText(MAX_WAIT_MS)}; got ${durationText(waitMs)}`,
+    );
   }
 }
 

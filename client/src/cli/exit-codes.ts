@@ -56,9 +56,32 @@ export async function describeFailure(
         message: `cannot reach the agent: ${grpcUnavailableText(err.message)}`,
       };
     }
-    return { code: BY_CODE[err.code] ?? EXIT.failure, message: oneLine(err.message) };
+    return { code: BY_CODE[err.code] ?? EXIT.failure, message: oneLine(inFlagTerms(err)) };
   }
   return { code: EXIT.failure, message: oneLine(err instanceof Error ? err.message : String(err)) };
+}
+
+/**
+ * The agent states a range for any client ("the lease TTL must be between 1s and 24h; got 0s");
+ * on the command line the user typed a flag, so the message names it.
+ */
+const FLAGS: Readonly<Record<string, string>> = {
+  'the lease TTL': '--ttl',
+  'the claim wait': '--wait',
+  'the job timeout': '--timeout',
+  'the expect timeout': '--timeout',
+  'the stop grace period': '--grace',
+  'the power-off time': '--off-time',
+  'the memory limit': '--memory',
+  'the CPU limit': '--cpus',
+  'the process limit': '--pids',
+};
+
+function inFlagTerms(err: JigletError): string {
+  if (err.code !== 'JIGLET_E_INVALID_ARGUMENT') return err.message;
+  const m = /^(the [\w -]+?) (must be .*); got (.*)$/.exec(err.message);
+  const flag = m && FLAGS[m[1]!];
+  return flag ? `${flag} ${m[2]} (got ${m[3]})` : err.message;
 }
 
 /** What to check when the agent cannot be reached. */

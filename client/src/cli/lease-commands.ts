@@ -4,7 +4,7 @@
  */
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { invalidArgument, JigletError } from '../../../protocol/src/errors.js';
+import { invalidArgument } from '../../../protocol/src/errors.js';
 import type { ConnectionFlags } from '../connection.js';
 import type { Lease } from '../lease-client.js';
 import { renderTable } from './format.js';
@@ -51,55 +51,39 @@ export async function claimCommand(flags: ClaimFlags, command: readonly string[]
     priority: flags.priority ?? 0,
   };
   const client = connect(flags);
-  let started = false;
   try {
     if (!flags.exec) {
-      const lease = await client.leases.claim(claim).catch(ttlFlagError);
+      const lease = await client.leases.claim(claim);
       process.stdout.write(
         flags.output === 'json' ? `${JSON.stringify(leaseJson(lease), null, 2)}\n` : `${lease.id}\n`,
       );
       return 0;
     }
-    return await client
-      .withLease(claim, async (lease) => {
-        started = true;
-        process.stderr.write(
-          `jigctl: holding ${lease.dut} (lease ${lease.id}, token ${lease.fencingToken})\n`,
-        );
-        const [program, ...args] = command;
-        const child = spawn(program!, args, {
-          stdio: 'inherit',
-          env: { ...process.env, JIGLET_LEASE: lease.id, JIGLET_DUT: lease.dut },
-        });
-        const forward = (signal: NodeJS.Signals) => (): void => {
-          child.kill(signal);
-        };
-        const onInt = forward('SIGINT');
-        const onTerm = forward('SIGTERM');
-        process.on('SIGINT', onInt);
-        process.on('SIGTERM', onTerm);
-        try {
-          const [code, signal] = (await once(child, 'exit')) as [number | null, NodeJS.Signals | null];
-          return code ?? 128 + (signal === 'SIGKILL' ? 9 : signal === 'SIGINT' ? 2 : 15);
-        } finally {
-          process.off('SIGINT', onInt);
-          process.off('SIGTERM', onTerm);
-        }
-      })
-      .catch((err: unknown) => (started ? Promise.reject(err) : ttlFlagError(err)));
+    return await client.withLease(claim, async (lease) => {
+      process.stderr.write(`jigctl: holding ${lease.dut} (lease ${lease.id}, token ${lease.fencingToken})\n`);
+      const [program, ...args] = command;
+      const child = spawn(program!, args, {
+        stdio: 'inherit',
+        env: { ...process.env, JIGLET_LEASE: lease.id, JIGLET_DUT: lease.dut },
+      });
+      const forward = (signal: NodeJS.Signals) => (): void => {
+        child.kill(signal);
+      };
+      const onInt = forward('SIGINT');
+      const onTerm = forward('SIGTERM');
+      process.on('SIGINT', onInt);
+      process.on('SIGTERM', onTerm);
+      try {
+        const [code, signal] = (await once(child, 'exit')) as [number | null, NodeJS.Signals | null];
+        return code ?? 128 + (signal === 'SIGKILL' ? 9 : signal === 'SIGINT' ? 2 : 15);
+      } finally {
+        process.off('SIGINT', onInt);
+        process.off('SIGTERM', onTerm);
+      }
+    });
   } finally {
     client.close();
   }
-}
-
-/**
- * The agent states the TTL range for any client ("the lease TTL must be between 1s and 24h; got
- * 0s"); here the user typed `--ttl`, so the message names the flag.
- */
-function ttlFlagError(err: unknown): never {
-  const m = err instanceof JigletError && /^the lease TTL (must be .*); got (.*)$/.exec(err.message);
-  if (m) throw invalidArgument(`--ttl ${m[1]} (got ${m[2]})`);
-  throw err;
 }
 
 /** `jigctl release LEASE`. */
