@@ -139,6 +139,18 @@ describe('jigctl queue on the embedded engine', function () {
       `jigctl: no jiglet queue-worker is serving the embedded queue in ${join(dir, 'elsewhere')}; ` +
         `start one with \`jiglet queue-worker --db pglite:${join(dir, 'elsewhere')}\`\n`,
     );
+    const noServer = await runJigctl(v.t, [
+      'queue',
+      'stats',
+      '--db',
+      'postgres://ci:secret@127.0.0.1:1/jiglet',
+    ]);
+    assert.equal(noServer.code, 69);
+    assert.equal(
+      noServer.stderr,
+      'jigctl: cannot reach the queue database at 127.0.0.1:1: nothing accepts connections there (connection refused); ' +
+        'check --db (or JIGLET_QUEUE_DB) and that PostgreSQL runs there\n',
+    );
     const unknown = await runJigctl(v.t, ['queue', 'status', '999999', '--db', db]);
     assertOneLineError(unknown);
     const badTimeout = await runJigctl(v.t, [

@@ -5,7 +5,9 @@
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { resolve } from 'node:path';
-import { invalidArgument } from '../../../protocol/src/errors.js';
+import { invalidArgument, JigletError } from '../../../protocol/src/errors.js';
+import { networkErrorText } from '../diagnose-connection.js';
+import { isConnectionError } from '../queue/connection-errors.js';
 import { LOG_CHANNEL, type QueueJob, QueueStore } from '../queue/queue-store.js';
 import { writeReport } from '../report/write-report.js';
 import { renderTable } from './format.js';
@@ -41,12 +43,34 @@ function dbUrl(flags: QueueFlags): string {
 }
 
 async function withStore<T>(flags: QueueFlags, fn: (store: QueueStore) => Promise<T>): Promise<T> {
-  const store = await QueueStore.open(dbUrl(flags));
+  const url = dbUrl(flags);
   try {
-    return await fn(store);
-  } finally {
-    await store.close();
+    const store = await QueueStore.open(url);
+    try {
+      return await fn(store);
+    } finally {
+      await store.close();
+    }
+  } catch (err) {
+    throw unreachableDb(url, err);
   }
+}
+
+/**
+ * A database that cannot be reached, in one sentence: where, why in words, what to check
+ * (pg reports "connect ECONNREFUSED 127.0.0.1:1" and nothing else).
+ */
+function unreachableDb(url: string, err: unknown): unknown {
+  if (err instanceof JigletError) return err;
+  const code = (err as NodeJS.ErrnoException).code;
+  if (!isConnectionError(err) && !networkErrorText(code)) return err;
+  const host = /^postgres(ql)?:/.test(url) ? new URL(url).host : url;
+  const why = networkErrorText(code) ?? (err as Error).message;
+  return new JigletError(
+    'JIGLET_E_UNAVAILABLE',
+    `cannot reach the queue database at ${host}: ${why}; check --db (or JIGLET_QUEUE_DB) and that PostgreSQL runs there`,
+    { cause: err },
+  );
 }
 
 async function sha256Of(path: string): Promise<string> {
