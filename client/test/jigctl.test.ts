@@ -64,7 +64,10 @@ describe('jigctl', () => {
       new RegExp(`^job ${done} already ended \\(exited with code 0 at \\d\\d:\\d\\d:\\d\\d\\)\n$`),
     );
     const running = (await jigctl(t, ['start', '--', 'sleep', '600'])).stdout.trim();
-    assert.match((await jigctl(t, ['stop', running])).stdout, /: stopped signal SIGTERM \(request\)/);
+    assert.match(
+      (await jigctl(t, ['stop', running])).stdout,
+      /^job \S+ stopped by request at \d\d:\d\d:\d\d\n$/,
+    );
     const again = await jigctl(t, ['stop', running]);
     assert.equal(again.code, 0, again.stderr);
     assert.match(again.stdout, /already ended \(stopped by request at \d\d:\d\d:\d\d\)\n$/);

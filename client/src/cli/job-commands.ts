@@ -126,7 +126,7 @@ export async function stopCommand(flags: ConnectionFlags & { id: string; grace?:
     const grace = flags.grace === undefined ? 0 : parseDuration('--grace', flags.grace);
     try {
       const job = await client.stop(flags.id, grace);
-      process.stdout.write(`${job.id}: ${outcome(job)}\n`);
+      process.stdout.write(`job ${job.id} ${endedText(job)}\n`);
     } catch (err) {
       // Like kill(1) of a process that is gone: nothing left to do is not a failure.
       if (!(err instanceof JigletError && err.code === 'JIGLET_E_ILLEGAL_TRANSITION')) throw err;
