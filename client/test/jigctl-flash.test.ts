@@ -74,6 +74,7 @@ describe('jigctl flash and images', function () {
     });
     assert.match(r.stdout, /exit=0/, r.stdout);
     // Frames are redrawn in place; the last one (before the summary) is what stays on the screen.
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: terminal escape sequences are what it removes
     const screen = r.stdout.replace(/\x1b\[[\d;?]*[A-Za-z]/g, '\n');
     const frames = screen.split(/[\r\n]+/).filter((f) => f.includes('%'));
     assert.match(
