@@ -61,7 +61,7 @@ describe('bad input', () => {
       'a relative cwd',
       (t) => t.client('operator').start({ command: 'true', cwd: 'tmp' }),
       'JIGLET_E_INVALID_ARGUMENT',
-      /absolute/,
+      /^the working directory must be an absolute path on the jig host; got "tmp"$/,
     ],
     [
       'a tiny memory limit',

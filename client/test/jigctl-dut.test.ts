@@ -104,7 +104,10 @@ describe('jigctl dut', function () {
     const denied = await runJigctl(t, ['dut', 'state', 'rpi4-a', 'bad']);
     assert.equal(denied.code, 77);
     assertOneLineError(denied);
-    assert.match(denied.stderr, /operator \(role operator\) may not call SetDutState/);
+    assert.match(
+      denied.stderr,
+      /^jigctl: operator \(role operator\) may not set a DUT's health or run its health check; that needs a certificate with the admin role\n$/,
+    );
     assert.equal((await runJigctl(t, ['dut', 'check', 'sturdy'], { as: 'viewer' })).code, 77);
 
     const none = await runJigctl(t, ['dut', 'check', 'rpi4-a'], { as: 'admin' });

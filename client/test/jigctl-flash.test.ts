@@ -91,6 +91,9 @@ describe('jigctl flash and images', function () {
     const bad = await runJigctl(v.t, ['flash', '--dut', 'vdut-a', page]);
     assert.equal(bad.code, 1);
     assert.match(bad.stderr, /jigctl: flash of vdut-a failed: .*not a disk image: looks like HTML/);
+    const missing = await runJigctl(v.t, ['flash', '--dut', 'vdut-a', join(dir, 'nope.img')]);
+    assert.equal(missing.code, 2);
+    assert.equal(missing.stderr, `jigctl: cannot read the image ${join(dir, 'nope.img')}: no such file\n`);
     const unverified = await runJigctl(v.t, ['flash', '--dut', 'vdut-a', '--no-verify', image]);
     assert.equal(unverified.code, 0, unverified.stderr);
     assert.match(unverified.stderr, /WARNING: --no-verify/);

@@ -118,7 +118,10 @@ describe('jigctl', () => {
     const viewer = await jigctl(t, ['run', '--', 'true'], { as: 'viewer' });
     assert.equal(viewer.code, 77);
     assertOneLineError(viewer);
-    assert.match(viewer.stderr, /viewer .* may not call StartJob/);
+    assert.match(
+      viewer.stderr,
+      /^jigctl: viewer \(role viewer\) may not start jobs; that needs a certificate with the operator or admin role\n$/,
+    );
     const stranger = await jigctl(t, ['list'], { as: 'stranger' });
     assert.equal(stranger.code, 77, stranger.stderr);
     assertOneLineError(stranger);
@@ -142,6 +145,12 @@ describe('jigctl', () => {
       memory.stderr,
       /^jigctl: --memory must be between 4M and \d+M, this host's memory \(got 1M\)\n$/,
     );
+    const pids = await jigctl(t, ['run', '--pids', '9999999999', '--', 'true']);
+    assert.equal(pids.code, 2);
+    assert.equal(pids.stderr, 'jigctl: --pids must be a whole number from 1 to 4194304 (got 9999999999)\n');
+    const cwd = await jigctl(t, ['run', '--cwd', 'src', '--', 'true']);
+    assert.equal(cwd.code, 2);
+    assert.equal(cwd.stderr, 'jigctl: --cwd must be an absolute path on the jig host (got "src")\n');
   });
 
   it('says where to put certificates when none are configured', async () => {

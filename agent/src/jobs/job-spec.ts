@@ -58,7 +58,9 @@ export function validateJobSpec(spec: WireJobSpec | undefined): JobSpecInput {
     );
   }
   if (spec.cwd !== '' && !isAbsolute(spec.cwd)) {
-    throw invalidArgument(`spec.cwd "${spec.cwd}" must be an absolute path`);
+    throw invalidArgument(
+      `the working directory must be an absolute path on the jig host; got "${spec.cwd}"`,
+    );
   }
   if (spec.dut !== '' && !DUT_NAME.test(spec.dut)) {
     throw invalidArgument(`spec.dut "${spec.dut.slice(0, 64)}" is not a valid DUT name`);

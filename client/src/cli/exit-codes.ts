@@ -75,6 +75,7 @@ const FLAGS: Readonly<Record<string, string>> = {
   'the memory limit': '--memory',
   'the CPU limit': '--cpus',
   'the process limit': '--pids',
+  'the working directory': '--cwd',
 };
 
 function inFlagTerms(err: JigletError): string {

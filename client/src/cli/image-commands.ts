@@ -2,6 +2,8 @@
  * jigctl's image and flash commands: `images`, `images rm`, and `flash`, which hashes, uploads
  * what the agent lacks, flashes and verifies, with one progress bar for the whole thing.
  */
+import { accessSync, constants, statSync } from 'node:fs';
+import { invalidArgument, JigletError } from '../../../protocol/src/errors.js';
 import type { ConnectionFlags } from '../connection.js';
 import type { FlashEvent } from '../flash-client.js';
 import { FlashProgressView } from './flash-progress.js';
@@ -64,8 +66,27 @@ export async function imagesRemoveCommand(flags: ConnectionFlags & { sha256: str
   }
 }
 
+/** Refuses a path that is not a readable file, in words ("no such file"), before anything is sent. */
+function readableFile(what: string, path: string): void {
+  try {
+    if (!statSync(path).isFile()) throw invalidArgument(`${what} ${path} is not a file`);
+    accessSync(path, constants.R_OK);
+  } catch (err) {
+    if (err instanceof JigletError) throw err;
+    const code = (err as NodeJS.ErrnoException).code;
+    const why = code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : code;
+    throw invalidArgument(`cannot read ${what} ${path}: ${why}`);
+  }
+}
+
 /** `jigctl flash --dut D IMAGE`: one bar across hashing, upload and flashing; exit 0 on a verified flash. */
 export async function flashCommand(flags: FlashFlags): Promise<number> {
+  for (const [flag, path] of [
+    ['the image', flags.image],
+    ['--bmap', flags.bmap],
+  ] as const) {
+    if (path !== undefined) readableFile(flag, path);
+  }
   const verify = flags.verify ?? true;
   if (!verify)
     process.stderr.write('jigctl: WARNING: --no-verify: what is written will not be read back and checked\n');

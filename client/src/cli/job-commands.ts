@@ -5,7 +5,7 @@
  */
 import { constants } from 'node:os';
 import { type Job, JobState } from '../../../protocol/gen/jiglet/v1/jobs.js';
-import { JigletError } from '../../../protocol/src/errors.js';
+import { invalidArgument, JigletError } from '../../../protocol/src/errors.js';
 import { type ConnectionFlags, resolveConnection } from '../connection.js';
 import { isFinished, JigletClient, type StartOptions } from '../jiglet-client.js';
 import { endedText, jobJson, listTable, outcome, parseJobState, statusText } from './format.js';
@@ -23,6 +23,9 @@ export interface StartFlags extends ConnectionFlags {
   cwd?: string;
   stdin?: boolean;
 }
+
+/** The kernel's largest pid_max, and so the largest useful process limit. */
+const MAX_PIDS = 4_194_304;
 
 /** Opens a client from global flags, env and config file. */
 export function connect(flags: ConnectionFlags): JigletClient {
@@ -44,8 +47,16 @@ export function startOptions(flags: StartFlags, argv: readonly string[]): StartO
     timeoutMs: flags.timeout === undefined ? 0 : parseDuration('--timeout', flags.timeout),
     memoryBytes: flags.memory === undefined ? 0 : parseSize('--memory', flags.memory),
     cpuMillis: flags.cpus === undefined ? 0 : parseCpus('--cpus', flags.cpus),
-    pidsMax: flags.pids ?? 0,
+    pidsMax: flags.pids === undefined ? 0 : parsePids(flags.pids),
   };
+}
+
+/** `--pids N`: a whole number the wire (uint32) and the kernel (pid_max ≤ 4194304) can take. */
+function parsePids(n: number): number {
+  if (!Number.isInteger(n) || n < 1 || n > MAX_PIDS) {
+    throw invalidArgument(`--pids must be a whole number from 1 to ${MAX_PIDS} (got ${n})`);
+  }
+  return n;
 }
 
 /** The exit code that mirrors how a job ended (ssh conventions). */
