@@ -95,6 +95,8 @@ describe('jigctl', () => {
     assert.equal(logs.stdout, 'hi\n');
     const status = JSON.parse((await jigctl(t, ['status', id, '-o', 'json'])).stdout);
     assert.equal(status.state, 'exited');
+    const text = await jigctl(t, ['status', id]);
+    assert.match(text.stdout, /^state: +exited with code 0$/m);
     assert.equal(status.exitCode, 0);
     const list = JSON.parse((await jigctl(t, ['list', '-o', 'json'], { as: 'viewer' })).stdout);
     assert.ok(list.some((j: { id: string }) => j.id === id));

@@ -61,17 +61,6 @@ export function jobJson(job: Job): Record<string, unknown> {
   };
 }
 
-/** How a job ended, in words: "exit 0", "signal SIGKILL (out of memory)", "failed: …". */
-export function outcome(job: Job): string {
-  const parts: string[] = [stateOf(job)];
-  if (job.exitCode !== undefined) parts.push(`exit ${job.exitCode}`);
-  if (job.signal) parts.push(`signal ${job.signal}`);
-  if (job.oomKilled) parts.push('out of memory');
-  if (job.stopReason) parts.push(`(${job.stopReason})`);
-  const text = parts.join(' ');
-  return job.error ? `${text}: ${job.error}` : text;
-}
-
 const STOP_REASONS: Readonly<Record<string, string>> = {
   request: 'by request',
   timeout: 'at its timeout',
@@ -80,15 +69,34 @@ const STOP_REASONS: Readonly<Record<string, string>> = {
   error: 'after an error',
 };
 
-/** How a finished job ended, for `jigctl stop` of one: "stopped by request at 12:00:01". */
+/**
+ * Where a job is, or how it ended, in words: "running", "exited with code 3", "stopped by request
+ * (SIGTERM)", "killed by SIGKILL: out of memory", "failed: command not found: …".
+ */
+export function outcome(job: Job, opts: { signal?: boolean } = {}): string {
+  const how = (code: string): string => {
+    if (opts.signal === false) return code;
+    if (job.signal) return `${code} (${job.signal})`;
+    return job.exitCode !== undefined ? `${code} (exit ${job.exitCode})` : code;
+  };
+  switch (job.state) {
+    case JobState.JOB_STATE_STOPPED:
+      return how(`stopped ${STOP_REASONS[job.stopReason] ?? 'by request'}`);
+    case JobState.JOB_STATE_FAILED:
+      return job.error ? `failed: ${job.error}` : 'failed';
+    case JobState.JOB_STATE_LOST:
+      return 'lost (the agent restarted while it ran)';
+    case JobState.JOB_STATE_EXITED:
+      if (job.oomKilled) return `killed by ${job.signal || 'SIGKILL'}: out of memory`;
+      return job.signal ? `killed by ${job.signal}` : `exited with code ${job.exitCode ?? '?'}`;
+    default:
+      return stateOf(job);
+  }
+}
+
+/** How a finished job ended and when, for `jigctl stop`: "stopped by request at 12:00:01". */
 export function endedText(job: Job): string {
-  let how: string;
-  if (job.state === JobState.JOB_STATE_STOPPED)
-    how = `stopped ${STOP_REASONS[job.stopReason] ?? 'by request'}`;
-  else if (job.state === JobState.JOB_STATE_FAILED) how = job.error ? `failed: ${job.error}` : 'failed';
-  else if (job.state === JobState.JOB_STATE_LOST) how = 'lost (the agent restarted while it ran)';
-  else if (job.signal) how = `killed by ${job.signal}`;
-  else how = `exited with code ${job.exitCode ?? '?'}`;
+  const how = outcome(job, { signal: false });
   return job.endedAt ? `${how} at ${clockTime(job.endedAt).slice(0, 8)}` : how;
 }
 
