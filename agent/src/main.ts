@@ -97,6 +97,9 @@ async function queueWorker(flags: {
   cert?: string;
   key?: string;
   name?: string;
+  heartbeat?: string;
+  expiry?: string;
+  leaseTtl?: string;
   heartbeatMs?: number;
   expiryMs?: number;
   leaseTtlMs?: number;
@@ -109,12 +112,23 @@ async function queueWorker(flags: {
   // even to an IP address, and Node would print DEP0123 for it: noise an operator cannot act on.
   process.noDeprecation = true;
   const { runQueueWorker } = await import('../../client/src/queue/run-queue-worker.js');
+  const { parseDuration } = await import('../../client/src/cli/parse-units.js');
+  // Durations as people type them (2s, 30s); the older -ms flags still count when these are absent.
+  const ms = (flag: string, text: string | undefined, legacy: number | undefined) =>
+    text === undefined ? legacy : parseDuration(flag, text);
+  const timing = {
+    heartbeatMs: ms('--heartbeat', flags.heartbeat, flags.heartbeatMs),
+    expiryMs: ms('--expiry', flags.expiry, flags.expiryMs),
+    leaseTtlMs: ms('--lease-ttl', flags.leaseTtl, flags.leaseTtlMs),
+  };
   const log = pino(
     { level: flags.logLevel ?? 'info', base: { pid: process.pid } },
     logDestination(flags.logFormat ?? defaultLogFormat(process.stderr)),
   );
   containProcessFailures(log);
-  const { worker, stop, metricsPort } = await runQueueWorker(flags, (line) => log.warn(line));
+  const { worker, stop, metricsPort } = await runQueueWorker({ ...flags, ...timing }, (line) =>
+    log.warn(line),
+  );
   process.stdout.write(`jiglet queue-worker ${worker.name} claiming from the queue\n`);
   if (flags.metrics && metricsPort !== undefined)
     process.stdout.write(
@@ -172,19 +186,19 @@ await yargs(hideBin(process.argv))
         .option('cert', { type: 'string', describe: "the worker's client certificate (env JIGLET_CERT)" })
         .option('key', { type: 'string', describe: "the worker's key (env JIGLET_KEY)" })
         .option('name', { type: 'string', describe: "this worker's name in the queue (default host:pid)" })
-        .option('heartbeat-ms', { type: 'number', describe: 'heartbeat period (default 2000)' })
-        .option('expiry-ms', {
-          type: 'number',
-          describe: 'requeue after this long without a heartbeat (default 30000)',
+        .option('heartbeat', { type: 'string', describe: 'heartbeat period (default 2s)' })
+        .option('expiry', {
+          type: 'string',
+          describe: 'requeue after this long without a heartbeat (default 30s)',
         })
+        .option('lease-ttl', { type: 'string', describe: 'TTL of the DUT leases it holds (default 15s)' })
+        .option('heartbeat-ms', { type: 'number', hidden: true })
+        .option('expiry-ms', { type: 'number', hidden: true })
+        .option('lease-ttl-ms', { type: 'number', hidden: true })
         .option('log-level', { type: 'string', choices: ['trace', 'debug', 'info', 'warn', 'error'] })
         .option('log-format', {
           choices: ['json', 'pretty'] as const,
           describe: 'log lines as JSON or readable text (default: readable on a terminal, JSON otherwise)',
-        })
-        .option('lease-ttl-ms', {
-          type: 'number',
-          describe: 'TTL of the DUT leases it holds (default 15000)',
         })
         .option('metrics', {
           type: 'string',
