@@ -29,7 +29,7 @@ describe('jigctl leases', function () {
     const seen = (JSON.parse(listed.stdout) as { id: string; holder: string; expires: string }[])[0];
     assert.deepEqual([seen?.id, seen?.holder, typeof seen?.expires], ['', 'operator', 'string']);
     const table = await runJigctl(v.t, ['leases'], { as: 'viewer' });
-    assert.match(table.stdout, /vdut-a\s+operator\s+\(hidden\)/);
+    assert.match(table.stdout, /\nvdut-a\s+operator\s+\(hidden\)\s+\d+\s+\d\d:\d\d:\d\d \(in (\d+s|1m)\)\n$/);
     const refused = await runJigctl(v.t, ['power', 'on', '--dut', 'vdut-a'], { as: 'operator2' });
     assert.equal(refused.code, 1);
     assert.match(refused.stderr, /vdut-a is leased by operator until .*; wait for it/);
