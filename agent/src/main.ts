@@ -6,6 +6,7 @@ import { hideBin } from 'yargs/helpers';
 import { JigletError } from '../../protocol/src/errors.js';
 import { readServerTls, startAgent } from './agent.js';
 import { loadAgentConfig } from './config.js';
+import { defaultLogFormat, type LogFormat, logDestination } from './log-format.js';
 import { containProcessFailures } from './process-failures.js';
 
 /** Exit code for a configuration problem (sysexits EX_CONFIG). */
@@ -46,6 +47,7 @@ async function serve(flags: {
   stateDir?: string;
   tlsDir?: string;
   logLevel?: string;
+  logFormat?: LogFormat;
   metrics?: string;
   web?: string;
   allowCaKey?: boolean;
@@ -54,10 +56,9 @@ async function serve(flags: {
   // Users' jobs run as other uids: every file the agent writes from here on is its own alone
   // (state-dir-access.ts). Jobs get 022 back in their shim.
   process.umask(0o077);
-  // Synchronous: a fatal line must be in the log before process.exit, and an agent logs little.
   const log = pino(
     { level: config.logLevel, base: { pid: process.pid } },
-    pino.destination({ dest: 2, sync: true }),
+    logDestination(flags.logFormat ?? defaultLogFormat(process.stderr)),
   );
   // The last line only: failures are contained where they happen (see process-failures.ts).
   containProcessFailures(log);
@@ -96,23 +97,38 @@ async function queueWorker(flags: {
   cert?: string;
   key?: string;
   name?: string;
+  heartbeat?: string;
+  expiry?: string;
+  leaseTtl?: string;
   heartbeatMs?: number;
   expiryMs?: number;
   leaseTtlMs?: number;
   metrics?: string;
   logLevel?: string;
+  logFormat?: LogFormat;
 }): Promise<void> {
   // The worker is a gRPC client of an agent, so it lives in client/; this is only its launcher
   // (the one place agent/ reaches into client/, see DESIGN.md). grpc-js sets the TLS ServerName
   // even to an IP address, and Node would print DEP0123 for it: noise an operator cannot act on.
   process.noDeprecation = true;
   const { runQueueWorker } = await import('../../client/src/queue/run-queue-worker.js');
+  const { parseDuration } = await import('../../client/src/cli/parse-units.js');
+  // Durations as people type them (2s, 30s); the older -ms flags still count when these are absent.
+  const ms = (flag: string, text: string | undefined, legacy: number | undefined) =>
+    text === undefined ? legacy : parseDuration(flag, text);
+  const timing = {
+    heartbeatMs: ms('--heartbeat', flags.heartbeat, flags.heartbeatMs),
+    expiryMs: ms('--expiry', flags.expiry, flags.expiryMs),
+    leaseTtlMs: ms('--lease-ttl', flags.leaseTtl, flags.leaseTtlMs),
+  };
   const log = pino(
     { level: flags.logLevel ?? 'info', base: { pid: process.pid } },
-    pino.destination({ dest: 2, sync: true }),
+    logDestination(flags.logFormat ?? defaultLogFormat(process.stderr)),
   );
   containProcessFailures(log);
-  const { worker, stop, metricsPort } = await runQueueWorker(flags, (line) => log.warn(line));
+  const { worker, stop, metricsPort } = await runQueueWorker({ ...flags, ...timing }, (line) =>
+    log.warn(line),
+  );
   process.stdout.write(`jiglet queue-worker ${worker.name} claiming from the queue\n`);
   if (flags.metrics && metricsPort !== undefined)
     process.stdout.write(
@@ -141,6 +157,10 @@ await yargs(hideBin(process.argv))
           describe: "start even with the CA's private key in the TLS directory (throwaway demos only)",
         })
         .option('log-level', { type: 'string', choices: ['trace', 'debug', 'info', 'warn', 'error'] })
+        .option('log-format', {
+          choices: ['json', 'pretty'] as const,
+          describe: 'log lines as JSON or readable text (default: readable on a terminal, JSON otherwise)',
+        })
         .option('metrics', {
           type: 'string',
           describe: 'HOST:PORT for Prometheus to scrape GET /metrics (plain HTTP; off by default)',
@@ -166,15 +186,19 @@ await yargs(hideBin(process.argv))
         .option('cert', { type: 'string', describe: "the worker's client certificate (env JIGLET_CERT)" })
         .option('key', { type: 'string', describe: "the worker's key (env JIGLET_KEY)" })
         .option('name', { type: 'string', describe: "this worker's name in the queue (default host:pid)" })
-        .option('heartbeat-ms', { type: 'number', describe: 'heartbeat period (default 2000)' })
-        .option('expiry-ms', {
-          type: 'number',
-          describe: 'requeue after this long without a heartbeat (default 30000)',
+        .option('heartbeat', { type: 'string', describe: 'heartbeat period (default 2s)' })
+        .option('expiry', {
+          type: 'string',
+          describe: 'requeue after this long without a heartbeat (default 30s)',
         })
+        .option('lease-ttl', { type: 'string', describe: 'TTL of the DUT leases it holds (default 15s)' })
+        .option('heartbeat-ms', { type: 'number', hidden: true })
+        .option('expiry-ms', { type: 'number', hidden: true })
+        .option('lease-ttl-ms', { type: 'number', hidden: true })
         .option('log-level', { type: 'string', choices: ['trace', 'debug', 'info', 'warn', 'error'] })
-        .option('lease-ttl-ms', {
-          type: 'number',
-          describe: 'TTL of the DUT leases it holds (default 15000)',
+        .option('log-format', {
+          choices: ['json', 'pretty'] as const,
+          describe: 'log lines as JSON or readable text (default: readable on a terminal, JSON otherwise)',
         })
         .option('metrics', {
           type: 'string',

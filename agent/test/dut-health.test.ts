@@ -206,7 +206,12 @@ describe('DUT health', function () {
       const c = t.client(who);
       const set = await errorOf(c.jig.setState('rpi4-a', 'maintenance', 'mine now'));
       assert.equal(set.code, 'JIGLET_E_PERMISSION_DENIED');
-      assert.match(set.message, new RegExp(`${who} \\(role ${who}\\) may not call SetDutState`));
+      assert.match(
+        set.message,
+        new RegExp(
+          `${who} \\(role ${who}\\) may not set a DUT's health or run its health check; that needs a certificate with the admin role$`,
+        ),
+      );
       const check = await errorOf(c.jig.checkHealth('sturdy'));
       assert.equal(check.code, 'JIGLET_E_PERMISSION_DENIED');
     }

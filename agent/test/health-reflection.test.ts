@@ -3,8 +3,12 @@
  * the standard health service answers — both behind the same mutual TLS as everything else.
  */
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
+import { fromBinary } from '@bufbuild/protobuf';
+import { FileDescriptorProtoSchema } from '@bufbuild/protobuf/wkt';
 import {
   credentials,
   type GrpcObject,
@@ -14,6 +18,7 @@ import {
 import { loadSync } from '@grpc/proto-loader';
 import { protoPath as healthProto } from 'grpc-health-check';
 import { startTestAgent, type TestAgent } from '../../fixtures/test-support/test-agent.js';
+import { DESCRIPTOR_SET } from '../../protocol/src/proto-files.js';
 
 const require = createRequire(import.meta.url);
 const reflectionProto = join(
@@ -38,7 +43,6 @@ describe('health and reflection', () => {
 
   function creds(who: string) {
     const s = t.pki.as(who, t.address);
-    const { readFileSync } = require('node:fs') as typeof import('node:fs');
     return credentials.createSsl(readFileSync(s.ca), readFileSync(s.key), readFileSync(s.cert));
   }
 
@@ -74,6 +78,65 @@ describe('health and reflection', () => {
     assert.ok(
       files.some((f) => f.includes(Buffer.from('StreamOutput'))),
       'JobService descriptor is served',
+    );
+  });
+
+  /** Sends reflection requests on one stream, as grpcurl does, and collects the answers in order. */
+  async function reflect(requests: Record<string, unknown>[]): Promise<Record<string, unknown>[]> {
+    const Reflection = serviceClient(reflectionProto, ['grpc', 'reflection', 'v1', 'ServerReflection']);
+    const client = new Reflection(t.address, creds('viewer'));
+    const call = client.ServerReflectionInfo!();
+    const answers: Record<string, unknown>[] = [];
+    call.on('data', (a: Record<string, unknown>) => answers.push(a));
+    const ended = new Promise((resolve, reject) => {
+      call.on('end', resolve);
+      call.on('error', reject);
+    });
+    for (const r of requests) call.write(r);
+    call.end();
+    await ended;
+    client.close();
+    return answers;
+  }
+
+  /** The file names in a file_descriptor_response (the first field of a FileDescriptorProto). */
+  function fileNames(answer: Record<string, unknown>): string[] {
+    const files = (answer.file_descriptor_response as { file_descriptor_proto: Buffer[] } | undefined)
+      ?.file_descriptor_proto;
+    return (files ?? []).map((f) => fromBinary(FileDescriptorProtoSchema, f).name);
+  }
+
+  it('serves the real proto file names, and finds a file by its name', async () => {
+    const [bySymbol, byName, health, missing] = await reflect([
+      { file_containing_symbol: 'jiglet.v1.JigService' },
+      { file_by_filename: 'jiglet/v1/jig.proto' },
+      { file_containing_symbol: 'grpc.health.v1.Health' },
+      { file_by_filename: 'jiglet_v1.proto' },
+    ]);
+    assert.deepEqual(fileNames(bySymbol!), ['jiglet/v1/jig.proto', 'google/protobuf/timestamp.proto']);
+    assert.deepEqual(fileNames(byName!), ['jiglet/v1/jig.proto', 'google/protobuf/timestamp.proto']);
+    const jig = fromBinary(
+      FileDescriptorProtoSchema,
+      (byName!.file_descriptor_response as { file_descriptor_proto: Buffer[] }).file_descriptor_proto[0]!,
+    );
+    assert.equal(jig.package, 'jiglet.v1');
+    assert.deepEqual(jig.dependency, ['google/protobuf/timestamp.proto']);
+    assert.ok(jig.service.some((svc) => svc.name === 'JigService'));
+    assert.deepEqual(fileNames(health!), ['grpc/health/v1/health.proto']);
+    // The invented merged name of proto-loader is gone.
+    assert.equal((missing!.error_response as { error_code: number }).error_code, 5); // NOT_FOUND
+  });
+
+  it('serves descriptors built from the current .proto sources (npm run proto wrote them)', () => {
+    const root = join(import.meta.dirname, '../..');
+    const built = execFileSync(
+      join(root, 'node_modules/.bin/buf'),
+      ['build', 'protocol/proto', '--exclude-source-info', '-o', '-'],
+      { cwd: root, maxBuffer: 16 * 1024 * 1024 },
+    );
+    assert.ok(
+      built.equals(readFileSync(DESCRIPTOR_SET)),
+      'protocol/gen/descriptor-set.binpb is stale: npm run proto',
     );
   });
 

@@ -158,7 +158,7 @@ describe('leases on a virtual jig', function () {
     }
     assert.match(
       (await errorOf(op.leases.claim({ dut: 'vdut-a', ttlMs: 0 }))).message,
-      /a lease TTL is 1000 ms to 86400000 ms; got 0/,
+      /the lease TTL must be between 1s and 24h; got 0s/,
     );
     assert.equal(
       (await errorOf(op.leases.claim({ dut: 'vdut-a', labels: { a: 'b' } }))).code,

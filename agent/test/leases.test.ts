@@ -168,7 +168,7 @@ describe('lease manager', () => {
     const m = new LeaseManager({ stateDir: dir, maxLifetimeMs: 10_000, now: () => now });
     managers.push(m);
     const tooLong = await errorOf(m.claim({ duts: ['rpi'], holder: 'ci', ttlMs: 20_000 }));
-    assert.match(tooLong.message, /a lease TTL is 1000 ms to 10000 ms; got 20000/);
+    assert.match(tooLong.message, /the lease TTL must be between 1s and 10s; got 20s/);
     const lease = await m.claim({ duts: ['rpi'], holder: 'ci', ttlMs: 4000 });
     now += 3000;
     assert.equal(m.renew(lease.id, 'ci').expiresAt, now + 4000);

@@ -125,7 +125,10 @@ describe('supervision', () => {
     const op = t.client('operator');
     const job = await op.start({ command: 'no-such-program-xyz' });
     assert.equal(job.state, JobState.JOB_STATE_FAILED);
-    assert.match(job.error, /command not found: no-such-program-xyz/);
+    assert.equal(
+      job.error,
+      "command not found: no-such-program-xyz (not on the agent's PATH; give a full path)",
+    );
     const again = await op.get(job.id);
     assert.equal(again.state, JobState.JOB_STATE_FAILED);
   });

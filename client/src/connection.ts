@@ -66,6 +66,10 @@ export function resolveConnection(
     key: keyof ConnectionSettings,
   ): string | undefined => flag ?? env[envName] ?? ctx[key];
   const server = pick(flags.server, 'JIGLET_ADDR', 'server') ?? DEFAULT_SERVER;
+  // grpc-js would say 'Could not parse target name ""'.
+  if (server.trim() === '') {
+    throw invalidArgument("the agent's address is empty: give --server HOST:PORT or set JIGLET_ADDR");
+  }
   const ca = pick(flags.ca, 'JIGLET_CA', 'ca');
   const cert = pick(flags.cert, 'JIGLET_CERT', 'cert');
   const key = pick(flags.key, 'JIGLET_KEY', 'key');

@@ -11,7 +11,25 @@ import type { ConnectionSettings } from './connection.js';
 const PROBE_TIMEOUT_MS = 3000;
 
 /** What the probe found: the agent is unreachable, refused our TLS identity, or accepted it. */
-export type Diagnosis = { kind: 'unreachable' | 'tls-refused'; detail: string } | { kind: 'ok' };
+export type Diagnosis =
+  | { kind: 'unreachable'; detail: string; server: string }
+  | { kind: 'tls-refused'; detail: string }
+  | { kind: 'ok' };
+
+/** Network errors in words: what a person sees when the address is wrong or the agent is down. */
+const NETWORK_ERRORS: Record<string, string> = {
+  ECONNREFUSED: 'nothing accepts connections there (connection refused)',
+  EHOSTUNREACH: 'no route to that host',
+  ENETUNREACH: 'no route to that network',
+  ETIMEDOUT: 'the connection timed out',
+  ENOTFOUND: 'that host name does not resolve',
+  EAI_AGAIN: 'that host name does not resolve (DNS lookup failed)',
+};
+
+/** A network error code in words ("connection refused"), or undefined for other codes. */
+export function networkErrorText(code: string | undefined): string | undefined {
+  return code === undefined ? undefined : NETWORK_ERRORS[code];
+}
 
 /** Opens one TLS 1.3 connection like the client does and reports how it ends. */
 export function diagnoseConnection(settings: ConnectionSettings): Promise<Diagnosis> {
@@ -41,9 +59,8 @@ export function diagnoseConnection(settings: ConnectionSettings): Promise<Diagno
     socket.once('secureConnect', () => socket.write(Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n')));
     socket.once('data', () => finish({ kind: 'ok' }));
     socket.once('error', (err: NodeJS.ErrnoException) => {
-      const network = ['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'ETIMEDOUT', 'ENOTFOUND', 'EAI_AGAIN'];
-      if (err.code && network.includes(err.code))
-        finish({ kind: 'unreachable', detail: `${err.code} ${settings.server}` });
+      const text = networkErrorText(err.code);
+      if (text) finish({ kind: 'unreachable', detail: text, server: settings.server });
       else finish({ kind: 'tls-refused', detail: err.message });
     });
     socket.once('close', () =>

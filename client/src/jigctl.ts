@@ -174,7 +174,12 @@ try {
       'list the DUTs with their health, labels, power and serial state',
       (y) =>
         connectionOptions(y)
-          .option('output', { alias: 'o', choices: ['table', 'json'] as const, default: 'table' as const })
+          .option('output', {
+            alias: 'o',
+            choices: ['table', 'wide', 'json'] as const,
+            default: 'table' as const,
+            describe: 'table fits 120 columns; wide adds driver, port, capture job and last event',
+          })
           .option('label', { type: 'string', array: true, describe: 'only DUTs with this key=value label' }),
       async (argv) => {
         const { jigListCommand } = await import('./cli/jig-commands.js');

@@ -46,5 +46,9 @@ describe('connection settings', () => {
       () => resolveConnection({}, { JIGLET_CONFIG: join(dir, 'absent.yaml'), JIGLET_CA: '/ca' }),
       /set --cert\/JIGLET_CERT, --key\/JIGLET_KEY/,
     );
+    assert.throws(
+      () => resolveConnection({}, { ...env, JIGLET_ADDR: '' }),
+      /^JigletError: the agent's address is empty: give --server HOST:PORT or set JIGLET_ADDR$/,
+    );
   });
 });

@@ -45,7 +45,7 @@ describe('jigctl dut', function () {
       runJigctl(t, ['jig', '-o', 'json'], { as: 'viewer' }),
     ]);
     assert.equal(table.code, 0, table.stderr);
-    assert.match(table.stdout, /^DUT +HEALTH +LABELS .*\nrpi4-a +maintenance +device-type=rpi4 /);
+    assert.match(table.stdout, /^DUT +HEALTH +POWER .*\nrpi4-a +maintenance +.*device-type=rpi4/);
     assert.match(table.stdout, /^flaky +good /m);
     assert.match(table.stdout, /^rpi4-a: maintenance \(set by admin at .*\): new relay board$/m);
     const duts = JSON.parse(json.stdout) as JsonDut[];
@@ -104,7 +104,10 @@ describe('jigctl dut', function () {
     const denied = await runJigctl(t, ['dut', 'state', 'rpi4-a', 'bad']);
     assert.equal(denied.code, 77);
     assertOneLineError(denied);
-    assert.match(denied.stderr, /operator \(role operator\) may not call SetDutState/);
+    assert.match(
+      denied.stderr,
+      /^jigctl: operator \(role operator\) may not set a DUT's health or run its health check; that needs a certificate with the admin role\n$/,
+    );
     assert.equal((await runJigctl(t, ['dut', 'check', 'sturdy'], { as: 'viewer' })).code, 77);
 
     const none = await runJigctl(t, ['dut', 'check', 'rpi4-a'], { as: 'admin' });

@@ -47,10 +47,12 @@ describe('jigctl jig commands', function () {
   });
 
   it('jig lists the DUTs with their power driver, as JSON and as a table', async () => {
-    const [r, table, none] = await Promise.all([
+    const [r, table, none, wide, noneText] = await Promise.all([
       jigctl(v, ['jig', '-o', 'json'], { as: 'viewer' }),
       jigctl(v, ['jig', '--label', 'device-type=virtual'], { as: 'viewer' }),
       jigctl(v, ['jig', '-o', 'json', '--label', 'device-type=real'], { as: 'viewer' }),
+      jigctl(v, ['jig', '-o', 'wide'], { as: 'viewer' }),
+      jigctl(v, ['jig', '--label', 'device-type=real'], { as: 'viewer' }),
     ]);
     assert.equal(r.code, 0, r.stderr);
     const duts = JSON.parse(r.stdout) as { name: string; labels: object; power: { driver: string } }[];
@@ -63,9 +65,16 @@ describe('jigctl jig commands', function () {
     );
     assert.match(
       table.stdout,
-      /^DUT +HEALTH +LABELS +POWER .*\nvdut-a +good +device-type=virtual +\w+ \(virtual\)/,
+      /^DUT +HEALTH +POWER +SERIAL +CONSOLE +LABELS\nvdut-a +good +\w+.* +device-type=virtual\n/,
     );
+    for (const line of table.stdout.split('\n')) assert.ok(line.length <= 120, line);
+    assert.match(
+      wide.stdout,
+      /^DUT +HEALTH +POWER +SINCE +SERIAL +BYTES +PORT +CONSOLE +CAPTURE JOB +LAST EVENT +LABELS\n/,
+    );
+    assert.match(wide.stdout, /\nvdut-a +good +\w+ \(virtual\) /);
     assert.deepEqual(JSON.parse(none.stdout), []);
+    assert.equal(noneText.stdout, 'no DUT has the labels device-type=real\n');
   });
 
   it('power on, expect the login prompt from that power-on, power status', async () => {

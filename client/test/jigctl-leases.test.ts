@@ -29,7 +29,7 @@ describe('jigctl leases', function () {
     const seen = (JSON.parse(listed.stdout) as { id: string; holder: string; expires: string }[])[0];
     assert.deepEqual([seen?.id, seen?.holder, typeof seen?.expires], ['', 'operator', 'string']);
     const table = await runJigctl(v.t, ['leases'], { as: 'viewer' });
-    assert.match(table.stdout, /vdut-a\s+operator\s+\(hidden\)/);
+    assert.match(table.stdout, /\nvdut-a\s+operator\s+\(hidden\)\s+\d+\s+\d\d:\d\d:\d\d \(in (\d+s|1m)\)\n$/);
     const refused = await runJigctl(v.t, ['power', 'on', '--dut', 'vdut-a'], { as: 'operator2' });
     assert.equal(refused.code, 1);
     assert.match(refused.stderr, /vdut-a is leased by operator until .*; wait for it/);
@@ -41,6 +41,13 @@ describe('jigctl leases', function () {
     assert.equal((await runJigctl(v.t, ['power', 'on', '--dut', 'vdut-a', '--lease', id])).code, 0);
     assert.equal((await runJigctl(v.t, ['release', id])).code, 0);
     assert.equal((await runJigctl(v.t, ['leases', '-o', 'json'])).stdout.trim(), '[]');
+    assert.equal((await runJigctl(v.t, ['leases'])).stdout, 'no leases held\n');
+  });
+
+  it('states the --ttl range in the units a user types', async () => {
+    const r = await runJigctl(v.t, ['claim', '--dut', 'vdut-a', '--ttl', '0s']);
+    assert.equal(r.code, 2);
+    assert.equal(r.stderr, 'jigctl: --ttl must be between 1s and 24h (got 0s)\n');
   });
 
   it('holds the lease while --exec runs the command, which inherits it, then releases it', async () => {

@@ -33,6 +33,17 @@ describe('jigctl queue on the embedded engine', function () {
     rmSync(dir, { recursive: true, force: true });
   });
 
+  it('says the queue is empty rather than printing a bare header', async () => {
+    const stats = await runJigctl(v.t, ['queue', 'stats', '--db', db]);
+    assert.equal(stats.code, 0, stats.stderr);
+    assert.equal(
+      stats.stdout,
+      'queue empty: 0 jobs queued, 0 running; finished: 0 succeeded, 0 failed, 0 cancelled\n',
+    );
+    const list = await runJigctl(v.t, ['queue', 'list', '--db', db]);
+    assert.equal(list.stdout, 'queue empty: no jobs submitted\n');
+  });
+
   it('submits, follows the logs to the exit code, and shows status, list and stats', async () => {
     const submitted = await runJigctl(v.t, [
       'queue',
@@ -69,7 +80,10 @@ describe('jigctl queue on the embedded engine', function () {
     };
     assert.equal(parsed.totals.failed, 1);
     const table = await runJigctl(v.t, ['queue', 'stats', '--db', db]);
-    assert.match(table.stdout, /LABELS\s+QUEUED\s+RUNNING\s+IDLE\s+BUSY\s+QUARANTINED\s+OFFLINE/);
+    assert.equal(
+      table.stdout,
+      'queue empty: 0 jobs queued, 0 running; finished: 0 succeeded, 1 failed, 0 cancelled\n',
+    );
     const again = await runJigctl(v.t, ['queue', 'cancel', id, '--db', db]);
     assert.notEqual(again.code, 0);
     assertOneLineError(again);
@@ -97,6 +111,10 @@ describe('jigctl queue on the embedded engine', function () {
     ).labelSets.find((s) => s.labels.board === 'nowhere');
     assert.equal(set?.queued, 1);
     assert.equal(set?.duts.idle, 0);
+    const table = await runJigctl(v.t, ['queue', 'stats', '--db', db]);
+    assert.match(table.stdout, /^LABELS\s+QUEUED\s+RUNNING\s+IDLE\s+BUSY\s+QUARANTINED\s+OFFLINE\n/);
+    assert.match(table.stdout, /\nboard=nowhere\s+1\s+0\s+0\s+0\s+0\s+0\n/);
+    assert.match(table.stdout, /\n1 job queued, 0 running; finished: 0 succeeded, 1 failed, 0 cancelled\n$/);
     const cancelled = await runJigctl(v.t, ['queue', 'cancel', id, '--db', db]);
     assert.equal(cancelled.code, 0, cancelled.stderr);
     assert.match(cancelled.stdout, /cancelled/);
@@ -114,7 +132,25 @@ describe('jigctl queue on the embedded engine', function () {
     assert.match(noDb.stderr, /name the queue database/);
     const nobody = await runJigctl(v.t, ['queue', 'list', '--db', `pglite:${join(dir, 'elsewhere')}`]);
     assertOneLineError(nobody);
-    assert.match(nobody.stderr, /no jiglet queue-worker is serving the embedded queue/);
+    // The queue worker is missing, not the agent: say so, and how to start it.
+    assert.equal(nobody.code, 69);
+    assert.equal(
+      nobody.stderr,
+      `jigctl: no jiglet queue-worker is serving the embedded queue in ${join(dir, 'elsewhere')}; ` +
+        `start one with \`jiglet queue-worker --db pglite:${join(dir, 'elsewhere')}\`\n`,
+    );
+    const noServer = await runJigctl(v.t, [
+      'queue',
+      'stats',
+      '--db',
+      'postgres://ci:secret@127.0.0.1:1/jiglet',
+    ]);
+    assert.equal(noServer.code, 69);
+    assert.equal(
+      noServer.stderr,
+      'jigctl: cannot reach the queue database at 127.0.0.1:1: nothing accepts connections there (connection refused); ' +
+        'check --db (or JIGLET_QUEUE_DB) and that PostgreSQL runs there\n',
+    );
     const unknown = await runJigctl(v.t, ['queue', 'status', '999999', '--db', db]);
     assertOneLineError(unknown);
     const badTimeout = await runJigctl(v.t, [

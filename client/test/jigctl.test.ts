@@ -47,7 +47,31 @@ describe('jigctl', () => {
   it('run reports a missing program and exits 127', async () => {
     const r = await jigctl(t, ['run', '--', 'no-such-program-xyz']);
     assert.equal(r.code, 127);
-    assert.match(r.stderr, /command not found: no-such-program-xyz/);
+    // Which program, and what to do; not the agent's whole PATH.
+    assert.equal(
+      r.stderr,
+      "jigctl: failed: command not found: no-such-program-xyz (not on the agent's PATH; give a full path)\n",
+    );
+  });
+
+  it('stop of a job that already ended says how it ended and exits 0, like kill of a finished process', async () => {
+    const done = (await jigctl(t, ['start', '--', 'true'])).stdout.trim();
+    await jigctl(t, ['logs', '-f', done]);
+    const exited = await jigctl(t, ['stop', done]);
+    assert.equal(exited.code, 0, exited.stderr);
+    assert.match(
+      exited.stdout,
+      new RegExp(`^job ${done} already ended \\(exited with code 0 at \\d\\d:\\d\\d:\\d\\d\\)\n$`),
+    );
+    const running = (await jigctl(t, ['start', '--', 'sleep', '600'])).stdout.trim();
+    assert.match(
+      (await jigctl(t, ['stop', running])).stdout,
+      /^job \S+ stopped by request at \d\d:\d\d:\d\d\n$/,
+    );
+    const again = await jigctl(t, ['stop', running]);
+    assert.equal(again.code, 0, again.stderr);
+    assert.match(again.stdout, /already ended \(stopped by request at \d\d:\d\d:\d\d\)\n$/);
+    assert.equal(again.stderr, '');
   });
 
   it('Ctrl-C in run stops the remote job', async () => {
@@ -71,6 +95,8 @@ describe('jigctl', () => {
     assert.equal(logs.stdout, 'hi\n');
     const status = JSON.parse((await jigctl(t, ['status', id, '-o', 'json'])).stdout);
     assert.equal(status.state, 'exited');
+    const text = await jigctl(t, ['status', id]);
+    assert.match(text.stdout, /^state: +exited with code 0$/m);
     assert.equal(status.exitCode, 0);
     const list = JSON.parse((await jigctl(t, ['list', '-o', 'json'], { as: 'viewer' })).stdout);
     assert.ok(list.some((j: { id: string }) => j.id === id));
@@ -82,14 +108,22 @@ describe('jigctl', () => {
     const r = await jigctl(t, ['list'], { address: '127.0.0.1:1' });
     assert.equal(r.code, 69);
     assertOneLineError(r);
-    assert.match(r.stderr, /cannot reach the agent/);
+    // One sentence: who, where, what to check (no grpc-js "Resolution note:" tail).
+    assert.equal(
+      r.stderr,
+      'jigctl: cannot reach the agent at 127.0.0.1:1: nothing accepts connections there (connection refused); ' +
+        'check that `jiglet serve` runs there and that --server (or JIGLET_ADDR) names it\n',
+    );
   });
 
   it('exits 77 when the role forbids the call or the certificate is refused', async () => {
     const viewer = await jigctl(t, ['run', '--', 'true'], { as: 'viewer' });
     assert.equal(viewer.code, 77);
     assertOneLineError(viewer);
-    assert.match(viewer.stderr, /viewer .* may not call StartJob/);
+    assert.match(
+      viewer.stderr,
+      /^jigctl: viewer \(role viewer\) may not start jobs; that needs a certificate with the operator or admin role\n$/,
+    );
     const stranger = await jigctl(t, ['list'], { as: 'stranger' });
     assert.equal(stranger.code, 77, stranger.stderr);
     assertOneLineError(stranger);
@@ -101,6 +135,24 @@ describe('jigctl', () => {
       assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
       assert.doesNotMatch(r.stderr, /^\s+at /m);
     }
+  });
+
+  it('states a range the agent refuses in the flag and units the user typed', async () => {
+    const timeout = await jigctl(t, ['run', '--timeout', '200h', '--', 'true']);
+    assert.equal(timeout.code, 2);
+    assert.equal(timeout.stderr, 'jigctl: --timeout must be between 0s and 168h (got 200h)\n');
+    const memory = await jigctl(t, ['run', '--memory', '1M', '--', 'true']);
+    assert.equal(memory.code, 2);
+    assert.match(
+      memory.stderr,
+      /^jigctl: --memory must be between 4M and \d+M, this host's memory \(got 1M\)\n$/,
+    );
+    const pids = await jigctl(t, ['run', '--pids', '9999999999', '--', 'true']);
+    assert.equal(pids.code, 2);
+    assert.equal(pids.stderr, 'jigctl: --pids must be a whole number from 1 to 4194304 (got 9999999999)\n');
+    const cwd = await jigctl(t, ['run', '--cwd', 'src', '--', 'true']);
+    assert.equal(cwd.code, 2);
+    assert.equal(cwd.stderr, 'jigctl: --cwd must be an absolute path on the jig host (got "src")\n');
   });
 
   it('says where to put certificates when none are configured', async () => {

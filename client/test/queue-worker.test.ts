@@ -160,12 +160,12 @@ describe('fleet queue workers on a virtual jig', function () {
     const doomed = await startQueueWorkerProcess(pg.url, v.t.pki.as('operator', v.t.address), [
       '--name',
       'doomed',
-      '--heartbeat-ms',
-      '200',
-      '--expiry-ms',
-      '4000',
-      '--lease-ttl-ms',
-      '1500',
+      '--heartbeat',
+      '200ms',
+      '--expiry',
+      '4s',
+      '--lease-ttl',
+      '1.5s',
     ]);
     children.push(doomed);
     const running = await jobUntil(store, job.id, 'ran', (j) => j.agentJobId !== undefined);

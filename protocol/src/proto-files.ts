@@ -12,3 +12,9 @@ export const PROTO_FILES: readonly string[] = [
   'jiglet/v1/records.proto',
   'jiglet/v1/web.proto',
 ];
+
+/**
+ * The compiled descriptors of jiglet.v1 and its imports, one per real file (`jiglet/v1/jig.proto`),
+ * written by `npm run proto` (buf build) for server reflection.
+ */
+export const DESCRIPTOR_SET = new URL('../gen/descriptor-set.binpb', import.meta.url);

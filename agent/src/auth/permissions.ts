@@ -109,6 +109,36 @@ export const METHOD_PERMISSIONS: Readonly<Record<string, Permission>> = {
   '/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo': 'agent.reflect',
 };
 
+/**
+ * What each permission lets a caller do, in the words of a refusal ("viewer may not start jobs").
+ * A permission missing here is named by its RPC instead.
+ */
+const PERMISSION_WORDS: Partial<Record<Permission, string>> = {
+  'jobs.read': 'read jobs',
+  'jobs.start': 'start jobs',
+  'jobs.stop.own': 'stop jobs',
+  'jobs.stdin.own': "write to jobs' stdin",
+  'jig.read': 'read the jig',
+  'power.switch': 'switch power',
+  'console.write': "attach to a DUT's console",
+  'console.web': 'open the browser console',
+  'images.read': 'list images',
+  'images.upload': 'upload images',
+  'images.remove': 'remove cached images',
+  flash: 'flash a DUT',
+  'leases.read': 'list leases',
+  'records.read': 'read run records',
+  'leases.claim': 'claim or release leases',
+  'duts.admin': "set a DUT's health or run its health check",
+  'agent.health': 'check the agent health',
+  'agent.reflect': 'use server reflection',
+};
+
+/** The roles that hold a permission, for "that needs the operator or admin role". */
+function rolesWith(permission: Permission): string {
+  return (Object.keys(ROLE_PERMISSIONS) as Role[]).filter((r) => can(r, permission)).join(' or ');
+}
+
 /** True when the role holds the permission. */
 export function can(role: Role, permission: Permission): boolean {
   return ROLE_PERMISSIONS[role].has(permission);
@@ -119,8 +149,9 @@ export function authorizeMethod(identity: Identity, methodPath: string): void {
   const needed = METHOD_PERMISSIONS[methodPath];
   if (needed === undefined) throw permissionDenied(`${methodPath} is not an RPC this agent allows`);
   if (!can(identity.role, needed)) {
+    const what = PERMISSION_WORDS[needed] ?? `call ${methodPath.split('/').pop()}`;
     throw permissionDenied(
-      `${identity.name} (role ${identity.role}) may not call ${methodPath.split('/').pop()}`,
+      `${identity.name} (role ${identity.role}) may not ${what}; that needs a certificate with the ${rolesWith(needed)} role`,
     );
   }
 }

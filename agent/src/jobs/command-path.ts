@@ -20,7 +20,9 @@ export function resolveExecutable(command: string, pathVar: string, cwd: string)
     const path = join(dir, command);
     if (whyNotExecutable(path) === null) return { ok: true, path };
   }
-  return { ok: false, reason: `command not found: ${command} (searched PATH=${pathVar})` };
+  // The PATH itself stays out: the agent's is long and tool-specific (npx, systemd), and what a
+  // user can act on is "give a full path".
+  return { ok: false, reason: `command not found: ${command} (not on the agent's PATH; give a full path)` };
 }
 
 function whyNotExecutable(path: string): string | null {

@@ -5,6 +5,7 @@
 import { availableParallelism, totalmem } from 'node:os';
 import { isAbsolute } from 'node:path';
 import type { JobSpec as WireJobSpec } from '../../../protocol/gen/jiglet/v1/jobs.js';
+import { durationText } from '../../../protocol/src/duration-text.js';
 import { invalidArgument } from '../../../protocol/src/errors.js';
 import type { JobLimits } from './containment.js';
 
@@ -57,7 +58,9 @@ export function validateJobSpec(spec: WireJobSpec | undefined): JobSpecInput {
     );
   }
   if (spec.cwd !== '' && !isAbsolute(spec.cwd)) {
-    throw invalidArgument(`spec.cwd "${spec.cwd}" must be an absolute path`);
+    throw invalidArgument(
+      `the working directory must be an absolute path on the jig host; got "${spec.cwd}"`,
+    );
   }
   if (spec.dut !== '' && !DUT_NAME.test(spec.dut)) {
     throw invalidArgument(`spec.dut "${spec.dut.slice(0, 64)}" is not a valid DUT name`);
@@ -69,27 +72,51 @@ export function validateJobSpec(spec: WireJobSpec | undefined): JobSpecInput {
     cwd: spec.cwd,
     dut: spec.dut,
     limits: validateLimits(spec.limits),
-    timeoutMs: boundedNumber('spec.timeout_ms', spec.timeoutMs, MAX_TIMEOUT_MS),
+    timeoutMs: boundedDuration('the job timeout', spec.timeoutMs, MAX_TIMEOUT_MS),
     stdin: spec.stdin,
   };
 }
 
 function validateLimits(limits: WireJobSpec['limits']): JobLimits {
-  const memoryBytes = boundedNumber('spec.limits.memory_bytes', limits?.memoryBytes ?? 0n, totalmem());
-  if (memoryBytes !== 0 && memoryBytes < MIN_MEMORY_BYTES) {
-    throw invalidArgument(`spec.limits.memory_bytes ${memoryBytes} is below the minimum of 4 MiB`);
+  const memory = limits?.memoryBytes ?? 0n;
+  const most = totalmem();
+  if (memory > BigInt(most) || (memory !== 0n && memory < BigInt(MIN_MEMORY_BYTES))) {
+    throw invalidArgument(
+      `the memory limit must be between ${mib(MIN_MEMORY_BYTES)} and ${Math.floor(most / (1024 * 1024))}M, this host's memory; got ${mib(Number(memory))}`,
+    );
   }
+  const memoryBytes = Number(memory);
   const cpuMillis = limits?.cpuMillis ?? 0;
   const maxCpu = availableParallelism() * 1000;
-  if (cpuMillis > maxCpu) {
-    throw invalidArgument(`spec.limits.cpu_millis ${cpuMillis} exceeds this host's ${maxCpu} (all its CPUs)`);
-  }
-  if (cpuMillis !== 0 && cpuMillis < 10) {
-    throw invalidArgument(`spec.limits.cpu_millis ${cpuMillis} is below the minimum of 10 (1% of a CPU)`);
+  if (cpuMillis !== 0 && (cpuMillis < 10 || cpuMillis > maxCpu)) {
+    throw invalidArgument(
+      `the CPU limit must be between 0.01 and ${maxCpu / 1000} CPUs, all of this host's; got ${cpuMillis / 1000}`,
+    );
   }
   const pidsMax = limits?.pidsMax ?? 0;
-  if (pidsMax > MAX_PIDS) throw invalidArgument(`spec.limits.pids_max ${pidsMax} exceeds ${MAX_PIDS}`);
+  if (pidsMax > MAX_PIDS)
+    throw invalidArgument(`the process limit must be at most ${MAX_PIDS}; got ${pidsMax}`);
   return { memoryBytes, cpuMillis, pidsMax };
+}
+
+/** A size as `--memory` takes it: "4M", "1536M" ("1K" below a MiB). */
+function mib(bytes: number): string {
+  if (bytes > 0 && bytes < 1024 * 1024) return `${Math.ceil(bytes / 1024)}K`;
+  const m = bytes / (1024 * 1024);
+  return `${Number.isInteger(m) ? m : m.toFixed(1)}M`;
+}
+
+/**
+ * A wire duration in milliseconds, refused beyond `maxMs` in the units a person types
+ * ("the job timeout must be between 0s and 168h; got 720h"); `what` names it as users know it.
+ */
+export function boundedDuration(what: string, value: bigint, maxMs: number): number {
+  if (value < 0n || value > BigInt(maxMs)) {
+    throw invalidArgument(
+      `${what} must be between 0s and ${durationText(maxMs)}; got ${durationText(Number(value))}`,
+    );
+  }
+  return Number(value);
 }
 
 /** Converts a wire uint64 to a number, refusing values above `max`. */

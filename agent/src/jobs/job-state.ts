@@ -28,3 +28,27 @@ export function assertTransition(jobId: string, from: JobStateName, to: JobState
     throw new JigletError('JIGLET_E_ILLEGAL_TRANSITION', `job ${jobId} is ${from}; it cannot become ${to}`);
   }
 }
+
+/** What a stop reason means, as the end of "stopped …". */
+const STOP_REASONS: Readonly<Record<string, string>> = {
+  request: 'by request',
+  timeout: 'at its timeout',
+  shutdown: 'when the agent shut down',
+  lease: 'when its lease ended',
+  error: 'after an error',
+};
+
+/** How a finished job ended, in words: "exited with code 0", "stopped by request", "killed by SIGKILL". */
+export function howItEnded(job: {
+  state: JobStateName;
+  exitCode?: number;
+  signal?: string;
+  stopReason?: string;
+  error?: string;
+}): string {
+  if (job.state === 'stopped') return `stopped ${STOP_REASONS[job.stopReason ?? ''] ?? 'by request'}`;
+  if (job.state === 'failed') return job.error ? `failed: ${job.error}` : 'failed';
+  if (job.state === 'lost') return 'lost (the agent restarted while it ran)';
+  if (job.signal) return `killed by ${job.signal}`;
+  return `exited with code ${job.exitCode ?? '?'}`;
+}

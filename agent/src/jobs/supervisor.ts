@@ -20,7 +20,7 @@ import type { Containment, JobCgroup } from './containment.js';
 import { type JobCursor, type JobFilter, JobIndex, type JobIndexEntry } from './job-index.js';
 import type { JobRecord, JobRecords, StopReason } from './job-records.js';
 import type { JobSpecInput } from './job-spec.js';
-import { assertTransition, isFinal, type JobStateName } from './job-state.js';
+import { assertTransition, howItEnded, isFinal, type JobStateName } from './job-state.js';
 import type { JobCredentials, JobUsers } from './job-users.js';
 import { describeProcesses, inspectProcesses } from './stuck-processes.js';
 
@@ -474,13 +474,20 @@ export class Supervisor {
 
   /**
    * Stops a running job: SIGTERM to the whole tree, then after `graceMs` a kill of its cgroup.
-   * Resolves with the final record. Stopping a job that is already over is an illegal transition.
+   * Resolves with the final record. Stopping a job that is already over is an illegal transition that says how it ended.
    */
   async stop(id: string, graceMs: number, reason: StopReason): Promise<JobView> {
     const entry = this.#find(id);
     if (entry.record.state === 'pending') await entry.started;
     const { record, runtime } = entry;
-    if (isFinal(record.state) || !runtime) {
+    if (isFinal(record.state)) {
+      const at = record.endedAt === undefined ? '' : ` at ${new Date(record.endedAt).toISOString()}`;
+      throw new JigletError(
+        'JIGLET_E_ILLEGAL_TRANSITION',
+        `job ${id} already ended (${howItEnded(record)}${at})`,
+      );
+    }
+    if (!runtime) {
       assertTransition(id, record.state, 'stopped');
       return entry;
     }

@@ -10,6 +10,7 @@
 import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { type Logger, pino } from 'pino';
+import { durationText } from '../../../protocol/src/duration-text.js';
 import { failedPrecondition, invalidArgument, JigletError, notFound } from '../../../protocol/src/errors.js';
 import type { Identity } from '../auth/identity.js';
 import { checkFence } from './lease-fence.js';
@@ -445,7 +446,9 @@ export class LeaseManager extends EventEmitter {
 function checkWait(waitMs: number | undefined): void {
   if (waitMs === undefined) return;
   if (!Number.isInteger(waitMs) || waitMs < 0 || waitMs > MAX_WAIT_MS) {
-    throw invalidArgument(`a claim waits at most ${MAX_WAIT_MS} ms (a week); got wait_ms ${waitMs}`);
+    throw invalidArgument(
+      `the claim wait must be between 0s and ${durationText(MAX_WAIT_MS)}; got ${durationText(waitMs)}`,
+    );
   }
 }
 
@@ -470,6 +473,8 @@ function journalError(err: unknown, what: string, verb: string): JigletError {
 function checkTtl(ttlMs: number, maxLifetimeMs: number): void {
   const most = Math.min(MAX_TTL_MS, maxLifetimeMs);
   if (!Number.isInteger(ttlMs) || ttlMs < MIN_TTL_MS || ttlMs > most) {
-    throw invalidArgument(`a lease TTL is ${MIN_TTL_MS} ms to ${most} ms; got ${ttlMs}`);
+    throw invalidArgument(
+      `the lease TTL must be between ${durationText(MIN_TTL_MS)} and ${durationText(most)}; got ${durationText(ttlMs)}`,
+    );
   }
 }

@@ -4,11 +4,9 @@
  */
 
 import tls from 'node:tls';
-import { fileURLToPath } from 'node:url';
 import { Server, ServerCredentials, type ServerInterceptor } from '@grpc/grpc-js';
-import { loadSync } from '@grpc/proto-loader';
 import { ReflectionService } from '@grpc/reflection';
-import { HealthImplementation, protoPath as healthProtoPath } from 'grpc-health-check';
+import { HealthImplementation } from 'grpc-health-check';
 import type { Logger } from 'pino';
 import { ImageServiceService } from '../../../protocol/gen/jiglet/v1/images.js';
 import { JigServiceService } from '../../../protocol/gen/jiglet/v1/jig.js';
@@ -16,7 +14,6 @@ import { JobServiceService } from '../../../protocol/gen/jiglet/v1/jobs.js';
 import { LeaseServiceService } from '../../../protocol/gen/jiglet/v1/leases.js';
 import { RecordServiceService } from '../../../protocol/gen/jiglet/v1/records.js';
 import { WebServiceService } from '../../../protocol/gen/jiglet/v1/web.js';
-import { PROTO_DIR, PROTO_FILES } from '../../../protocol/src/proto-files.js';
 import { authInterceptor } from '../auth/auth-interceptor.js';
 import type { ImageCache } from '../images/image-cache.js';
 import type { JigRuntime } from '../jig/jig-runtime.js';
@@ -30,6 +27,7 @@ import { jigService } from './jig-service.js';
 import { type FollowerRegistry, jobService } from './job-service.js';
 import { leaseService } from './lease-service.js';
 import { recordService } from './record-service.js';
+import { reflectionDefinition } from './reflection-files.js';
 import { webService } from './web-service.js';
 
 /** PEM material for the server side of mutual TLS. */
@@ -105,13 +103,7 @@ export async function startGrpcServer(opts: {
   });
   addHealthService(server, health, log);
   // Reflection describes every service we serve, health included, so grpcurl can use all of them.
-  const definitions = loadSync(
-    [...PROTO_FILES.map((f) => fileURLToPath(new URL(f, PROTO_DIR))), healthProtoPath],
-    {
-      includeDirs: [fileURLToPath(PROTO_DIR)],
-    },
-  );
-  new ReflectionService(definitions).addToServer(server);
+  new ReflectionService(reflectionDefinition()).addToServer(server);
 
   const creds = ServerCredentials.createSsl(
     opts.tls.ca,

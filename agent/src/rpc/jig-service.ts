@@ -22,7 +22,7 @@ import type { ConsoleWriter, DutRuntime } from '../jig/dut-runtime.js';
 import type { JigRuntime } from '../jig/jig-runtime.js';
 import { compilePattern, LineMatcher } from '../jig/line-matcher.js';
 import { pumpSerial, type SerialStart } from '../jig/serial-pump.js';
-import { boundedNumber } from '../jobs/job-spec.js';
+import { boundedDuration } from '../jobs/job-spec.js';
 import type { Supervisor } from '../jobs/supervisor.js';
 import { leaseOf } from '../leases/lease-header.js';
 import { fenceStartedJob } from '../leases/lease-jobs.js';
@@ -99,7 +99,7 @@ export function jigService(
       const offTimeMs =
         request.offTimeMs === 0
           ? undefined
-          : boundedNumber('off_time_ms', BigInt(request.offTimeMs), MAX_OFF_TIME_MS);
+          : boundedDuration('the power-off time', BigInt(request.offTimeMs), MAX_OFF_TIME_MS);
       const started = performance.now();
       const result = await dut.runPower(action, who.name, offTimeMs, action === 'status' ? undefined : fence);
       return {
@@ -316,7 +316,7 @@ async function expect(
   const timeoutMs =
     request.timeoutMs === 0
       ? DEFAULT_EXPECT_MS
-      : boundedNumber('timeout_ms', BigInt(request.timeoutMs), MAX_EXPECT_MS);
+      : boundedDuration('the expect timeout', BigInt(request.timeoutMs), MAX_EXPECT_MS);
   const { controller, dispose } = abortWhenClientGone(call);
   const found = new AbortController();
   const deadline = AbortSignal.timeout(timeoutMs);

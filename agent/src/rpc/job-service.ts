@@ -17,7 +17,7 @@ import { identityOf } from '../auth/auth-interceptor.js';
 import type { Identity } from '../auth/identity.js';
 import { authorizeOwner } from '../auth/permissions.js';
 import type { JigRuntime } from '../jig/jig-runtime.js';
-import { boundedNumber, validateJobSpec } from '../jobs/job-spec.js';
+import { boundedDuration, validateJobSpec } from '../jobs/job-spec.js';
 import { DEFAULT_GRACE_MS, type JobView, type Supervisor } from '../jobs/supervisor.js';
 import { leaseOf } from '../leases/lease-header.js';
 import { fenceStartedJob } from '../leases/lease-jobs.js';
@@ -73,7 +73,7 @@ export function jobService(
       const grace =
         call.request.graceMs === 0n
           ? DEFAULT_GRACE_MS
-          : boundedNumber('grace_ms', call.request.graceMs, MAX_GRACE_MS);
+          : boundedDuration('the stop grace period', call.request.graceMs, MAX_GRACE_MS);
       return { job: wire(await supervisor.stop(view.record.id, grace, 'request'), who) };
     }),
 

@@ -8,7 +8,7 @@ import {
   type SerialRecord,
   SerialState,
 } from '../jig-client.js';
-import { healthJson, healthName, outOfServiceLines } from './dut-health-format.js';
+import { healthJson } from './dut-health-format.js';
 
 const STATE_NAMES: Record<JobState, string> = {
   [JobState.JOB_STATE_UNSPECIFIED]: 'unknown',
@@ -61,15 +61,43 @@ export function jobJson(job: Job): Record<string, unknown> {
   };
 }
 
-/** How a job ended, in words: "exit 0", "signal SIGKILL (out of memory)", "failed: …". */
-export function outcome(job: Job): string {
-  const parts: string[] = [stateOf(job)];
-  if (job.exitCode !== undefined) parts.push(`exit ${job.exitCode}`);
-  if (job.signal) parts.push(`signal ${job.signal}`);
-  if (job.oomKilled) parts.push('out of memory');
-  if (job.stopReason) parts.push(`(${job.stopReason})`);
-  if (job.error) parts.push(`: ${job.error}`);
-  return parts.join(' ');
+const STOP_REASONS: Readonly<Record<string, string>> = {
+  request: 'by request',
+  timeout: 'at its timeout',
+  shutdown: 'when the agent shut down',
+  lease: 'when its lease ended',
+  error: 'after an error',
+};
+
+/**
+ * Where a job is, or how it ended, in words: "running", "exited with code 3", "stopped by request
+ * (SIGTERM)", "killed by SIGKILL: out of memory", "failed: command not found: …".
+ */
+export function outcome(job: Job, opts: { signal?: boolean } = {}): string {
+  const how = (code: string): string => {
+    if (opts.signal === false) return code;
+    if (job.signal) return `${code} (${job.signal})`;
+    return job.exitCode !== undefined ? `${code} (exit ${job.exitCode})` : code;
+  };
+  switch (job.state) {
+    case JobState.JOB_STATE_STOPPED:
+      return how(`stopped ${STOP_REASONS[job.stopReason] ?? 'by request'}`);
+    case JobState.JOB_STATE_FAILED:
+      return job.error ? `failed: ${job.error}` : 'failed';
+    case JobState.JOB_STATE_LOST:
+      return 'lost (the agent restarted while it ran)';
+    case JobState.JOB_STATE_EXITED:
+      if (job.oomKilled) return `killed by ${job.signal || 'SIGKILL'}: out of memory`;
+      return job.signal ? `killed by ${job.signal}` : `exited with code ${job.exitCode ?? '?'}`;
+    default:
+      return stateOf(job);
+  }
+}
+
+/** How a finished job ended and when, for `jigctl stop`: "stopped by request at 12:00:01". */
+export function endedText(job: Job): string {
+  const how = outcome(job, { signal: false });
+  return job.endedAt ? `${how} at ${clockTime(job.endedAt).slice(0, 8)}` : how;
 }
 
 /** `jigctl status` text. */
@@ -211,54 +239,6 @@ export function dutJson(d: Dut): Record<string, unknown> {
       consoleWriter: s.consoleWriter || undefined,
     },
   };
-}
-
-/** `jigctl jig` table; why a DUT is out of service, and a failed last power job, are named below it. */
-export function dutTable(duts: Dut[]): string {
-  const rows = duts.map((d) => {
-    const p = d.power;
-    const s = d.serial;
-    const power = p ? `${POWER_NAMES[p.state] ?? 'unknown'} (${p.driver}${p.busy ? ', busy' : ''})` : '-';
-    return [
-      d.name,
-      healthName(d),
-      Object.entries(d.labels)
-        .map(([k, v]) => `${k}=${v}`)
-        .join(',') || '-',
-      power,
-      p?.stateTime ? when(p.stateTime) : '-',
-      s ? (SERIAL_NAMES[s.state] ?? 'unknown') : '-',
-      s ? s.port || s.source : '-',
-      s ? String(s.bytesCaptured) : '-',
-      s?.consoleWriter || '-',
-      s?.captureJobId || '-',
-      s?.lastEvent || '-',
-    ];
-  });
-  const header = [
-    'DUT',
-    'HEALTH',
-    'LABELS',
-    'POWER',
-    'SINCE',
-    'SERIAL',
-    'PORT',
-    'BYTES',
-    'CONSOLE',
-    'CAPTURE JOB',
-    'LAST EVENT',
-  ];
-  const errors = duts
-    .filter((d) => d.power?.lastError)
-    .map((d) => `${d.name}: power job ${d.power!.lastJobId} failed: ${d.power!.lastError}`);
-  return [renderTable(header, rows), ...outOfServiceLines(duts), ...errors].join('\n');
-}
-
-/** Local time of day for today, the local date otherwise. */
-function when(time: Date): string {
-  if (time.toDateString() === new Date().toDateString()) return clockTime(time).slice(0, 8);
-  const p = (n: number): string => String(n).padStart(2, '0');
-  return `${time.getFullYear()}-${p(time.getMonth() + 1)}-${p(time.getDate())}`;
 }
 
 /** A plain-JSON view of an expect match. */

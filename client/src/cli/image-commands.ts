@@ -2,9 +2,11 @@
  * jigctl's image and flash commands: `images`, `images rm`, and `flash`, which hashes, uploads
  * what the agent lacks, flashes and verifies, with one progress bar for the whole thing.
  */
-import { SingleBar } from 'cli-progress';
+import { accessSync, constants, statSync } from 'node:fs';
+import { invalidArgument, JigletError } from '../../../protocol/src/errors.js';
 import type { ConnectionFlags } from '../connection.js';
 import type { FlashEvent } from '../flash-client.js';
+import { FlashProgressView } from './flash-progress.js';
 import { renderTable } from './format.js';
 import { connect } from './job-commands.js';
 
@@ -41,7 +43,11 @@ export async function imagesCommand(flags: ImagesFlags): Promise<number> {
       i.lastUsed?.toISOString().replace('T', ' ').slice(0, 19) ?? '-',
       i.inUse > 0 ? `in use (${i.inUse})` : '',
     ]);
-    process.stdout.write(`${renderTable(['SHA256', 'SIZE', 'NAME', 'LAST USED', ''], rows)}\n`);
+    process.stdout.write(
+      rows.length === 0
+        ? 'no images cached\n'
+        : `${renderTable(['SHA256', 'SIZE', 'NAME', 'LAST USED', ''], rows)}\n`,
+    );
     process.stdout.write(`${(usedBytes / MiB).toFixed(0)} of ${(limitBytes / MiB).toFixed(0)} MiB used\n`);
     return 0;
   } finally {
@@ -60,59 +66,44 @@ export async function imagesRemoveCommand(flags: ConnectionFlags & { sha256: str
   }
 }
 
+/** Refuses a path that is not a readable file, in words ("no such file"), before anything is sent. */
+function readableFile(what: string, path: string): void {
+  try {
+    if (!statSync(path).isFile()) throw invalidArgument(`${what} ${path} is not a file`);
+    accessSync(path, constants.R_OK);
+  } catch (err) {
+    if (err instanceof JigletError) throw err;
+    const code = (err as NodeJS.ErrnoException).code;
+    const why = code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : code;
+    throw invalidArgument(`cannot read ${what} ${path}: ${why}`);
+  }
+}
+
 /** `jigctl flash --dut D IMAGE`: one bar across hashing, upload and flashing; exit 0 on a verified flash. */
 export async function flashCommand(flags: FlashFlags): Promise<number> {
+  for (const [flag, path] of [
+    ['the image', flags.image],
+    ['--bmap', flags.bmap],
+  ] as const) {
+    if (path !== undefined) readableFile(flag, path);
+  }
   const verify = flags.verify ?? true;
   if (!verify)
     process.stderr.write('jigctl: WARNING: --no-verify: what is written will not be read back and checked\n');
   const client = connect(flags);
-  const tty = process.stderr.isTTY && flags.output !== 'json';
-  const bar = new SingleBar(
-    {
-      format: '{phase} [{bar}] {percentage}% | {done}/{total} MiB | {speed} MB/s | ETA {eta_formatted}',
-      stream: process.stderr,
-      hideCursor: true,
-      noTTYOutput: false,
-      etaBuffer: 20,
-    },
-    undefined,
+  const view = new FlashProgressView(
+    process.stderr,
+    process.stderr.isTTY === true && flags.output !== 'json',
   );
-  let phase = '';
-  let started = false;
-  const show = (name: string, done: number, total: number | null, speed: number): void => {
-    const totalMiB = Math.max(1, Math.round((total ?? done) / MiB));
-    if (!tty) {
-      if (name !== phase) process.stderr.write(`jigctl: ${name}\n`);
-      phase = name;
-      return;
-    }
-    const values = {
-      phase: name.padEnd(7),
-      done: Math.round(done / MiB),
-      total: totalMiB,
-      speed: speed.toFixed(0),
-    };
-    if (!started) {
-      bar.start(totalMiB, Math.round(done / MiB), values);
-      started = true;
-    } else {
-      bar.setTotal(totalMiB);
-      bar.update(Math.round(done / MiB), values);
-    }
-    phase = name;
-  };
   const controller = new AbortController();
   const onSignal = (): void => controller.abort();
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
   try {
     const onEvent = (e: FlashEvent): void => {
-      if (e.type === 'transfer') show(e.progress.phase, e.progress.done, e.progress.total, 0);
-      else {
-        const p = e.progress;
-        if (flags.output === 'json') process.stdout.write(`${JSON.stringify({ flash: p })}\n`);
-        show(p.phase, p.phase === 'verify' ? p.bytesRead : p.bytesWritten, p.totalBytes, p.mbPerS);
-      }
+      if (e.type === 'flash' && flags.output === 'json')
+        process.stdout.write(`${JSON.stringify({ flash: e.progress })}\n`);
+      view.onEvent(e);
     };
     const result = await client.flash(flags.dut, flags.image, {
       bmap: flags.bmap,
@@ -120,13 +111,13 @@ export async function flashCommand(flags: FlashFlags): Promise<number> {
       onEvent,
       signal: controller.signal,
     });
-    if (started) bar.stop();
+    view.finish();
     const summary = `${flags.dut}: flashed ${result.imageSha256.slice(0, 12)} (${result.uploaded > 0 ? `${(result.uploaded / MiB).toFixed(1)} MiB uploaded` : 'already on the agent'}; ${verify ? 'verified' : 'NOT verified'}; job ${result.jobId})`;
     if (flags.output === 'json') process.stdout.write(`${JSON.stringify({ done: result })}\n`);
     else process.stdout.write(`${summary}\n`);
     return 0;
   } finally {
-    if (started) bar.stop();
+    view.stop();
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
     client.close();

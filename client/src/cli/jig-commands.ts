@@ -15,16 +15,9 @@ import {
   type SerialRecord,
   type SerialStartOptions,
 } from '../jig-client.js';
+import { dutTable } from './dut-table.js';
 import { EXIT } from './exit-codes.js';
-import {
-  dutJson,
-  dutTable,
-  eventLine,
-  expectJson,
-  humanDuration,
-  recordJson,
-  timeoutReport,
-} from './format.js';
+import { dutJson, eventLine, expectJson, humanDuration, recordJson, timeoutReport } from './format.js';
 import { connect } from './job-commands.js';
 import { parseDuration, parsePairs } from './parse-units.js';
 import { writeOut } from './write-out.js';
@@ -95,9 +88,12 @@ export async function jigListCommand(flags: JigListFlags): Promise<number> {
       process.stdout.write(`${JSON.stringify(duts.map(dutJson), null, 2)}\n`);
       return 0;
     }
-    process.stdout.write(`${dutTable(duts)}\n`);
-    if (duts.length === 0 && Object.keys(labels).length > 0)
-      process.stderr.write(`jigctl: no DUT has the labels ${(flags.label ?? []).join(', ')}\n`);
+    if (duts.length === 0) {
+      const which = Object.keys(labels).length > 0 ? ` has the labels ${(flags.label ?? []).join(', ')}` : '';
+      process.stdout.write(which ? `no DUT${which}\n` : 'no DUTs: the jig description names none\n');
+      return 0;
+    }
+    process.stdout.write(`${dutTable(duts, { wide: flags.output === 'wide' })}\n`);
     return 0;
   } finally {
     client.close();

@@ -5,9 +5,10 @@
  */
 import { constants } from 'node:os';
 import { type Job, JobState } from '../../../protocol/gen/jiglet/v1/jobs.js';
+import { invalidArgument, JigletError } from '../../../protocol/src/errors.js';
 import { type ConnectionFlags, resolveConnection } from '../connection.js';
 import { isFinished, JigletClient, type StartOptions } from '../jiglet-client.js';
-import { jobJson, listTable, outcome, parseJobState, statusText } from './format.js';
+import { endedText, jobJson, listTable, outcome, parseJobState, statusText } from './format.js';
 import { parseCpus, parseDuration, parseEnv, parseSize } from './parse-units.js';
 import { writeOut } from './write-out.js';
 
@@ -22,6 +23,9 @@ export interface StartFlags extends ConnectionFlags {
   cwd?: string;
   stdin?: boolean;
 }
+
+/** The kernel's largest pid_max, and so the largest useful process limit. */
+const MAX_PIDS = 4_194_304;
 
 /** Opens a client from global flags, env and config file. */
 export function connect(flags: ConnectionFlags): JigletClient {
@@ -43,8 +47,16 @@ export function startOptions(flags: StartFlags, argv: readonly string[]): StartO
     timeoutMs: flags.timeout === undefined ? 0 : parseDuration('--timeout', flags.timeout),
     memoryBytes: flags.memory === undefined ? 0 : parseSize('--memory', flags.memory),
     cpuMillis: flags.cpus === undefined ? 0 : parseCpus('--cpus', flags.cpus),
-    pidsMax: flags.pids ?? 0,
+    pidsMax: flags.pids === undefined ? 0 : parsePids(flags.pids),
   };
+}
+
+/** `--pids N`: a whole number the wire (uint32) and the kernel (pid_max ≤ 4194304) can take. */
+function parsePids(n: number): number {
+  if (!Number.isInteger(n) || n < 1 || n > MAX_PIDS) {
+    throw invalidArgument(`--pids must be a whole number from 1 to ${MAX_PIDS} (got ${n})`);
+  }
+  return n;
 }
 
 /** The exit code that mirrors how a job ended (ssh conventions). */
@@ -123,8 +135,16 @@ export async function stopCommand(flags: ConnectionFlags & { id: string; grace?:
   const client = connect(flags);
   try {
     const grace = flags.grace === undefined ? 0 : parseDuration('--grace', flags.grace);
-    const job = await client.stop(flags.id, grace);
-    process.stdout.write(`${job.id}: ${outcome(job)}\n`);
+    try {
+      const job = await client.stop(flags.id, grace);
+      process.stdout.write(`job ${job.id} ${endedText(job)}\n`);
+    } catch (err) {
+      // Like kill(1) of a process that is gone: nothing left to do is not a failure.
+      if (!(err instanceof JigletError && err.code === 'JIGLET_E_ILLEGAL_TRANSITION')) throw err;
+      const job = await client.get(flags.id);
+      if (!isFinished(job)) throw err;
+      process.stdout.write(`job ${job.id} already ended (${endedText(job)})\n`);
+    }
     return 0;
   } finally {
     client.close();
@@ -166,7 +186,7 @@ export async function listCommand(
       limit: flags.limit,
     });
     process.stdout.write(
-      `${flags.output === 'json' ? JSON.stringify(jobs.map(jobJson), null, 2) : listTable(jobs)}\n`,
+      `${flags.output === 'json' ? JSON.stringify(jobs.map(jobJson), null, 2) : jobs.length === 0 ? 'no jobs' : listTable(jobs)}\n`,
     );
     return 0;
   } finally {

@@ -7,7 +7,8 @@ import { once } from 'node:events';
 import { invalidArgument } from '../../../protocol/src/errors.js';
 import type { ConnectionFlags } from '../connection.js';
 import type { Lease } from '../lease-client.js';
-import { renderTable } from './format.js';
+import { humanSpan } from './dut-table.js';
+import { clockTime, renderTable } from './format.js';
 import { connect } from './job-commands.js';
 import { parseDuration, parsePairs } from './parse-units.js';
 
@@ -144,9 +145,15 @@ export async function leasesCommand(
       l.holder,
       l.id || HIDDEN,
       String(l.fencingToken),
-      l.expires?.toISOString() ?? '-',
+      l.expires
+        ? `${clockTime(l.expires).slice(0, 8)} (in ${humanSpan(l.expires.getTime() - Date.now())})`
+        : '-',
     ]);
-    process.stdout.write(`${renderTable(['DUT', 'HOLDER', 'LEASE', 'TOKEN', 'EXPIRES'], rows)}\n`);
+    process.stdout.write(
+      rows.length === 0
+        ? 'no leases held\n'
+        : `${renderTable(['DUT', 'HOLDER', 'LEASE', 'TOKEN', 'EXPIRES'], rows)}\n`,
+    );
     return 0;
   } finally {
     client.close();

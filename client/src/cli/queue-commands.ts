@@ -5,7 +5,9 @@
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { resolve } from 'node:path';
-import { invalidArgument } from '../../../protocol/src/errors.js';
+import { invalidArgument, JigletError } from '../../../protocol/src/errors.js';
+import { networkErrorText } from '../diagnose-connection.js';
+import { isConnectionError } from '../queue/connection-errors.js';
 import { LOG_CHANNEL, type QueueJob, QueueStore } from '../queue/queue-store.js';
 import { writeReport } from '../report/write-report.js';
 import { renderTable } from './format.js';
@@ -41,12 +43,34 @@ function dbUrl(flags: QueueFlags): string {
 }
 
 async function withStore<T>(flags: QueueFlags, fn: (store: QueueStore) => Promise<T>): Promise<T> {
-  const store = await QueueStore.open(dbUrl(flags));
+  const url = dbUrl(flags);
   try {
-    return await fn(store);
-  } finally {
-    await store.close();
+    const store = await QueueStore.open(url);
+    try {
+      return await fn(store);
+    } finally {
+      await store.close();
+    }
+  } catch (err) {
+    throw unreachableDb(url, err);
   }
+}
+
+/**
+ * A database that cannot be reached, in one sentence: where, why in words, what to check
+ * (pg reports "connect ECONNREFUSED 127.0.0.1:1" and nothing else).
+ */
+function unreachableDb(url: string, err: unknown): unknown {
+  if (err instanceof JigletError) return err;
+  const code = (err as NodeJS.ErrnoException).code;
+  if (!isConnectionError(err) && !networkErrorText(code)) return err;
+  const host = /^postgres(ql)?:/.test(url) ? new URL(url).host : url;
+  const why = networkErrorText(code) ?? (err as Error).message;
+  return new JigletError(
+    'JIGLET_E_UNAVAILABLE',
+    `cannot reach the queue database at ${host}: ${why}; check --db (or JIGLET_QUEUE_DB) and that PostgreSQL runs there`,
+    { cause: err },
+  );
 }
 
 async function sha256Of(path: string): Promise<string> {
@@ -109,6 +133,12 @@ export async function queueListCommand(
     j.submittedAt.toISOString(),
     j.command.join(' ').slice(0, 40),
   ]);
+  if (rows.length === 0) {
+    await out(
+      flags.state?.length ? `no jobs ${flags.state.join(' or ')}\n` : 'queue empty: no jobs submitted\n',
+    );
+    return 0;
+  }
   await out(`${renderTable(['ID', 'STATE', 'LABELS', 'DUT', 'TRIES', 'SUBMITTED', 'COMMAND'], rows)}\n`);
   return 0;
 }
@@ -237,11 +267,17 @@ export async function queueStatsCommand(flags: QueueFlags): Promise<number> {
     String(s.duts.quarantined),
     String(s.duts.offline),
   ]);
-  const totals = Object.entries(stats.totals)
-    .map(([state, n]) => `${state} ${n}`)
-    .join(', ');
+  const t = stats.totals;
+  const active = t.queued + t.claimed + t.running;
+  const summary =
+    `${active === 0 ? 'queue empty: ' : ''}${t.queued} ${t.queued === 1 ? 'job' : 'jobs'} queued, ` +
+    `${t.claimed + t.running} running; finished: ${t.succeeded} succeeded, ${t.failed} failed, ${t.cancelled} cancelled`;
+  if (rows.length === 0) {
+    await out(`${summary}\n`);
+    return 0;
+  }
   await out(
-    `${renderTable(['LABELS', 'QUEUED', 'RUNNING', 'IDLE', 'BUSY', 'QUARANTINED', 'OFFLINE'], rows)}\n${totals}\n`,
+    `${renderTable(['LABELS', 'QUEUED', 'RUNNING', 'IDLE', 'BUSY', 'QUARANTINED', 'OFFLINE'], rows)}\n${summary}\n`,
   );
   return 0;
 }

@@ -13,6 +13,7 @@
  */
 import { hostname } from 'node:os';
 import { DutHealth } from '../../../protocol/gen/jiglet/v1/jig.js';
+import { durationText } from '../../../protocol/src/duration-text.js';
 import { JigletError } from '../../../protocol/src/errors.js';
 import type { JigletClient } from '../jiglet-client.js';
 import type { Lease } from '../lease-client.js';
@@ -91,7 +92,7 @@ export class QueueWorker {
     if (this.#timing.leaseTtlMs >= this.#timing.expiryMs) {
       throw new JigletError(
         'JIGLET_E_INVALID_ARGUMENT',
-        `the lease TTL (${this.#timing.leaseTtlMs} ms) must be shorter than the heartbeat expiry (${this.#timing.expiryMs} ms), so a dead worker's job is stopped on the agent before the queue hands it on`,
+        `the lease TTL (${durationText(this.#timing.leaseTtlMs)}) must be shorter than the heartbeat expiry (${durationText(this.#timing.expiryMs)}), so a dead worker's job is stopped on the agent before the queue hands it on`,
       );
     }
   }
