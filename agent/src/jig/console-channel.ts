@@ -14,6 +14,8 @@ export interface ConsoleChannel {
   write(bytes: string | Buffer): void;
   /** Hears every byte the DUT sends from now on; returns the function that stops it. */
   onData(listener: (data: Buffer) => void): () => void;
+  /** The last console text printed before now (latin1), if the channel remembers it. */
+  recent?(): string;
   /** Aborted when the channel is lost (capture restarted, writer taken over); the reason says why. */
   readonly signal: AbortSignal;
 }
@@ -33,6 +35,7 @@ export function dutChannel(dut: DutRuntime, writer: ConsoleWriter): ConsoleChann
   const signal = AbortSignal.any([lost.signal, writer.signal]);
   return {
     signal,
+    recent: () => monitor.recentText,
     write(bytes) {
       writer.input().write(typeof bytes === 'string' ? Buffer.from(bytes, 'utf8') : bytes);
     },

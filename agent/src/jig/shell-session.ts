@@ -18,6 +18,7 @@ const RESYNC_ATTEMPTS = 3;
 /** Console text remembered between calls (to know whether the shell is still at its prompt). */
 const TAIL_CHARS = 512;
 /** Terminal control sequences a line editor may send after a prompt (e.g. busybox's ESC [ 6 n). */
+// biome-ignore lint/suspicious/noControlCharactersInRegex: ESC is what these sequences start with
 const ANSI = /\x1b\[[0-9;?]*[A-Za-z]/g;
 const PRINTK_LINE = /^\[\s*\d+\.\d+\] /;
 
@@ -99,7 +100,14 @@ export class ShellSession {
       let loggedIn = false;
       let sentUser = false;
       let sentPassword = false;
-      screen.type('\n');
+      // What the console shows already decides the first step; a newline only when it says nothing.
+      const shown = lastLine(channel.recent?.() ?? '');
+      if (matches(s.prompt, shown) && !matches(s.loginPrompt, shown)) return false;
+      if (matches(s.loginPrompt, shown)) {
+        sentUser = true;
+        loggedIn = true;
+        screen.type(`${s.user}\n`);
+      } else screen.type('\n');
       for (;;) {
         const seen = await screen.waitLast(
           (line) =>
@@ -117,6 +125,9 @@ export class ShellSession {
         if (seen === 'prompt') break;
         if (seen === 'login') {
           if (sentPassword) throw loginFailed(this.#dut, s.user, screen.lastLines());
+          // A login prompt right after the name was typed may be the answer to an earlier newline
+          // (ours, or a boot's): the name is typed again only once the console has gone quiet.
+          if (sentUser && !(await screen.quietFor(PROBE_RESEND_MS, deadline))) continue;
           sentUser = true;
           loggedIn = true;
           screen.type(`${s.user}\n`);
@@ -290,8 +301,7 @@ class Screen {
 
   /** The unfinished last line, without control sequences and CRs. */
   #last(): string {
-    const text = this.#text.replace(ANSI, '');
-    return text.slice(text.lastIndexOf('\n') + 1).replace(/\r/g, '');
+    return lastLine(this.#text);
   }
 
   /** Waits until `test(last line)` says something; re-types a newline after `resendMs` of silence. */
@@ -318,6 +328,13 @@ class Screen {
     while (!this.#text.includes(text)) {
       if (!(await this.#next(deadline))) throw this.#timeout(what());
     }
+  }
+
+  /** True when no byte arrives for `ms`; false as soon as one does. Throws at `deadline`. */
+  async quietFor(ms: number, deadline: AbortSignal): Promise<boolean> {
+    const woke = await this.#next(AbortSignal.any([deadline, AbortSignal.timeout(ms)]));
+    if (deadline.aborted) throw this.#timeout('no shell prompt after logging in');
+    return !woke;
   }
 
   /** Waits for any byte (or the signal). */
@@ -349,6 +366,12 @@ class Screen {
       };
     });
   }
+}
+
+/** The unfinished last line of console text, without control sequences and CRs. */
+function lastLine(text: string): string {
+  const clean = text.replace(ANSI, '');
+  return clean.slice(clean.lastIndexOf('\n') + 1).replace(/\r/g, '');
 }
 
 function matches(re: RE2JS, line: string): boolean {
