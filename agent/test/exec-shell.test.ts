@@ -88,6 +88,10 @@ describe('exec engine on a pty running /bin/sh', function () {
     const r = await run("printf 'a\\n[   12.345678] usb 1-1: new device\\nb\\n'");
     assert.equal(r.stdout.toString(), 'a\nb\n');
     assert.deepEqual(r.kernelLines, ['[   12.345678] usb 1-1: new device']);
+    // One that cuts into a line: the console prints it at the cursor and ends it with CR LF.
+    const cut = await run("printf 'hello wor[  123.456789] eth0: link up\\nld\\n'");
+    assert.equal(cut.stdout.toString(), 'hello world\n');
+    assert.deepEqual(cut.kernelLines, ['[  123.456789] eth0: link up']);
   });
 
   it('gives a command that reads stdin /dev/null, and the console with interactive', async () => {

@@ -83,6 +83,7 @@ export const DEFAULT_SHELL = {
   loginPrompt: 'login: $',
   passwordPrompt: '[Pp]assword: $',
   prompt: '[#$] $',
+  bootedPattern: 'login: ',
 } as const;
 
 /**
@@ -99,6 +100,8 @@ export interface ShellConfig {
   prompt: string;
   /** Commands typed once after each login, in the login shell (e.g. `stty -echo`). */
   postLogin: string[];
+  /** A serial line that says the DUT has booted (`jigctl dut goto D booted`): a banner or the login prompt. */
+  bootedPattern: string;
 }
 
 /** One device under test. */
@@ -223,6 +226,7 @@ const shellSchema = z.strictObject({
   passwordPrompt: promptSchema(DEFAULT_SHELL.passwordPrompt),
   prompt: promptSchema(DEFAULT_SHELL.prompt),
   postLogin: z.array(z.string().min(1).max(1024)).default([]),
+  bootedPattern: promptSchema(DEFAULT_SHELL.bootedPattern),
 });
 
 const dutSchema = z.strictObject({

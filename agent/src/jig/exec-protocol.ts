@@ -19,6 +19,12 @@ export const MAX_EXEC_OUTPUT = 16 * 1024 * 1024;
 const MAX_KERNEL_LINES = 1000;
 /** A kernel console line (printk with timestamps) at the start of a line: `[   12.345678] ...`. */
 const PRINTK = /^\[\s*\d+\.\d+\] /;
+/**
+ * A kernel line that cut into a line the command was printing: the console prints it where the
+ * cursor is, and its own CR LF ends it. Only the full `[%5lu.%06lu] ` stamp counts here, so
+ * ordinary brackets in output are left alone.
+ */
+const PRINTK_INSIDE = /\[ *\d+\.\d{6}\] [^\r\n]*\r?\n$/;
 
 /** A fresh nonce: 12 hex digits, so a marker cannot collide with a past call's by chance. */
 export function newNonce(): string {
@@ -79,6 +85,8 @@ export class ExecParser {
   #crlf = false;
   /** Bytes not yet cut into lines (latin1: one char per byte). */
   #pending = '';
+  /** The start of a line a kernel line cut into; the rest of it follows the kernel line. */
+  #carry = '';
   readonly #out: Buffer[] = [];
   #outBytes = 0;
   readonly #kernel: string[] = [];
@@ -132,7 +140,17 @@ export class ExecParser {
   }
 
   /** One complete line with its "\n"; true when it was the end marker. */
-  #line(line: string): boolean {
+  #line(raw: string): boolean {
+    if (!this.#keepKernelLines) {
+      const inside = PRINTK_INSIDE.exec(raw);
+      if (inside && inside.index > 0) {
+        this.#keepKernel(inside[0].replace(/\r?\n$/, ''));
+        this.#carry += raw.slice(0, inside.index);
+        return false;
+      }
+    }
+    const line = this.#carry + raw;
+    this.#carry = '';
     const bare = line.endsWith('\r\n') ? line.slice(0, -2) : line.slice(0, -1);
     const end = this.#end.exec(bare);
     if (end) {
@@ -143,7 +161,7 @@ export class ExecParser {
       return true;
     }
     if (!this.#keepKernelLines && PRINTK.test(bare)) {
-      if (this.#kernel.length < MAX_KERNEL_LINES) this.#kernel.push(bare);
+      this.#keepKernel(bare);
       return false;
     }
     const text = this.#crlf && line.endsWith('\r\n') ? `${line.slice(0, -2)}\n` : line;
@@ -152,6 +170,10 @@ export class ExecParser {
     if (this.#outBytes > MAX_EXEC_OUTPUT) this.#tooMuch();
     this.#out.push(bytes);
     return false;
+  }
+
+  #keepKernel(line: string): void {
+    if (this.#kernel.length < MAX_KERNEL_LINES) this.#kernel.push(line);
   }
 
   #tooMuch(): never {
