@@ -100,9 +100,9 @@ export class ShellSession {
       let loggedIn = false;
       let sentUser = false;
       let sentPassword = false;
-      // What the console shows already decides the first step; a newline only when it says nothing.
+      // A login prompt showing already is answered at once. (A shell prompt showing is not trusted:
+      // the DUT may have been power cycled since, its new boot log not read yet; a newline tells.)
       const shown = lastLine(channel.recent?.() ?? '');
-      if (matches(s.prompt, shown) && !matches(s.loginPrompt, shown)) return false;
       if (matches(s.loginPrompt, shown)) {
         sentUser = true;
         loggedIn = true;
@@ -228,6 +228,13 @@ export class ShellSession {
           return;
         } catch (err) {
           if (channel.signal.aborted) throw channel.signal.reason;
+          // The shell is gone (the DUT rebooted, the shell exited): the next call logs in again.
+          const last = screen.last();
+          if (matches(this.#settings.loginPrompt, last)) return;
+          if (matches(this.#settings.passwordPrompt, last)) {
+            screen.type('\n');
+            return;
+          }
           if (attempt === RESYNC_ATTEMPTS)
             throw new JigletError(
               'JIGLET_E_UNAVAILABLE',
@@ -300,7 +307,7 @@ class Screen {
   }
 
   /** The unfinished last line, without control sequences and CRs. */
-  #last(): string {
+  last(): string {
     return lastLine(this.#text);
   }
 
@@ -312,7 +319,7 @@ class Screen {
     what: () => string,
   ): Promise<T> {
     for (;;) {
-      const found = test(this.#last());
+      const found = test(this.last());
       if (found !== undefined) return found;
       const quiet = resendMs === undefined ? undefined : AbortSignal.timeout(resendMs);
       const woke = await this.#next(quiet ? AbortSignal.any([deadline, quiet]) : deadline);
