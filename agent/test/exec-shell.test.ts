@@ -92,6 +92,9 @@ describe('exec engine on a pty running /bin/sh', function () {
     const cut = await run("printf 'hello wor[  123.456789] eth0: link up\\nld\\n'");
     assert.equal(cut.stdout.toString(), 'hello world\n');
     assert.deepEqual(cut.kernelLines, ['[  123.456789] eth0: link up']);
+    const two = await run("printf 'hello wor[  123.456789] one\\n[  123.456790] two\\nld\\n'");
+    assert.equal(two.stdout.toString(), 'hello world\n');
+    assert.deepEqual(two.kernelLines, ['[  123.456789] one', '[  123.456790] two']);
   });
 
   it('gives a command that reads stdin /dev/null, and the console with interactive', async () => {

@@ -71,14 +71,13 @@ describe('exec on the virtual jig', function () {
         timeoutMs: 60_000,
       },
     );
+    const strange = big.stdout
+      .toString()
+      .split('\n')
+      .slice(0, -1)
+      .filter((l) => l !== '0123456789abcdefghijklmnopqrstuvwxyz');
+    assert.deepEqual(strange, []);
     assert.equal(big.stdout.length, 1048576);
-    assert.ok(
-      big.stdout
-        .toString()
-        .split('\n')
-        .slice(0, -1)
-        .every((l) => l === '0123456789abcdefghijklmnopqrstuvwxyz'),
-    );
     const long = 'y'.repeat(500);
     const odd = await operator.jig.exec(DUT, `printf 'a\\r\\nb\\n'; echo ${long}; printf 'end'`);
     assert.equal(odd.stdout.toString(), `a\r\nb\n${long}\nend`);

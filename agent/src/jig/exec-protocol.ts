@@ -148,6 +148,11 @@ export class ExecParser {
         this.#carry += raw.slice(0, inside.index);
         return false;
       }
+      // More kernel lines right after one that cut in: still the kernel's, the cut line goes on after.
+      if (this.#carry !== '' && PRINTK.test(raw)) {
+        this.#keepKernel(raw.replace(/\r?\n$/, ''));
+        return false;
+      }
     }
     const line = this.#carry + raw;
     this.#carry = '';
