@@ -12,7 +12,9 @@ import { JigletClient } from '../../client/src/jiglet-client.js';
 import { errorOf } from '../../fixtures/test-support/call-errors.js';
 import { type JigletProcess, startJigletProcess } from '../../fixtures/test-support/jiglet-process.js';
 import { relocatedVirtualJig } from '../../fixtures/test-support/relocated-jig.js';
-import { testPki } from '../../fixtures/test-support/test-pki.js';
+import { runJigctl } from '../../fixtures/test-support/run-jigctl.js';
+import type { TestAgent } from '../../fixtures/test-support/test-agent.js';
+import { type TestPki, testPki } from '../../fixtures/test-support/test-pki.js';
 import { TimelineEventKind } from '../../protocol/gen/jiglet/v1/records.js';
 
 /** vdut-b prints a kernel line every 30 ms on average while its shell runs. */
@@ -23,10 +25,11 @@ describe('exec on the virtual jig', function () {
   let agent: JigletProcess;
   let operator: JigletClient;
   let admin: JigletClient;
+  let pki: TestPki;
   const dirs: string[] = [];
 
   before(async () => {
-    const pki = await testPki();
+    pki = await testPki();
     const stateDir = mkdtempSync(join(tmpdir(), 'jiglet-exec-'));
     const jigDir = mkdtempSync(join(tmpdir(), 'jiglet-exec-jig-'));
     dirs.push(stateDir, jigDir);
@@ -106,6 +109,25 @@ describe('exec on the virtual jig', function () {
     const next = await operator.jig.exec(DUT, 'echo next');
     assert.equal(next.stdout.toString(), 'next\n');
     assert.equal(next.exitCode, 0);
+  });
+
+  it("jigctl exec prints the output and exits with the DUT's exit code (124 on timeout)", async () => {
+    // runJigctl needs only the PKI and the address of the agent.
+    const t = { pki, address: agent.address } as unknown as TestAgent;
+    const ok = await runJigctl(t, ['exec', '--dut', DUT, '--', 'printf', '%s\\n', 'one two', 'three']);
+    assert.equal(ok.code, 0, ok.stderr);
+    assert.equal(ok.stdout, 'one two\nthree\n');
+    const line = await runJigctl(t, ['exec', '--dut', DUT, '--', 'echo out; exit 42']);
+    assert.equal(line.code, 42);
+    assert.equal(line.stdout, 'out\n');
+    const slow = await runJigctl(t, ['exec', '--dut', DUT, '--timeout', '1s', '--', 'sleep', '30']);
+    assert.equal(slow.code, 124);
+    assert.match(slow.stderr, /interrupted/);
+    const typed = await runJigctl(t, ['exec', '--dut', DUT, '-i', '--', 'wc -l'], { input: 'a\nb\nc\n' });
+    assert.equal(typed.code, 0, typed.stderr);
+    assert.match(typed.stdout, /\b3\n$/);
+    const viewer = await runJigctl(t, ['exec', '--dut', DUT, '--', 'true'], { as: 'viewer' });
+    assert.equal(viewer.code, 77);
   });
 
   it('is refused, naming the holder, while another identity holds the console', async () => {
