@@ -172,3 +172,30 @@ describe('exec markers', () => {
     assert.equal(out?.exitCode, 0);
   });
 });
+
+describe("exec engine on the QEMU DUT's console shell (a read/eval loop in canonical mode)", function () {
+  this.timeout(60_000);
+  let shell: PtyShell;
+  let session: ShellSession;
+  const script = new URL('../../fixtures/qemu/console-shell.sh', import.meta.url).pathname;
+
+  before(async () => {
+    shell = await startPtyShell(`exec sh ${script}`);
+    session = new ShellSession('qdut', settings());
+  });
+  after(async () => shell.close());
+
+  const run = async (command: string, timeoutMs = 20_000) => {
+    await session.ready(shell.channel, deadline());
+    return session.run(shell.channel, { command, timeoutMs }, deadline(timeoutMs));
+  };
+
+  it('runs commands, gives back exit codes, and survives a timeout', async () => {
+    assert.equal((await run('echo hi')).stdout.toString(), 'hi\n');
+    assert.equal((await run('exit 42')).exitCode, 42);
+    assert.equal((await run("printf '%s\\n' \"$HOME\"")).exitCode, 0);
+    const slow = await run('sleep 60', 1000);
+    assert.equal(slow.exitCode, 124);
+    assert.equal((await run('echo back')).stdout.toString(), 'back\n');
+  });
+});
