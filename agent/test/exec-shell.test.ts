@@ -193,7 +193,7 @@ describe("exec engine on the QEMU DUT's console shell (a read/eval loop in canon
   it('runs commands, gives back exit codes, and survives a timeout', async () => {
     assert.equal((await run('echo hi')).stdout.toString(), 'hi\n');
     assert.equal((await run('exit 42')).exitCode, 42);
-    assert.equal((await run("printf '%s\\n' \"$HOME\"")).exitCode, 0);
+    assert.equal((await run('printf \'%s\\n\' "$HOME"')).exitCode, 0);
     const slow = await run('sleep 60', 1000);
     assert.equal(slow.exitCode, 124);
     assert.equal((await run('echo back')).stdout.toString(), 'back\n');
