@@ -120,6 +120,7 @@ describe('exec engine on a pty running /bin/sh', function () {
     const r = await run('echo started; sleep 60', { timeoutMs: 1000 });
     assert.equal(r.exitCode, 124);
     assert.equal(r.timedOut, true);
+    assert.equal(r.stdout.toString(), 'started\n');
     const next = await run('echo after');
     assert.equal(next.stdout.toString(), 'after\n');
   });

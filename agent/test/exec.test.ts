@@ -156,6 +156,13 @@ describe('exec on the virtual jig', function () {
     }
   });
 
+  it('says at once that a powered-off DUT must be switched on first', async () => {
+    await operator.jig.power(DUT, 'off');
+    const err = await errorOf(operator.jig.exec(DUT, 'true'));
+    assert.equal(err.code, 'JIGLET_E_FAILED_PRECONDITION');
+    assert.match(err.message, /powered off/);
+  });
+
   it('logs in again after a power cycle', async () => {
     await operator.jig.power(DUT, 'cycle');
     const r = await operator.jig.exec(DUT, 'echo back', { timeoutMs: 60_000 });

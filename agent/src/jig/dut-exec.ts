@@ -41,6 +41,10 @@ export class DutShells {
     req: ExecRequest,
     signal?: AbortSignal,
   ): Promise<ExecResult> {
+    if (dut.power.state === 'off')
+      throw failedPrecondition(
+        `${dut.dut.name} is powered off: switch it on first (jigctl power on --dut ${dut.dut.name}, or jigctl dut goto ${dut.dut.name} shell)`,
+      );
     const writer = dut.attachConsole(who, false, lease);
     const channel = dutChannel(dut, writer);
     try {

@@ -108,6 +108,11 @@ export class ExecParser {
     return this.#result;
   }
 
+  /** The output so far, for a command that did not finish. */
+  sofar(): ExecOutput {
+    return { exitCode: -1, stdout: Buffer.concat(this.#out), kernelLines: this.#kernel };
+  }
+
   /** Takes serial bytes; returns the result once complete. Throws RESOURCE_EXHAUSTED past the limit. */
   push(data: Buffer): ExecOutput | undefined {
     if (this.#result) return this.#result;

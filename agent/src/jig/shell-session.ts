@@ -195,6 +195,8 @@ export class ShellSession {
           }
         });
       });
+      // Observed at once: if typing fails below, a later deadline must not reject it unheard.
+      done.catch(() => undefined);
       channel.write(execLine(nonce, req.command, !req.interactive));
       const out = await done;
       this.#startTail(channel);
@@ -209,8 +211,8 @@ export class ShellSession {
     await this.#interrupt(channel);
     this.#startTail(channel);
     if (failure instanceof JigletError && failure.code === 'JIGLET_E_DEADLINE_EXCEEDED') {
-      const partial = parser.result ?? { exitCode: 124, stdout: Buffer.alloc(0), kernelLines: [] };
-      return { ...partial, exitCode: 124, timedOut: true };
+      // What it printed before it was interrupted, as timeout(1) leaves it on a terminal.
+      return { ...parser.sofar(), exitCode: 124, timedOut: true };
     }
     throw failure;
   }
