@@ -199,9 +199,17 @@ describe('exec on the virtual jig', function () {
         'shell already shell',
       ]);
       assert.ok(timeline.events.some((e) => e.kind === TimelineEventKind.TIMELINE_EVENT_KIND_EXEC));
+      // The HTML report shows them too.
+      const t = { pki, address: agent.address } as unknown as TestAgent;
+      const report = await runJigctl(t, ['report', '--lease', lease.id, '--no-serial', '-o', '-']);
+      assert.equal(report.code, 0, report.stderr);
+      assert.match(report.stdout, /data-kind="state"[^\n]*goto shell: login/);
+      assert.match(report.stdout, /data-kind="exec"[^\n]*exec echo at shell: exit 0/);
     } finally {
       operator.lease = undefined;
       await operator.leases.release(lease.id);
+      // Behind the release's own switch to the safe state, so the agent stops with no power job running.
+      await operator.jig.power(DUT, 'off');
     }
   });
 });
