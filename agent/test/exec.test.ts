@@ -9,6 +9,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { JigletClient } from '../../client/src/jiglet-client.js';
+import { buildImage } from '../../fixtures/images/build-image.js';
 import { errorOf } from '../../fixtures/test-support/call-errors.js';
 import { type JigletProcess, startJigletProcess } from '../../fixtures/test-support/jiglet-process.js';
 import { relocatedVirtualJig } from '../../fixtures/test-support/relocated-jig.js';
@@ -211,5 +212,26 @@ describe('exec on the virtual jig', function () {
       // Behind the release's own switch to the safe state, so the agent stops with no power job running.
       await operator.jig.power(DUT, 'off');
     }
+  });
+
+  it('jigctl dut goto shell --image flashes the image first, and only once', async () => {
+    const t = { pki, address: agent.address } as unknown as TestAgent;
+    const dir = mkdtempSync(join(tmpdir(), 'jiglet-exec-image-'));
+    dirs.push(dir);
+    const { path } = await buildImage({
+      out: join(dir, 'os.img'),
+      version: '4.5.6',
+      sizeBytes: 16 * 1024 * 1024,
+    });
+    const goto = async () => {
+      const r = await runJigctl(t, ['dut', 'goto', 'vdut-a', 'shell', '--image', path, '-o', 'json']);
+      assert.equal(r.code, 0, r.stderr);
+      return (JSON.parse(r.stdout) as { steps: { name: string }[] }).steps.map((s) => s.name);
+    };
+    assert.deepEqual(await goto(), ['flash', 'power on', 'boot', 'login']);
+    assert.deepEqual(await goto(), ['already flashed', 'already shell']);
+    const release = await operator.jig.exec('vdut-a', 'cat $VROOT/etc/os-release');
+    assert.match(release.stdout.toString(), /^VERSION_ID=4\.5\.6$/m);
+    await operator.jig.power('vdut-a', 'off');
   });
 });
