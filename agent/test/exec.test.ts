@@ -97,6 +97,16 @@ describe('exec on the virtual jig', function () {
     assert.ok(r.kernelLines.every((l) => /^\[ *\d+\.\d{6}\] /.test(l)));
   });
 
+  it('runs calls made at the same time one after another, each with its own output', async () => {
+    const results = await Promise.all(
+      [1, 2, 3, 4, 5].map((i) => operator.jig.exec(DUT, `echo call ${i}; exit ${i}`)),
+    );
+    assert.deepEqual(
+      results.map((r) => [r.exitCode, r.stdout.toString()]),
+      [1, 2, 3, 4, 5].map((i) => [i, `call ${i}\n`]),
+    );
+  });
+
   it('gives a command that reads stdin an empty stdin instead of hanging', async () => {
     const r = await operator.jig.exec(DUT, 'read line; echo "got [$line] $?"', { timeoutMs: 10_000 });
     assert.equal(r.stdout.toString(), 'got [] 1\n');

@@ -5,7 +5,7 @@
  * command runs between markers. Viewers keep seeing every byte: exec only types and listens.
  */
 import { readFileSync } from 'node:fs';
-import { failedPrecondition } from '../../../protocol/src/errors.js';
+import { failedPrecondition, JigletError } from '../../../protocol/src/errors.js';
 import type { Identity } from '../auth/identity.js';
 import { dutChannel } from './console-channel.js';
 import type { DutRuntime } from './dut-runtime.js';
@@ -15,6 +15,8 @@ import { type ExecRequest, type ExecResult, ShellSession, type ShellSettings } f
 /** The shell sessions of an agent's DUTs, one per DUT, made on first use. */
 export class DutShells {
   readonly #sessions = new WeakMap<DutRuntime, ShellSession>();
+  /** The exec calls of each DUT run one after another: a console has one shell. */
+  readonly #queues = new WeakMap<DutRuntime, Promise<unknown>>();
 
   /** The DUT's shell session; forgets the prompt whenever the DUT is powered or its capture restarts. */
   session(dut: DutRuntime): ShellSession {
@@ -34,7 +36,32 @@ export class DutShells {
    * Runs `req` on the DUT as `who` (under `lease` when the DUT is leased). `signal` aborts the
    * command as its timeout does (the client went away): Ctrl-C, and the shell is taken back.
    */
-  async exec(
+  exec(
+    dut: DutRuntime,
+    who: Identity,
+    lease: string | undefined,
+    req: ExecRequest,
+    signal?: AbortSignal,
+  ): Promise<ExecResult> {
+    // Calls made at the same time (Promise.all in a test) wait for their turn instead of being
+    // refused as "console in use"; a caller that went away meanwhile is skipped.
+    return this.#inTurn(dut, () => {
+      if (signal?.aborted) throw new JigletError('JIGLET_E_UNAVAILABLE', 'the client went away');
+      return this.#execNow(dut, who, lease, req, signal);
+    });
+  }
+
+  /** Runs `fn` after the DUT's calls queued before it. */
+  #inTurn<T>(dut: DutRuntime, fn: () => Promise<T>): Promise<T> {
+    const turn = (this.#queues.get(dut) ?? Promise.resolve()).then(fn);
+    this.#queues.set(
+      dut,
+      turn.catch(() => undefined),
+    );
+    return turn;
+  }
+
+  async #execNow(
     dut: DutRuntime,
     who: Identity,
     lease: string | undefined,
@@ -61,7 +88,11 @@ export class DutShells {
   }
 
   /** Reaches the shell prompt (logging in if needed) without running anything; true if it logged in. */
-  async reachShell(
+  reachShell(dut: DutRuntime, who: Identity, lease: string | undefined, timeoutMs: number): Promise<boolean> {
+    return this.#inTurn(dut, () => this.#reachShellNow(dut, who, lease, timeoutMs));
+  }
+
+  async #reachShellNow(
     dut: DutRuntime,
     who: Identity,
     lease: string | undefined,
