@@ -89,7 +89,8 @@ export async function gotoState(o: GotoOptions): Promise<GotoStep[]> {
       return `image ${o.imageSha256!.slice(0, 12)}, job ${id}`;
     });
   } else if (o.imageSha256) {
-    steps.push({ name: 'already flashed', detail: `image ${o.imageSha256.slice(0, 12)}`, durationMs: 0 });
+    const image = o.imageSha256.slice(0, 12);
+    await step('already flashed', async () => `image ${image}`);
   }
 
   if (goal === 'off') {
@@ -102,7 +103,8 @@ export async function gotoState(o: GotoOptions): Promise<GotoStep[]> {
     return steps;
   }
 
-  const on = dut.power.state === 'on' && !fresh;
+  // A DUT without a power driver is taken to be on: its shell is all there is to reach.
+  const on = (dut.power.state === 'on' || !dut.dut.power) && !fresh;
   if (on && goal === 'shell') {
     // Already up: a prompt (or a login) within a short probe means no reboot is needed.
     try {
