@@ -262,7 +262,10 @@ export class ShellSession {
     this.#tail = '';
     this.#stopTail = channel.onData((data) => {
       if (this.#tail === undefined || this.#tail.length >= TAIL_CHARS) return;
-      this.#tail = (this.#tail + data.toString('latin1')).slice(0, TAIL_CHARS);
+      let tail = this.#tail + data.toString('latin1');
+      // Kernel lines on an idle console say nothing about the shell: they must not fill the tail.
+      if (tail.length >= TAIL_CHARS) tail = tail.replace(/(?<=^|\n)\[\s*\d+\.\d+\] [^\n]*\n/g, '');
+      this.#tail = tail.slice(0, TAIL_CHARS);
     });
   }
 }
