@@ -13,7 +13,7 @@ import { buildImage } from '../../fixtures/images/build-image.js';
 import { errorOf } from '../../fixtures/test-support/call-errors.js';
 import { type JigletProcess, startJigletProcess } from '../../fixtures/test-support/jiglet-process.js';
 import { relocatedVirtualJig } from '../../fixtures/test-support/relocated-jig.js';
-import { runJigctl } from '../../fixtures/test-support/run-jigctl.js';
+import { JIGCTL, runJigctl } from '../../fixtures/test-support/run-jigctl.js';
 import type { TestAgent } from '../../fixtures/test-support/test-agent.js';
 import { type TestPki, testPki } from '../../fixtures/test-support/test-pki.js';
 import { TimelineEventKind } from '../../protocol/gen/jiglet/v1/records.js';
@@ -165,6 +165,25 @@ describe('exec on the virtual jig', function () {
       admin.lease = undefined;
       await admin.leases.release(lease.id);
     }
+    // Inside `jigctl claim --exec`, exec carries the claimed lease (JIGLET_LEASE) by itself.
+    await operator.jig.power(DUT, 'on'); // after the release's switch to the safe state
+    const t = { pki, address: agent.address } as unknown as TestAgent;
+    const claimed = await runJigctl(t, [
+      'claim',
+      '--dut',
+      DUT,
+      '--exec',
+      '--',
+      process.execPath,
+      JIGCTL,
+      'exec',
+      '--dut',
+      DUT,
+      '--',
+      'echo under the lease',
+    ]);
+    assert.equal(claimed.code, 0, claimed.stderr);
+    assert.match(claimed.stdout, /^under the lease$/m);
   });
 
   it('says at once that a powered-off DUT must be switched on first', async () => {
