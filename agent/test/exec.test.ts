@@ -212,6 +212,18 @@ describe('exec on the virtual jig', function () {
       assert.deepEqual(await names('booted'), ['already booted']);
       const found = await operator.jig.expect(DUT, 'login: ', { sincePowerOn: true, timeoutMs: 5000 });
       assert.match(found.line, /login: /);
+      const viaCli = await runJigctl({ pki, address: agent.address } as unknown as TestAgent, [
+        'expect',
+        '--dut',
+        DUT,
+        '--since-power-on',
+        '--pattern',
+        'login: ',
+        '--timeout',
+        '5s',
+      ]);
+      assert.equal(viaCli.code, 0, viaCli.stderr);
+      assert.match(viaCli.stdout, /login: /);
       assert.deepEqual(await names('shell'), ['login']);
       assert.deepEqual(await names('shell'), ['already shell']);
       assert.equal((await operator.jig.exec(DUT, 'echo at shell')).stdout.toString(), 'at shell\n');
