@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import type { SerialRecord } from '../client/src/jig-client.js';
-import { logIn, STEP_TIMEOUT_MS, sendAndExpect } from './support/login.js';
+import { STEP_TIMEOUT_MS, sendAndExpect } from './support/login.js';
 import { type HilTarget, openHilTarget } from './support/target.js';
 
 /** Collects a followed tail until `done` says stop; resolves with the records. */
@@ -80,17 +80,15 @@ describe('HIL: a DUT on the jig', function () {
     assert.equal(boots, target.cycles, `expected ${target.cycles} boots in the serial log, saw ${boots}`);
   });
 
-  it('logs in on the console and runs a command', async () => {
+  it('runs a command on the DUT after a power cycle (exec logs in first)', async () => {
     const { jig } = target.operator;
-    const on = await jig.power(target.dut, 'cycle');
-    const session = await jig.console(target.dut);
-    try {
-      const at = await logIn(target, session, on.serialOffset);
-      const out = await sendAndExpect(target, session, at, target.command.text, target.command.expect);
-      assert.match(out.line, new RegExp(target.command.expect));
-    } finally {
-      await session.close();
-    }
+    await jig.power(target.dut, 'cycle');
+    const out = await jig.exec(target.dut, target.command.text, { timeoutMs: STEP_TIMEOUT_MS });
+    assert.equal(out.exitCode, 0);
+    assert.equal(out.loggedIn, true);
+    assert.match(out.stdout.toString(), new RegExp(target.command.expect, 'm'));
+    const failed = await jig.exec(target.dut, 'exit 42', { timeoutMs: STEP_TIMEOUT_MS });
+    assert.equal(failed.exitCode, 42);
   });
 
   it('keeps capturing when the serial port vanishes during power-off, and recovers when it returns', async () => {
@@ -127,10 +125,12 @@ describe('HIL: a DUT on the jig', function () {
 
   it('lets two engineers tail while a third types, and both see the same bytes', async () => {
     const { jig } = target.operator;
-    const on = await jig.power(target.dut, 'cycle');
+    await jig.power(target.dut, 'cycle');
+    // exec logs in; the console then types at the shell prompt it left.
+    await jig.exec(target.dut, 'true', { timeoutMs: STEP_TIMEOUT_MS });
+    const at = Number((await jig.duts()).find((d) => d.name === target.dut)!.serial!.endOffset);
     const session = await jig.console(target.dut);
     try {
-      const at = await logIn(target, session, on.serialOffset);
       const marker = `hil-${Date.now()}`;
       const done = (r: SerialRecord[]): boolean =>
         text(r).includes(`${marker}\r\n`) && /[#$] $/.test(text(r));

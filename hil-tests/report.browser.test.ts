@@ -63,7 +63,7 @@ describe('the HTML report of a flash → boot → login run, in chromium', funct
     try {
       await logIn(target, session, on.serialOffset);
       // Enough lines after the login that the log must scroll to reach the start.
-      for (let i = 0; i < 12; i++) await session.write('cat /etc/os-release\r');
+      for (let i = 0; i < 12; i++) await session.write('cat $VROOT/etc/os-release\r');
       await op.jig.expect('vdut-a', '^VERSION_ID=7\\.1\\.0', { offset: on.serialOffset, timeoutMs: 10_000 });
     } finally {
       await session.close();

@@ -218,7 +218,10 @@ export function loadAgentConfig(
     jig:
       file.duts === undefined
         ? undefined
-        : parseJigDescription(stringify({ duts: file.duts }), flags.config ?? 'config'),
+        : withPasswordFilesFrom(
+            base,
+            parseJigDescription(stringify({ duts: file.duts }), flags.config ?? 'config'),
+          ),
     services: (file.services ?? []).map((service) => ({
       ...service,
       // Relative paths in a config file mean "next to the config file", wherever jiglet was started.
@@ -238,4 +241,13 @@ function toJobUserPolicy(v: z.infer<typeof JobUsersSchema> | undefined): JobUser
   if (!v) return undefined;
   if (v.mode === 'per-owner') return { mode: 'per-owner', first: v.uidRange[0], last: v.uidRange[1] };
   return v;
+}
+
+/** A DUT's passwordFile relative to the config file's folder, like every other path in it. */
+function withPasswordFilesFrom(base: string, jig: JigDescription): JigDescription {
+  for (const dut of jig.duts) {
+    const file = dut.shell.passwordFile;
+    if (file && !isAbsolute(file)) dut.shell = { ...dut.shell, passwordFile: resolve(base, file) };
+  }
+  return jig;
 }

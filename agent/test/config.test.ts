@@ -33,6 +33,19 @@ describe('agent config', () => {
     assert.equal(loadAgentConfig({ config: file, listen: '127.0.0.1:1' }).listen, '127.0.0.1:1');
   });
 
+  it("resolves a DUT shell's passwordFile against the config file", () => {
+    const file = join(dir, 'shell.yaml');
+    writeFileSync(
+      file,
+      'duts:\n  - name: a\n    shell: { passwordFile: secrets/a.pw }\n  - name: b\n    shell: { passwordFile: /etc/b.pw }\n',
+    );
+    const duts = loadAgentConfig({ config: file }).jig?.duts ?? [];
+    assert.deepEqual(
+      duts.map((d) => d.shell.passwordFile),
+      [join(dir, 'secrets/a.pw'), '/etc/b.pw'],
+    );
+  });
+
   it('reports bad YAML, unknown keys and bad values with the file and key', () => {
     const bad = join(dir, 'bad.yaml');
     writeFileSync(bad, 'listen: nowhere\nstateDirr: x\n');

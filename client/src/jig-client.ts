@@ -8,10 +8,14 @@ import {
   type CheckDutHealthResponse,
   type ConsoleResponse,
   type Dut,
+  DutGoal,
   DutHealth,
+  type ExecResponse,
+  ExecVia,
   type ExpectMatch,
   type ExpectResponse,
   type FlashResponse,
+  type GotoStateResponse,
   JigServiceClient,
   type ListDutsResponse,
   PowerAction,
@@ -109,6 +113,48 @@ export interface ConsoleSession {
   write(data: Buffer | string): Promise<void>;
   /** Detaches (releases the writer slot) and waits for the session to end. */
   close(): Promise<void>;
+}
+
+/** How an exec runs. */
+export interface ExecOptions {
+  /** How long the command may run (default 30 s); past it, Ctrl-C and exit code 124. */
+  timeoutMs?: number;
+  /** The command's stdin is the console; `stdin` is typed to it, then Ctrl-D (a tty echoes it). */
+  interactive?: boolean;
+  stdin?: Buffer | string;
+  /** Keep kernel console lines in stdout instead of taking them out. */
+  keepKernelLines?: boolean;
+  signal?: AbortSignal;
+}
+
+/** What an exec gave back. */
+export interface ExecResult {
+  /** The exit code on the DUT: 0-255, 124 when it timed out. */
+  exitCode: number;
+  /** What it printed (a console has one stream: stderr is in it too). */
+  stdout: Buffer;
+  /** Kernel console lines that arrived meanwhile, kept out of stdout. */
+  kernelLines: string[];
+  durationMs: number;
+  timedOut: boolean;
+  /** The agent logged in first. */
+  loggedIn: boolean;
+}
+
+/** A state gotoState brings a DUT to. */
+export type DutGoalName = 'off' | 'booted' | 'shell';
+
+const GOALS: Record<DutGoalName, DutGoal> = {
+  off: DutGoal.DUT_GOAL_OFF,
+  booted: DutGoal.DUT_GOAL_BOOTED,
+  shell: DutGoal.DUT_GOAL_SHELL,
+};
+
+/** What gotoState did. */
+export interface GotoResult {
+  /** The transitions taken, e.g. power cycle, boot, login; one "already …" when none was needed. */
+  steps: { name: string; detail: string; durationMs: number }[];
+  durationMs: number;
 }
 
 /** A line that matched an expect. */
@@ -287,6 +333,8 @@ export class JigClient {
       timeoutMs?: number;
       offset?: number;
       fromNow?: boolean;
+      /** Search from the DUT's last power-on (a fast boot is not missed). */
+      sincePowerOn?: boolean;
       ignoreCase?: boolean;
       signal?: AbortSignal;
     } = {},
@@ -301,6 +349,7 @@ export class JigClient {
           ignoreCase: opts.ignoreCase ?? false,
           ...(opts.offset !== undefined ? { offset: BigInt(opts.offset) } : {}),
           ...(opts.fromNow ? { fromNow: true } : {}),
+          ...(opts.sincePowerOn ? { sincePowerOn: true } : {}),
         },
         new Metadata(),
         callOptions(timeoutMs + UNARY_DEADLINE_MS),
@@ -345,6 +394,74 @@ export class JigClient {
       this.#stub.checkDutHealth({ dut }, new Metadata(), callOptions(HEALTH_CHECK_DEADLINE_MS), cb),
     );
     return { dut: dutOf(res), jobId: res.jobId, passed: res.passed };
+  }
+
+  /**
+   * Runs a command on the DUT's shell over its serial console and resolves with its output and
+   * exit code (124 when it ran past `timeoutMs`, default 30 s, and was interrupted). A string is a
+   * shell command line; an array is a program and its arguments, quoted for the DUT's shell.
+   */
+  async exec(dut: string, command: string | readonly string[], opts: ExecOptions = {}): Promise<ExecResult> {
+    const timeoutMs = opts.timeoutMs ?? 30_000;
+    const res = await new Promise<ExecResponse>((resolve, reject) => {
+      const call = this.#stub.exec(
+        {
+          dut,
+          command: typeof command === 'string' ? command : '',
+          argv: typeof command === 'string' ? [] : [...command],
+          timeoutMs,
+          interactive: opts.interactive ?? false,
+          stdin: opts.stdin === undefined ? Buffer.alloc(0) : Buffer.from(opts.stdin),
+          via: ExecVia.EXEC_VIA_SERIAL,
+          keepKernelLines: opts.keepKernelLines ?? false,
+        },
+        new Metadata(),
+        // A login may come first, and a timed-out command is interrupted before the answer.
+        callOptions(timeoutMs + UNARY_DEADLINE_MS * 2),
+        (err, value) => (err ? reject(fromGrpcError(err)) : resolve(value as ExecResponse)),
+      );
+      const onAbort = (): void => call.cancel();
+      opts.signal?.addEventListener('abort', onAbort, { once: true });
+      call.once('status', () => opts.signal?.removeEventListener('abort', onAbort));
+      if (opts.signal?.aborted) call.cancel();
+    });
+    const stdout = Buffer.from(res.stdout.buffer, res.stdout.byteOffset, res.stdout.byteLength);
+    return {
+      exitCode: res.exitCode,
+      stdout,
+      kernelLines: res.kernelLines,
+      durationMs: res.durationMs,
+      timedOut: res.timedOut,
+      loggedIn: res.loggedIn,
+    };
+  }
+
+  /**
+   * Brings a DUT to a state — off, booted (boot seen since power-on) or shell (logged in) —
+   * optionally running a cached image (flashed first unless the DUT already got it). Idempotent:
+   * only what is missing is done. Resolves with the steps taken.
+   */
+  async gotoState(
+    dut: string,
+    state: DutGoalName,
+    opts: { imageSha256?: string; timeoutMs?: number } = {},
+  ): Promise<GotoResult> {
+    const goal = GOALS[state];
+    if (goal === undefined)
+      throw new JigletError(
+        'JIGLET_E_INVALID_ARGUMENT',
+        `DUT state "${state}" is not one of off, booted, shell`,
+      );
+    const timeoutMs = opts.timeoutMs ?? 5 * 60_000;
+    const res = await unaryCall<GotoStateResponse>((cb) =>
+      this.#stub.gotoState(
+        { dut, goal, imageSha256: opts.imageSha256 ?? '', timeoutMs },
+        new Metadata(),
+        callOptions(timeoutMs + UNARY_DEADLINE_MS),
+        cb,
+      ),
+    );
+    return { steps: res.steps, durationMs: res.durationMs };
   }
 
   /** Starts flashing a cached image (see flashDut for the whole upload + flash + follow). */

@@ -200,7 +200,7 @@ try {
         exitCode = await powerCommand(argv);
       },
     )
-    .command('dut', "a DUT's health (admin): take it out of service, put it back, check it", (y) =>
+    .command('dut', "a DUT's health (admin) and state: out of service, back, check it, goto a state", (y) =>
       y
         .command(
           'state <dut> <state>',
@@ -228,7 +228,25 @@ try {
             exitCode = await dutCheckCommand(argv);
           },
         )
-        .demandCommand(1, 'name a dut command: state or check'),
+        .command(
+          'goto <dut> <state>',
+          'bring a DUT to off, booted or shell (logged in), doing only what is missing; --image: running that image',
+          (c) =>
+            connectionOptions(c)
+              .positional('dut', { type: 'string', demandOption: true })
+              .positional('state', { choices: ['off', 'booted', 'shell'] as const, demandOption: true })
+              .option('image', {
+                type: 'string',
+                describe: 'an image file the DUT must run (flashed unless it has it)',
+              })
+              .option('timeout', { type: 'string', describe: 'give up after this long (default 5m)' })
+              .option('output', { alias: 'o', choices: ['text', 'json'] as const, default: 'text' as const }),
+          async (argv) => {
+            const { gotoCommand } = await import('./cli/exec-commands.js');
+            exitCode = await gotoCommand(argv);
+          },
+        )
+        .demandCommand(1, 'name a dut command: state, check or goto'),
     )
     .command('serial', "read a DUT's serial log", (y) =>
       y
@@ -479,6 +497,34 @@ try {
       },
     )
     .command(
+      'exec',
+      "run a command on a DUT's shell over its serial console; exit with its exit code (124 on timeout)",
+      (y) =>
+        connectionOptions(y)
+          .usage('jigctl exec --dut D [--timeout 30s] [-i] -- CMD [ARGS…]')
+          .option('dut', { type: 'string', demandOption: true })
+          .option('timeout', {
+            type: 'string',
+            describe: 'interrupt it (Ctrl-C) after this long (default 30s)',
+          })
+          .option('interactive', {
+            alias: 'i',
+            type: 'boolean',
+            describe:
+              "its stdin is the console: jigctl's stdin is typed to it, then Ctrl-D (default /dev/null)",
+          })
+          .option('keep-kernel-lines', {
+            type: 'boolean',
+            describe: 'leave kernel console lines in the output (default: to stderr)',
+          })
+          .option('via', { choices: ['serial'] as const, describe: 'how to reach the shell (ssh later)' })
+          .option('output', { alias: 'o', choices: ['text', 'json'] as const, default: 'text' as const }),
+      async (argv) => {
+        const { execCommand } = await import('./cli/exec-commands.js');
+        exitCode = await execCommand(argv, commandWords(argv));
+      },
+    )
+    .command(
       'expect',
       'wait on the agent for a serial line matching a regular expression (RE2) and print it',
       (y) =>
@@ -488,7 +534,12 @@ try {
           .option('timeout', { type: 'string', describe: 'give up after this long (default 30s)' })
           .option('from-now', { type: 'boolean', describe: 'only lines that arrive from now on' })
           .option('offset', { type: 'number', describe: 'search from this serial-log offset' })
+          .option('since-power-on', {
+            type: 'boolean',
+            describe: "search from the DUT's last power-on (a fast boot is not missed)",
+          })
           .conflicts('from-now', 'offset')
+          .conflicts('since-power-on', ['from-now', 'offset'])
           .option('ignore-case', { alias: 'i', type: 'boolean' })
           .option('output', { alias: 'o', choices: ['text', 'json'] as const, default: 'text' as const }),
       async (argv) => {

@@ -106,7 +106,8 @@ export class JigletClient {
     this.#stub = new JobServiceClient(settings.server, creds, {
       interceptors,
       'grpc-node.flow_control_window': FLOW_CONTROL_WINDOW,
-      'grpc.max_receive_message_length': 8 * 1024 * 1024,
+      // An exec answers with up to 16 MiB of output.
+      'grpc.max_receive_message_length': 24 * 1024 * 1024,
       'grpc.keepalive_time_ms': 30_000,
     });
     this.jig = new JigClient(settings.server, creds, this.#stub.getChannel(), interceptors);

@@ -143,7 +143,8 @@ async function startBuiltinJig(file: BuiltinJig, dut: string): Promise<HilTarget
       version: '1.2.3',
       bootedPattern: 'login: $',
       failedBootPattern: 'Kernel panic',
-      versionCommand: 'cat /etc/os-release',
+      // The virtual DUT's shell is a real sh on the host: its system's files live under $VROOT.
+      versionCommand: file === 'virtual.yaml' ? 'cat $VROOT/etc/os-release' : 'cat /etc/os-release',
     },
     async stop() {
       for (const c of [operator, ...viewers]) c.close();

@@ -5,6 +5,7 @@
  * path (`lab.yaml: duts[1].power.url: expected an http:// or https:// URL, got "x"`).
  */
 import { readFile } from 'node:fs/promises';
+import { RE2JS } from 're2js';
 import { LineCounter, parseDocument } from 'yaml';
 import { z } from 'zod';
 import { invalidArgument, notFound } from '../../protocol/src/errors.js';
@@ -76,6 +77,33 @@ export interface HealthCheckConfig {
   timeoutMs: number;
 }
 
+/** Default prompts: they fit getty/login, busybox and bash, the virtual DUT and the QEMU DUT. */
+export const DEFAULT_SHELL = {
+  user: 'root',
+  loginPrompt: 'login: $',
+  passwordPrompt: '[Pp]assword: $',
+  prompt: '[#$] $',
+  bootedPattern: 'login: ',
+} as const;
+
+/**
+ * How exec reaches a shell on the DUT's serial console. Prompts are RE2 patterns matched against
+ * the console's unfinished last line. The password is never in the description itself: only the
+ * path of a file that holds it (relative paths are next to the config file).
+ */
+export interface ShellConfig {
+  user: string;
+  /** File holding the password (one line); absent = log in without one. */
+  passwordFile?: string;
+  loginPrompt: string;
+  passwordPrompt: string;
+  prompt: string;
+  /** Commands typed once after each login, in the login shell (e.g. `stty -echo`). */
+  postLogin: string[];
+  /** A serial line that says the DUT has booted (`jigctl dut goto D booted`): a banner or the login prompt. */
+  bootedPattern: string;
+}
+
 /** One device under test. */
 export interface DutDescription {
   /** Unique name, `[a-z0-9][a-z0-9-]{0,62}`. */
@@ -97,6 +125,8 @@ export interface DutDescription {
    * own): granted to the holder's job uid while the lease lasts, taken back when it ends.
    */
   leaseDevices?: string[];
+  /** How exec logs in and finds the shell prompt (defaults: DEFAULT_SHELL). */
+  shell: ShellConfig;
 }
 
 /** A whole jig: where it was read from and its DUTs. */
@@ -169,6 +199,36 @@ const healthCheckSchema = z
     error: 'expected everyJobs, everyHours or both: when the check is due',
   });
 
+/** A prompt pattern: RE2 (linear time), checked when the description is read. */
+const promptSchema = (fallback: string) =>
+  z
+    .string()
+    .min(1)
+    .max(4096)
+    .refine(
+      (pattern) => {
+        try {
+          RE2JS.compile(pattern);
+          return true;
+        } catch {
+          return false;
+        }
+      },
+      { error: 'expected an RE2 regular expression (no backreferences or lookaround)' },
+    )
+    .default(fallback);
+
+const shellSchema = z.strictObject({
+  user: z.string().min(1).max(256).default(DEFAULT_SHELL.user),
+  // A path, never the password: descriptions are shared, logged and kept in git.
+  passwordFile: z.string().min(1).optional(),
+  loginPrompt: promptSchema(DEFAULT_SHELL.loginPrompt),
+  passwordPrompt: promptSchema(DEFAULT_SHELL.passwordPrompt),
+  prompt: promptSchema(DEFAULT_SHELL.prompt),
+  postLogin: z.array(z.string().min(1).max(1024)).default([]),
+  bootedPattern: promptSchema(DEFAULT_SHELL.bootedPattern),
+});
+
 const dutSchema = z.strictObject({
   name: z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, {
     error: 'expected a DUT name: a-z, 0-9 and "-", not starting with "-", at most 63 characters',
@@ -188,6 +248,7 @@ const dutSchema = z.strictObject({
   safeState: z.strictObject({ power: z.enum(['off', 'on', 'unchanged']).optional() }).optional(),
   healthCheck: healthCheckSchema.optional(),
   leaseDevices: z.array(z.string().startsWith('/', { error: 'expected an absolute device path' })).optional(),
+  shell: shellSchema.optional(),
 });
 
 const jigSchema = z.strictObject({ duts: z.array(dutSchema) });
@@ -260,6 +321,7 @@ export function parseJigDescription(
       safeState: { power: safePower },
       ...(dut.healthCheck ? { healthCheck: dut.healthCheck } : {}),
       ...(dut.leaseDevices?.length ? { leaseDevices: dut.leaseDevices } : {}),
+      shell: dut.shell ?? { ...DEFAULT_SHELL, postLogin: [] },
     };
   });
   if (problems.length > 0) fail(problems);

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { fileURLToPath } from 'node:url';
 import { JigletError } from '../../protocol/src/errors.js';
-import { findDut, loadJigDescription, parseJigDescription } from '../src/jig-description.js';
+import { DEFAULT_SHELL, findDut, loadJigDescription, parseJigDescription } from '../src/jig-description.js';
 
 const LAB1 = fileURLToPath(new URL('../../fixtures/jigs/lab1.yaml', import.meta.url));
 
@@ -35,6 +35,7 @@ describe('jig description', () => {
       power: { driver: 'tasmota', url: 'http://10.0.0.5', offTimeMs: 3000, timeoutMs: 5000 },
       serial: { usb: { vid: '0403', pid: '6001', serial: 'A10K' }, baud: 115200 },
       safeState: { power: 'off' },
+      shell: { ...DEFAULT_SHELL, postLogin: [] },
     });
     assert.deepEqual(findDut(jig, 'bbb-1').power, {
       driver: 'shelly',
@@ -53,6 +54,7 @@ describe('jig description', () => {
       power: undefined,
       serial: undefined,
       safeState: { power: 'unchanged' },
+      shell: { ...DEFAULT_SHELL, postLogin: [] },
     });
     assert.throws(() => findDut(jig, 'nope'), {
       code: 'JIGLET_E_NOT_FOUND',
@@ -69,6 +71,24 @@ describe('jig description', () => {
     assert.deepEqual(problems(`duts:${VALID_DUT}\n    leaseDevices: [ttyACM0]`), [
       'lab.yaml: duts[0].leaseDevices[0]: expected an absolute device path, got "ttyACM0"',
     ]);
+  });
+
+  it('reads a shell section for exec: prompts in RE2, the password only as a file', () => {
+    const jig = parseJigDescription(
+      `duts:${VALID_DUT}\n    shell: { user: pi, passwordFile: pw.txt, prompt: '\\$ $', postLogin: ['stty -echo'] }`,
+      'lab.yaml',
+    );
+    assert.deepEqual(jig.duts[0]?.shell, {
+      ...DEFAULT_SHELL,
+      user: 'pi',
+      passwordFile: 'pw.txt',
+      prompt: '\\$ $',
+      postLogin: ['stty -echo'],
+    });
+    const lines = problems(`duts:${VALID_DUT}\n    shell: { password: hunter2, prompt: '(a)\\1' }`);
+    assert.equal(lines.length, 2, lines.join('\n'));
+    assert.ok(lines.some((l) => l.includes('duts[0].shell') && l.includes('password')));
+    assert.ok(lines.some((l) => l.includes('duts[0].shell.prompt') && l.includes('RE2')));
   });
 
   it('names the key path, what was expected and what was found for a driver setting', () => {

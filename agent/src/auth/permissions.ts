@@ -88,6 +88,10 @@ export const METHOD_PERMISSIONS: Readonly<Record<string, Permission>> = {
   '/jiglet.v1.JigService/Console': 'console.write',
   '/jiglet.v1.JigService/Expect': 'jig.read',
   '/jiglet.v1.JigService/Flash': 'flash',
+  // Exec types on the console as its one writer; the lease is checked in the handler.
+  '/jiglet.v1.JigService/Exec': 'console.write',
+  // Goto switches power (and may flash, checked in the handler) and types on the console.
+  '/jiglet.v1.JigService/GotoState': 'power.switch',
   // Health decides who may lease a DUT at all, and a check takes the DUT from the queue.
   '/jiglet.v1.JigService/SetDutState': 'duts.admin',
   '/jiglet.v1.JigService/CheckDutHealth': 'duts.admin',

@@ -47,7 +47,29 @@ export type AgentEvent =
       line?: string;
       lineOffset?: number;
     }
-  | { kind: 'health'; at: number; dut: string; state: string; reason: string };
+  | { kind: 'health'; at: number; dut: string; state: string; reason: string }
+  | {
+      kind: 'exec';
+      at: number;
+      dut: string;
+      command: string;
+      by: string;
+      exitCode: number;
+      timedOut: boolean;
+      durationMs: number;
+    }
+  | {
+      kind: 'goto';
+      at: number;
+      dut: string;
+      /** The goal, and the step taken toward it ("power on", "login", "already shell", ...). */
+      goal: string;
+      step: string;
+      detail: string;
+      by: string;
+      durationMs: number;
+      ok: boolean;
+    };
 
 type Listener = (event: AgentEvent) => void;
 

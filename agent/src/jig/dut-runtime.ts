@@ -66,8 +66,9 @@ export interface DutRuntimeOptions {
 }
 
 /**
- * Emits 'capture' (SerialMonitor) when a capture job starts, and 'closed' when the DUT runtime
- * ends, so followers move to the new capture or stop.
+ * Emits 'capture' (SerialMonitor) when a capture job starts, 'power' (action) when a power
+ * action starts, and 'closed' when the DUT runtime ends, so followers move to the new capture or
+ * stop, and exec knows the shell prompt it saw may be gone.
  */
 export class DutRuntime extends EventEmitter {
   readonly dut: DutDescription;
@@ -79,6 +80,8 @@ export class DutRuntime extends EventEmitter {
   #closed = false;
   readonly #opts: DutRuntimeOptions;
   readonly storage: DutStorageState;
+  /** Where the serial log stood when the DUT was last switched on (`expect --since-power-on`). */
+  lastPowerOn: { captureJobId: string; offset: number; at: number } | undefined;
   /** The flash job running now ('starting' while it is being set up), if any. */
   flashing: string | undefined;
 
@@ -144,12 +147,15 @@ export class DutRuntime extends EventEmitter {
     const run = this.#powerQueue.then(async () => {
       // Taken when the action starts, so "what the DUT printed since" excludes the queue wait.
       const serialOffset = this.#capture?.boundary ?? 0;
+      const captureJobId = this.#capture?.jobId ?? '';
       try {
         fence?.();
       } catch (err) {
         this.power.busy--;
         throw err;
       }
+      // The DUT may leave its shell prompt: exec must look again before it types.
+      if (action !== 'status') this.emit('power', action);
       try {
         const result = await runPowerJob({
           supervisor: this.#opts.supervisor,
@@ -161,6 +167,8 @@ export class DutRuntime extends EventEmitter {
           owner,
           stateDir: this.#opts.stateDir,
         });
+        if ((action === 'on' || action === 'cycle') && result.state === 'on')
+          this.lastPowerOn = { captureJobId, offset: serialOffset, at: Date.now() };
         Object.assign(this.power, {
           state: result.state,
           at: Date.now(),

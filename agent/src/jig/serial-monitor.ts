@@ -8,6 +8,8 @@ import type { PositionedRecord } from '../../../jig-drivers/src/serial-record.js
 import type { OutputLog } from '../output/output-log.js';
 import { followSerial } from './serial-follow.js';
 
+/** Console text kept for a quick look at the prompt (exec). */
+const RECENT_CHARS = 1024;
 /** One index entry per this many log bytes. */
 const CHECKPOINT_BYTES = 64 * 1024;
 
@@ -31,6 +33,8 @@ export class SerialMonitor extends EventEmitter {
   lastEventAt = 0;
   /** The offset just past the last record decoded: a boundary a new reader can start at. */
   boundary = 0;
+  /** The last RECENT_CHARS of console text (latin1), e.g. to see whether a prompt is showing. */
+  recentText = '';
   readonly #checkpoints: Checkpoint[] = [{ offset: 0, at: 0 }];
   readonly #controller = new AbortController();
   readonly done: Promise<void>;
@@ -103,6 +107,7 @@ export class SerialMonitor extends EventEmitter {
     this.boundary = record.nextOffset;
     if (record.kind === 'chunk') {
       this.bytesCaptured += record.data.length;
+      this.recentText = (this.recentText + record.data.toString('latin1')).slice(-RECENT_CHARS);
     } else {
       this.lastEvent = `${record.event} ${record.detail}`.trim();
       this.lastEventAt = record.at;

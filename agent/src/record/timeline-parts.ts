@@ -68,6 +68,33 @@ export function dutEvent(e: EventEntry): TimelineEvent {
           ? `expect /${e.pattern}/ matched: ${e.line ?? ''}`
           : `expect /${e.pattern}/ did not match (by ${e.by})`,
       };
+    case 'exec':
+      return {
+        ...base,
+        kind: 'exec',
+        fields: fields({
+          command: e.command,
+          by: e.by,
+          exit_code: e.exitCode,
+          timed_out: e.timedOut,
+          duration_ms: e.durationMs,
+        }),
+        summary: `exec ${e.command.slice(0, 200)}: ${e.timedOut ? 'timed out' : `exit ${e.exitCode}`} (${e.durationMs} ms, by ${e.by})`,
+      };
+    case 'goto':
+      return {
+        ...base,
+        kind: 'state',
+        fields: fields({
+          goal: e.goal,
+          step: e.step,
+          detail: e.detail,
+          by: e.by,
+          duration_ms: e.durationMs,
+          ok: e.ok,
+        }),
+        summary: `goto ${e.goal}: ${e.step}${e.ok ? '' : ' failed'}${e.detail ? ` (${e.detail})` : ''} (${e.durationMs} ms, by ${e.by})`,
+      };
     case 'health':
       return {
         ...base,

@@ -4,7 +4,16 @@
  */
 
 /** What a timeline event is about. */
-export type TimelineKind = 'power' | 'flash' | 'job' | 'expect' | 'lease' | 'health' | 'serial';
+export type TimelineKind =
+  | 'power'
+  | 'flash'
+  | 'job'
+  | 'expect'
+  | 'lease'
+  | 'health'
+  | 'serial'
+  | 'exec'
+  | 'state';
 
 /** One thing that happened. */
 export interface TimelineEvent {

@@ -14,7 +14,12 @@ import {
   type SerialTailRequest,
   type SerialTailResponse,
 } from '../../../protocol/gen/jiglet/v1/jig.js';
-import { invalidArgument, JigletError, permissionDenied } from '../../../protocol/src/errors.js';
+import {
+  failedPrecondition,
+  invalidArgument,
+  JigletError,
+  permissionDenied,
+} from '../../../protocol/src/errors.js';
 import { identityOf } from '../auth/auth-interceptor.js';
 import { can } from '../auth/permissions.js';
 import { checkSha256, type ImageCache } from '../images/image-cache.js';
@@ -27,6 +32,7 @@ import type { Supervisor } from '../jobs/supervisor.js';
 import { leaseOf } from '../leases/lease-header.js';
 import { fenceStartedJob } from '../leases/lease-jobs.js';
 import type { LeaseManager } from '../leases/lease-manager.js';
+import { execHandlers } from './exec-handlers.js';
 import {
   captureRestartedEvent,
   healthStateOf,
@@ -58,6 +64,7 @@ export function jigService(
   supervisor: Supervisor,
 ): JigServiceServer {
   return {
+    ...execHandlers(jig, images, leases, supervisor, log),
     listDuts: unary(log, 'ListDuts', async (call) => ({
       duts: jig.list(call.request.labels).map((d) => toWireDut(d, jig.health(d.dut.name))),
     })),
@@ -305,6 +312,7 @@ async function expect(
     timeoutMs: number;
     offset?: bigint;
     fromNow?: boolean;
+    sincePowerOn?: boolean;
     ignoreCase: boolean;
   },
   call: NodeJS.EventEmitter,
@@ -323,8 +331,8 @@ async function expect(
   const signal = AbortSignal.any([controller.signal, found.signal, deadline]);
   let matcher = new LineMatcher(re);
   let result: ExpectResponse | undefined;
-  const start = startOf(request);
   const first = dut.requireCapture();
+  const start = request.sincePowerOn ? sincePowerOn(dut, first.jobId) : startOf(request);
   let captureJobId = first.jobId;
   // Where the search stands: reported on a timeout, so a client can go on from there.
   let reached = 'offset' in start ? start.offset : 'fromEnd' in start ? first.boundary : 0;
@@ -388,4 +396,14 @@ async function expect(
       ? `the serial port (${dut.serialSource}) is ${capture.state}${capture.lastEvent ? `: ${capture.lastEvent}` : ''}`
       : '';
   return { captureJobId, timeout: { lastLines: matcher.lastLines, offset: BigInt(reached), serialState } };
+}
+
+/** Where the serial log stood at the DUT's last power-on (the start of a capture that began since). */
+function sincePowerOn(dut: DutRuntime, captureJobId: string): SerialStart {
+  const mark = dut.lastPowerOn;
+  if (!mark)
+    throw failedPrecondition(
+      `${dut.dut.name} has not been switched on since the agent started: power it on (jigctl power on --dut ${dut.dut.name}) or search with --offset`,
+    );
+  return mark.captureJobId === captureJobId ? { offset: mark.offset } : {};
 }

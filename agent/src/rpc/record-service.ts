@@ -28,6 +28,8 @@ const KIND: Record<TimelineKind, TimelineEventKind> = {
   lease: TimelineEventKind.TIMELINE_EVENT_KIND_LEASE,
   health: TimelineEventKind.TIMELINE_EVENT_KIND_HEALTH,
   serial: TimelineEventKind.TIMELINE_EVENT_KIND_SERIAL,
+  exec: TimelineEventKind.TIMELINE_EVENT_KIND_EXEC,
+  state: TimelineEventKind.TIMELINE_EVENT_KIND_STATE,
 };
 
 const ROLE: Record<JobRoleName, JobRole> = {

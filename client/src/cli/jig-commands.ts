@@ -73,6 +73,7 @@ export interface ExpectFlags extends ConnectionFlags {
   pattern: string;
   timeout?: string;
   fromNow?: boolean;
+  sincePowerOn?: boolean;
   offset?: number;
   ignoreCase?: boolean;
   output?: string;
@@ -248,6 +249,7 @@ export async function expectCommand(flags: ExpectFlags): Promise<number> {
       timeoutMs,
       offset,
       fromNow: flags.fromNow ?? false,
+      sincePowerOn: flags.sincePowerOn ?? false,
       ignoreCase: flags.ignoreCase ?? false,
     });
     process.stdout.write(

@@ -38,6 +38,8 @@ h1 { font-size: 1.3rem; margin: 1rem 0 0.2rem; }
 #timeline .m-lease { fill: #2f5fb3; }
 #timeline .m-health { fill: #e69a2e; }
 #timeline .m-serial { fill: #6b7687; }
+#timeline .m-exec { fill: #7a4fb3; }
+#timeline .m-state { fill: #2a9d8f; }
 #timeline .cursor { stroke: #d1453b; stroke-width: 1.5; pointer-events: none; }
 #timeline [data-t] { cursor: pointer; }
 h2 { font-size: 1.05rem; margin: 1.2rem 0 0.4rem; }

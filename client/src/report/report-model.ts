@@ -9,7 +9,16 @@ import {
 } from '../../../protocol/gen/jiglet/v1/records.js';
 
 /** The kinds a browser test can find in the page (`data-kind`). */
-export type ReportKind = 'power' | 'flash' | 'job' | 'expect' | 'lease' | 'health' | 'serial';
+export type ReportKind =
+  | 'power'
+  | 'flash'
+  | 'job'
+  | 'expect'
+  | 'lease'
+  | 'health'
+  | 'serial'
+  | 'exec'
+  | 'state';
 
 /** How a job ended, for its colour. */
 export type Outcome = 'succeeded' | 'failed' | 'stopped' | 'running';
@@ -68,6 +77,8 @@ const KINDS: Partial<Record<TimelineEventKind, ReportKind>> = {
   [TimelineEventKind.TIMELINE_EVENT_KIND_LEASE]: 'lease',
   [TimelineEventKind.TIMELINE_EVENT_KIND_HEALTH]: 'health',
   [TimelineEventKind.TIMELINE_EVENT_KIND_SERIAL]: 'serial',
+  [TimelineEventKind.TIMELINE_EVENT_KIND_EXEC]: 'exec',
+  [TimelineEventKind.TIMELINE_EVENT_KIND_STATE]: 'state',
 };
 
 const ROLES: Partial<Record<JobRole, ReportJob['role']>> = {

@@ -106,7 +106,7 @@ export function timelineSvg(m: ReportModel): string {
   y += FLASH_H + GAP;
 
   body.push(label(y, 'events'));
-  for (const e of m.events.filter((e) => e.kind === 'expect' || e.kind === 'health' || e.kind === 'serial'))
+  for (const e of m.events.filter((e) => ['expect', 'health', 'serial', 'exec', 'state'].includes(e.kind)))
     body.push(marker(e, x(e.at), y));
   y += LANE_H + GAP;
 

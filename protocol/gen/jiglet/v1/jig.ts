@@ -234,6 +234,97 @@ export function serialStateToJSON(object: SerialState): string {
   }
 }
 
+/** ExecVia is how exec reaches the DUT's shell. */
+export enum ExecVia {
+  /** EXEC_VIA_UNSPECIFIED - The serial console. */
+  EXEC_VIA_UNSPECIFIED = 0,
+  EXEC_VIA_SERIAL = 1,
+  /** EXEC_VIA_SSH - Reserved for an SSH transport (the agent as the SSH client); refused for now. */
+  EXEC_VIA_SSH = 2,
+  UNRECOGNIZED = -1,
+}
+
+export function execViaFromJSON(object: any): ExecVia {
+  switch (object) {
+    case 0:
+    case "EXEC_VIA_UNSPECIFIED":
+      return ExecVia.EXEC_VIA_UNSPECIFIED;
+    case 1:
+    case "EXEC_VIA_SERIAL":
+      return ExecVia.EXEC_VIA_SERIAL;
+    case 2:
+    case "EXEC_VIA_SSH":
+      return ExecVia.EXEC_VIA_SSH;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return ExecVia.UNRECOGNIZED;
+  }
+}
+
+export function execViaToJSON(object: ExecVia): string {
+  switch (object) {
+    case ExecVia.EXEC_VIA_UNSPECIFIED:
+      return "EXEC_VIA_UNSPECIFIED";
+    case ExecVia.EXEC_VIA_SERIAL:
+      return "EXEC_VIA_SERIAL";
+    case ExecVia.EXEC_VIA_SSH:
+      return "EXEC_VIA_SSH";
+    case ExecVia.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
+/** DutGoal is a state GotoState brings a DUT to. */
+export enum DutGoal {
+  DUT_GOAL_UNSPECIFIED = 0,
+  /** DUT_GOAL_OFF - Powered off. */
+  DUT_GOAL_OFF = 1,
+  /** DUT_GOAL_BOOTED - Powered on, with a boot banner or login prompt seen since the last power-on. */
+  DUT_GOAL_BOOTED = 2,
+  /** DUT_GOAL_SHELL - Logged in, with the shell prompt answering. */
+  DUT_GOAL_SHELL = 3,
+  UNRECOGNIZED = -1,
+}
+
+export function dutGoalFromJSON(object: any): DutGoal {
+  switch (object) {
+    case 0:
+    case "DUT_GOAL_UNSPECIFIED":
+      return DutGoal.DUT_GOAL_UNSPECIFIED;
+    case 1:
+    case "DUT_GOAL_OFF":
+      return DutGoal.DUT_GOAL_OFF;
+    case 2:
+    case "DUT_GOAL_BOOTED":
+      return DutGoal.DUT_GOAL_BOOTED;
+    case 3:
+    case "DUT_GOAL_SHELL":
+      return DutGoal.DUT_GOAL_SHELL;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return DutGoal.UNRECOGNIZED;
+  }
+}
+
+export function dutGoalToJSON(object: DutGoal): string {
+  switch (object) {
+    case DutGoal.DUT_GOAL_UNSPECIFIED:
+      return "DUT_GOAL_UNSPECIFIED";
+    case DutGoal.DUT_GOAL_OFF:
+      return "DUT_GOAL_OFF";
+    case DutGoal.DUT_GOAL_BOOTED:
+      return "DUT_GOAL_BOOTED";
+    case DutGoal.DUT_GOAL_SHELL:
+      return "DUT_GOAL_SHELL";
+    case DutGoal.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
 export interface ListDutsRequest {
   /** Only DUTs whose labels include all of these. */
   labels: { [key: string]: string };
@@ -454,6 +545,13 @@ export interface ExpectRequest {
   fromNow?:
     | boolean
     | undefined;
+  /**
+   * Search from where the serial log stood when the DUT was last switched on (power on or
+   * cycle): a fast boot's lines are found even when the expect comes after the power call.
+   */
+  sincePowerOn?:
+    | boolean
+    | undefined;
   /** Case-insensitive matching. */
   ignoreCase: boolean;
 }
@@ -523,6 +621,65 @@ export interface CheckDutHealthResponse {
   /** The check job; its output says why it failed. */
   jobId: string;
   passed: boolean;
+}
+
+export interface ExecRequest {
+  dut: string;
+  /** A shell command line, run by the DUT's shell as typed. Exactly one of command and argv. */
+  command: string;
+  /** A program and its arguments; each is quoted for the DUT's shell, so it runs exactly that. */
+  argv: string[];
+  /**
+   * How long the command may run; 0 = 30 s, at most 24 hours. At the timeout the command is
+   * interrupted (Ctrl-C) and the exit code is 124, as timeout(1) gives.
+   */
+  timeoutMs: number;
+  /**
+   * The command's stdin is the console instead of /dev/null: `stdin` is typed to it once it
+   * runs, then Ctrl-D (a tty echoes typed text, so it shows in the output).
+   */
+  interactive: boolean;
+  stdin: Buffer;
+  via: ExecVia;
+  /** Keep kernel console lines ("[   12.345678] ...") in stdout instead of taking them out. */
+  keepKernelLines: boolean;
+}
+
+export interface ExecResponse {
+  /** The command's exit code on the DUT (0-255; 124 when it timed out). */
+  exitCode: number;
+  /**
+   * What the command printed (stdout and stderr: a console has one stream), line ends as the
+   * command wrote them.
+   */
+  stdout: Buffer;
+  /** Kernel console lines that arrived while the command ran, kept out of stdout. */
+  kernelLines: string[];
+  durationMs: number;
+  timedOut: boolean;
+  /** The agent logged in first (the console showed a login prompt). */
+  loggedIn: boolean;
+}
+
+export interface GotoStateRequest {
+  dut: string;
+  goal: DutGoal;
+  /** A cached image the DUT must run (flashed first unless it is what the DUT last got); empty = any. */
+  imageSha256: string;
+  /** How long the whole transition may take; 0 = 5 minutes, at most 24 hours. */
+  timeoutMs: number;
+}
+
+export interface GotoStep {
+  /** What was done: "flash", "power off", "power on", "boot", "login", or "already <state>". */
+  name: string;
+  detail: string;
+  durationMs: number;
+}
+
+export interface GotoStateResponse {
+  steps: GotoStep[];
+  durationMs: number;
 }
 
 function createBaseListDutsRequest(): ListDutsRequest {
@@ -2985,7 +3142,15 @@ export const ConsoleAttached: MessageFns<ConsoleAttached> = {
 };
 
 function createBaseExpectRequest(): ExpectRequest {
-  return { dut: "", pattern: "", timeoutMs: 0, offset: undefined, fromNow: undefined, ignoreCase: false };
+  return {
+    dut: "",
+    pattern: "",
+    timeoutMs: 0,
+    offset: undefined,
+    fromNow: undefined,
+    sincePowerOn: undefined,
+    ignoreCase: false,
+  };
 }
 
 export const ExpectRequest: MessageFns<ExpectRequest> = {
@@ -3007,6 +3172,9 @@ export const ExpectRequest: MessageFns<ExpectRequest> = {
     }
     if (message.fromNow !== undefined) {
       writer.uint32(40).bool(message.fromNow);
+    }
+    if (message.sincePowerOn !== undefined) {
+      writer.uint32(56).bool(message.sincePowerOn);
     }
     if (message.ignoreCase !== false) {
       writer.uint32(48).bool(message.ignoreCase);
@@ -3067,6 +3235,14 @@ export const ExpectRequest: MessageFns<ExpectRequest> = {
             message.fromNow = reader.bool();
             continue;
           }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.sincePowerOn = reader.bool();
+            continue;
+          }
           case 6: {
             if (tag !== 48) {
               break;
@@ -3102,6 +3278,11 @@ export const ExpectRequest: MessageFns<ExpectRequest> = {
         : isSet(object.from_now)
         ? globalThis.Boolean(object.from_now)
         : undefined,
+      sincePowerOn: isSet(object.sincePowerOn)
+        ? globalThis.Boolean(object.sincePowerOn)
+        : isSet(object.since_power_on)
+        ? globalThis.Boolean(object.since_power_on)
+        : undefined,
       ignoreCase: isSet(object.ignoreCase)
         ? globalThis.Boolean(object.ignoreCase)
         : isSet(object.ignore_case)
@@ -3127,6 +3308,9 @@ export const ExpectRequest: MessageFns<ExpectRequest> = {
     if (message.fromNow !== undefined) {
       obj.fromNow = message.fromNow;
     }
+    if (message.sincePowerOn !== undefined) {
+      obj.sincePowerOn = message.sincePowerOn;
+    }
     if (message.ignoreCase !== false) {
       obj.ignoreCase = message.ignoreCase;
     }
@@ -3143,6 +3327,7 @@ export const ExpectRequest: MessageFns<ExpectRequest> = {
     message.timeoutMs = object.timeoutMs ?? 0;
     message.offset = (object.offset !== undefined && object.offset !== null) ? BigInt(object.offset) : undefined;
     message.fromNow = object.fromNow ?? undefined;
+    message.sincePowerOn = object.sincePowerOn ?? undefined;
     message.ignoreCase = object.ignoreCase ?? false;
     return message;
   },
@@ -4078,6 +4263,692 @@ export const CheckDutHealthResponse: MessageFns<CheckDutHealthResponse> = {
   },
 };
 
+function createBaseExecRequest(): ExecRequest {
+  return {
+    dut: "",
+    command: "",
+    argv: [],
+    timeoutMs: 0,
+    interactive: false,
+    stdin: Buffer.alloc(0),
+    via: 0,
+    keepKernelLines: false,
+  };
+}
+
+export const ExecRequest: MessageFns<ExecRequest> = {
+  encode(message: ExecRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.dut !== "") {
+      writer.uint32(10).string(message.dut);
+    }
+    if (message.command !== "") {
+      writer.uint32(18).string(message.command);
+    }
+    for (const v of message.argv) {
+      writer.uint32(26).string(v!);
+    }
+    if (message.timeoutMs !== 0) {
+      writer.uint32(32).uint32(message.timeoutMs);
+    }
+    if (message.interactive !== false) {
+      writer.uint32(40).bool(message.interactive);
+    }
+    if (message.stdin.length !== 0) {
+      writer.uint32(50).bytes(message.stdin);
+    }
+    if (message.via !== 0) {
+      writer.uint32(56).int32(message.via);
+    }
+    if (message.keepKernelLines !== false) {
+      writer.uint32(64).bool(message.keepKernelLines);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ExecRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseExecRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.dut = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.command = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.argv.push(reader.string());
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.timeoutMs = reader.uint32();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.interactive = reader.bool();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.stdin = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.via = reader.int32() as any;
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.keepKernelLines = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ExecRequest {
+    return {
+      dut: isSet(object.dut) ? globalThis.String(object.dut) : "",
+      command: isSet(object.command) ? globalThis.String(object.command) : "",
+      argv: globalThis.Array.isArray(object?.argv) ? object.argv.map((e: any) => globalThis.String(e)) : [],
+      timeoutMs: isSet(object.timeoutMs)
+        ? globalThis.Number(object.timeoutMs)
+        : isSet(object.timeout_ms)
+        ? globalThis.Number(object.timeout_ms)
+        : 0,
+      interactive: isSet(object.interactive) ? globalThis.Boolean(object.interactive) : false,
+      stdin: isSet(object.stdin) ? Buffer.from(bytesFromBase64(object.stdin)) : Buffer.alloc(0),
+      via: isSet(object.via) ? execViaFromJSON(object.via) : 0,
+      keepKernelLines: isSet(object.keepKernelLines)
+        ? globalThis.Boolean(object.keepKernelLines)
+        : isSet(object.keep_kernel_lines)
+        ? globalThis.Boolean(object.keep_kernel_lines)
+        : false,
+    };
+  },
+
+  toJSON(message: ExecRequest): unknown {
+    const obj: any = {};
+    if (message.dut !== "") {
+      obj.dut = message.dut;
+    }
+    if (message.command !== "") {
+      obj.command = message.command;
+    }
+    if (message.argv?.length) {
+      obj.argv = message.argv;
+    }
+    if (message.timeoutMs !== 0) {
+      obj.timeoutMs = Math.round(message.timeoutMs);
+    }
+    if (message.interactive !== false) {
+      obj.interactive = message.interactive;
+    }
+    if (message.stdin.length !== 0) {
+      obj.stdin = base64FromBytes(message.stdin);
+    }
+    if (message.via !== 0) {
+      obj.via = execViaToJSON(message.via);
+    }
+    if (message.keepKernelLines !== false) {
+      obj.keepKernelLines = message.keepKernelLines;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ExecRequest>): ExecRequest {
+    return ExecRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ExecRequest>): ExecRequest {
+    const message = createBaseExecRequest();
+    message.dut = object.dut ?? "";
+    message.command = object.command ?? "";
+    message.argv = object.argv?.map((e) => e) || [];
+    message.timeoutMs = object.timeoutMs ?? 0;
+    message.interactive = object.interactive ?? false;
+    message.stdin = object.stdin ?? Buffer.alloc(0);
+    message.via = object.via ?? 0;
+    message.keepKernelLines = object.keepKernelLines ?? false;
+    return message;
+  },
+};
+
+function createBaseExecResponse(): ExecResponse {
+  return { exitCode: 0, stdout: Buffer.alloc(0), kernelLines: [], durationMs: 0, timedOut: false, loggedIn: false };
+}
+
+export const ExecResponse: MessageFns<ExecResponse> = {
+  encode(message: ExecResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.exitCode !== 0) {
+      writer.uint32(8).int32(message.exitCode);
+    }
+    if (message.stdout.length !== 0) {
+      writer.uint32(18).bytes(message.stdout);
+    }
+    for (const v of message.kernelLines) {
+      writer.uint32(26).string(v!);
+    }
+    if (message.durationMs !== 0) {
+      writer.uint32(32).uint32(message.durationMs);
+    }
+    if (message.timedOut !== false) {
+      writer.uint32(40).bool(message.timedOut);
+    }
+    if (message.loggedIn !== false) {
+      writer.uint32(48).bool(message.loggedIn);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ExecResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseExecResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.exitCode = reader.int32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.stdout = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.kernelLines.push(reader.string());
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.durationMs = reader.uint32();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.timedOut = reader.bool();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.loggedIn = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ExecResponse {
+    return {
+      exitCode: isSet(object.exitCode)
+        ? globalThis.Number(object.exitCode)
+        : isSet(object.exit_code)
+        ? globalThis.Number(object.exit_code)
+        : 0,
+      stdout: isSet(object.stdout) ? Buffer.from(bytesFromBase64(object.stdout)) : Buffer.alloc(0),
+      kernelLines: globalThis.Array.isArray(object?.kernelLines)
+        ? object.kernelLines.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.kernel_lines)
+        ? object.kernel_lines.map((e: any) => globalThis.String(e))
+        : [],
+      durationMs: isSet(object.durationMs)
+        ? globalThis.Number(object.durationMs)
+        : isSet(object.duration_ms)
+        ? globalThis.Number(object.duration_ms)
+        : 0,
+      timedOut: isSet(object.timedOut)
+        ? globalThis.Boolean(object.timedOut)
+        : isSet(object.timed_out)
+        ? globalThis.Boolean(object.timed_out)
+        : false,
+      loggedIn: isSet(object.loggedIn)
+        ? globalThis.Boolean(object.loggedIn)
+        : isSet(object.logged_in)
+        ? globalThis.Boolean(object.logged_in)
+        : false,
+    };
+  },
+
+  toJSON(message: ExecResponse): unknown {
+    const obj: any = {};
+    if (message.exitCode !== 0) {
+      obj.exitCode = Math.round(message.exitCode);
+    }
+    if (message.stdout.length !== 0) {
+      obj.stdout = base64FromBytes(message.stdout);
+    }
+    if (message.kernelLines?.length) {
+      obj.kernelLines = message.kernelLines;
+    }
+    if (message.durationMs !== 0) {
+      obj.durationMs = Math.round(message.durationMs);
+    }
+    if (message.timedOut !== false) {
+      obj.timedOut = message.timedOut;
+    }
+    if (message.loggedIn !== false) {
+      obj.loggedIn = message.loggedIn;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ExecResponse>): ExecResponse {
+    return ExecResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ExecResponse>): ExecResponse {
+    const message = createBaseExecResponse();
+    message.exitCode = object.exitCode ?? 0;
+    message.stdout = object.stdout ?? Buffer.alloc(0);
+    message.kernelLines = object.kernelLines?.map((e) => e) || [];
+    message.durationMs = object.durationMs ?? 0;
+    message.timedOut = object.timedOut ?? false;
+    message.loggedIn = object.loggedIn ?? false;
+    return message;
+  },
+};
+
+function createBaseGotoStateRequest(): GotoStateRequest {
+  return { dut: "", goal: 0, imageSha256: "", timeoutMs: 0 };
+}
+
+export const GotoStateRequest: MessageFns<GotoStateRequest> = {
+  encode(message: GotoStateRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.dut !== "") {
+      writer.uint32(10).string(message.dut);
+    }
+    if (message.goal !== 0) {
+      writer.uint32(16).int32(message.goal);
+    }
+    if (message.imageSha256 !== "") {
+      writer.uint32(26).string(message.imageSha256);
+    }
+    if (message.timeoutMs !== 0) {
+      writer.uint32(32).uint32(message.timeoutMs);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GotoStateRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGotoStateRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.dut = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.goal = reader.int32() as any;
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.imageSha256 = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.timeoutMs = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GotoStateRequest {
+    return {
+      dut: isSet(object.dut) ? globalThis.String(object.dut) : "",
+      goal: isSet(object.goal) ? dutGoalFromJSON(object.goal) : 0,
+      imageSha256: isSet(object.imageSha256)
+        ? globalThis.String(object.imageSha256)
+        : isSet(object.image_sha256)
+        ? globalThis.String(object.image_sha256)
+        : "",
+      timeoutMs: isSet(object.timeoutMs)
+        ? globalThis.Number(object.timeoutMs)
+        : isSet(object.timeout_ms)
+        ? globalThis.Number(object.timeout_ms)
+        : 0,
+    };
+  },
+
+  toJSON(message: GotoStateRequest): unknown {
+    const obj: any = {};
+    if (message.dut !== "") {
+      obj.dut = message.dut;
+    }
+    if (message.goal !== 0) {
+      obj.goal = dutGoalToJSON(message.goal);
+    }
+    if (message.imageSha256 !== "") {
+      obj.imageSha256 = message.imageSha256;
+    }
+    if (message.timeoutMs !== 0) {
+      obj.timeoutMs = Math.round(message.timeoutMs);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<GotoStateRequest>): GotoStateRequest {
+    return GotoStateRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<GotoStateRequest>): GotoStateRequest {
+    const message = createBaseGotoStateRequest();
+    message.dut = object.dut ?? "";
+    message.goal = object.goal ?? 0;
+    message.imageSha256 = object.imageSha256 ?? "";
+    message.timeoutMs = object.timeoutMs ?? 0;
+    return message;
+  },
+};
+
+function createBaseGotoStep(): GotoStep {
+  return { name: "", detail: "", durationMs: 0 };
+}
+
+export const GotoStep: MessageFns<GotoStep> = {
+  encode(message: GotoStep, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    if (message.detail !== "") {
+      writer.uint32(18).string(message.detail);
+    }
+    if (message.durationMs !== 0) {
+      writer.uint32(24).uint32(message.durationMs);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GotoStep {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGotoStep();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.detail = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.durationMs = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GotoStep {
+    return {
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      detail: isSet(object.detail) ? globalThis.String(object.detail) : "",
+      durationMs: isSet(object.durationMs)
+        ? globalThis.Number(object.durationMs)
+        : isSet(object.duration_ms)
+        ? globalThis.Number(object.duration_ms)
+        : 0,
+    };
+  },
+
+  toJSON(message: GotoStep): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.detail !== "") {
+      obj.detail = message.detail;
+    }
+    if (message.durationMs !== 0) {
+      obj.durationMs = Math.round(message.durationMs);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<GotoStep>): GotoStep {
+    return GotoStep.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<GotoStep>): GotoStep {
+    const message = createBaseGotoStep();
+    message.name = object.name ?? "";
+    message.detail = object.detail ?? "";
+    message.durationMs = object.durationMs ?? 0;
+    return message;
+  },
+};
+
+function createBaseGotoStateResponse(): GotoStateResponse {
+  return { steps: [], durationMs: 0 };
+}
+
+export const GotoStateResponse: MessageFns<GotoStateResponse> = {
+  encode(message: GotoStateResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.steps) {
+      GotoStep.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.durationMs !== 0) {
+      writer.uint32(16).uint32(message.durationMs);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GotoStateResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGotoStateResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.steps.push(GotoStep.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.durationMs = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GotoStateResponse {
+    return {
+      steps: globalThis.Array.isArray(object?.steps) ? object.steps.map((e: any) => GotoStep.fromJSON(e)) : [],
+      durationMs: isSet(object.durationMs)
+        ? globalThis.Number(object.durationMs)
+        : isSet(object.duration_ms)
+        ? globalThis.Number(object.duration_ms)
+        : 0,
+    };
+  },
+
+  toJSON(message: GotoStateResponse): unknown {
+    const obj: any = {};
+    if (message.steps?.length) {
+      obj.steps = message.steps.map((e) => GotoStep.toJSON(e));
+    }
+    if (message.durationMs !== 0) {
+      obj.durationMs = Math.round(message.durationMs);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<GotoStateResponse>): GotoStateResponse {
+    return GotoStateResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<GotoStateResponse>): GotoStateResponse {
+    const message = createBaseGotoStateResponse();
+    message.steps = object.steps?.map((e) => GotoStep.fromPartial(e)) || [];
+    message.durationMs = object.durationMs ?? 0;
+    return message;
+  },
+};
+
 /**
  * JigService is the jig host's hardware: its DUTs, their power inputs and serial consoles.
  * Power actions run as `jig-driver power` jobs owned by the caller; each serial console is
@@ -4189,6 +5060,35 @@ export const JigServiceService = {
       Buffer.from(CheckDutHealthResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): CheckDutHealthResponse => CheckDutHealthResponse.decode(value),
   },
+  /**
+   * Exec runs a command on the DUT's shell and answers with its output and exit code. Over the
+   * serial console the agent takes the console writer for the call (refused while someone else
+   * holds it), logs in if the console shows a login prompt, and runs the command between unique
+   * markers; viewers see everything. Needs the DUT's lease when the DUT is leased.
+   */
+  exec: {
+    path: "/jiglet.v1.JigService/Exec" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ExecRequest): Buffer => Buffer.from(ExecRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ExecRequest => ExecRequest.decode(value),
+    responseSerialize: (value: ExecResponse): Buffer => Buffer.from(ExecResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ExecResponse => ExecResponse.decode(value),
+  },
+  /**
+   * GotoState brings a DUT to a state (off, booted, shell), optionally running a given image,
+   * doing only what is missing: a DUT already there is left alone. Each transition is a step in
+   * the run record. Needs the DUT's lease when the DUT is leased.
+   */
+  gotoState: {
+    path: "/jiglet.v1.JigService/GotoState" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: GotoStateRequest): Buffer => Buffer.from(GotoStateRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): GotoStateRequest => GotoStateRequest.decode(value),
+    responseSerialize: (value: GotoStateResponse): Buffer => Buffer.from(GotoStateResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): GotoStateResponse => GotoStateResponse.decode(value),
+  },
 } as const;
 
 export interface JigServiceServer extends UntypedServiceImplementation {
@@ -4225,6 +5125,19 @@ export interface JigServiceServer extends UntypedServiceImplementation {
    * finished; its result sets the DUT's health. The agent holds the DUT's lease while it runs.
    */
   checkDutHealth: handleUnaryCall<CheckDutHealthRequest, CheckDutHealthResponse>;
+  /**
+   * Exec runs a command on the DUT's shell and answers with its output and exit code. Over the
+   * serial console the agent takes the console writer for the call (refused while someone else
+   * holds it), logs in if the console shows a login prompt, and runs the command between unique
+   * markers; viewers see everything. Needs the DUT's lease when the DUT is leased.
+   */
+  exec: handleUnaryCall<ExecRequest, ExecResponse>;
+  /**
+   * GotoState brings a DUT to a state (off, booted, shell), optionally running a given image,
+   * doing only what is missing: a DUT already there is left alone. Each transition is a step in
+   * the run record. Needs the DUT's lease when the DUT is leased.
+   */
+  gotoState: handleUnaryCall<GotoStateRequest, GotoStateResponse>;
 }
 
 export interface JigServiceClient extends Client {
@@ -4351,6 +5264,44 @@ export interface JigServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: CheckDutHealthResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Exec runs a command on the DUT's shell and answers with its output and exit code. Over the
+   * serial console the agent takes the console writer for the call (refused while someone else
+   * holds it), logs in if the console shows a login prompt, and runs the command between unique
+   * markers; viewers see everything. Needs the DUT's lease when the DUT is leased.
+   */
+  exec(request: ExecRequest, callback: (error: ServiceError | null, response: ExecResponse) => void): ClientUnaryCall;
+  exec(
+    request: ExecRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ExecResponse) => void,
+  ): ClientUnaryCall;
+  exec(
+    request: ExecRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ExecResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * GotoState brings a DUT to a state (off, booted, shell), optionally running a given image,
+   * doing only what is missing: a DUT already there is left alone. Each transition is a step in
+   * the run record. Needs the DUT's lease when the DUT is leased.
+   */
+  gotoState(
+    request: GotoStateRequest,
+    callback: (error: ServiceError | null, response: GotoStateResponse) => void,
+  ): ClientUnaryCall;
+  gotoState(
+    request: GotoStateRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: GotoStateResponse) => void,
+  ): ClientUnaryCall;
+  gotoState(
+    request: GotoStateRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: GotoStateResponse) => void,
   ): ClientUnaryCall;
 }
 

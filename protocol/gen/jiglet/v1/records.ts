@@ -41,6 +41,10 @@ export enum TimelineEventKind {
   TIMELINE_EVENT_KIND_HEALTH = 6,
   /** TIMELINE_EVENT_KIND_SERIAL - The serial capture's port changed (gone, reopen, ...): fields event, detail, capture_job. */
   TIMELINE_EVENT_KIND_SERIAL = 7,
+  /** TIMELINE_EVENT_KIND_EXEC - A command ran on the DUT's shell (exec): fields command, by, exit_code, timed_out, duration_ms. */
+  TIMELINE_EVENT_KIND_EXEC = 8,
+  /** TIMELINE_EVENT_KIND_STATE - A step toward a DUT state (goto): fields goal, step, detail, by, duration_ms, ok. */
+  TIMELINE_EVENT_KIND_STATE = 9,
   UNRECOGNIZED = -1,
 }
 
@@ -70,6 +74,12 @@ export function timelineEventKindFromJSON(object: any): TimelineEventKind {
     case 7:
     case "TIMELINE_EVENT_KIND_SERIAL":
       return TimelineEventKind.TIMELINE_EVENT_KIND_SERIAL;
+    case 8:
+    case "TIMELINE_EVENT_KIND_EXEC":
+      return TimelineEventKind.TIMELINE_EVENT_KIND_EXEC;
+    case 9:
+    case "TIMELINE_EVENT_KIND_STATE":
+      return TimelineEventKind.TIMELINE_EVENT_KIND_STATE;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -95,6 +105,10 @@ export function timelineEventKindToJSON(object: TimelineEventKind): string {
       return "TIMELINE_EVENT_KIND_HEALTH";
     case TimelineEventKind.TIMELINE_EVENT_KIND_SERIAL:
       return "TIMELINE_EVENT_KIND_SERIAL";
+    case TimelineEventKind.TIMELINE_EVENT_KIND_EXEC:
+      return "TIMELINE_EVENT_KIND_EXEC";
+    case TimelineEventKind.TIMELINE_EVENT_KIND_STATE:
+      return "TIMELINE_EVENT_KIND_STATE";
     case TimelineEventKind.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
