@@ -107,7 +107,10 @@ export class SerialMonitor extends EventEmitter {
     this.boundary = record.nextOffset;
     if (record.kind === 'chunk') {
       this.bytesCaptured += record.data.length;
-      this.recentText = (this.recentText + record.data.toString('latin1')).slice(-RECENT_CHARS);
+      // Only the tail can be kept: a 64 KiB chunk is not decoded whole for 1 KiB of it.
+      this.recentText = (this.recentText + record.data.subarray(-RECENT_CHARS).toString('latin1')).slice(
+        -RECENT_CHARS,
+      );
     } else {
       this.lastEvent = `${record.event} ${record.detail}`.trim();
       this.lastEventAt = record.at;
