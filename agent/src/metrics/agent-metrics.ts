@@ -15,6 +15,7 @@ import type { Supervisor } from '../jobs/supervisor.js';
 import type { LeaseManager } from '../leases/lease-manager.js';
 import type { FollowerRegistry } from '../rpc/job-service.js';
 import { flashThroughput } from './flash-throughput.js';
+import { registerLiveHeap } from './live-heap.js';
 import { rpcErrorInterceptor } from './rpc-errors.js';
 import { countSerialBytes } from './serial-bytes.js';
 import { registerStateSize } from './state-size.js';
@@ -61,7 +62,10 @@ export class AgentMetrics {
   constructor(log: Logger, opts: { processMetrics: boolean }) {
     this.#log = log.child({ part: 'metrics' });
     const registers = [this.registry];
-    if (opts.processMetrics) collectDefaultMetrics({ register: this.registry });
+    if (opts.processMetrics) {
+      collectDefaultMetrics({ register: this.registry });
+      this.#stops.push(registerLiveHeap(registers));
+    }
     const sources = (): MetricSources | undefined => this.#sources;
     registerStateSize(registers, sources);
     new Gauge({
