@@ -12,7 +12,7 @@ const ended = (fields: Partial<JobRecord>): JobRecord => ({
 describe('how a job ended, in words', () => {
   it('says why a stopped job stopped, not the signal that stopped it', () => {
     const job = ended({ stopReason: 'lease', signal: 'SIGTERM' });
-    assert.equal(howJobEnded(job, 'timed out after 30 s'), 'was stopped: the lease it ran under ended');
+    assert.equal(howJobEnded(job, 'timed out after 30 s'), 'was stopped when its lease ended');
     assert.equal(
       howJobEnded(ended({ stopReason: 'request', signal: 'SIGTERM' }), ''),
       'was stopped by request',

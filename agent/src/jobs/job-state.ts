@@ -4,6 +4,7 @@
  * cannot both win.
  */
 import { JigletError } from '../../../protocol/src/errors.js';
+import { STOP_REASON_WORDS } from '../../../protocol/src/stop-reasons.js';
 
 /** Lifecycle states; the last four are final. */
 export type JobStateName = 'pending' | 'running' | 'exited' | 'failed' | 'stopped' | 'lost';
@@ -29,15 +30,6 @@ export function assertTransition(jobId: string, from: JobStateName, to: JobState
   }
 }
 
-/** What a stop reason means, as the end of "stopped …". */
-const STOP_REASONS: Readonly<Record<string, string>> = {
-  request: 'by request',
-  timeout: 'at its timeout',
-  shutdown: 'when the agent shut down',
-  lease: 'when its lease ended',
-  error: 'after an error',
-};
-
 /** How a finished job ended, in words: "exited with code 0", "stopped by request", "killed by SIGKILL". */
 export function howItEnded(job: {
   state: JobStateName;
@@ -46,7 +38,7 @@ export function howItEnded(job: {
   stopReason?: string;
   error?: string;
 }): string {
-  if (job.state === 'stopped') return `stopped ${STOP_REASONS[job.stopReason ?? ''] ?? 'by request'}`;
+  if (job.state === 'stopped') return `stopped ${STOP_REASON_WORDS[job.stopReason ?? ''] ?? 'by request'}`;
   if (job.state === 'failed') return job.error ? `failed: ${job.error}` : 'failed';
   if (job.state === 'lost') return 'lost (the agent restarted while it ran)';
   if (job.signal) return `killed by ${job.signal}`;

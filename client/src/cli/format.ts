@@ -1,5 +1,6 @@
 /** Human and JSON renderings for jigctl: job records, DUTs, serial records and expect results. */
 import { type Job, JobState } from '../../../protocol/gen/jiglet/v1/jobs.js';
+import { STOP_REASON_WORDS } from '../../../protocol/src/stop-reasons.js';
 import {
   type Dut,
   type ExpectResult,
@@ -61,14 +62,6 @@ export function jobJson(job: Job): Record<string, unknown> {
   };
 }
 
-const STOP_REASONS: Readonly<Record<string, string>> = {
-  request: 'by request',
-  timeout: 'at its timeout',
-  shutdown: 'when the agent shut down',
-  lease: 'when its lease ended',
-  error: 'after an error',
-};
-
 /**
  * Where a job is, or how it ended, in words: "running", "exited with code 3", "stopped by request
  * (SIGTERM)", "killed by SIGKILL: out of memory", "failed: command not found: …".
@@ -81,7 +74,7 @@ export function outcome(job: Job, opts: { signal?: boolean } = {}): string {
   };
   switch (job.state) {
     case JobState.JOB_STATE_STOPPED:
-      return how(`stopped ${STOP_REASONS[job.stopReason] ?? 'by request'}`);
+      return how(`stopped ${STOP_REASON_WORDS[job.stopReason] ?? 'by request'}`);
     case JobState.JOB_STATE_FAILED:
       return job.error ? `failed: ${job.error}` : 'failed';
     case JobState.JOB_STATE_LOST:
