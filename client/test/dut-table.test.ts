@@ -18,8 +18,8 @@ function dut(
     health: DutHealth.DUT_HEALTH_GOOD,
     power: { driver: 'tasmota', state: PowerState.POWER_STATE_OFF, stateTime: new Date(NOW - 185_000) },
     serial: {
-      source: `/tmp/jiglet-demo-AbCdEf/${name}-uart`,
-      port: `/tmp/jiglet-demo-AbCdEf/${name}-uart`,
+      source: `/dev/serial/by-id/usb-FTDI/${name}-uart`,
+      port: `/dev/serial/by-id/usb-FTDI/${name}-uart`,
       state: over.lastEvent?.startsWith('waiting')
         ? SerialState.SERIAL_STATE_ABSENT
         : SerialState.SERIAL_STATE_OPEN,
@@ -41,7 +41,7 @@ const DUTS = [
       'storage-mux': 'sdwire-rev2',
       owner: 'platform-team',
     },
-    lastEvent: 'waiting /tmp/jiglet-demo-AbCdEf/vdut-b-uart 180000 ms',
+    lastEvent: 'waiting /dev/serial/by-id/usb-FTDI/vdut-b-uart 180000 ms',
   }),
 ];
 
@@ -66,7 +66,7 @@ describe('the jigctl jig table', () => {
     assert.match(text, /\(3m 5s ago\)/);
     assert.match(text, /3f568e21-8722-4c4c-9ae6-c1690ec365e0/);
     assert.match(text, /opened; stale input flushed \(1m ago\)/);
-    assert.match(text, /waiting for \/tmp\/jiglet-demo-AbCdEf\/vdut-b-uart \(3m so far\) \(1m ago\)/);
+    assert.match(text, /waiting for \/dev\/serial\/by-id\/usb-FTDI\/vdut-b-uart \(3m so far\) \(1m ago\)/);
     assert.match(text, /owner=platform-team$/m, 'wide never cuts the labels');
   });
 
