@@ -72,6 +72,11 @@ describe('stop and shutdown deadlines', function () {
     const job = await client.start({ command: 'sh', args: ['-c', 'echo $$; exec sleep 600'] });
     pid = await firstLinePid(client, job.id);
     assert.ok(pid > 1, 'the job printed no pid');
+    // `echo $$` runs before the exec: freeze only once the shell has become sleep.
+    await waitUntil(
+      'the job to exec sleep',
+      () => readFileSync(`/proc/${pid}/comm`, 'utf8').trim() === 'sleep',
+    );
     freezer = join(FREEZER_ROOT, `jiglet-test-${process.pid}-${Date.now()}`);
     mkdirSync(freezer);
     writeFileSync(join(freezer, 'cgroup.procs'), String(pid));
