@@ -288,6 +288,11 @@ try {
             type: 'boolean',
             describe: 'run the command after -- with the lease, then release it',
           })
+          .option('results', {
+            type: 'string',
+            describe:
+              "with --exec: the command's $JIGLET_RESULTS folder, kept afterwards (default: a temporary one, removed)",
+          })
           .option('output', { alias: 'o', choices: ['text', 'json'] as const, default: 'text' as const }),
       async (argv) => {
         const { claimCommand } = await import('./cli/lease-commands.js');

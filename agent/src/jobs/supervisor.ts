@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import type { Writable } from 'node:stream';
 import type { Logger } from 'pino';
 import { failedPrecondition, JigletError, notFound } from '../../../protocol/src/errors.js';
+import { readResults } from '../../../protocol/src/junit-files.js';
 import type { AgentEvents } from '../events/agent-events.js';
 import { OutputLog } from '../output/output-log.js';
 import { KILL_SETTLE_MS } from './cgroup-v2.js';
@@ -19,7 +20,6 @@ import { resolveExecutable } from './command-path.js';
 import type { Containment, JobCgroup } from './containment.js';
 import { type JobCursor, type JobFilter, JobIndex, type JobIndexEntry } from './job-index.js';
 import type { JobRecord, JobRecords, StopReason } from './job-records.js';
-import { RESULTS_DIR, readResults } from './job-results.js';
 import type { JobSpecInput } from './job-spec.js';
 import { assertTransition, howItEnded, isFinal, type JobStateName } from './job-state.js';
 import type { JobCredentials, JobUsers } from './job-users.js';
@@ -52,6 +52,8 @@ const SHIM = 'while [ "$1" != -- ]; do echo $$ > "$1" || exit 125; shift; done; 
  */
 const USER_SHIM =
   'while [ "$1" != -- ]; do echo $$ > "$1" || exit 125; shift; done; shift; umask 022; exec "$@"';
+/** The folder in a user's job's working directory that $JIGLET_RESULTS names. */
+const RESULTS_DIR = 'results';
 /** Where users' jobs get their working directories, under the state directory (see README). */
 export const WORK_DIR = 'work';
 
@@ -668,7 +670,7 @@ export class Supervisor {
   #readResults(record: JobRecord, rt: Runtime): void {
     if (!rt.results) return;
     try {
-      const { cases, error } = readResults(rt.results.dir, rt.results.uid);
+      const { cases, error } = readResults(rt.results.dir, { uid: rt.results.uid });
       if (cases.length > 0) record.testCases = cases;
       if (error) record.resultsError = error;
     } catch (err) {

@@ -1,25 +1,24 @@
 /**
- * A user's job reports test cases by writing JUnit XML files into `$JIGLET_RESULTS` (a folder in
- * its working directory that its uid owns). When the job has ended, the agent reads them here,
- * bounded, and keeps the cases in the job's record. The folder is the job's: it may hold anything,
- * so files are opened without following links, must be regular files the job's own uid owns (a
- * link to an agent file is refused), and a file that is not JUnit is reported, not fatal.
+ * A results folder (`$JIGLET_RESULTS`): the JUnit XML files a run wrote there, read bounded. The
+ * agent reads a user's job's folder when the job ends (its record keeps the cases); `jigctl claim
+ * --exec` reads its command's. The folder may hold anything, so files are opened without
+ * following links, must be regular files (owned by `uid` when one is given: a link to an agent
+ * file is refused), and a file that is not JUnit is reported, not fatal.
  */
 import { closeSync, constants, fstatSync, lstatSync, openSync, readdirSync, readSync } from 'node:fs';
 import { join } from 'node:path';
-import { MAX_TEST_CASES, parseJunit, type TestCase } from '../../../protocol/src/test-cases.js';
+import { MAX_TEST_CASES, parseJunit, type TestCase } from './test-cases.js';
 
-/** The folder's name inside the job's working directory. */
-export const RESULTS_DIR = 'results';
 /** All results files together are read up to this many bytes; the rest is reported as skipped. */
 export const MAX_RESULTS_BYTES = 16 * 1024 * 1024;
 /** Most files looked at (a job could create millions of names). */
 const MAX_RESULTS_FILES = 1000;
 /**
- * The cases kept in a record take at most this many bytes (as JSON): records are held in memory
- * for recent jobs and sent in ListJobs pages, so they stay small. The job's files hold the rest.
+ * The cases kept take at most this many bytes (as JSON) by default: a job's record holds them,
+ * records of recent jobs stay in the agent's memory and go out in ListJobs pages, so they stay
+ * small. The files themselves hold the rest.
  */
-export const MAX_RECORD_CASES_BYTES = 1024 * 1024;
+export const MAX_KEPT_CASES_BYTES = 1024 * 1024;
 /** Most problems listed in `error`. */
 const MAX_PROBLEMS = 5;
 
@@ -30,22 +29,32 @@ export interface ReadResults {
   error?: string;
 }
 
+/** How a folder is read. */
+export interface ReadResultsOptions {
+  /** Only files this uid owns are read (a job's, when the agent reads as root). */
+  uid?: number;
+  /** Bytes of cases kept (as JSON); default MAX_KEPT_CASES_BYTES. */
+  maxCaseBytes?: number;
+}
+
 /**
- * Reads `*.xml` in `dir` (name order). `uid` is the job's: a file owned by anyone else is refused.
- * A missing folder or an empty one gives no cases and no error.
+ * Reads `*.xml` in `dir` (name order). A missing folder or an empty one gives no cases and no
+ * error.
  */
-export function readResults(dir: string, uid?: number): ReadResults {
+export function readResults(dir: string, opts: ReadResultsOptions = {}): ReadResults {
+  const { uid } = opts;
+  const maxCaseBytes = opts.maxCaseBytes ?? MAX_KEPT_CASES_BYTES;
   const problems: string[] = [];
   let names: string[];
   try {
     const stat = lstatSync(dir);
-    if (!stat.isDirectory()) return { cases: [], error: `$JIGLET_RESULTS (${dir}) is not a folder` };
+    if (!stat.isDirectory()) return { cases: [], error: `the results folder ${dir} is not a folder` };
     names = readdirSync(dir)
       .filter((n) => n.endsWith('.xml'))
       .sort();
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { cases: [] };
-    return { cases: [], error: `could not read $JIGLET_RESULTS: ${(err as Error).message}` };
+    return { cases: [], error: `could not read the results folder ${dir}: ${(err as Error).message}` };
   }
   if (names.length > MAX_RESULTS_FILES) {
     problems.push(`${names.length} .xml files; only the first ${MAX_RESULTS_FILES} were read`);
@@ -79,15 +88,14 @@ export function readResults(dir: string, uid?: number): ReadResults {
     }
     for (const c of found) {
       const size = JSON.stringify(c).length;
-      if (cases.length >= MAX_TEST_CASES || caseBytes + size > MAX_RECORD_CASES_BYTES) dropped++;
+      if (cases.length >= MAX_TEST_CASES || caseBytes + size > maxCaseBytes) dropped++;
       else {
         cases.push(c);
         caseBytes += size;
       }
     }
   }
-  if (dropped > 0)
-    problems.push(`${dropped} test cases were left out: a job's record keeps ${cases.length} of them`);
+  if (dropped > 0) problems.push(`${dropped} test cases were left out: ${cases.length} are kept`);
   if (problems.length === 0) return { cases };
   const shown = problems.slice(0, MAX_PROBLEMS);
   if (problems.length > MAX_PROBLEMS) shown.push(`and ${problems.length - MAX_PROBLEMS} more problems`);
