@@ -316,7 +316,12 @@ try {
             type: 'boolean',
             default: true,
             describe: 'include the serial log (--no-serial)',
-          }),
+          })
+          .option('verdict', {
+            choices: ['pass', 'fail', 'infra-error', 'timeout', 'cancelled'] as const,
+            describe: "the run's verdict, shown at the top (a CI script's own)",
+          })
+          .option('reason', { type: 'string', describe: 'with --verdict: why, in a sentence' }),
       async (argv) => {
         const { reportCommand } = await import('./cli/report-commands.js');
         exitCode = await reportCommand(argv);
