@@ -775,6 +775,7 @@ export class Supervisor {
       owner: record.owner,
       dut: record.spec.dut,
       command: [record.spec.command, ...record.spec.args].join(' '),
+      title: record.title,
       state: to,
       exitCode: record.exitCode,
       signal: record.signal,

@@ -6,6 +6,13 @@
 import { clock, duration, html, printable } from './html-text.js';
 import type { ReportModel } from './report-model.js';
 
+/** A failed job's name is cut to this many characters (its full command is its tooltip). */
+const MAX_NAME_CHARS = 160;
+
+function clip(text: string, max: number): string {
+  return text.length > max ? `${text.slice(0, max - 1)}…` : text;
+}
+
 /** How a run ended, as the queue and `claim --exec` decide it (issue 14). */
 export type VerdictName = 'pass' | 'fail' | 'infra-error' | 'timeout' | 'cancelled';
 
@@ -88,7 +95,7 @@ export function failedJobs(m: ReportModel): string {
   if (failed.length === 0) return '';
   const items = failed.map(
     (j) =>
-      `<div class="failed-job" data-kind="job" data-job="${html(j.id)}" data-t="${j.to}"><p><strong>${html(printable(j.label))}</strong> — ${html(printable(j.detail || j.state))} <span class="dim">(job ${html(j.id)}, ${clock(j.to)})</span></p>${j.stderrTail ? `<pre class="tail">${html(printable(j.stderrTail))}</pre>` : '<p class="empty">It wrote nothing to stderr.</p>'}</div>`,
+      `<div class="failed-job" data-kind="job" data-job="${html(j.id)}" data-t="${j.to}"><p><strong title="${html(printable(j.command))}">${html(printable(clip(j.label, MAX_NAME_CHARS)))}</strong> — ${html(printable(j.detail || j.state))} <span class="dim">(job ${html(j.id)}, ${clock(j.to)})</span></p>${j.stderrTail ? `<pre class="tail">${html(printable(j.stderrTail))}</pre>` : '<p class="empty">It wrote nothing to stderr.</p>'}</div>`,
   );
   return `<h2>Failed jobs</h2>\n<div id="failed-jobs">\n${items.join('\n')}\n</div>`;
 }
