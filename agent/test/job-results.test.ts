@@ -73,6 +73,16 @@ describe('test-case results ($JIGLET_RESULTS)', function () {
     assert.equal(job.resultsError, '');
   });
 
+  it('keeps a bounded number of cases and says how many were left out', async () => {
+    const job = await run(
+      `awk 'BEGIN { printf "<testsuites><testsuite name=\\"many\\">"; for (i = 0; i < 12000; i++) printf "<testcase name=\\"case %d of a suite whose names are long enough to reach the bound of a record\\" time=\\"0.001\\"/>", i; print "</testsuite></testsuites>" }' > "$JIGLET_RESULTS/many.xml"`,
+    );
+    assert.equal(job.exitCode, 0);
+    assert.ok(job.testCases.length > 1000 && job.testCases.length <= 10_000, `${job.testCases.length} kept`);
+    assert.match(job.testCases[0]?.name ?? '', /^case 0 of/, 'the first cases are the ones kept');
+    assert.match(job.resultsError, /\d+ test cases were left out: \d+ are kept/);
+  });
+
   it("refuses a link out of the results folder, and keeps a failed job's stderr tail", async () => {
     const job = await run(
       'ln -s /etc/passwd "$JIGLET_RESULTS/passwd.xml"; for i in $(seq 1 50); do echo "line $i" >&2; done; exit 3',

@@ -86,6 +86,9 @@ export function readResults(dir: string, opts: ReadResultsOptions = {}): ReadRes
       problems.push((err as Error).message);
       continue;
     }
+    // parseJunit keeps a file's first MAX_TEST_CASES cases and drops the rest without a word.
+    if (found.length >= MAX_TEST_CASES)
+      problems.push(`${name}: only its first ${MAX_TEST_CASES} test cases are read`);
     for (const c of found) {
       const size = JSON.stringify(c).length;
       if (cases.length >= MAX_TEST_CASES || caseBytes + size > maxCaseBytes) dropped++;

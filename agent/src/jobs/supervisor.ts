@@ -12,7 +12,6 @@ import { join } from 'node:path';
 import type { Writable } from 'node:stream';
 import type { Logger } from 'pino';
 import { failedPrecondition, JigletError, notFound } from '../../../protocol/src/errors.js';
-import { readResults } from '../../../protocol/src/junit-files.js';
 import type { AgentEvents } from '../events/agent-events.js';
 import { OutputLog } from '../output/output-log.js';
 import { KILL_SETTLE_MS } from './cgroup-v2.js';
@@ -20,6 +19,7 @@ import { resolveExecutable } from './command-path.js';
 import type { Containment, JobCgroup } from './containment.js';
 import { type JobCursor, type JobFilter, JobIndex, type JobIndexEntry } from './job-index.js';
 import type { JobRecord, JobRecords, StopReason } from './job-records.js';
+import { readJobResults } from './job-results.js';
 import type { JobSpecInput } from './job-spec.js';
 import { assertTransition, howItEnded, isFinal, type JobStateName } from './job-state.js';
 import type { JobCredentials, JobUsers } from './job-users.js';
@@ -28,10 +28,11 @@ import { describeProcesses, inspectProcesses } from './stuck-processes.js';
 
 /**
  * What a job's folder takes besides its output log until it is measured: the folder, the record,
- * the log (its partial last block), the log's index and an empty work dir, one 4 KiB block each
- * on ext4. Over rather than under: the size bound must hold before the measurement comes in.
+ * the log (its partial last block), the log's index, an empty work dir and its empty results
+ * folder, one 4 KiB block each on ext4. Over rather than under: the size bound must hold before
+ * the measurement comes in.
  */
-export const JOB_DIR_OVERHEAD_BYTES = 20 * 1024;
+export const JOB_DIR_OVERHEAD_BYTES = 24 * 1024;
 /** Finished jobs kept whole in memory after they ended: a client asks about a job right after it ends. */
 const RECENT_KEPT = 256;
 /** Time between SIGTERM and SIGKILL when the client names none. */
@@ -631,11 +632,12 @@ export class Supervisor {
       clearTimeout(rt.timeout);
       clearTimeout(rt.killTimer);
     }
+    // Before the state changes: whoever hears of the end finds the cases on the record.
+    await this.#readResults(record, rt);
     const to: JobStateName = record.stopReason ? 'stopped' : 'exited';
     // The outcome is on the record before the change is announced, so listeners see it.
     if (code !== null) record.exitCode = code;
     if (signal !== null) record.signal = signal;
-    this.#readResults(record, rt);
     if (to !== 'exited' || code !== 0) {
       const tail = rt.stderrTail.text();
       if (tail) record.stderrTail = tail;
@@ -667,10 +669,10 @@ export class Supervisor {
   }
 
   /** Puts the job's test cases (and what could not be read) on its record; never throws. */
-  #readResults(record: JobRecord, rt: Runtime): void {
+  async #readResults(record: JobRecord, rt: Runtime): Promise<void> {
     if (!rt.results) return;
     try {
-      const { cases, error } = readResults(rt.results.dir, { uid: rt.results.uid });
+      const { cases, error } = await readJobResults(rt.results.dir, { uid: rt.results.uid });
       if (cases.length > 0) record.testCases = cases;
       if (error) record.resultsError = error;
     } catch (err) {
