@@ -288,6 +288,11 @@ try {
             type: 'boolean',
             describe: 'run the command after -- with the lease, then release it',
           })
+          .option('results', {
+            type: 'string',
+            describe:
+              "with --exec: the command's $JIGLET_RESULTS folder, kept afterwards (default: a temporary one, removed)",
+          })
           .option('output', { alias: 'o', choices: ['text', 'json'] as const, default: 'text' as const }),
       async (argv) => {
         const { claimCommand } = await import('./cli/lease-commands.js');
@@ -311,7 +316,12 @@ try {
             type: 'boolean',
             default: true,
             describe: 'include the serial log (--no-serial)',
-          }),
+          })
+          .option('verdict', {
+            choices: ['pass', 'fail', 'infra-error', 'timeout', 'cancelled'] as const,
+            describe: "the run's verdict, shown at the top (a CI script's own)",
+          })
+          .option('reason', { type: 'string', describe: 'with --verdict: why, in a sentence' }),
       async (argv) => {
         const { reportCommand } = await import('./cli/report-commands.js');
         exitCode = await reportCommand(argv);

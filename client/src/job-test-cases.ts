@@ -3,10 +3,10 @@
  * read them when the job ended.
  */
 import type { Job } from '../../protocol/gen/jiglet/v1/jobs.js';
+import { fromWireTestCase } from '../../protocol/src/test-case-wire.js';
 import type { TestCase } from '../../protocol/src/test-cases.js';
 
 /** The job's test cases, in the order its files listed them; [] when it reported none. */
-export function testCasesOf(_job: Job): TestCase[] {
-  // Filled in once the agent reads $JIGLET_RESULTS (the Job record's test_cases field).
-  return [];
+export function testCasesOf(job: Job): TestCase[] {
+  return job.testCases.map(fromWireTestCase);
 }

@@ -15,6 +15,8 @@ export type AgentEvent =
       owner: string;
       dut?: string;
       command: string;
+      /** What the job is for ("power on"), for the agent's own jobs. */
+      title?: string;
       state: JobStateName;
       exitCode?: number;
       signal?: string;

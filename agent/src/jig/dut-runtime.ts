@@ -235,7 +235,7 @@ export class DutRuntime extends EventEmitter {
         }),
         opts.owner,
         // The flasher writes a block device and switches the mux: an agent job.
-        { privileged: true },
+        { privileged: true, title: `flash ${imageName(images, opts.imageSha256)}` },
       );
       const id = job.record.id;
       this.flashing = id;
@@ -439,5 +439,15 @@ export class DutRuntime extends EventEmitter {
         log.warn({ job: monitor.jobId }, `the serial capture said nothing within ${CAPTURE_READY_MS} ms`);
       }
     }
+  }
+}
+
+/** An image as people know it: the file name it was uploaded under, else the start of its hash. */
+function imageName(images: ImageCache, sha256: string): string {
+  try {
+    return images.get(sha256).name || `image ${sha256.slice(0, 12)}`;
+  } catch {
+    // Pinned a moment ago, so it is there; a name is not worth failing a flash for.
+    return `image ${sha256.slice(0, 12)}`;
   }
 }

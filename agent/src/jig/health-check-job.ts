@@ -40,7 +40,10 @@ export async function runHealthCheckJob(opts: {
     stdin: false,
   };
   // An admin-configured check that may power-cycle and read the DUT: it runs as the agent.
-  const started = await opts.supervisor.start(spec, opts.owner, { privileged: true });
+  const started = await opts.supervisor.start(spec, opts.owner, {
+    privileged: true,
+    title: 'health check',
+  });
   const { record } = await opts.supervisor.ended(started.record.id);
   const passed = record.state === 'exited' && record.exitCode === 0;
   const how = howJobEnded(record, `timed out after ${Math.round(opts.config.timeoutMs / 1000)} s`);

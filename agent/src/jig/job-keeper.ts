@@ -50,7 +50,10 @@ export class JobKeeper extends EventEmitter {
 
   async #run(): Promise<JobView> {
     // Captures and services open serial ports and devices: the agent's own privileges.
-    const job = await this.supervisor.start(this.spec, AGENT_OWNER, { privileged: true });
+    const job = await this.supervisor.start(this.spec, AGENT_OWNER, {
+      privileged: true,
+      title: this.what,
+    });
     const startedAt = Date.now();
     this.#current = job;
     this.log.info({ job: job.record.id }, `${this.what} started`);

@@ -67,7 +67,7 @@ export async function runPowerJob(opts: {
     stdin: false,
   };
   // The power driver talks to relays and USB devices: an agent job, whoever asked for it.
-  const started = await supervisor.start(spec, opts.owner, { privileged: true });
+  const started = await supervisor.start(spec, opts.owner, { privileged: true, title: `power ${action}` });
   const job = await supervisor.ended(started.record.id);
   const { stdout, stderr } = await readAll(job);
   const { record } = job;

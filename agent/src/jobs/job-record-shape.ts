@@ -27,6 +27,14 @@ const SpecSchema = z.looseObject({
 // Containment checks the paths themselves when it adopts them (containment.ts).
 const CgroupSchema = z.looseObject({ mode: z.string(), dirs: z.array(z.string()) });
 
+const TestCaseSchema = z.looseObject({
+  suite: z.string(),
+  name: z.string(),
+  status: z.enum(['passed', 'failed', 'error', 'skipped']),
+  durationMs: z.number(),
+  message: z.string(),
+});
+
 /** A job record as saved by JobRecords.save. */
 export const JobRecordSchema = z.looseObject({
   id: z.string(),
@@ -45,4 +53,8 @@ export const JobRecordSchema = z.looseObject({
   startedAt: z.number().optional(),
   endedAt: z.number().optional(),
   outputBytes: z.number().optional(),
+  title: z.string().optional(),
+  testCases: z.array(TestCaseSchema).optional(),
+  resultsError: z.string().optional(),
+  stderrTail: z.string().optional(),
 });

@@ -9,6 +9,7 @@ import { chmodSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { JigletError } from '../../../protocol/src/errors.js';
+import type { TestCase } from '../../../protocol/src/test-cases.js';
 import { writeJsonAtomic } from '../state/atomic-json.js';
 import { DAMAGED_MARK, moveAside, shapeProblem } from '../state/damaged-file.js';
 import type { CgroupPaths } from './containment.js';
@@ -42,6 +43,14 @@ export interface JobRecord {
   outputBytes?: number;
   /** Bytes the job's folder takes on disk, measured once after it ended (for retention). */
   diskBytes?: number;
+  /** What the job is for ("power on", "flash os.img"), for the agent's own jobs. */
+  title?: string;
+  /** Test cases a user's job wrote to $JIGLET_RESULTS (bounded, see job-results.ts). */
+  testCases?: TestCase[];
+  /** What could not be read from $JIGLET_RESULTS. */
+  resultsError?: string;
+  /** The last lines of stderr of a job that did not succeed. */
+  stderrTail?: string;
 }
 
 const RECORD_FILE = 'job.json';

@@ -19,17 +19,20 @@ import { resolveExecutable } from './command-path.js';
 import type { Containment, JobCgroup } from './containment.js';
 import { type JobCursor, type JobFilter, JobIndex, type JobIndexEntry } from './job-index.js';
 import type { JobRecord, JobRecords, StopReason } from './job-records.js';
+import { readJobResults } from './job-results.js';
 import type { JobSpecInput } from './job-spec.js';
 import { assertTransition, howItEnded, isFinal, type JobStateName } from './job-state.js';
 import type { JobCredentials, JobUsers } from './job-users.js';
+import { StderrTail } from './stderr-tail.js';
 import { describeProcesses, inspectProcesses } from './stuck-processes.js';
 
 /**
  * What a job's folder takes besides its output log until it is measured: the folder, the record,
- * the log (its partial last block), the log's index and an empty work dir, one 4 KiB block each
- * on ext4. Over rather than under: the size bound must hold before the measurement comes in.
+ * the log (its partial last block), the log's index, an empty work dir and its empty results
+ * folder, one 4 KiB block each on ext4. Over rather than under: the size bound must hold before
+ * the measurement comes in.
  */
-export const JOB_DIR_OVERHEAD_BYTES = 20 * 1024;
+export const JOB_DIR_OVERHEAD_BYTES = 24 * 1024;
 /** Finished jobs kept whole in memory after they ended: a client asks about a job right after it ends. */
 const RECENT_KEPT = 256;
 /** Time between SIGTERM and SIGKILL when the client names none. */
@@ -50,6 +53,8 @@ const SHIM = 'while [ "$1" != -- ]; do echo $$ > "$1" || exit 125; shift; done; 
  */
 const USER_SHIM =
   'while [ "$1" != -- ]; do echo $$ > "$1" || exit 125; shift; done; shift; umask 022; exec "$@"';
+/** The folder in a user's job's working directory that $JIGLET_RESULTS names. */
+const RESULTS_DIR = 'results';
 /** Where users' jobs get their working directories, under the state directory (see README). */
 export const WORK_DIR = 'work';
 
@@ -81,6 +86,8 @@ export interface StartOptions {
    * and the state directory. A user's command never gets this.
    */
   privileged?: boolean;
+  /** What the job is for, as people name it ("power on", "flash os.img"); kept in its record. */
+  title?: string;
 }
 
 /** A job as the rest of the agent sees it. */
@@ -102,6 +109,10 @@ interface Runtime {
   killTimer?: NodeJS.Timeout;
   /** When a stop stops waiting for the job to end (set by the first stop). */
   giveUpAt?: number;
+  /** The last lines of stderr, kept for the record of a job that fails. */
+  stderrTail: StderrTail;
+  /** A user's job's $JIGLET_RESULTS, read when it ends; uid = who must own the files. */
+  results?: { dir: string; uid?: number };
 }
 
 interface Entry extends JobView {
@@ -193,6 +204,7 @@ export class Supervisor {
       oomKilled: false,
       containment: containment.mode,
       createdAt: Date.now(),
+      ...(opts.title ? { title: opts.title } : {}),
     };
     const entry = this.#entry(record);
     let markStarted!: () => void;
@@ -254,11 +266,20 @@ export class Supervisor {
     let creds: JobCredentials | undefined;
     let work: string;
     let dropTo: string[] = [];
+    let results: Runtime['results'];
     try {
       creds = privileged ? undefined : this.#opts.users?.credentialsOf(record.owner);
       if (creds) dropTo = this.#setprivArgs(creds);
       work = creds ? this.#userWorkDir(id, creds) : join(dir, 'work');
       if (!creds) mkdirSync(work);
+      if (!privileged) {
+        // Every user's job may report test cases (JUnit XML) here; read when it ends.
+        const resultsDir = join(work, RESULTS_DIR);
+        mkdirSync(resultsDir, { mode: 0o700 });
+        if (creds) chownSync(resultsDir, creds.uid, creds.gid);
+        env.JIGLET_RESULTS = resultsDir;
+        results = { dir: resultsDir, uid: creds?.uid };
+      }
     } catch (err) {
       this.#fail(entry, `could not prepare the job's user and working directory: ${(err as Error).message}`);
       return;
@@ -313,6 +334,7 @@ export class Supervisor {
     }
     child.stdin?.on('error', (err) => log.debug({ job: id, err }, 'job stdin closed'));
     const output = entry.log!;
+    const stderrTail = new StderrTail();
     const append = (stream: 'stdout' | 'stderr', chunk: Buffer): void => {
       try {
         output.append(stream, chunk);
@@ -325,7 +347,10 @@ export class Supervisor {
       }
     };
     child.stdout!.on('data', (chunk: Buffer) => append('stdout', chunk));
-    child.stderr!.on('data', (chunk: Buffer) => append('stderr', chunk));
+    child.stderr!.on('data', (chunk: Buffer) => {
+      append('stderr', chunk);
+      stderrTail.push(chunk);
+    });
     this.#transition(entry, 'pending', 'running');
     record.pid = child.pid!;
     record.startedAt = Date.now();
@@ -336,7 +361,7 @@ export class Supervisor {
       // record still pending and reports the job lost, which is what it would be then.
       log.error({ job: id, err }, 'could not save the record of a started job');
     }
-    const runtime: Runtime = { child, cgroup, done: Promise.resolve() };
+    const runtime: Runtime = { child, cgroup, done: Promise.resolve(), stderrTail, results };
     entry.runtime = runtime;
     // #supervise records its own failures; this catch is the last line against an unhandled rejection.
     runtime.done = this.#supervise(entry, runtime).catch((err) =>
@@ -607,10 +632,16 @@ export class Supervisor {
       clearTimeout(rt.timeout);
       clearTimeout(rt.killTimer);
     }
+    // Before the state changes: whoever hears of the end finds the cases on the record.
+    await this.#readResults(record, rt);
     const to: JobStateName = record.stopReason ? 'stopped' : 'exited';
     // The outcome is on the record before the change is announced, so listeners see it.
     if (code !== null) record.exitCode = code;
     if (signal !== null) record.signal = signal;
+    if (to !== 'exited' || code !== 0) {
+      const tail = rt.stderrTail.text();
+      if (tail) record.stderrTail = tail;
+    }
     record.endedAt = Date.now();
     this.#transition(entry, 'running', to);
     delete record.pid;
@@ -635,6 +666,19 @@ export class Supervisor {
       },
       'job ended',
     );
+  }
+
+  /** Puts the job's test cases (and what could not be read) on its record; never throws. */
+  async #readResults(record: JobRecord, rt: Runtime): Promise<void> {
+    if (!rt.results) return;
+    try {
+      const { cases, error } = await readJobResults(rt.results.dir, { uid: rt.results.uid });
+      if (cases.length > 0) record.testCases = cases;
+      if (error) record.resultsError = error;
+    } catch (err) {
+      record.resultsError = `the agent could not read $JIGLET_RESULTS: ${(err as Error).message}`;
+      this.#opts.log.error({ job: record.id, err }, 'reading test results failed');
+    }
   }
 
   #signalTree(rt: Runtime, sig: NodeJS.Signals): void {
@@ -733,6 +777,7 @@ export class Supervisor {
       owner: record.owner,
       dut: record.spec.dut,
       command: [record.spec.command, ...record.spec.args].join(' '),
+      title: record.title,
       state: to,
       exitCode: record.exitCode,
       signal: record.signal,

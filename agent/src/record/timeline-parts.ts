@@ -46,12 +46,13 @@ export function dutEvent(e: EventEntry): TimelineEvent {
           job: e.job,
           owner: e.owner,
           command: e.command,
+          title: e.title,
           state: e.state,
           exit_code: e.exitCode,
           signal: e.signal,
           stop_reason: e.stopReason,
         }),
-        summary: `job ${short(e.job)} ${e.state}${outcomeText(e)}: ${e.command.slice(0, 200)} (${e.owner})`,
+        summary: `job ${short(e.job)} ${e.state}${outcomeText(e)}: ${(e.title ?? e.command).slice(0, 200)} (${e.owner})`,
       };
     case 'expect':
       return {
@@ -140,12 +141,13 @@ export function jobEvent(r: JobRecord): TimelineEvent[] {
       job: r.id,
       owner: r.owner,
       command,
+      title: r.title,
       state,
       exit_code: end.exitCode,
       signal: end.signal,
       stop_reason: end.stopReason,
     }),
-    summary: `job ${short(r.id)} ${state}${outcomeText(end)}: ${command.slice(0, 200)} (${r.owner})`,
+    summary: `job ${short(r.id)} ${state}${outcomeText(end)}: ${(r.title ?? command).slice(0, 200)} (${r.owner})`,
   });
   const events: TimelineEvent[] = [
     event(r.startedAt ?? r.createdAt, r.startedAt ? 'running' : 'pending', {}),

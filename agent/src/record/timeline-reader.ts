@@ -245,6 +245,7 @@ function spanOf(r: JobRecord, role: JobRoleName): JobSpanView {
     job: r.id,
     owner: r.owner,
     command: [r.spec.command, ...r.spec.args].join(' '),
+    name: jobName(r, role),
     dut: r.spec.dut ?? '',
     role,
     state: r.state,
@@ -252,6 +253,7 @@ function spanOf(r: JobRecord, role: JobRoleName): JobSpanView {
     signal: r.signal,
     stopReason: r.stopReason,
     error: r.error,
+    stderrTail: r.stderrTail,
     createdAt: r.createdAt,
     startedAt: r.startedAt,
     endedAt: r.endedAt,
@@ -263,6 +265,26 @@ function driverCommandOf(r: JobRecord): string | undefined {
   const words = [r.spec.command, ...r.spec.args];
   const at = words.findIndex((w) => /(^|\/)jig-driver(\.js)?$/.test(w));
   return at >= 0 ? words[at + 1] : undefined;
+}
+
+/**
+ * What a job did, for people: its title when the agent gave it one, the driver's action for a
+ * record from before titles ("power off"), else the user's command line, quoted as a shell would
+ * need it.
+ */
+function jobName(r: JobRecord, role: JobRoleName): string {
+  if (r.title) return r.title;
+  const words = [r.spec.command, ...r.spec.args];
+  const at = words.findIndex((w) => /(^|\/)jig-driver(\.js)?$/.test(w));
+  if (at >= 0) {
+    const sub = words[at + 1] ?? '';
+    return sub === 'power' ? `power ${words[at + 2] ?? ''}`.trim() : sub || role;
+  }
+  return words.map(shellWord).join(' ');
+}
+
+function shellWord(w: string): string {
+  return /^[\w@%+=:,./-]+$/.test(w) ? w : `'${w.replaceAll("'", `'\\''`)}'`;
 }
 
 /** A job's role when the journal does not say (a power switch that failed publishes nothing). */

@@ -32,6 +32,8 @@ export interface JobSpanView {
   job: string;
   owner: string;
   command: string;
+  /** What it did, as people name it ("power on", "flash os.img", the user's command line). */
+  name: string;
   dut: string;
   role: JobRoleName;
   state: string;
@@ -39,6 +41,8 @@ export interface JobSpanView {
   signal?: string;
   stopReason?: string;
   error?: string;
+  /** The last lines of stderr of a job that did not succeed. */
+  stderrTail?: string;
   createdAt: number;
   startedAt?: number;
   endedAt?: number;

@@ -1,5 +1,6 @@
 /** Converts the supervisor's job records to the wire's Job message. */
 import { type Job, type JobSpec, JobState } from '../../../protocol/gen/jiglet/v1/jobs.js';
+import { toWireTestCase } from '../../../protocol/src/test-case-wire.js';
 import type { JobStateName } from '../jobs/job-state.js';
 import type { JobView } from '../jobs/supervisor.js';
 
@@ -56,5 +57,9 @@ export function toWireJob(view: JobView, revealEnv: boolean): Job {
     createdAt: new Date(r.createdAt),
     startedAt: r.startedAt === undefined ? undefined : new Date(r.startedAt),
     endedAt: r.endedAt === undefined ? undefined : new Date(r.endedAt),
+    testCases: (r.testCases ?? []).map(toWireTestCase),
+    resultsError: r.resultsError ?? '',
+    title: r.title ?? '',
+    stderrTail: r.stderrTail ?? '',
   };
 }

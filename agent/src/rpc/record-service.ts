@@ -73,6 +73,8 @@ export function toWireTimeline(t: Timeline, who: Identity): GetTimelineResponse 
       signal: j.signal ?? '',
       stopReason: j.stopReason ?? '',
       error: j.error ?? '',
+      name: j.name,
+      stderrTail: j.stderrTail ?? '',
       created: new Date(j.createdAt),
       started: date(j.startedAt),
       ended: date(j.endedAt),

@@ -8,8 +8,10 @@ import { type Job, JobState } from '../../../protocol/gen/jiglet/v1/jobs.js';
 import { invalidArgument, JigletError } from '../../../protocol/src/errors.js';
 import { type ConnectionFlags, resolveConnection } from '../connection.js';
 import { isFinished, JigletClient, type StartOptions } from '../jiglet-client.js';
+import { testCasesOf } from '../job-test-cases.js';
 import { endedText, jobJson, listTable, outcome, parseJobState, statusText } from './format.js';
 import { parseCpus, parseDuration, parseEnv, parseSize } from './parse-units.js';
+import { resultsSummary } from './results-summary.js';
 import { writeOut } from './write-out.js';
 
 /** Flags shared by `run` and `start`. */
@@ -101,6 +103,7 @@ export async function runCommand(flags: StartFlags, argv: readonly string[]): Pr
     final ??= await client.get(job.id);
     if (final.oomKilled) process.stderr.write(`jigctl: job ${job.id} was killed: out of memory\n`);
     else if (final.stopReason === 'timeout') process.stderr.write(`jigctl: job ${job.id} timed out\n`);
+    process.stderr.write(resultsSummary(testCasesOf(final), final.resultsError));
     return exitCodeOf(final);
   } finally {
     for (const s of stopSignals) process.off(s, onSignal);

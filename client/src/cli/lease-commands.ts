@@ -11,6 +11,7 @@ import { humanSpan } from './dut-table.js';
 import { clockTime, renderTable } from './format.js';
 import { connect } from './job-commands.js';
 import { parseDuration, parsePairs } from './parse-units.js';
+import { localResults } from './results-summary.js';
 
 /** `jigctl claim` flags. */
 export interface ClaimFlags extends ConnectionFlags {
@@ -21,6 +22,8 @@ export interface ClaimFlags extends ConnectionFlags {
   priority?: number;
   exec?: boolean;
   output?: string;
+  /** With --exec: keep the command's $JIGLET_RESULTS here instead of a temporary folder. */
+  results?: string;
 }
 
 /** Shown for a lease id the agent keeps from us: only its holder and admins see it. */
@@ -41,6 +44,7 @@ function leaseJson(l: Lease): Record<string, unknown> {
 /** `jigctl claim`: prints the lease id, or with --exec runs the command holding the lease. */
 export async function claimCommand(flags: ClaimFlags, command: readonly string[]): Promise<number> {
   if (flags.exec && command.length === 0) throw invalidArgument('--exec needs a command after --');
+  if (flags.results !== undefined && !flags.exec) throw invalidArgument('--results needs --exec');
   if (!flags.exec && command.length > 0)
     throw invalidArgument(`unexpected arguments ${command.join(' ')}; did you mean --exec?`);
   const labels = flags.labels ? parsePairs('--labels', flags.labels.split(','), 'key=value') : undefined;
@@ -63,9 +67,10 @@ export async function claimCommand(flags: ClaimFlags, command: readonly string[]
     return await client.withLease(claim, async (lease) => {
       process.stderr.write(`jigctl: holding ${lease.dut} (lease ${lease.id}, token ${lease.fencingToken})\n`);
       const [program, ...args] = command;
+      const results = localResults(flags.results);
       const child = spawn(program!, args, {
         stdio: 'inherit',
-        env: { ...process.env, JIGLET_LEASE: lease.id, JIGLET_DUT: lease.dut },
+        env: { ...process.env, JIGLET_LEASE: lease.id, JIGLET_DUT: lease.dut, JIGLET_RESULTS: results.dir },
       });
       const forward = (signal: NodeJS.Signals) => (): void => {
         child.kill(signal);
@@ -80,6 +85,8 @@ export async function claimCommand(flags: ClaimFlags, command: readonly string[]
       } finally {
         process.off('SIGINT', onInt);
         process.off('SIGTERM', onTerm);
+        // The summary never changes the exit code: that stays the command's.
+        process.stderr.write(results.finish());
       }
     });
   } finally {

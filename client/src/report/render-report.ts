@@ -5,11 +5,13 @@
  * output that escaped escaping could neither run script nor load anything.
  */
 import { createHash } from 'node:crypto';
-import type { GetTimelineResponse as Timeline } from '../../../protocol/gen/jiglet/v1/records.js';
+import { JobRole, type GetTimelineResponse as Timeline } from '../../../protocol/gen/jiglet/v1/records.js';
+import type { TestCase } from '../../../protocol/src/test-cases.js';
 import { duration, html, printable } from './html-text.js';
 import { REPORT_CSS, REPORT_JS } from './report-assets.js';
 import { eventList, serialLog } from './report-lists.js';
-import { reportModel } from './report-model.js';
+import { reportModel, type TestCaseRun } from './report-model.js';
+import { caseTable, failedJobs, legend, type ReportVerdict, verdictBanner } from './report-sections.js';
 import { timelineSvg } from './timeline-svg.js';
 
 /** What the page says about where the timeline came from. */
@@ -20,6 +22,21 @@ export interface ReportOptions {
   agent?: string;
   /** When the report was made (default now). */
   now?: number;
+  /** The run's verdict, shown at the top (the queue worker passes its attempt's). */
+  verdict?: ReportVerdict;
+  /** Test cases of the run, drawn as spans back to back from `testCasesFrom`. */
+  testCases?: readonly TestCase[];
+  /** When the cases began (epoch ms); default the start of the timeline's last command job. */
+  testCasesFrom?: number;
+  /** Cases of several runs, each from its own start (`jigctl report`: each command job's). */
+  testCaseRuns?: readonly TestCaseRun[];
+}
+
+/** The start of the last command (user) job in the timeline, else the timeline's start. */
+function lastCommandStart(timeline: Timeline): number | undefined {
+  const commands = timeline.jobs.filter((j) => j.role === JobRole.JOB_ROLE_COMMAND || j.role === 0);
+  const last = commands.at(-1);
+  return (last?.started ?? last?.created ?? timeline.from)?.getTime();
 }
 
 function sha256(text: string): string {
@@ -29,7 +46,10 @@ function sha256(text: string): string {
 /** The HTML page of a timeline. */
 export function renderReport(timeline: Timeline, opts: ReportOptions = {}): string {
   const now = opts.now ?? Date.now();
-  const m = reportModel(timeline, now);
+  const runs: TestCaseRun[] = [...(opts.testCaseRuns ?? [])];
+  if (opts.testCases && opts.testCases.length > 0)
+    runs.push({ from: opts.testCasesFrom ?? lastCommandStart(timeline) ?? now, cases: opts.testCases });
+  const m = reportModel(timeline, now, runs);
   const title = opts.title ?? `${m.subject}${m.dut ? ` on ${m.dut}` : ''}`;
   const csp = [
     "default-src 'none'",
@@ -57,14 +77,18 @@ export function renderReport(timeline: Timeline, opts: ReportOptions = {}): stri
 <style>${REPORT_CSS}</style>
 </head>
 <body>
+${verdictBanner(opts.verdict)}
 <h1>${html(printable(title))}</h1>
 <p class="meta">${meta.map((s) => html(printable(s))).join(' · ')}</p>
 ${notes}
 <div class="plot">
 ${timelineSvg(m)}
+${legend(m)}
 </div>
+${failedJobs(m)}
 <h2>Serial log</h2>
 ${serialLog(m)}
+${caseTable(m)}
 <h2>Events</h2>
 ${eventList(m)}
 <script>${REPORT_JS}</script>

@@ -19,27 +19,50 @@ h1 { font-size: 1.3rem; margin: 1rem 0 0.2rem; }
 #timeline .tick { font-size: 11px; fill: var(--dim); text-anchor: middle; }
 #timeline .lbl { font-size: 12px; fill: var(--fg); }
 #timeline .dim { fill: var(--dim); font-size: 11px; }
-#timeline .lease { fill: #c9d7f2; stroke: #5b7fc7; }
-#timeline .p-on { fill: #59b36b; }
-#timeline .p-off { fill: #c4c9d1; }
-#timeline .p-unknown { fill: #eef0f3; stroke: #c4c9d1; stroke-dasharray: 3 2; }
-#timeline .flash-curve { fill: none; stroke: #8a4fd1; stroke-width: 2; }
+svg .lease { fill: #c9d7f2; stroke: #5b7fc7; }
+svg .p-on { fill: #59b36b; }
+svg .p-off { fill: #c4c9d1; }
+svg .p-unknown { fill: #eef0f3; stroke: #c4c9d1; stroke-dasharray: 3 2; }
+svg .flash-curve { fill: none; stroke: #8a4fd1; stroke-width: 2; }
 #timeline .flash-pt { fill: #8a4fd1; }
-#timeline .flash-mark { stroke: #8a4fd1; stroke-dasharray: 2 2; stroke-width: 1.5; }
-#timeline .flash-mark.f-failed { stroke: #d1453b; }
-#timeline .job { stroke: rgba(0, 0, 0, 0.25); }
-#timeline .o-succeeded { fill: #59b36b; }
-#timeline .o-failed { fill: #d1453b; }
-#timeline .o-stopped { fill: #e69a2e; }
-#timeline .o-running { fill: #4a8fe0; }
-#timeline .mark { stroke: #fff; stroke-width: 1; }
-#timeline .m-expect.ok { fill: #2e8b57; }
-#timeline .m-expect.bad { fill: #d1453b; }
-#timeline .m-lease { fill: #2f5fb3; }
-#timeline .m-health { fill: #e69a2e; }
-#timeline .m-serial { fill: #6b7687; }
-#timeline .m-exec { fill: #7a4fb3; }
-#timeline .m-state { fill: #2a9d8f; }
+svg .flash-mark { stroke: #8a4fd1; stroke-dasharray: 2 2; stroke-width: 1.5; }
+svg .flash-mark.f-failed { stroke: #d1453b; }
+svg .job { stroke: rgba(0, 0, 0, 0.25); }
+svg .o-succeeded { fill: #59b36b; }
+svg .o-failed { fill: #d1453b; }
+svg .o-stopped { fill: #e69a2e; }
+svg .o-running { fill: #4a8fe0; }
+svg .mark { stroke: #fff; stroke-width: 1; }
+svg .case { stroke: rgba(0, 0, 0, 0.25); }
+svg .m-expect.ok { fill: #2e8b57; }
+svg .m-expect.bad { fill: #d1453b; }
+svg .m-lease { fill: #2f5fb3; }
+svg .m-health { fill: #e69a2e; }
+svg .m-serial { fill: #6b7687; }
+svg .m-exec { fill: #7a4fb3; }
+svg .m-state { fill: #2a9d8f; }
+svg .s-passed { fill: #59b36b; }
+svg .s-failed, svg .s-error { fill: #d1453b; }
+svg .s-skipped { fill: #c4c9d1; }
+.legend { list-style: none; display: flex; flex-wrap: wrap; gap: 0.2rem 1rem; margin: 0.2rem 0 0.4rem; padding: 0; font-size: 12px; color: var(--dim); }
+.legend li { display: flex; align-items: center; gap: 0.3rem; }
+.legend .sw { width: 16px; height: 12px; }
+.verdict { margin: 1rem 0 0; padding: 0.5rem 0.8rem; border-radius: 4px; font-size: 1.05rem; color: #fff; }
+.verdict strong { margin-right: 0.6rem; letter-spacing: 0.03em; }
+.v-pass { background: #2e8b57; }
+.v-fail { background: #c0392b; }
+.v-infra-error { background: #8a4fd1; }
+.v-timeout { background: #d9822b; }
+.v-cancelled { background: #6b7687; }
+.failed-job { border-left: 3px solid #d1453b; padding: 0 0.6rem; margin: 0.4rem 0; cursor: pointer; }
+.failed-job p { margin: 0.2rem 0; }
+.failed-job .dim { color: var(--dim); }
+.tail { font: 12px/1.35 ui-monospace, monospace; background: #fbf3f2; border: 1px solid #f0c9c5; padding: 0.3rem 0.5rem; margin: 0.2rem 0 0.5rem; white-space: pre-wrap; word-break: break-all; max-height: 20em; overflow: auto; }
+#cases { border-collapse: collapse; font-size: 13px; }
+#cases td { padding: 0.1rem 0.6rem 0.1rem 0; vertical-align: top; }
+#cases tr { cursor: pointer; }
+#cases .s-failed .st, #cases .s-error .st { color: #c0392b; font-weight: 600; }
+#cases .s-passed .st { color: #2e8b57; }
 #timeline .cursor { stroke: #d1453b; stroke-width: 1.5; pointer-events: none; }
 #timeline [data-t] { cursor: pointer; }
 h2 { font-size: 1.05rem; margin: 1.2rem 0 0.4rem; }
@@ -96,10 +119,12 @@ export const REPORT_JS = `
     var hit = evt.target.closest('[data-t]');
     go(hit && hit !== svg ? Number(hit.dataset.t) : timeAt(evt));
   });
-  var events = document.getElementById('events');
-  if (events) events.addEventListener('click', function (evt) {
-    var row = evt.target.closest('tr[data-t]');
-    if (row) go(Number(row.dataset.t));
+  ['events', 'cases', 'failed-jobs'].forEach(function (id) {
+    var list = document.getElementById(id);
+    if (list) list.addEventListener('click', function (evt) {
+      var row = evt.target.closest('[data-t]');
+      if (row) go(Number(row.dataset.t));
+    });
   });
   if (log) log.addEventListener('click', function (evt) {
     var row = evt.target.closest('.sl');

@@ -2,11 +2,13 @@
  * A timeline from the agent, turned into what the report draws: times in epoch ms, event kinds
  * and job outcomes as the names the page's `data-kind` / `data-outcome` attributes carry.
  */
+
 import {
   JobRole,
   type GetTimelineResponse as Timeline,
   TimelineEventKind,
 } from '../../../protocol/gen/jiglet/v1/records.js';
+import type { TestCase, TestCaseStatus } from '../../../protocol/src/test-cases.js';
 
 /** The kinds a browser test can find in the page (`data-kind`). */
 export type ReportKind =
@@ -34,6 +36,7 @@ export interface ReportEvent {
 /** One job row. */
 export interface ReportJob {
   id: string;
+  /** What it did ("power on", "flash os.img", the user's command line). */
   label: string;
   command: string;
   owner: string;
@@ -41,6 +44,19 @@ export interface ReportJob {
   state: string;
   outcome: Outcome;
   detail: string;
+  from: number;
+  to: number;
+  /** The end of its stderr when it did not succeed ('' otherwise). */
+  stderrTail: string;
+}
+
+/** One test case placed on the timeline. */
+export interface ReportCase {
+  suite: string;
+  name: string;
+  status: TestCaseStatus;
+  message: string;
+  durationMs: number;
   from: number;
   to: number;
 }
@@ -67,7 +83,17 @@ export interface ReportModel {
   serial: { at: number; offset: string; capture: string; text: string; event: boolean }[];
   serialTruncated: boolean;
   notes: string[];
+  cases: ReportCase[];
 }
+
+/** Test cases of one run, laid out back to back from `from` (JUnit gives durations, not times). */
+export interface TestCaseRun {
+  from: number;
+  cases: readonly TestCase[];
+}
+
+/** Most test cases drawn; the rest are counted in a note. */
+export const MAX_REPORT_CASES = 2000;
 
 const KINDS: Partial<Record<TimelineEventKind, ReportKind>> = {
   [TimelineEventKind.TIMELINE_EVENT_KIND_POWER]: 'power',
@@ -87,10 +113,26 @@ const ROLES: Partial<Record<JobRole, ReportJob['role']>> = {
 };
 
 /** The model of a timeline; `now` ends what is still running. */
-export function reportModel(t: Timeline, now = Date.now()): ReportModel {
+export function reportModel(t: Timeline, now = Date.now(), runs: readonly TestCaseRun[] = []): ReportModel {
   const from = t.from?.getTime() ?? now;
   const to = Math.max(t.to?.getTime() ?? now, from);
+  const notes = [...t.notes];
+  const cases: ReportCase[] = [];
+  let left = 0;
+  for (const run of runs) {
+    let at = run.from;
+    for (const c of run.cases) {
+      if (cases.length >= MAX_REPORT_CASES) {
+        left++;
+        continue;
+      }
+      cases.push({ ...c, from: at, to: at + c.durationMs });
+      at += c.durationMs;
+    }
+  }
+  if (left > 0) notes.push(`${left} more test cases are not drawn; jigctl queue results lists them all`);
   return {
+    cases,
     subject: t.leaseId ? `lease ${t.leaseId}` : `job ${t.jobId}`,
     dut: t.dut,
     from,
@@ -105,7 +147,8 @@ export function reportModel(t: Timeline, now = Date.now()): ReportModel {
       const start = j.started?.getTime() ?? j.created?.getTime() ?? from;
       return {
         id: j.jobId,
-        label: `${ROLES[j.role] ?? 'job'} ${j.jobId.slice(0, 8)}`,
+        label: j.name || `${ROLES[j.role] ?? 'job'} ${j.jobId.slice(0, 8)}`,
+        stderrTail: outcome === 'succeeded' ? '' : j.stderrTail,
         command: j.command,
         owner: j.owner,
         role: ROLES[j.role] ?? 'command',
@@ -154,7 +197,7 @@ export function reportModel(t: Timeline, now = Date.now()): ReportModel {
       event: s.event,
     })),
     serialTruncated: t.serialTruncated,
-    notes: t.notes,
+    notes,
   };
 }
 

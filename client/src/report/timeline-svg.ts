@@ -45,7 +45,13 @@ function el(tag: string, a: Attrs, title?: string): string {
 }
 
 function label(y: number, text: string): string {
-  const short = text.length > MAX_LABEL_CHARS ? `${text.slice(0, MAX_LABEL_CHARS - 1)}…` : text;
+  let short = text;
+  if (text.length > MAX_LABEL_CHARS) {
+    // At a word's end where there is one: "sh -c 'pytest…" reads better than "sh -c 'pyt…".
+    const cut = text.slice(0, MAX_LABEL_CHARS - 1);
+    const space = cut.lastIndexOf(' ');
+    short = `${space > MAX_LABEL_CHARS / 2 ? cut.slice(0, space) : cut}…`;
+  }
   return `<text${attrs({ x: 8, y: y + 14, class: 'lbl' })}>${html(short)}</text>`;
 }
 
@@ -110,6 +116,29 @@ export function timelineSvg(m: ReportModel): string {
     body.push(marker(e, x(e.at), y));
   y += LANE_H + GAP;
 
+  if (m.cases.length > 0) {
+    body.push(label(y, 'test cases'));
+    for (const c of m.cases) {
+      body.push(
+        el(
+          'rect',
+          {
+            x: x(c.from),
+            y: y + 2,
+            width: width(c.from, c.to),
+            height: LANE_H - 4,
+            class: `case s-${c.status}`,
+            'data-kind': 'testcase',
+            'data-status': c.status,
+            'data-t': c.from,
+          },
+          `${c.suite ? `${c.suite} › ` : ''}${c.name}: ${c.status} (${duration(c.durationMs)})${c.message ? `\n${c.message}` : ''}`,
+        ),
+      );
+    }
+    y += LANE_H + GAP;
+  }
+
   for (const j of m.jobs) {
     body.push(label(y, j.label));
     body.push(
@@ -126,7 +155,7 @@ export function timelineSvg(m: ReportModel): string {
           'data-job': j.id,
           'data-t': j.from,
         },
-        `${j.role} job ${j.id} (${j.owner}): ${j.command}\n${j.state}${j.detail ? ` — ${j.detail}` : ''}\n${clock(j.from)} → ${clock(j.to)} (${duration(j.to - j.from)})`,
+        `${j.label} — ${j.role} job ${j.id} (${j.owner}): ${j.command}\n${j.state}${j.detail ? ` — ${j.detail}` : ''}\n${clock(j.from)} → ${clock(j.to)} (${duration(j.to - j.from)})`,
       ),
     );
     y += JOB_H;

@@ -138,6 +138,60 @@ export function outputStreamToJSON(object: OutputStream): string {
   }
 }
 
+/** TestCaseStatus is how one test case ended. */
+export enum TestCaseStatus {
+  TEST_CASE_STATUS_UNSPECIFIED = 0,
+  TEST_CASE_STATUS_PASSED = 1,
+  /** TEST_CASE_STATUS_FAILED - An assertion failed. */
+  TEST_CASE_STATUS_FAILED = 2,
+  /** TEST_CASE_STATUS_ERROR - The case could not run properly (JUnit's <error>). */
+  TEST_CASE_STATUS_ERROR = 3,
+  TEST_CASE_STATUS_SKIPPED = 4,
+  UNRECOGNIZED = -1,
+}
+
+export function testCaseStatusFromJSON(object: any): TestCaseStatus {
+  switch (object) {
+    case 0:
+    case "TEST_CASE_STATUS_UNSPECIFIED":
+      return TestCaseStatus.TEST_CASE_STATUS_UNSPECIFIED;
+    case 1:
+    case "TEST_CASE_STATUS_PASSED":
+      return TestCaseStatus.TEST_CASE_STATUS_PASSED;
+    case 2:
+    case "TEST_CASE_STATUS_FAILED":
+      return TestCaseStatus.TEST_CASE_STATUS_FAILED;
+    case 3:
+    case "TEST_CASE_STATUS_ERROR":
+      return TestCaseStatus.TEST_CASE_STATUS_ERROR;
+    case 4:
+    case "TEST_CASE_STATUS_SKIPPED":
+      return TestCaseStatus.TEST_CASE_STATUS_SKIPPED;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return TestCaseStatus.UNRECOGNIZED;
+  }
+}
+
+export function testCaseStatusToJSON(object: TestCaseStatus): string {
+  switch (object) {
+    case TestCaseStatus.TEST_CASE_STATUS_UNSPECIFIED:
+      return "TEST_CASE_STATUS_UNSPECIFIED";
+    case TestCaseStatus.TEST_CASE_STATUS_PASSED:
+      return "TEST_CASE_STATUS_PASSED";
+    case TestCaseStatus.TEST_CASE_STATUS_FAILED:
+      return "TEST_CASE_STATUS_FAILED";
+    case TestCaseStatus.TEST_CASE_STATUS_ERROR:
+      return "TEST_CASE_STATUS_ERROR";
+    case TestCaseStatus.TEST_CASE_STATUS_SKIPPED:
+      return "TEST_CASE_STATUS_SKIPPED";
+    case TestCaseStatus.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
 /** Limits are enforced by the job's cgroup; zero means no limit. */
 export interface Limits {
   /** Memory limit in bytes (RAM; swap is capped to the same amount where the kernel allows). */
@@ -256,7 +310,38 @@ export interface Job {
   containment: string;
   createdAt?: Date | undefined;
   startedAt?: Date | undefined;
-  endedAt?: Date | undefined;
+  endedAt?:
+    | Date
+    | undefined;
+  /**
+   * Test cases the job reported: JUnit XML files it wrote to $JIGLET_RESULTS, read by the agent
+   * when it ended (bounded; see results_error when some were left out).
+   */
+  testCases: TestCase[];
+  /**
+   * What went wrong reading $JIGLET_RESULTS (a file that is not JUnit, a size bound reached);
+   * empty when every file was read. The cases of the other files are kept.
+   */
+  resultsError: string;
+  /**
+   * What the job was for, as people name it ("power on", "flash os-2.0.0.img.xz"); empty for a
+   * user's command, which is named by its command line.
+   */
+  title: string;
+  /** The last lines of the job's stderr (at most 20 lines / 4 KiB) when it did not succeed. */
+  stderrTail: string;
+}
+
+/** TestCase is one test case a job reported through $JIGLET_RESULTS. */
+export interface TestCase {
+  /** The JUnit testsuite name (or the case's classname). */
+  suite: string;
+  name: string;
+  status: TestCaseStatus;
+  /** How long it ran; 0 when the file did not say. */
+  durationMs: bigint;
+  /** Why it failed, errored or was skipped (cut to 2000 characters). */
+  message: string;
 }
 
 /** StreamOutputRequest asks for output from a byte offset. */
@@ -1402,6 +1487,10 @@ function createBaseJob(): Job {
     createdAt: undefined,
     startedAt: undefined,
     endedAt: undefined,
+    testCases: [],
+    resultsError: "",
+    title: "",
+    stderrTail: "",
   };
 }
 
@@ -1454,6 +1543,18 @@ export const Job: MessageFns<Job> = {
     }
     if (message.endedAt !== undefined) {
       Timestamp.encode(toTimestamp(message.endedAt), writer.uint32(122).fork()).join();
+    }
+    for (const v of message.testCases) {
+      TestCase.encode(v!, writer.uint32(130).fork()).join();
+    }
+    if (message.resultsError !== "") {
+      writer.uint32(138).string(message.resultsError);
+    }
+    if (message.title !== "") {
+      writer.uint32(146).string(message.title);
+    }
+    if (message.stderrTail !== "") {
+      writer.uint32(154).string(message.stderrTail);
     }
     return writer;
   },
@@ -1591,6 +1692,38 @@ export const Job: MessageFns<Job> = {
             message.endedAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
             continue;
           }
+          case 16: {
+            if (tag !== 130) {
+              break;
+            }
+
+            message.testCases.push(TestCase.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 17: {
+            if (tag !== 138) {
+              break;
+            }
+
+            message.resultsError = reader.string();
+            continue;
+          }
+          case 18: {
+            if (tag !== 146) {
+              break;
+            }
+
+            message.title = reader.string();
+            continue;
+          }
+          case 19: {
+            if (tag !== 154) {
+              break;
+            }
+
+            message.stderrTail = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1648,6 +1781,22 @@ export const Job: MessageFns<Job> = {
         : isSet(object.ended_at)
         ? fromJsonTimestamp(object.ended_at)
         : undefined,
+      testCases: globalThis.Array.isArray(object?.testCases)
+        ? object.testCases.map((e: any) => TestCase.fromJSON(e))
+        : globalThis.Array.isArray(object?.test_cases)
+        ? object.test_cases.map((e: any) => TestCase.fromJSON(e))
+        : [],
+      resultsError: isSet(object.resultsError)
+        ? globalThis.String(object.resultsError)
+        : isSet(object.results_error)
+        ? globalThis.String(object.results_error)
+        : "",
+      title: isSet(object.title) ? globalThis.String(object.title) : "",
+      stderrTail: isSet(object.stderrTail)
+        ? globalThis.String(object.stderrTail)
+        : isSet(object.stderr_tail)
+        ? globalThis.String(object.stderr_tail)
+        : "",
     };
   },
 
@@ -1698,6 +1847,18 @@ export const Job: MessageFns<Job> = {
     if (message.endedAt !== undefined) {
       obj.endedAt = message.endedAt.toISOString();
     }
+    if (message.testCases?.length) {
+      obj.testCases = message.testCases.map((e) => TestCase.toJSON(e));
+    }
+    if (message.resultsError !== "") {
+      obj.resultsError = message.resultsError;
+    }
+    if (message.title !== "") {
+      obj.title = message.title;
+    }
+    if (message.stderrTail !== "") {
+      obj.stderrTail = message.stderrTail;
+    }
     return obj;
   },
 
@@ -1723,6 +1884,152 @@ export const Job: MessageFns<Job> = {
     message.createdAt = object.createdAt ?? undefined;
     message.startedAt = object.startedAt ?? undefined;
     message.endedAt = object.endedAt ?? undefined;
+    message.testCases = object.testCases?.map((e) => TestCase.fromPartial(e)) || [];
+    message.resultsError = object.resultsError ?? "";
+    message.title = object.title ?? "";
+    message.stderrTail = object.stderrTail ?? "";
+    return message;
+  },
+};
+
+function createBaseTestCase(): TestCase {
+  return { suite: "", name: "", status: 0, durationMs: 0n, message: "" };
+}
+
+export const TestCase: MessageFns<TestCase> = {
+  encode(message: TestCase, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.suite !== "") {
+      writer.uint32(10).string(message.suite);
+    }
+    if (message.name !== "") {
+      writer.uint32(18).string(message.name);
+    }
+    if (message.status !== 0) {
+      writer.uint32(24).int32(message.status);
+    }
+    if (message.durationMs !== 0n) {
+      if (BigInt.asUintN(64, message.durationMs) !== message.durationMs) {
+        throw new globalThis.Error("value provided for field message.durationMs of type uint64 too large");
+      }
+      writer.uint32(32).uint64(message.durationMs);
+    }
+    if (message.message !== "") {
+      writer.uint32(42).string(message.message);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TestCase {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTestCase();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.suite = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.status = reader.int32() as any;
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.durationMs = reader.uint64() as bigint;
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.message = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): TestCase {
+    return {
+      suite: isSet(object.suite) ? globalThis.String(object.suite) : "",
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      status: isSet(object.status) ? testCaseStatusFromJSON(object.status) : 0,
+      durationMs: isSet(object.durationMs)
+        ? BigInt(object.durationMs)
+        : isSet(object.duration_ms)
+        ? BigInt(object.duration_ms)
+        : 0n,
+      message: isSet(object.message) ? globalThis.String(object.message) : "",
+    };
+  },
+
+  toJSON(message: TestCase): unknown {
+    const obj: any = {};
+    if (message.suite !== "") {
+      obj.suite = message.suite;
+    }
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.status !== 0) {
+      obj.status = testCaseStatusToJSON(message.status);
+    }
+    if (message.durationMs !== 0n) {
+      obj.durationMs = message.durationMs.toString();
+    }
+    if (message.message !== "") {
+      obj.message = message.message;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<TestCase>): TestCase {
+    return TestCase.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<TestCase>): TestCase {
+    const message = createBaseTestCase();
+    message.suite = object.suite ?? "";
+    message.name = object.name ?? "";
+    message.status = object.status ?? 0;
+    message.durationMs = (object.durationMs !== undefined && object.durationMs !== null)
+      ? BigInt(object.durationMs)
+      : 0n;
+    message.message = object.message ?? "";
     return message;
   },
 };

@@ -209,7 +209,16 @@ export interface JobSpan {
     | Date
     | undefined;
   /** Unset while it runs. */
-  ended?: Date | undefined;
+  ended?:
+    | Date
+    | undefined;
+  /**
+   * What the job did, as people name it: "power on", "flash os-2.0.0.img.xz", or the user's
+   * command line for a command.
+   */
+  name: string;
+  /** The last lines of the job's stderr (bounded) when it did not succeed. */
+  stderrTail: string;
 }
 
 /** PowerInterval is a stretch of time in one power state ("on", "off" or "unknown"). */
@@ -682,6 +691,8 @@ function createBaseJobSpan(): JobSpan {
     created: undefined,
     started: undefined,
     ended: undefined,
+    name: "",
+    stderrTail: "",
   };
 }
 
@@ -725,6 +736,12 @@ export const JobSpan: MessageFns<JobSpan> = {
     }
     if (message.ended !== undefined) {
       Timestamp.encode(toTimestamp(message.ended), writer.uint32(106).fork()).join();
+    }
+    if (message.name !== "") {
+      writer.uint32(114).string(message.name);
+    }
+    if (message.stderrTail !== "") {
+      writer.uint32(122).string(message.stderrTail);
     }
     return writer;
   },
@@ -846,6 +863,22 @@ export const JobSpan: MessageFns<JobSpan> = {
             message.ended = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
             continue;
           }
+          case 14: {
+            if (tag !== 114) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 15: {
+            if (tag !== 122) {
+              break;
+            }
+
+            message.stderrTail = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -885,6 +918,12 @@ export const JobSpan: MessageFns<JobSpan> = {
       created: isSet(object.created) ? fromJsonTimestamp(object.created) : undefined,
       started: isSet(object.started) ? fromJsonTimestamp(object.started) : undefined,
       ended: isSet(object.ended) ? fromJsonTimestamp(object.ended) : undefined,
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      stderrTail: isSet(object.stderrTail)
+        ? globalThis.String(object.stderrTail)
+        : isSet(object.stderr_tail)
+        ? globalThis.String(object.stderr_tail)
+        : "",
     };
   },
 
@@ -929,6 +968,12 @@ export const JobSpan: MessageFns<JobSpan> = {
     if (message.ended !== undefined) {
       obj.ended = message.ended.toISOString();
     }
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.stderrTail !== "") {
+      obj.stderrTail = message.stderrTail;
+    }
     return obj;
   },
 
@@ -950,6 +995,8 @@ export const JobSpan: MessageFns<JobSpan> = {
     message.created = object.created ?? undefined;
     message.started = object.started ?? undefined;
     message.ended = object.ended ?? undefined;
+    message.name = object.name ?? "";
+    message.stderrTail = object.stderrTail ?? "";
     return message;
   },
 };
