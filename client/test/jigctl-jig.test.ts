@@ -97,7 +97,7 @@ describe('jigctl jig commands', function () {
     assert.equal(status.stdout, 'on\n');
   });
 
-  it('a piped console types stdin and detaches at its end; serial tail shows the result', async () => {
+  it('a piped console types stdin, detaches once the DUT is quiet; serial tail shows the result', async () => {
     const r = await jigctl(v, ['console', '--dut', 'vdut-a'], { input: 'root\rsecret\runame -a\r' });
     assert.equal(r.code, 0, r.stderr);
     const op = v.t.client('operator');
