@@ -493,7 +493,10 @@ try {
             type: 'string',
             describe: 'piped stdin: after it ends, show output until the DUT is quiet this long (default 1s)',
           })
-          .option('timeout', { type: 'string', describe: 'with --until: how long to wait (default 30s)' })
+          .option('timeout', {
+            type: 'string',
+            describe: 'piped stdin: how long to wait for --until, or at most for quiet (default 30s)',
+          })
           .conflicts('web', 'take-over')
           .epilogue(
             'On a terminal, keys go to the DUT as typed (Ctrl-C included) and Ctrl-] detaches. ' +

@@ -2,7 +2,8 @@
  * `jigctl console`: attaches as the DUT's one console writer. On a terminal keys go over raw and
  * Ctrl-] detaches. With stdin piped (a script, CI), stdin's bytes are sent as they are, and the
  * DUT's answer is shown after stdin ends: until `--until PATTERN` matches a line (exit 0; exit 1
- * if it has not within --timeout), or else until the DUT has been quiet for --drain (default 1 s).
+ * if it has not within --timeout), or else until the DUT has been quiet for --drain (default 1 s;
+ * at most --timeout, since a DUT printing kernel noise may never be quiet).
  * Detaching at once at stdin's end would show nothing of what the input caused.
  */
 
@@ -22,8 +23,11 @@ import { parseDuration } from './parse-units.js';
 const MAX_INPUT_MESSAGE = 64 * 1024;
 /** How long a piped console waits for quiet after stdin ended, when --drain is not given. */
 const DEFAULT_DRAIN_MS = 1000;
-/** How long a piped console waits for --until's pattern, when --timeout is not given. */
-const DEFAULT_UNTIL_MS = 30_000;
+/**
+ * How long a piped console waits for --until's pattern, when --timeout is not given; with --drain
+ * it bounds the wait for quiet, which a DUT printing kernel noise may never give.
+ */
+const DEFAULT_TIMEOUT_MS = 30_000;
 /** A line longer than this is tested and cut, so a DUT that never prints "\n" costs bounded memory. */
 const MAX_LINE_CHARS = 16 * 1024;
 /** Lines shown when --until's pattern never came. */
@@ -41,7 +45,7 @@ export interface ConsoleFlags {
   until?: string;
   /** Piped stdin: how long the DUT must be quiet after stdin ended (without --until). */
   drain?: string;
-  /** Piped stdin with --until: how long to wait for the pattern. */
+  /** Piped stdin: how long to wait for the pattern (--until) or at most for quiet (--drain). */
   timeout?: string;
   server?: string;
   ca?: string;
@@ -52,7 +56,7 @@ export interface ConsoleFlags {
 
 /** What the piped console waits for once stdin has ended. */
 type Finish =
-  | { kind: 'drain'; quietMs: number }
+  | { kind: 'drain'; quietMs: number; timeoutMs: number }
   | { kind: 'until'; re: RE2JS; pattern: string; timeoutMs: number };
 
 /** The console command; see the file's comment. */
@@ -92,7 +96,9 @@ export async function consoleCommand(flags: ConsoleFlags): Promise<number> {
     if (finish && !done.aborted) {
       code =
         finish.kind === 'drain'
-          ? await watch.quiet(finish.quietMs, done).then(() => 0)
+          ? await watch
+              .quiet(finish.quietMs, AbortSignal.any([done, AbortSignal.timeout(finish.timeoutMs)]))
+              .then(() => 0)
           : await watch.until(attachedAt + finish.timeoutMs, done).then((matched) => {
               if (matched || stop.signal.aborted || ended.signal.aborted) return 0;
               process.stderr.write(untilReport(finish, watch.lastLines));
@@ -131,16 +137,15 @@ function finishOf(flags: ConsoleFlags, tty: boolean): Finish | undefined {
       throw invalidArgument(`--${given[0]} applies when stdin is piped; on a terminal, Ctrl-] detaches`);
     return undefined;
   }
+  const timeoutMs =
+    flags.timeout === undefined ? DEFAULT_TIMEOUT_MS : parseDuration('--timeout', flags.timeout);
+  if (timeoutMs <= 0) throw invalidArgument('--timeout must be longer than 0');
   if (flags.until !== undefined) {
     if (flags.drain !== undefined) throw invalidArgument('give --until or --drain, not both');
-    const timeoutMs =
-      flags.timeout === undefined ? DEFAULT_UNTIL_MS : parseDuration('--timeout', flags.timeout);
-    if (timeoutMs <= 0) throw invalidArgument('--timeout must be longer than 0');
     return { kind: 'until', re: compileUntil(flags.until), pattern: flags.until, timeoutMs };
   }
-  if (flags.timeout !== undefined) throw invalidArgument('--timeout goes with --until');
   const quietMs = flags.drain === undefined ? DEFAULT_DRAIN_MS : parseDuration('--drain', flags.drain);
-  return { kind: 'drain', quietMs };
+  return { kind: 'drain', quietMs, timeoutMs };
 }
 
 /** --until's pattern in RE2 syntax, as `jigctl expect` takes it. */
