@@ -3,11 +3,13 @@
  * is also the jig description (its `duts:`), validated by jig-drivers.
  */
 import { readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { isAbsolute, resolve } from 'node:path';
 import { parse, stringify } from 'yaml';
 import { z } from 'zod';
 import { type JigDescription, parseJigDescription } from '../../jig-drivers/src/jig-description.js';
 import { invalidArgument } from '../../protocol/src/errors.js';
+import { expandPlaceholders, freePorts, portNames } from './config-placeholders.js';
 import { compilePattern } from './jig/line-matcher.js';
 import type { ServiceConfig } from './jig/services.js';
 import { DEFAULT_JOB_UID_RANGE, type JobUserPolicy } from './jobs/job-users.js';
@@ -172,8 +174,15 @@ const FileSchema = z
   })
   .strict();
 
-/** Merges defaults, the config file and flags; every problem is reported with its key. */
-export function loadAgentConfig(
+/** Where the agent keeps its state when neither the flag nor the config file says. */
+const DEFAULT_STATE_DIR = '/var/lib/jiglet';
+
+/**
+ * Merges defaults, the config file and flags; every problem is reported with its key. The file's
+ * placeholders (config-placeholders.ts) are expanded first: `${stateDir}` to the state directory
+ * this agent runs with (the flag's if given), `${port:NAME}` to free ports picked now.
+ */
+export async function loadAgentConfig(
   flags: Partial<
     Omit<
       AgentConfig,
@@ -182,36 +191,53 @@ export function loadAgentConfig(
   > & {
     config?: string;
   },
-): AgentConfig {
+): Promise<AgentConfig> {
   let file: z.infer<typeof FileSchema> = {};
   const base = flags.config ? resolve(flags.config, '..') : process.cwd();
+  const fromFile = (p: string | undefined): string | undefined =>
+    p && !isAbsolute(p) ? resolve(base, p) : p;
+  let stateDir = resolve(flags.stateDir ?? DEFAULT_STATE_DIR);
   if (flags.config) {
+    const name = flags.config;
     let text: string;
     try {
-      text = readFileSync(flags.config, 'utf8');
+      text = readFileSync(name, 'utf8');
     } catch (err) {
-      throw invalidArgument(`cannot read config file ${flags.config}: ${(err as Error).message}`);
+      throw invalidArgument(`cannot read config file ${name}: ${(err as Error).message}`);
     }
     let parsed: unknown;
     try {
       parsed = parse(text) ?? {};
     } catch (err) {
-      throw invalidArgument(`${flags.config}: not valid YAML: ${(err as Error).message.split('\n')[0]}`);
+      throw invalidArgument(`${name}: not valid YAML: ${(err as Error).message.split('\n')[0]}`);
     }
+    // The state directory first (it may name only the folders that do not depend on it), then
+    // everything else, which may name it.
+    const folders = { configDir: base, tmpDir: tmpdir() };
+    if (flags.stateDir === undefined && parsed && typeof parsed === 'object' && 'stateDir' in parsed) {
+      const own = expandPlaceholders({ stateDir: parsed.stateDir }, { folders }, name) as {
+        stateDir: unknown;
+      };
+      if (typeof own.stateDir === 'string' && own.stateDir) stateDir = resolve(fromFile(own.stateDir)!);
+    }
+    const ports = await freePorts(portNames(parsed));
+    parsed = expandPlaceholders(
+      parsed,
+      { folders: { ...folders, stateDir }, port: (portName) => ports.get(portName)! },
+      name,
+    );
     const result = FileSchema.safeParse(parsed);
     if (!result.success) {
       const problems = result.error.issues.map(
-        (i) => `${flags.config}: ${i.path.join('.') || '(top)'}: ${i.message}`,
+        (i) => `${name}: ${i.path.join('.') || '(top)'}: ${i.message}`,
       );
       throw invalidArgument(problems.join('\n'));
     }
     file = result.data;
   }
-  const fromFile = (p: string | undefined): string | undefined =>
-    p && !isAbsolute(p) ? resolve(base, p) : p;
   return {
     listen: flags.listen ?? file.listen ?? DEFAULT_LISTEN,
-    stateDir: resolve(flags.stateDir ?? fromFile(file.stateDir) ?? '/var/lib/jiglet'),
+    stateDir,
     tlsDir: resolve(flags.tlsDir ?? fromFile(file.tlsDir) ?? '/etc/jiglet/tls'),
     logLevel: flags.logLevel ?? file.logLevel ?? 'info',
     // A jig description mistake must stop the agent before anything starts, with its key path.

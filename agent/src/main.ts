@@ -52,7 +52,7 @@ async function serve(flags: {
   web?: string;
   allowCaKey?: boolean;
 }): Promise<void> {
-  const config = loadAgentConfig(flags);
+  const config = await loadAgentConfig(flags);
   // Users' jobs run as other uids: every file the agent writes from here on is its own alone
   // (state-dir-access.ts). Jobs get 022 back in their shim.
   process.umask(0o077);

@@ -10,9 +10,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { JigletClient } from '../../client/src/jiglet-client.js';
 import { buildImage } from '../../fixtures/images/build-image.js';
+import { editedBuiltinJig } from '../../fixtures/test-support/builtin-jig.js';
 import { errorOf } from '../../fixtures/test-support/call-errors.js';
 import { type JigletProcess, startJigletProcess } from '../../fixtures/test-support/jiglet-process.js';
-import { relocatedVirtualJig } from '../../fixtures/test-support/relocated-jig.js';
 import { JIGCTL, runJigctl } from '../../fixtures/test-support/run-jigctl.js';
 import type { TestAgent } from '../../fixtures/test-support/test-agent.js';
 import { type TestPki, testPki } from '../../fixtures/test-support/test-pki.js';
@@ -34,7 +34,7 @@ describe('exec on the virtual jig', function () {
     const stateDir = mkdtempSync(join(tmpdir(), 'jiglet-exec-'));
     const jigDir = mkdtempSync(join(tmpdir(), 'jiglet-exec-jig-'));
     dirs.push(stateDir, jigDir);
-    const config = await relocatedVirtualJig(jigDir, (c) => {
+    const config = editedBuiltinJig('virtual.yaml', jigDir, (c) => {
       const services = c.services as { name: string; args: string[] }[];
       services
         .find((s) => s.name === DUT)!

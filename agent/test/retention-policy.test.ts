@@ -105,7 +105,7 @@ describe('retention policy', () => {
     assert.deepEqual(pruned(more, { ...DEFAULT_RETENTION, maxJobs: 1 }, ended(9)), ['power-free:count']);
   });
 
-  it('reads the retention section of the config file over the defaults, and names a bad key', () => {
+  it('reads the retention section of the config file over the defaults, and names a bad key', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'jiglet-retention-config-'));
     try {
       const file = join(dir, 'jig.yaml');
@@ -113,7 +113,7 @@ describe('retention policy', () => {
         file,
         'retention:\n  userJobDays: 30\n  maxJobs: 1000\n  pruneIntervalMinutes: 5\n  serialLogMaxBytes: 1048576\n  journalMaxBytes: 131072\n',
       );
-      const { retention } = loadAgentConfig({ config: file });
+      const { retention } = await loadAgentConfig({ config: file });
       assert.deepEqual(retention, {
         ...DEFAULT_RETENTION,
         userJobMaxAgeMs: 30 * DAY,
@@ -122,9 +122,9 @@ describe('retention policy', () => {
         serialLogMaxBytes: 1024 * 1024,
         journalMaxBytes: 128 * 1024,
       });
-      assert.deepEqual(loadAgentConfig({}).retention, DEFAULT_RETENTION);
+      assert.deepEqual((await loadAgentConfig({})).retention, DEFAULT_RETENTION);
       writeFileSync(file, 'retention:\n  maxBytes: 1000\n  keepForever: true\n  serialLogMaxBytes: 4096\n');
-      assert.throws(
+      await assert.rejects(
         () => loadAgentConfig({ config: file }),
         (err: Error) =>
           /retention\.maxBytes: expected at least 64 MiB/.test(err.message) &&

@@ -484,7 +484,7 @@ try {
     )
     .command(
       'console',
-      "attach to a DUT's console; Ctrl-] detaches (piped stdin: detaches when it ends)",
+      "attach to a DUT's console; Ctrl-] detaches (piped stdin: shows the DUT's answer, then detaches)",
       (y) =>
         connectionOptions(y)
           .option('dut', { type: 'string', demandOption: true })
@@ -494,15 +494,30 @@ try {
             describe: "print a single-use link to the agent's browser console instead",
           })
           .option('open', { type: 'boolean', describe: 'with --web: open the link with xdg-open' })
+          .option('until', {
+            type: 'string',
+            describe:
+              'piped stdin: after it ends, wait for a line matching this RE2 pattern (exit 1 if none)',
+          })
+          .option('drain', {
+            type: 'string',
+            describe: 'piped stdin: after it ends, show output until the DUT is quiet this long (default 1s)',
+          })
+          .option('timeout', {
+            type: 'string',
+            describe: 'piped stdin: how long to wait for --until, or at most for quiet (default 30s)',
+          })
           .conflicts('web', 'take-over')
           .epilogue(
             'On a terminal, keys go to the DUT as typed (Ctrl-C included) and Ctrl-] detaches. ' +
-              "Otherwise stdin's bytes are sent as they are and its end detaches: " +
-              "printf 'uname -a\\r' | jigctl console --dut D. DUT output goes to stdout, capture events to stderr. " +
+              "Otherwise stdin's bytes are sent as they are; after its end jigctl shows the DUT's output " +
+              'until it has been quiet for --drain, or until a line matches --until (exit 0; exit 1 if ' +
+              "none within --timeout): printf 'root\\n' | jigctl console --dut D --until 'root@'. " +
+              'DUT output goes to stdout, capture events to stderr. ' +
               'With --web the browser console is read-only unless you hold the lease of the DUT and may write.',
           ),
       async (argv) => {
-        const { consoleCommand } = await import('./cli/jig-commands.js');
+        const { consoleCommand } = await import('./cli/console-command.js');
         exitCode = await consoleCommand(argv);
       },
     )

@@ -115,7 +115,7 @@ describe('jigctl dut', function () {
     assertOneLineError(none);
     assert.match(none.stderr, /rpi4-a has no health check/);
     const unknown = await runJigctl(t, ['dut', 'state', 'nope', 'good'], { as: 'admin' });
-    assert.equal(unknown.code, 1);
+    assert.equal(unknown.code, 2, 'a DUT that does not exist is a wrong request (README: Exit codes)');
     assert.match(unknown.stderr, /no DUT "nope"/);
     const usage = await runJigctl(t, ['dut', 'state', 'rpi4-a', 'broken'], { as: 'admin' });
     assert.equal(usage.code, 2);

@@ -97,7 +97,7 @@ describe('jigctl jig commands', function () {
     assert.equal(status.stdout, 'on\n');
   });
 
-  it('a piped console types stdin and detaches at its end; serial tail shows the result', async () => {
+  it('a piped console types stdin, detaches once the DUT is quiet; serial tail shows the result', async () => {
     const r = await jigctl(v, ['console', '--dut', 'vdut-a'], { input: 'root\rsecret\runame -a\r' });
     assert.equal(r.code, 0, r.stderr);
     const op = v.t.client('operator');
@@ -165,7 +165,7 @@ describe('jigctl jig commands', function () {
     assert.equal(r.stdout, '');
   });
 
-  it('exits 2 for a pattern that does not compile, 1 naming the DUTs for an unknown one', async () => {
+  it('exits 2 for a pattern that does not compile, and 2 naming the DUTs for an unknown one', async () => {
     const [bad, unknown] = await Promise.all([
       jigctl(v, ['expect', '--dut', 'vdut-a', '--pattern', '(a', '--timeout', '1s']),
       jigctl(v, ['power', 'status', '--dut', 'nope']),
@@ -173,7 +173,7 @@ describe('jigctl jig commands', function () {
     assert.equal(bad.code, 2);
     assertOneLineError(bad);
     assert.match(bad.stderr, /does not compile/);
-    assert.equal(unknown.code, 1);
+    assert.equal(unknown.code, 2, 'a DUT-name typo is a wrong request, like a bad flag (README: Exit codes)');
     assertOneLineError(unknown);
     assert.match(unknown.stderr, /no DUT "nope" .*\(there are: vdut-a, vdut-b\)/);
   });

@@ -122,7 +122,7 @@ describe('jigctl report', function () {
     const both = await runJigctl(v.t, ['report', '--lease', leaseId, '--job', jobId]);
     assert.equal(both.code, 2);
     const unknown = await runJigctl(v.t, ['report', '--lease', 'nope', '-o', join(dir, 'x.html')]);
-    assert.equal(unknown.code, 1);
+    assert.equal(unknown.code, 2);
     assertOneLineError(unknown);
     assert.match(unknown.stderr, /no lease nope/);
     assert.equal(existsSync(join(dir, 'x.html')), false);
@@ -171,7 +171,7 @@ describe('jigctl report', function () {
       assert.match(html, /power cycle|data-state="on"/);
 
       const missing = await runJigctl(v.t, ['queue', 'report', id, '--attempt', '2', '--db', db, '-o', '-']);
-      assert.equal(missing.code, 1);
+      assert.equal(missing.code, 2);
       assertOneLineError(missing);
       assert.match(missing.stderr, /no run report for attempt 2/);
       // The queue's other commands still take -o text|json only.

@@ -10,8 +10,8 @@ import { join } from 'node:path';
 import type { ConnectionSettings } from '../../client/src/connection.js';
 import { JigletClient } from '../../client/src/jiglet-client.js';
 import { buildImage } from '../../fixtures/images/build-image.js';
+import { type BuiltinJig, builtinJig } from '../../fixtures/test-support/builtin-jig.js';
 import { startJigletProcess } from '../../fixtures/test-support/jiglet-process.js';
-import { type BuiltinJig, relocatedJig } from '../../fixtures/test-support/relocated-jig.js';
 import { testPki } from '../../fixtures/test-support/test-pki.js';
 
 /** What a suite needs to know about the DUT it drives. */
@@ -109,13 +109,12 @@ async function startBuiltinJig(file: BuiltinJig, dut: string): Promise<HilTarget
   const common = defaults();
   const pki = await testPki();
   const stateDir = mkdtempSync(join(tmpdir(), 'jiglet-hil-'));
-  const jigDir = mkdtempSync(join(tmpdir(), 'jiglet-hil-jig-'));
   const agent = await startJigletProcess({
     stateDir,
     tlsDir: pki.jigDir,
-    // The jig moves to a folder of its own and free ports: other runs share this machine. (The
-    // QEMU jig's kernel build and downloads stay shared caches.)
-    config: await relocatedJig(file, jigDir),
+    // Its DUTs' files follow the state directory and their endpoints take free ports: other runs
+    // share this machine. (The QEMU jig's kernel build and downloads stay shared caches.)
+    config: builtinJig(file),
   });
   const operator = new JigletClient(pki.as('operator', agent.address));
   // Images for the release suite, built by the fixture the virtual and QEMU DUTs boot from.
@@ -150,7 +149,6 @@ async function startBuiltinJig(file: BuiltinJig, dut: string): Promise<HilTarget
       for (const c of [operator, ...viewers]) c.close();
       await agent.stop();
       rmSync(stateDir, { recursive: true, force: true });
-      rmSync(jigDir, { recursive: true, force: true });
       rmSync(images, { recursive: true, force: true });
     },
   };

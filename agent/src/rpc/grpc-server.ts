@@ -14,6 +14,7 @@ import { JobServiceService } from '../../../protocol/gen/jiglet/v1/jobs.js';
 import { LeaseServiceService } from '../../../protocol/gen/jiglet/v1/leases.js';
 import { RecordServiceService } from '../../../protocol/gen/jiglet/v1/records.js';
 import { WebServiceService } from '../../../protocol/gen/jiglet/v1/web.js';
+import { JigletError } from '../../../protocol/src/errors.js';
 import { authInterceptor } from '../auth/auth-interceptor.js';
 import type { ImageCache } from '../images/image-cache.js';
 import type { JigRuntime } from '../jig/jig-runtime.js';
@@ -111,7 +112,9 @@ export async function startGrpcServer(opts: {
     true,
   );
   const port = await new Promise<number>((resolve, reject) => {
-    server.bindAsync(opts.listen, creds, (err, boundPort) => (err ? reject(err) : resolve(boundPort)));
+    server.bindAsync(opts.listen, creds, (err, boundPort) =>
+      err ? reject(bindError(opts.listen, err)) : resolve(boundPort),
+    );
   });
   log.info({ listen: opts.listen, port }, 'gRPC server listening (mutual TLS 1.3)');
 
@@ -134,4 +137,19 @@ export async function startGrpcServer(opts: {
       });
     },
   };
+}
+
+/**
+ * grpc-js says "No address added out of total 1 resolved errors: [listen EADDRINUSE …]"; a person
+ * needs the address, the reason and the way out (the built-in jigs all default to 127.0.0.1:7411).
+ */
+function bindError(listen: string, err: Error): Error {
+  const why = /EADDRINUSE/.test(err.message)
+    ? 'the port is in use (another jiglet?); give this one another with --listen HOST:PORT, or --listen 127.0.0.1:0 for a free port (printed at start)'
+    : /EADDRNOTAVAIL|ENOTFOUND|EAI_AGAIN/.test(err.message)
+      ? 'no such address on this host; check --listen'
+      : /EACCES/.test(err.message)
+        ? 'a port below 1024 needs privileges; choose a higher one with --listen'
+        : err.message;
+  return new JigletError('JIGLET_E_UNAVAILABLE', `cannot listen on ${listen}: ${why}`, { cause: err });
 }

@@ -5,7 +5,12 @@
 import { type ErrorCode, JigletError } from '../../../protocol/src/errors.js';
 import { type Diagnosis, networkErrorText } from '../diagnose-connection.js';
 
-/** Exit codes of jigctl itself. */
+/**
+ * Exit codes of jigctl itself. One rule for every command: 2 when the request was wrong (a bad
+ * flag or value, a DUT, job, lease or queue job that does not exist), whether jigctl or the agent
+ * spotted it; 1 when the request was fine and what it asked for failed (a pattern never came, a
+ * health check failed, a driver failed).
+ */
 export const EXIT = {
   failure: 1,
   usage: 2,
@@ -16,6 +21,7 @@ export const EXIT = {
 const BY_CODE: Partial<Record<ErrorCode, number>> = {
   JIGLET_E_INVALID_ARGUMENT: EXIT.usage,
   JIGLET_E_OUT_OF_RANGE: EXIT.usage,
+  JIGLET_E_NOT_FOUND: EXIT.usage,
   JIGLET_E_UNAVAILABLE: EXIT.unavailable,
   JIGLET_E_DEADLINE_EXCEEDED: EXIT.unavailable,
   JIGLET_E_UNAUTHENTICATED: EXIT.denied,

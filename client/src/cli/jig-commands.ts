@@ -1,15 +1,11 @@
 /**
- * jigctl's jig commands: jig (DUT list), power, serial tail, console and expect. Serial bytes go
+ * jigctl's jig commands: jig (DUT list), power, serial tail and expect (console: console-command.ts). Serial bytes go
  * to stdout exactly as the DUT sent them; capture events go to stderr, one line each, so stdout
  * stays the pure byte stream a script can pipe on.
  */
-import { spawn } from 'node:child_process';
-import { accessSync, constants } from 'node:fs';
-import { join } from 'node:path';
 import { invalidArgument } from '../../../protocol/src/errors.js';
 import type { ConnectionFlags } from '../connection.js';
 import {
-  type ConsoleSession,
   ExpectTimeoutError,
   type PowerActionName,
   type SerialRecord,
@@ -28,8 +24,6 @@ export const ESCAPE_BYTE = 0x1d;
 const DEFAULT_EXPECT_MS = 30_000;
 /** Durations travel as uint32 milliseconds. */
 const MAX_UINT32 = 0xffff_ffff;
-/** The agent refuses console messages larger than this (MAX_CONSOLE_INPUT in jig-service.ts). */
-const MAX_INPUT_MESSAGE = 64 * 1024;
 /** Signals that end a tail or detach a console cleanly. */
 const STOP_SIGNALS: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
 
@@ -55,16 +49,6 @@ export interface SerialTailFlags extends ConnectionFlags {
   since?: string;
   fromEnd?: boolean;
   output?: string;
-}
-
-/** `jigctl console` flags. */
-export interface ConsoleFlags extends ConnectionFlags {
-  dut: string;
-  takeOver?: boolean;
-  /** Print a browser link to the console instead of attaching here. */
-  web?: boolean;
-  /** With --web: also open the link with xdg-open. */
-  open?: boolean;
 }
 
 /** `jigctl expect` flags. */
@@ -142,99 +126,6 @@ export async function serialTailCommand(flags: SerialTailFlags): Promise<number>
   }
 }
 
-/**
- * `jigctl console --dut D`: attaches as the DUT's one writer. On a TTY, keystrokes go over raw
- * and Ctrl-] detaches; otherwise stdin is forwarded as it is and its end detaches.
- */
-export async function consoleCommand(flags: ConsoleFlags): Promise<number> {
-  if (flags.web) return webConsoleCommand(flags);
-  if (flags.open) throw invalidArgument('--open goes with --web');
-  const stdin = process.stdin;
-  const tty = stdin.isTTY === true;
-  const client = connect(flags);
-  const stop = new AbortController();
-  const undo = abortOnStop(stop);
-  const restoreTty = (): void => {
-    if (stdin.isRaw) stdin.setRawMode(false);
-  };
-  process.once('exit', restoreTty);
-  try {
-    const session = await client.jig.console(flags.dut, { takeOver: flags.takeOver ?? false });
-    if (tty) {
-      stdin.setRawMode(true);
-      process.stderr.write(`Connected to ${flags.dut}. Escape character is '^]'.\n`);
-    }
-    const ended = new AbortController();
-    const output = printRecords(session.output).finally(() => ended.abort());
-    output.catch(() => undefined);
-    // A failed write means the session failed: the output side reports why.
-    await forwardInput(session, tty, AbortSignal.any([stop.signal, ended.signal])).catch(() => undefined);
-    const detaching = !ended.signal.aborted;
-    // close() waits for the call's status, which has passed already if the agent ended the session.
-    if (detaching) await Promise.race([session.close(), output.catch(() => undefined)]);
-    // On a terminal the DUT left the cursor mid-line (at a prompt): end the line before we speak.
-    await output.catch((err: unknown) => {
-      if (tty) process.stderr.write('\n');
-      throw err;
-    });
-    if (!detaching) {
-      process.stderr.write(`${tty ? '\n' : ''}jigctl: the agent ended the console of ${flags.dut}\n`);
-      return EXIT.failure;
-    }
-    if (tty) process.stderr.write('\nConnection closed.\n');
-    return 0;
-  } finally {
-    restoreTty();
-    process.off('exit', restoreTty);
-    undo();
-    // A stdin still open (a TTY, or a pipe when the agent ended first) would keep us alive.
-    stdin.destroy();
-    client.close();
-  }
-}
-
-/**
- * `jigctl console --web --dut D`: prints a single-use link to the agent's browser console, bound
- * to our identity and role (read-only unless we hold the DUT's lease and may write).
- */
-async function webConsoleCommand(flags: ConsoleFlags): Promise<number> {
-  if (flags.takeOver) throw invalidArgument('--take-over applies to a console in this terminal, not --web');
-  const client = connect(flags);
-  try {
-    const { url, expires } = await client.web.ticket(flags.dut);
-    process.stdout.write(`${url}\n`);
-    const seconds = Math.max(0, Math.round((expires.getTime() - Date.now()) / 1000));
-    process.stderr.write(`jigctl: the link opens one browser session; use it within ${seconds} s\n`);
-    if (flags.open) openInBrowser(url);
-    return 0;
-  } finally {
-    client.close();
-  }
-}
-
-/** Hands the link to xdg-open, if this host has one; the link stays printed either way. */
-function openInBrowser(url: string): void {
-  const xdgOpen = (process.env.PATH ?? '')
-    .split(':')
-    .map((dir) => join(dir || '.', 'xdg-open'))
-    .find((path) => {
-      try {
-        accessSync(path, constants.X_OK);
-        return true;
-      } catch {
-        return false;
-      }
-    });
-  if (!xdgOpen) {
-    process.stderr.write('jigctl: xdg-open is not installed; open the link by hand\n');
-    return;
-  }
-  // No shell: the URL is one argument. Detached, so closing jigctl leaves the browser alone.
-  const child = spawn(xdgOpen, [url], { detached: true, stdio: 'ignore' });
-  child.on('error', (err) => process.stderr.write(`jigctl: xdg-open failed: ${err.message}\n`));
-  child.unref();
-}
-
 /** `jigctl expect --dut D --pattern RE`: waits on the agent; prints the line, or why not. */
 export async function expectCommand(flags: ExpectFlags): Promise<number> {
   const timeoutMs =
@@ -270,7 +161,8 @@ export async function expectCommand(flags: ExpectFlags): Promise<number> {
   }
 }
 
-async function printRecord(record: SerialRecord): Promise<void> {
+/** Prints one serial record: the DUT's bytes to stdout, a capture event to stderr. */
+export async function printRecord(record: SerialRecord): Promise<void> {
   if (record.type === 'chunk') await writeStdout(record.data);
   else process.stderr.write(eventLine(record));
 }
@@ -288,51 +180,8 @@ async function writeStdout(data: Buffer): Promise<void> {
   }
 }
 
-async function printRecords(records: AsyncIterable<SerialRecord>): Promise<void> {
-  for await (const record of records) await printRecord(record);
-}
-
-/**
- * Forwards stdin to the console until it ends, Ctrl-] is typed (TTY only: a pipe's bytes are
- * data) or `signal` aborts. One write at a time, stdin paused meanwhile: backpressure.
- */
-function forwardInput(session: ConsoleSession, tty: boolean, signal: AbortSignal): Promise<void> {
-  const stdin = process.stdin;
-  return new Promise((resolve, reject) => {
-    let settled = false;
-    const settle = (err?: unknown): void => {
-      if (settled) return;
-      settled = true;
-      stdin.off('data', onData).off('end', onEnd).off('error', settle);
-      signal.removeEventListener('abort', onEnd);
-      stdin.pause();
-      if (err === undefined) resolve();
-      else reject(err);
-    };
-    const onEnd = (): void => settle();
-    const onData = (chunk: Buffer): void => {
-      const escapeAt = tty ? chunk.indexOf(ESCAPE_BYTE) : -1;
-      const data = escapeAt >= 0 ? chunk.subarray(0, escapeAt) : chunk;
-      stdin.pause();
-      send(session, data).then(
-        () => (escapeAt >= 0 ? settle() : settled || stdin.resume()),
-        (err: unknown) => settle(err),
-      );
-    };
-    if (signal.aborted) return resolve();
-    stdin.on('data', onData).once('end', onEnd).once('error', settle);
-    signal.addEventListener('abort', onEnd, { once: true });
-    stdin.resume();
-  });
-}
-
-async function send(session: ConsoleSession, data: Buffer): Promise<void> {
-  for (let at = 0; at < data.length; at += MAX_INPUT_MESSAGE)
-    await session.write(data.subarray(at, at + MAX_INPUT_MESSAGE));
-}
-
 /** Aborts on Ctrl-C/SIGTERM/SIGHUP and when our stdout's reader went away; returns the undo. */
-function abortOnStop(controller: AbortController): () => void {
+export function abortOnStop(controller: AbortController): () => void {
   const abort = (): void => controller.abort();
   for (const s of STOP_SIGNALS) process.on(s, abort);
   // `jigctl serial tail -f | grep -m1 login:` ends with EPIPE on our stdout: a normal end.
