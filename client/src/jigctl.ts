@@ -23,7 +23,12 @@ async function diagnose() {
 /** Options every command that talks to an agent accepts. */
 function connectionOptions<T>(y: Argv<T>) {
   return y
-    .option('server', { type: 'string', describe: 'agent HOST:PORT (env JIGLET_ADDR)', group: 'Connection:' })
+    .option('server', {
+      alias: 'addr',
+      type: 'string',
+      describe: 'agent HOST:PORT, or unix:PATH of its local endpoint inside a job (env JIGLET_ADDR)',
+      group: 'Connection:',
+    })
     .option('ca', { type: 'string', describe: 'CA certificate (env JIGLET_CA)', group: 'Connection:' })
     .option('cert', {
       type: 'string',

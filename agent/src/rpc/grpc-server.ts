@@ -19,6 +19,8 @@ import type { ImageCache } from '../images/image-cache.js';
 import type { JigRuntime } from '../jig/jig-runtime.js';
 import type { Supervisor } from '../jobs/supervisor.js';
 import type { LeaseManager } from '../leases/lease-manager.js';
+import { LocalCallers } from '../local/local-callers.js';
+import { type LocalEndpoint, startLocalEndpoint } from '../local/local-endpoint.js';
 import type { TimelineReader } from '../record/timeline-reader.js';
 import type { WebConsole } from '../web/web-console.js';
 import { addHealthService } from './health-service.js';
@@ -42,6 +44,10 @@ export interface GrpcServer {
   readonly port: number;
   readonly followers: FollowerRegistry;
   readonly health: HealthImplementation;
+  /** The unix socket jobs call back on, when the agent serves one. */
+  readonly localPath: string | undefined;
+  /** Open connections of the local endpoint (leak checks). */
+  readonly localConnections: () => number;
   /** Stops accepting calls, ends follower streams, and waits for in-flight calls (bounded). */
   close(timeoutMs?: number): Promise<void>;
 }
@@ -69,14 +75,23 @@ export async function startGrpcServer(opts: {
   interceptors?: ServerInterceptor[];
   /** The browser console, if the agent serves one (WebService issues its tickets). */
   web?: WebConsole;
+  /** Path of the unix socket for the agent's jobs (README, "The local endpoint"); none without it. */
+  localPath?: string;
 }): Promise<GrpcServer> {
-  const { log } = opts;
+  const { log, supervisor } = opts;
+  const callers = new LocalCallers((job) => supervisor.localGrantOf(job));
   // grpc-js's createSsl has no minVersion; this process-wide default is what its TLS server uses.
   tls.DEFAULT_MIN_VERSION = 'TLSv1.3';
   const server = new Server({
     // grpc-js wraps each interceptor around those listed before it: a status the auth interceptor
     // sends passes through the ones listed ahead of it.
-    interceptors: [...(opts.interceptors ?? []), authInterceptor(log)],
+    interceptors: [
+      ...(opts.interceptors ?? []),
+      authInterceptor(log, {
+        local: callers,
+        dutOfJob: (id) => supervisor.get(id).record.spec.dut,
+      }),
+    ],
     'grpc.keepalive_time_ms': KEEPALIVE_TIME_MS,
     'grpc.keepalive_timeout_ms': KEEPALIVE_TIMEOUT_MS,
     'grpc.keepalive_permit_without_calls': 1,
@@ -114,13 +129,31 @@ export async function startGrpcServer(opts: {
     server.bindAsync(opts.listen, creds, (err, boundPort) => (err ? reject(err) : resolve(boundPort)));
   });
   log.info({ listen: opts.listen, port }, 'gRPC server listening (mutual TLS 1.3)');
+  let local: LocalEndpoint | undefined;
+  if (opts.localPath !== undefined) {
+    try {
+      local = await startLocalEndpoint({
+        path: opts.localPath,
+        grpc: server,
+        callers,
+        localJobs: () => supervisor.localJobs(),
+        log,
+      });
+    } catch (err) {
+      server.forceShutdown();
+      throw err;
+    }
+  }
 
   return {
     port,
     followers,
     health,
+    localPath: local?.path,
+    localConnections: () => callers.size,
     async close(timeoutMs = 5000) {
       health.setStatus('', 'NOT_SERVING');
+      await local?.close();
       for (const f of followers.active) f.abort();
       await new Promise<void>((resolve) => {
         const timer = setTimeout(() => {
