@@ -48,6 +48,18 @@ function connectionOptions<T>(y: Argv<T>) {
     });
 }
 
+/**
+ * `--dut`, required unless JIGLET_DUT names one: inside a job (or `claim --exec`) that is the DUT
+ * it holds, so `jigctl power on` acts on it.
+ */
+function dutOption() {
+  const held = process.env.JIGLET_DUT || undefined;
+  // A default satisfies yargs' demand, so the flag is required only when JIGLET_DUT is unset.
+  return held === undefined
+    ? ({ type: 'string', demandOption: true, describe: 'the DUT' } as const)
+    : ({ type: 'string', demandOption: true, default: held, describe: 'the DUT (default: JIGLET_DUT)' } as const);
+}
+
 function startOptions<T>(y: Argv<T>) {
   return connectionOptions(y)
     .option('dut', { type: 'string', describe: 'the DUT the job drives' })
@@ -197,7 +209,7 @@ try {
       (y) =>
         connectionOptions(y)
           .positional('action', { choices: ['on', 'off', 'cycle', 'status'] as const, demandOption: true })
-          .option('dut', { type: 'string', demandOption: true })
+          .option('dut', dutOption())
           .option('off-time', { type: 'string', describe: 'for cycle: time to stay off (3s)' })
           .option('output', { alias: 'o', choices: ['text', 'json'] as const, default: 'text' as const }),
       async (argv) => {
@@ -260,7 +272,7 @@ try {
           'print the serial log: bytes on stdout, capture events on stderr (-o json: one record a line)',
           (c) =>
             connectionOptions(c)
-              .option('dut', { type: 'string', demandOption: true })
+              .option('dut', dutOption())
               .option('follow', { alias: 'f', type: 'boolean', describe: 'keep printing until Ctrl-C' })
               .option('offset', { type: 'number', describe: 'start at this serial-log offset' })
               .option('since', { type: 'string', describe: 'start this long ago (10m) or at an ISO time' })
@@ -464,7 +476,7 @@ try {
             demandOption: true,
             describe: 'raw, .gz, .xz or .zst image',
           })
-          .option('dut', { type: 'string', demandOption: true })
+          .option('dut', dutOption())
           .option('bmap', { type: 'string', describe: 'a bmaptool .bmap file for the image' })
           .option('verify', {
             type: 'boolean',
@@ -482,7 +494,7 @@ try {
       "attach to a DUT's console; Ctrl-] detaches (piped stdin: detaches when it ends)",
       (y) =>
         connectionOptions(y)
-          .option('dut', { type: 'string', demandOption: true })
+          .option('dut', dutOption())
           .option('take-over', { type: 'boolean', describe: 'take the console from its writer (admin)' })
           .option('web', {
             type: 'boolean',
@@ -507,7 +519,7 @@ try {
       (y) =>
         connectionOptions(y)
           .usage('jigctl exec --dut D [--timeout 30s] [-i] -- CMD [ARGS…]')
-          .option('dut', { type: 'string', demandOption: true })
+          .option('dut', dutOption())
           .option('timeout', {
             type: 'string',
             describe: 'interrupt it (Ctrl-C) after this long (default 30s)',
@@ -534,7 +546,7 @@ try {
       'wait on the agent for a serial line matching a regular expression (RE2) and print it',
       (y) =>
         connectionOptions(y)
-          .option('dut', { type: 'string', demandOption: true })
+          .option('dut', dutOption())
           .option('pattern', { type: 'string', demandOption: true, describe: 'RE2 regular expression' })
           .option('timeout', { type: 'string', describe: 'give up after this long (default 30s)' })
           .option('from-now', { type: 'boolean', describe: 'only lines that arrive from now on' })
