@@ -57,7 +57,12 @@ function dutOption() {
   // A default satisfies yargs' demand, so the flag is required only when JIGLET_DUT is unset.
   return held === undefined
     ? ({ type: 'string', demandOption: true, describe: 'the DUT' } as const)
-    : ({ type: 'string', demandOption: true, default: held, describe: 'the DUT (default: JIGLET_DUT)' } as const);
+    : ({
+        type: 'string',
+        demandOption: true,
+        default: held,
+        describe: 'the DUT (default: JIGLET_DUT)',
+      } as const);
 }
 
 function startOptions<T>(y: Argv<T>) {
