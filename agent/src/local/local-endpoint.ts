@@ -39,6 +39,7 @@ export async function startLocalEndpoint(opts: {
   await removeStale(path);
   const injector = opts.grpc.createConnectionInjector(ServerCredentials.createInsecure());
   const admit = async (socket: Socket): Promise<void> => {
+    const started = performance.now();
     const connection = await identify(socket, opts.localJobs, log);
     if (socket.destroyed) return;
     const marker = callers.add(connection);
@@ -46,7 +47,7 @@ export async function startLocalEndpoint(opts: {
     // none of its own, so the marker is what the interceptor sees (see local-callers.ts).
     Object.defineProperty(socket, 'remoteAddress', { value: marker });
     socket.once('close', () => callers.remove(marker));
-    log.debug({ connection }, 'local endpoint connection');
+    log.debug({ connection, ms: Math.round(performance.now() - started) }, 'local endpoint connection');
     injector.injectConnection(socket);
   };
   const server: NetServer = createServer((socket) => {
