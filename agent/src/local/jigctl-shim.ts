@@ -10,8 +10,8 @@ import { fileURLToPath } from 'node:url';
 
 /** The folder on jobs' PATH, in the state directory. */
 export const JOB_BIN_DIR = 'bin';
-/** Jobs run as other uids: they must read and run it, never change it. */
-const DIR_MODE = 0o755;
+/** Jobs run as other uids: they pass through the folder (no listing) and read and run the shim, never change it. */
+const DIR_MODE = 0o711;
 const SHIM_MODE = 0o755;
 
 /** The compiled jigctl next to this agent (under dist/ when running from sources with tsx). */

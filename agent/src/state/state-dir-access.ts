@@ -3,8 +3,9 @@
  * agent's records, logs, leases and driver configs must be closed to them, while each job still
  * reaches its own working folder under `work/`. Hence: the root is 0711 (pass through, no listing),
  * everything in it is the agent's alone, and `work/<job>` belongs to the job's uid. The two
- * exceptions are what jobs call the agent with: `bin/jigctl` (0755) and the local endpoint's
- * socket `jiglet.sock` (0666; who may do what there is decided per connection, local-endpoint.ts).
+ * exceptions are what jobs call the agent with: `bin/jigctl` (0755, in a 0711 folder) and the
+ * local endpoint's socket `jiglet.sock` (0666; who may do what there is decided per connection,
+ * local-endpoint.ts).
  */
 import { chmodSync, lstatSync, mkdirSync, readdirSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
