@@ -74,7 +74,9 @@ export async function startLocalEndpoint(opts: {
     path,
     close() {
       closing ??= (async () => {
-        await new Promise<void>((resolve) => server.close(() => resolve()));
+        // Not waiting for close's callback: it comes only once every connection has ended, and
+        // those are the gRPC server's to end (its shutdown follows this).
+        server.close();
         injector.destroy();
         await unlink(path).catch(() => undefined);
       })();
