@@ -36,7 +36,21 @@ describe('local endpoint: jobs drive their own DUT without a certificate', funct
   let operator: JigletClient;
   let leaseA: string;
   before(async () => {
-    v = await startVirtualJig([{ name: 'vdut-a' }, { name: 'vdut-b' }]);
+    v = await startVirtualJig([
+      { name: 'vdut-a' },
+      {
+        name: 'vdut-b',
+        // No certificate in its env: the check's jigctl acts through the local endpoint.
+        healthCheck: {
+          everyJobs: 1000, // run on request only, here
+          command: [
+            'sh',
+            '-c',
+            "jigctl power on && jigctl expect --since-power-on --pattern 'login: $' --timeout 20s",
+          ],
+        },
+      },
+    ]);
     operator = v.t.client('operator');
     leaseA = (await operator.leases.claim({ dut: 'vdut-a', ttlMs: 120_000 })).id;
   });
@@ -170,5 +184,15 @@ describe('local endpoint: jobs drive their own DUT without a certificate', funct
     ]);
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, /^vdut-b: on \(/);
+  });
+
+  it("runs a DUT's health check with no certificate, acting on that DUT as the check's lease holder", async () => {
+    const checked = await v.t.client('admin').jig.checkHealth('vdut-b');
+    const log = await operator.output(checked.jobId, {});
+    let text = '';
+    for await (const event of log) if (event.type === 'chunk') text += event.data.toString('utf8');
+    assert.equal(checked.passed, true, text);
+    assert.match(text, /vdut-b: on /);
+    assert.match(text, /vdut-b login: $/m);
   });
 });
