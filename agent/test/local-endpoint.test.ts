@@ -8,6 +8,8 @@ import { JigletClient } from '../../client/src/jiglet-client.js';
 import { runJigctl } from '../../fixtures/test-support/run-jigctl.js';
 import { startVirtualJig, type VirtualJig } from '../../fixtures/test-support/virtual-jig.js';
 import { JigletError } from '../../protocol/src/errors.js';
+import { METHOD_PERMISSIONS } from '../src/auth/permissions.js';
+import { LOCAL_RULES } from '../src/local/local-scope.js';
 
 /** How a job ended, with everything it printed. */
 interface JobRun {
@@ -194,5 +196,11 @@ describe('local endpoint: jobs drive their own DUT without a certificate', funct
     assert.equal(checked.passed, true, text);
     assert.match(text, /vdut-b: on /);
     assert.match(text, /vdut-b login: $/m);
+  });
+});
+
+describe('local endpoint scope table (agent/src/local/local-scope.ts)', () => {
+  it('decides every RPC the agent serves, so a new RPC is refused to jobs until someone decides', () => {
+    assert.deepEqual(Object.keys(LOCAL_RULES).sort(), Object.keys(METHOD_PERMISSIONS).sort());
   });
 });

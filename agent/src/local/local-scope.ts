@@ -149,7 +149,9 @@ export function checkLocalTarget(job: ScopedJob, target: Target, dutOfJob: (id: 
       throw permissionDenied(`job ${job.id} names no DUT, so it may not act on ${dut || 'one'}`);
   }
   if (target.acts && dut === '' && target.job === undefined && target.lease === undefined)
-    throw permissionDenied(`job ${job.id} may act only on its own DUT ${job.dut}; this call names none`);
+    throw permissionDenied(
+      `job ${job.id} may act only on its own DUT ${job.dut}; this call names none (e.g. jigctl run --dut ${job.dut} -- CMD)`,
+    );
 }
 
 function text(value: unknown): string {
