@@ -21,7 +21,8 @@ import { DEFAULT_GRACE_MS, Supervisor } from './jobs/supervisor.js';
 import { LeaseDeviceAccess } from './leases/lease-device-access.js';
 import { LeaseManager } from './leases/lease-manager.js';
 import { writeJigctlShim } from './local/jigctl-shim.js';
-import { LOCAL_SOCKET } from './local/local-endpoint.js';
+import { LocalCallers } from './local/local-callers.js';
+import { LOCAL_SOCKET, type LocalEndpoint, openLocalEndpoint } from './local/local-endpoint.js';
 import { AgentMetrics } from './metrics/agent-metrics.js';
 import { reflectDutHealth } from './metrics/dut-serving-status.js';
 import { type MetricsServer, startMetricsServer } from './metrics/metrics-server.js';
@@ -152,6 +153,17 @@ export async function startAgent(opts: {
       baseEnv,
     });
     await supervisor.recover();
+    // Listening before the jig starts: a health check due at start calls back at once.
+    const localCallers = new LocalCallers((job) => supervisor.localGrantOf(job));
+    const local: LocalEndpoint | undefined =
+      localPath === undefined
+        ? undefined
+        : await openLocalEndpoint({
+            path: localPath,
+            callers: localCallers,
+            localJobs: () => supervisor.localJobs(),
+            log,
+          });
     const images = new ImageCache({ stateDir, limitBytes: opts.imageCacheBytes, log });
     const leases = new LeaseManager({ stateDir, maxLifetimeMs: opts.leaseMaxLifetimeMs, log });
     deviceAccess = new LeaseDeviceAccess({ duts: opts.jig?.duts ?? [], users: jobUsers, leases, log });
@@ -183,6 +195,7 @@ export async function startAgent(opts: {
         events,
       });
     } catch (err) {
+      await local?.close();
       leases.close();
       await deviceAccess?.close();
       await supervisor.shutdown(1000);
@@ -215,10 +228,11 @@ export async function startAgent(opts: {
         log,
         interceptors: [metrics.rpcInterceptor],
         web,
-        localPath,
+        local: local && { endpoint: local, callers: localCallers },
       });
     } catch (err) {
       await web?.close();
+      await local?.close();
       leases.close();
       await deviceAccess?.close();
       await jig.close();
@@ -266,7 +280,7 @@ export async function startAgent(opts: {
       retention,
       metricsPort: metricsServer?.port,
       web,
-      localPath: grpc.localPath,
+      localPath: local?.path,
       stop(graceMs = DEFAULT_GRACE_MS) {
         stopping ??= (async () => {
           log.info('agent stopping');

@@ -12,6 +12,9 @@ import type { LocalJob } from '../jobs/supervisor.js';
 import type { LocalCallers, LocalConnection } from './local-callers.js';
 import { jobsHolding, peerInode, socketInode } from './socket-peer.js';
 
+/** What grpc-js's createConnectionInjector returns. */
+type ConnectionInjector = ReturnType<Server['createConnectionInjector']>;
+
 /** The socket's name in the state directory. */
 export const LOCAL_SOCKET = 'jiglet.sock';
 /**
@@ -23,25 +26,37 @@ const SOCKET_MODE = 0o666;
 /** A listening local endpoint. */
 export interface LocalEndpoint {
   readonly path: string;
+  /**
+   * Hands connections to this gRPC server from now on; those accepted before wait for it. The
+   * socket listens before the jig starts, so a health check due at start finds it.
+   */
+  serve(grpc: Server): void;
   /** Stops accepting; the gRPC server's shutdown ends the connections it was handed. */
   close(): Promise<void>;
 }
 
-/** Listens on `path` and hands identified connections to `grpc`. */
-export async function startLocalEndpoint(opts: {
+/** Listens on `path`; connections are identified at once and served once `serve` is called. */
+export async function openLocalEndpoint(opts: {
   path: string;
-  grpc: Server;
   callers: LocalCallers;
   localJobs: () => LocalJob[];
   log: Logger;
 }): Promise<LocalEndpoint> {
   const { path, callers, log } = opts;
   await removeStale(path);
-  const injector = opts.grpc.createConnectionInjector(ServerCredentials.createInsecure());
+  let serving!: (injector: ConnectionInjector | undefined) => void;
+  const injectorReady = new Promise<ConnectionInjector | undefined>((resolve) => {
+    serving = resolve;
+  });
   const admit = async (socket: Socket): Promise<void> => {
     const started = performance.now();
     const connection = await identify(socket, opts.localJobs, log);
+    const injector = await injectorReady;
     if (socket.destroyed) return;
+    if (!injector) {
+      socket.destroy();
+      return;
+    }
     const marker = callers.add(connection);
     // grpc-js reports a connection's remoteAddress as the peer of its calls; a unix socket has
     // none of its own, so the marker is what the interceptor sees (see local-callers.ts).
@@ -69,15 +84,21 @@ export async function startLocalEndpoint(opts: {
   server.on('error', (err) => log.error({ err }, 'local endpoint error'));
   await chmod(path, SOCKET_MODE);
   log.info({ path }, 'local endpoint listening (jobs only)');
+  let injector: ConnectionInjector | undefined;
   let closing: Promise<void> | undefined;
   return {
     path,
+    serve(grpc) {
+      injector ??= grpc.createConnectionInjector(ServerCredentials.createInsecure());
+      serving(injector);
+    },
     close() {
       closing ??= (async () => {
         // Not waiting for close's callback: it comes only once every connection has ended, and
         // those are the gRPC server's to end (its shutdown follows this).
         server.close();
-        injector.destroy();
+        serving(undefined); // connections still waiting are dropped
+        injector?.destroy();
         await unlink(path).catch(() => undefined);
       })();
       return closing;

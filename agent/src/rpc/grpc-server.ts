@@ -19,8 +19,8 @@ import type { ImageCache } from '../images/image-cache.js';
 import type { JigRuntime } from '../jig/jig-runtime.js';
 import type { Supervisor } from '../jobs/supervisor.js';
 import type { LeaseManager } from '../leases/lease-manager.js';
-import { LocalCallers } from '../local/local-callers.js';
-import { type LocalEndpoint, startLocalEndpoint } from '../local/local-endpoint.js';
+import type { LocalCallers } from '../local/local-callers.js';
+import type { LocalEndpoint } from '../local/local-endpoint.js';
 import type { TimelineReader } from '../record/timeline-reader.js';
 import type { WebConsole } from '../web/web-console.js';
 import { addHealthService } from './health-service.js';
@@ -44,10 +44,6 @@ export interface GrpcServer {
   readonly port: number;
   readonly followers: FollowerRegistry;
   readonly health: HealthImplementation;
-  /** The unix socket jobs call back on, when the agent serves one. */
-  readonly localPath: string | undefined;
-  /** Open connections of the local endpoint (leak checks). */
-  readonly localConnections: () => number;
   /** Stops accepting calls, ends follower streams, and waits for in-flight calls (bounded). */
   close(timeoutMs?: number): Promise<void>;
 }
@@ -75,11 +71,10 @@ export async function startGrpcServer(opts: {
   interceptors?: ServerInterceptor[];
   /** The browser console, if the agent serves one (WebService issues its tickets). */
   web?: WebConsole;
-  /** Path of the unix socket for the agent's jobs (README, "The local endpoint"); none without it. */
-  localPath?: string;
+  /** The unix socket for the agent's jobs (README, "The local endpoint") and its callers. */
+  local?: { endpoint: LocalEndpoint; callers: LocalCallers };
 }): Promise<GrpcServer> {
   const { log, supervisor } = opts;
-  const callers = new LocalCallers((job) => supervisor.localGrantOf(job));
   // grpc-js's createSsl has no minVersion; this process-wide default is what its TLS server uses.
   tls.DEFAULT_MIN_VERSION = 'TLSv1.3';
   const server = new Server({
@@ -88,7 +83,7 @@ export async function startGrpcServer(opts: {
     interceptors: [
       ...(opts.interceptors ?? []),
       authInterceptor(log, {
-        local: callers,
+        local: opts.local?.callers,
         dutOfJob: (id) => supervisor.get(id).record.spec.dut,
       }),
     ],
@@ -129,31 +124,15 @@ export async function startGrpcServer(opts: {
     server.bindAsync(opts.listen, creds, (err, boundPort) => (err ? reject(err) : resolve(boundPort)));
   });
   log.info({ listen: opts.listen, port }, 'gRPC server listening (mutual TLS 1.3)');
-  let local: LocalEndpoint | undefined;
-  if (opts.localPath !== undefined) {
-    try {
-      local = await startLocalEndpoint({
-        path: opts.localPath,
-        grpc: server,
-        callers,
-        localJobs: () => supervisor.localJobs(),
-        log,
-      });
-    } catch (err) {
-      server.forceShutdown();
-      throw err;
-    }
-  }
+  opts.local?.endpoint.serve(server);
 
   return {
     port,
     followers,
     health,
-    localPath: local?.path,
-    localConnections: () => callers.size,
     async close(timeoutMs = 5000) {
       health.setStatus('', 'NOT_SERVING');
-      await local?.close();
+      await opts.local?.endpoint.close();
       for (const f of followers.active) f.abort();
       await new Promise<void>((resolve) => {
         const timer = setTimeout(() => {
