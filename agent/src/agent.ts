@@ -20,6 +20,9 @@ import { leaseSpans } from './jobs/retention-spans.js';
 import { DEFAULT_GRACE_MS, Supervisor } from './jobs/supervisor.js';
 import { LeaseDeviceAccess } from './leases/lease-device-access.js';
 import { LeaseManager } from './leases/lease-manager.js';
+import { writeJigctlShim } from './local/jigctl-shim.js';
+import { LocalCallers } from './local/local-callers.js';
+import { LOCAL_SOCKET, type LocalEndpoint, openLocalEndpoint } from './local/local-endpoint.js';
 import { AgentMetrics } from './metrics/agent-metrics.js';
 import { reflectDutHealth } from './metrics/dut-serving-status.js';
 import { type MetricsServer, startMetricsServer } from './metrics/metrics-server.js';
@@ -48,11 +51,28 @@ export interface Agent {
   readonly metricsPort: number | undefined;
   /** The browser console, when the agent was started with one. */
   readonly web: WebConsole | undefined;
+  /** The unix socket jobs call back on (their JIGLET_ADDR is unix:<this>), if served. */
+  readonly localPath: string | undefined;
   /** Graceful stop: refuse new calls, stop jobs, flush records, release the state dir. */
   stop(graceMs?: number): Promise<void>;
 }
 
 export { readServerTls } from './auth/server-tls-dir.js';
+
+/** Longest unix socket path the kernel takes (sun_path is 108 bytes with its NUL). */
+const MAX_SOCKET_PATH_BYTES = 107;
+
+/** Where the local endpoint listens, or undefined (logged) when it cannot or should not. */
+function localSocketPath(stateDir: string, wanted: boolean, log: Logger): string | undefined {
+  if (!wanted) return undefined;
+  const path = join(stateDir, LOCAL_SOCKET);
+  if (Buffer.byteLength(path) <= MAX_SOCKET_PATH_BYTES) return path;
+  log.warn(
+    { path },
+    `the state directory's path is too long for a unix socket (over ${MAX_SOCKET_PATH_BYTES} bytes): jobs get no local endpoint; move the state directory`,
+  );
+  return undefined;
+}
 
 /** Starts an agent. */
 export async function startAgent(opts: {
@@ -80,6 +100,8 @@ export async function startAgent(opts: {
   webTicketTtlMs?: number;
   /** Which uid users' jobs run as (default: a uid per owner when the agent is root). */
   jobUsers?: JobUserPolicy;
+  /** Serve jobs on `<stateDir>/jiglet.sock` with jigctl on their PATH (default true). */
+  localEndpoint?: boolean;
 }): Promise<Agent> {
   const { log, stateDir } = opts;
   const { workRoot } = prepareStateDir(stateDir, log);
@@ -112,6 +134,14 @@ export async function startAgent(opts: {
     // Created before the supervisor, which waits on it; it follows leases once they exist.
     let deviceAccess: LeaseDeviceAccess | undefined;
     const records = new JobRecords(stateDir);
+    const localPath = localSocketPath(stateDir, opts.localEndpoint ?? true, log);
+    const jobPath = process.env.PATH ?? '/usr/local/bin:/usr/bin:/bin';
+    const baseEnv: Record<string, string> = { PATH: jobPath, LANG: 'C.UTF-8' };
+    if (localPath !== undefined) {
+      // Jobs reach their DUT with `jigctl …` and no certificate (README, "The local endpoint").
+      baseEnv.PATH = `${await writeJigctlShim(stateDir)}:${jobPath}`;
+      baseEnv.JIGLET_ADDR = `unix:${localPath}`;
+    }
     const supervisor = new Supervisor({
       events,
       users: jobUsers,
@@ -120,9 +150,20 @@ export async function startAgent(opts: {
       records,
       containment,
       log,
-      baseEnv: { PATH: process.env.PATH ?? '/usr/local/bin:/usr/bin:/bin', LANG: 'C.UTF-8' },
+      baseEnv,
     });
     await supervisor.recover();
+    // Listening before the jig starts: a health check due at start calls back at once.
+    const localCallers = new LocalCallers((job) => supervisor.localGrantOf(job));
+    const local: LocalEndpoint | undefined =
+      localPath === undefined
+        ? undefined
+        : await openLocalEndpoint({
+            path: localPath,
+            callers: localCallers,
+            localJobs: () => supervisor.localJobs(),
+            log,
+          });
     const images = new ImageCache({ stateDir, limitBytes: opts.imageCacheBytes, log });
     const leases = new LeaseManager({ stateDir, maxLifetimeMs: opts.leaseMaxLifetimeMs, log });
     deviceAccess = new LeaseDeviceAccess({ duts: opts.jig?.duts ?? [], users: jobUsers, leases, log });
@@ -154,6 +195,7 @@ export async function startAgent(opts: {
         events,
       });
     } catch (err) {
+      await local?.close();
       leases.close();
       await deviceAccess?.close();
       await supervisor.shutdown(1000);
@@ -186,9 +228,11 @@ export async function startAgent(opts: {
         log,
         interceptors: [metrics.rpcInterceptor],
         web,
+        local: local && { endpoint: local, callers: localCallers },
       });
     } catch (err) {
       await web?.close();
+      await local?.close();
       leases.close();
       await deviceAccess?.close();
       await jig.close();
@@ -236,6 +280,7 @@ export async function startAgent(opts: {
       retention,
       metricsPort: metricsServer?.port,
       web,
+      localPath: local?.path,
       stop(graceMs = DEFAULT_GRACE_MS) {
         stopping ??= (async () => {
           log.info('agent stopping');

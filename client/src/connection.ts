@@ -13,6 +13,7 @@ export const DEFAULT_SERVER = '127.0.0.1:7411';
 
 /** Everything needed to open a connection. */
 export interface ConnectionSettings {
+  /** HOST:PORT (mutual TLS), or unix:/path of an agent's local endpoint (no certificate, '' below). */
   server: string;
   ca: string;
   cert: string;
@@ -33,6 +34,14 @@ export interface ConnectionFlags {
 interface ContextsFile {
   'current-context'?: string;
   contexts?: Record<string, Partial<ConnectionSettings>>;
+}
+
+/**
+ * True for `unix:/path`, the local endpoint an agent gives its jobs (JIGLET_ADDR inside a job):
+ * no TLS and no certificate, the agent knows the caller by the job its process runs in.
+ */
+export function isLocalAddress(server: string): boolean {
+  return server.startsWith('unix:');
 }
 
 /** The config file path: $JIGLET_CONFIG or ~/.config/jiglet/config.yaml. */
@@ -70,6 +79,8 @@ export function resolveConnection(
   if (server.trim() === '') {
     throw invalidArgument("the agent's address is empty: give --server HOST:PORT or set JIGLET_ADDR");
   }
+  // The agent's local endpoint: a job there is known by its process, not by a certificate.
+  if (isLocalAddress(server)) return { server, ca: '', cert: '', key: '' };
   const ca = pick(flags.ca, 'JIGLET_CA', 'ca');
   const cert = pick(flags.cert, 'JIGLET_CERT', 'cert');
   const key = pick(flags.key, 'JIGLET_KEY', 'key');

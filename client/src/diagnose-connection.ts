@@ -4,8 +4,9 @@
  * so a user is told to fix a certificate rather than a network.
  */
 import { readFileSync } from 'node:fs';
+import net from 'node:net';
 import tls from 'node:tls';
-import type { ConnectionSettings } from './connection.js';
+import { type ConnectionSettings, isLocalAddress } from './connection.js';
 
 /** How long the probe waits for the agent's verdict on our certificate. */
 const PROBE_TIMEOUT_MS = 3000;
@@ -23,6 +24,8 @@ const NETWORK_ERRORS: Record<string, string> = {
   ENETUNREACH: 'no route to that network',
   ETIMEDOUT: 'the connection timed out',
   ENOTFOUND: 'that host name does not resolve',
+  ENOENT: 'no such socket (is the agent running, and is this inside one of its jobs?)',
+  EACCES: 'the socket may not be opened by this user',
   EAI_AGAIN: 'that host name does not resolve (DNS lookup failed)',
 };
 
@@ -33,6 +36,7 @@ export function networkErrorText(code: string | undefined): string | undefined {
 
 /** Opens one TLS 1.3 connection like the client does and reports how it ends. */
 export function diagnoseConnection(settings: ConnectionSettings): Promise<Diagnosis> {
+  if (isLocalAddress(settings.server)) return diagnoseLocal(settings.server);
   const [, host = settings.server, port = '443'] = /^\[?(.*?)\]?:(\d+)$/.exec(settings.server) ?? [];
   return new Promise((resolve) => {
     let done = false;
@@ -66,5 +70,20 @@ export function diagnoseConnection(settings: ConnectionSettings): Promise<Diagno
     socket.once('close', () =>
       finish({ kind: 'tls-refused', detail: 'the agent closed the connection during the TLS handshake' }),
     );
+  });
+}
+
+/** The local endpoint has no TLS: only whether its socket accepts a connection. */
+function diagnoseLocal(server: string): Promise<Diagnosis> {
+  return new Promise((resolve) => {
+    const socket = net.connect({ path: server.slice('unix:'.length) });
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve({ kind: 'ok' });
+    });
+    socket.once('error', (err: NodeJS.ErrnoException) => {
+      socket.destroy();
+      resolve({ kind: 'unreachable', detail: networkErrorText(err.code) ?? err.message, server });
+    });
   });
 }

@@ -23,7 +23,12 @@ async function diagnose() {
 /** Options every command that talks to an agent accepts. */
 function connectionOptions<T>(y: Argv<T>) {
   return y
-    .option('server', { type: 'string', describe: 'agent HOST:PORT (env JIGLET_ADDR)', group: 'Connection:' })
+    .option('server', {
+      alias: 'addr',
+      type: 'string',
+      describe: 'agent HOST:PORT, or unix:PATH of its local endpoint inside a job (env JIGLET_ADDR)',
+      group: 'Connection:',
+    })
     .option('ca', { type: 'string', describe: 'CA certificate (env JIGLET_CA)', group: 'Connection:' })
     .option('cert', {
       type: 'string',
@@ -41,6 +46,23 @@ function connectionOptions<T>(y: Argv<T>) {
       describe: 'lease id to carry on mutating calls (env JIGLET_LEASE)',
       group: 'Connection:',
     });
+}
+
+/**
+ * `--dut`, required unless JIGLET_DUT names one: inside a job (or `claim --exec`) that is the DUT
+ * it holds, so `jigctl power on` acts on it.
+ */
+function dutOption() {
+  const held = process.env.JIGLET_DUT || undefined;
+  // A default satisfies yargs' demand, so the flag is required only when JIGLET_DUT is unset.
+  return held === undefined
+    ? ({ type: 'string', demandOption: true, describe: 'the DUT' } as const)
+    : ({
+        type: 'string',
+        demandOption: true,
+        default: held,
+        describe: 'the DUT (default: JIGLET_DUT)',
+      } as const);
 }
 
 function startOptions<T>(y: Argv<T>) {
@@ -192,7 +214,7 @@ try {
       (y) =>
         connectionOptions(y)
           .positional('action', { choices: ['on', 'off', 'cycle', 'status'] as const, demandOption: true })
-          .option('dut', { type: 'string', demandOption: true })
+          .option('dut', dutOption())
           .option('off-time', { type: 'string', describe: 'for cycle: time to stay off (3s)' })
           .option('output', { alias: 'o', choices: ['text', 'json'] as const, default: 'text' as const }),
       async (argv) => {
@@ -255,7 +277,7 @@ try {
           'print the serial log: bytes on stdout, capture events on stderr (-o json: one record a line)',
           (c) =>
             connectionOptions(c)
-              .option('dut', { type: 'string', demandOption: true })
+              .option('dut', dutOption())
               .option('follow', { alias: 'f', type: 'boolean', describe: 'keep printing until Ctrl-C' })
               .option('offset', { type: 'number', describe: 'start at this serial-log offset' })
               .option('since', { type: 'string', describe: 'start this long ago (10m) or at an ISO time' })
@@ -469,7 +491,7 @@ try {
             demandOption: true,
             describe: 'raw, .gz, .xz or .zst image',
           })
-          .option('dut', { type: 'string', demandOption: true })
+          .option('dut', dutOption())
           .option('bmap', { type: 'string', describe: 'a bmaptool .bmap file for the image' })
           .option('verify', {
             type: 'boolean',
@@ -487,7 +509,7 @@ try {
       "attach to a DUT's console; Ctrl-] detaches (piped stdin: shows the DUT's answer, then detaches)",
       (y) =>
         connectionOptions(y)
-          .option('dut', { type: 'string', demandOption: true })
+          .option('dut', dutOption())
           .option('take-over', { type: 'boolean', describe: 'take the console from its writer (admin)' })
           .option('web', {
             type: 'boolean',
@@ -527,7 +549,7 @@ try {
       (y) =>
         connectionOptions(y)
           .usage('jigctl exec --dut D [--timeout 30s] [-i] -- CMD [ARGS…]')
-          .option('dut', { type: 'string', demandOption: true })
+          .option('dut', dutOption())
           .option('timeout', {
             type: 'string',
             describe: 'interrupt it (Ctrl-C) after this long (default 30s)',
@@ -554,7 +576,7 @@ try {
       'wait on the agent for a serial line matching a regular expression (RE2) and print it',
       (y) =>
         connectionOptions(y)
-          .option('dut', { type: 'string', demandOption: true })
+          .option('dut', dutOption())
           .option('pattern', { type: 'string', demandOption: true, describe: 'RE2 regular expression' })
           .option('timeout', { type: 'string', describe: 'give up after this long (default 30s)' })
           .option('from-now', { type: 'boolean', describe: 'only lines that arrive from now on' })

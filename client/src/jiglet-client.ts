@@ -21,7 +21,7 @@ import {
 } from '../../protocol/gen/jiglet/v1/jobs.js';
 import { JigletError } from '../../protocol/src/errors.js';
 import { fromGrpcError } from '../../protocol/src/status.js';
-import type { ConnectionSettings } from './connection.js';
+import { type ConnectionSettings, isLocalAddress } from './connection.js';
 import { type FlashEvent, type FlashResult, flashDut } from './flash-client.js';
 import { ImageClient } from './image-client.js';
 import { JigClient } from './jig-client.js';
@@ -94,13 +94,16 @@ export class JigletClient {
         );
       }
     };
-    const context = tls.createSecureContext({
-      ca: read('CA certificate', settings.ca),
-      cert: read('client certificate', settings.cert),
-      key: read('client key', settings.key),
-      minVersion: 'TLSv1.3',
-    });
-    const creds = credentials.createFromSecureContext(context);
+    const creds = isLocalAddress(settings.server)
+      ? credentials.createInsecure()
+      : credentials.createFromSecureContext(
+          tls.createSecureContext({
+            ca: read('CA certificate', settings.ca),
+            cert: read('client certificate', settings.cert),
+            key: read('client key', settings.key),
+            minVersion: 'TLSv1.3',
+          }),
+        );
     // Every stub gets this interceptor: each call carries the current lease.
     const interceptors = [leaseInterceptor(() => this.lease)];
     this.#stub = new JobServiceClient(settings.server, creds, {

@@ -51,4 +51,18 @@ describe('connection settings', () => {
       /^JigletError: the agent's address is empty: give --server HOST:PORT or set JIGLET_ADDR$/,
     );
   });
+
+  it("needs no certificate for an agent's local endpoint (unix:PATH, as inside a job)", () => {
+    const inJob = {
+      JIGLET_CONFIG: join(dir, 'absent.yaml'),
+      JIGLET_ADDR: 'unix:/var/lib/jiglet/jiglet.sock',
+    };
+    assert.deepEqual(resolveConnection({}, inJob), {
+      server: 'unix:/var/lib/jiglet/jiglet.sock',
+      ca: '',
+      cert: '',
+      key: '',
+    });
+    assert.equal(resolveConnection({ server: 'unix:/s' }, { JIGLET_CONFIG: inJob.JIGLET_CONFIG }).cert, '');
+  });
 });

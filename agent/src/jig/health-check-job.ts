@@ -40,9 +40,11 @@ export async function runHealthCheckJob(opts: {
     stdin: false,
   };
   // An admin-configured check that may power-cycle and read the DUT: it runs as the agent.
+  // On the local endpoint it acts as the lease holder with an operator's rights, on this DUT only.
   const started = await opts.supervisor.start(spec, opts.owner, {
     privileged: true,
     title: 'health check',
+    local: { role: 'operator', lease: opts.leaseId },
   });
   const { record } = await opts.supervisor.ended(started.record.id);
   const passed = record.state === 'exited' && record.exitCode === 0;

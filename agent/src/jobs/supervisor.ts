@@ -8,10 +8,12 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { chownSync, mkdirSync, rmSync, statSync } from 'node:fs';
+import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Writable } from 'node:stream';
 import type { Logger } from 'pino';
 import { failedPrecondition, JigletError, notFound } from '../../../protocol/src/errors.js';
+import type { Role } from '../auth/identity.js';
 import type { AgentEvents } from '../events/agent-events.js';
 import { OutputLog } from '../output/output-log.js';
 import { KILL_SETTLE_MS } from './cgroup-v2.js';
@@ -88,6 +90,31 @@ export interface StartOptions {
   privileged?: boolean;
   /** What the job is for, as people name it ("power on", "flash os.img"); kept in its record. */
   title?: string;
+  /**
+   * What the job may do through the agent's local endpoint (README, "The local endpoint"): act as
+   * its owner with this role, on its DUT, under this lease. Without it the job gets nothing there.
+   * Held in memory only: a restarted agent marks every job that was running lost.
+   */
+  local?: LocalGrant;
+}
+
+/** The rights a job's processes get on the local endpoint, besides its owner and DUT. */
+export interface LocalGrant {
+  /** The owner's role when the job was started (a record stores only the owner's name). */
+  role: Role;
+  /** The lease the job was started under; none = the job may not act on any DUT. */
+  lease?: string;
+}
+
+/** A running job whose processes may call the local endpoint. */
+export interface LocalJob {
+  readonly id: string;
+  readonly owner: string;
+  /** '' when the job names no DUT. */
+  readonly dut: string;
+  readonly grant: LocalGrant;
+  /** Pids of the job's processes now (its cgroup; its process group without containment). */
+  pids(): Promise<number[]>;
 }
 
 /** A job as the rest of the agent sees it. */
@@ -121,6 +148,8 @@ interface Entry extends JobView {
   runtime?: Runtime;
   /** Settles once start() has finished spawning (or failing), so a racing stop can wait. */
   started: Promise<void>;
+  /** See StartOptions.local. */
+  local?: LocalGrant;
 }
 
 /**
@@ -207,6 +236,7 @@ export class Supervisor {
       ...(opts.title ? { title: opts.title } : {}),
     };
     const entry = this.#entry(record);
+    if (opts.local) entry.local = { ...opts.local };
     let markStarted!: () => void;
     entry.started = new Promise((resolve) => {
       markStarted = resolve;
@@ -416,6 +446,36 @@ export class Supervisor {
    */
   list(): JobView[] {
     return [...this.#jobs.values()].sort((a, b) => b.record.createdAt - a.record.createdAt);
+  }
+
+  /**
+   * The running jobs that hold a local-endpoint grant. A job that has ended is never listed, so
+   * a connection is only ever matched to a job whose processes are still supervised.
+   */
+  localJobs(): LocalJob[] {
+    const out: LocalJob[] = [];
+    for (const entry of this.#jobs.values()) {
+      const { record, runtime, local } = entry;
+      if (!local || !runtime || record.state !== 'running') continue;
+      out.push({
+        id: record.id,
+        owner: record.owner,
+        dut: record.spec.dut,
+        grant: local,
+        pids: async () => {
+          if (runtime.cgroup && this.#opts.containment.mode !== 'none') return runtime.cgroup.pids();
+          const leader = runtime.child.pid;
+          return leader === undefined ? [] : processGroup(leader);
+        },
+      });
+    }
+    return out;
+  }
+
+  /** The local-endpoint grant of a job that is running now, if it has one. */
+  localGrantOf(id: string): LocalGrant | undefined {
+    const entry = this.#jobs.get(id);
+    return entry?.record.state === 'running' ? entry.local : undefined;
   }
 
   /** The compact index of every job kept (live and finished); read-only use. */
@@ -854,6 +914,27 @@ function logLengthOrZero(dir: string, log: Logger): number {
     log.warn({ dir, err }, 'job output log is unreadable');
     return 0;
   }
+}
+
+/**
+ * Without containment a job is its process group (it was spawned detached, so its leader's pid is
+ * the group id): the processes whose /proc/PID/stat names that group. One that left the group
+ * (setsid) is not found, which only ever refuses it.
+ */
+async function processGroup(leader: number): Promise<number[]> {
+  const pids: number[] = [];
+  for (const name of await readdir('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const stat = await readFile(`/proc/${name}/stat`, 'latin1');
+      // Fields after the parenthesised command name: state ppid pgrp ...
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      if (Number(fields[2]) === leader) pids.push(Number(name));
+    } catch {
+      // The process ended while we looked: not one of the job's any more.
+    }
+  }
+  return pids;
 }
 
 function killQuietly(pid: number, sig: NodeJS.Signals): void {

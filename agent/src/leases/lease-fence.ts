@@ -51,8 +51,9 @@ export function checkFence(
  * check's jigctl calls come with whatever certificate the check was configured with, so its lease
  * is honoured for the identity that sends it. Its id is handed only to the check's job (in its
  * environment, which only admins can read) and hidden from non-admins everywhere else, and the
- * lease lives only while the check runs. Jobs calling back as themselves over a local endpoint
- * (DESIGN.md §3) would close even this. No certificate can carry the name: a CN has no '@'.
+ * lease lives only while the check runs. A check's jigctl needs no certificate since the local
+ * endpoint (it acts as the holder there); this stays for checks still configured with one. No
+ * certificate can carry the name: a CN has no '@'.
  */
 export function isAgentHolder(holder: string): boolean {
   return holder.startsWith('@');

@@ -20,6 +20,8 @@ import type { ImageCache } from '../images/image-cache.js';
 import type { JigRuntime } from '../jig/jig-runtime.js';
 import type { Supervisor } from '../jobs/supervisor.js';
 import type { LeaseManager } from '../leases/lease-manager.js';
+import type { LocalCallers } from '../local/local-callers.js';
+import type { LocalEndpoint } from '../local/local-endpoint.js';
 import type { TimelineReader } from '../record/timeline-reader.js';
 import type { WebConsole } from '../web/web-console.js';
 import { addHealthService } from './health-service.js';
@@ -70,14 +72,22 @@ export async function startGrpcServer(opts: {
   interceptors?: ServerInterceptor[];
   /** The browser console, if the agent serves one (WebService issues its tickets). */
   web?: WebConsole;
+  /** The unix socket for the agent's jobs (README, "The local endpoint") and its callers. */
+  local?: { endpoint: LocalEndpoint; callers: LocalCallers };
 }): Promise<GrpcServer> {
-  const { log } = opts;
+  const { log, supervisor } = opts;
   // grpc-js's createSsl has no minVersion; this process-wide default is what its TLS server uses.
   tls.DEFAULT_MIN_VERSION = 'TLSv1.3';
   const server = new Server({
     // grpc-js wraps each interceptor around those listed before it: a status the auth interceptor
     // sends passes through the ones listed ahead of it.
-    interceptors: [...(opts.interceptors ?? []), authInterceptor(log)],
+    interceptors: [
+      ...(opts.interceptors ?? []),
+      authInterceptor(log, {
+        local: opts.local?.callers,
+        dutOfJob: (id) => supervisor.get(id).record.spec.dut,
+      }),
+    ],
     'grpc.keepalive_time_ms': KEEPALIVE_TIME_MS,
     'grpc.keepalive_timeout_ms': KEEPALIVE_TIMEOUT_MS,
     'grpc.keepalive_permit_without_calls': 1,
@@ -117,6 +127,7 @@ export async function startGrpcServer(opts: {
     );
   });
   log.info({ listen: opts.listen, port }, 'gRPC server listening (mutual TLS 1.3)');
+  opts.local?.endpoint.serve(server);
 
   return {
     port,
@@ -124,6 +135,7 @@ export async function startGrpcServer(opts: {
     health,
     async close(timeoutMs = 5000) {
       health.setStatus('', 'NOT_SERVING');
+      await opts.local?.endpoint.close();
       for (const f of followers.active) f.abort();
       await new Promise<void>((resolve) => {
         const timer = setTimeout(() => {

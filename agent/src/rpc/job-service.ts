@@ -57,8 +57,9 @@ export function jobService(
       if (spec.dut !== '') jig.get(spec.dut);
       // A job that drives a leased DUT must carry that lease, sent by its holder; it ends with it.
       const leaseId = leaseOf(call);
-      if (spec.dut !== '') leases.check(spec.dut, leaseId, who);
-      const view = await supervisor.start(spec, who.name);
+      const lease = spec.dut !== '' ? leases.check(spec.dut, leaseId, who) : undefined;
+      // Its processes may call back on the local endpoint as `who`, on its DUT, under this lease.
+      const view = await supervisor.start(spec, who.name, { local: { role: who.role, lease: lease?.id } });
       if (spec.dut !== '') {
         const jobId = view.record.id;
         await fenceStartedJob({ leases, supervisor, dut: spec.dut, leaseId, caller: who, jobId, log });

@@ -2,13 +2,20 @@
  * Who may reach what in the state directory. Users' jobs run as other uids (job-users.ts), so the
  * agent's records, logs, leases and driver configs must be closed to them, while each job still
  * reaches its own working folder under `work/`. Hence: the root is 0711 (pass through, no listing),
- * everything in it is the agent's alone, and `work/<job>` belongs to the job's uid.
+ * everything in it is the agent's alone, and `work/<job>` belongs to the job's uid. The two
+ * exceptions are what jobs call the agent with: `bin/jigctl` (0755, in a 0711 folder) and the
+ * local endpoint's socket `jiglet.sock` (0666; who may do what there is decided per connection,
+ * local-endpoint.ts).
  */
 import { chmodSync, lstatSync, mkdirSync, readdirSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { Logger } from 'pino';
 import { WORK_DIR } from '../jobs/supervisor.js';
+import { JOB_BIN_DIR } from '../local/jigctl-shim.js';
+import { LOCAL_SOCKET } from '../local/local-endpoint.js';
 
+/** What jobs reach besides their work folder: the jigctl shim and the local endpoint's socket (own modes). */
+const FOR_JOBS = new Set([WORK_DIR, JOB_BIN_DIR, LOCAL_SOCKET]);
 /** The root: others may pass through to their job's folder, never list or read. */
 const ROOT_MODE = 0o711;
 /** The agent's files get no group or other bits at all. */
@@ -25,7 +32,7 @@ export function prepareStateDir(stateDir: string, log: Logger): { workRoot: stri
   chmodSync(stateDir, ROOT_MODE);
   const workRoot = join(stateDir, WORK_DIR);
   for (const name of readdirSync(stateDir)) {
-    if (name === WORK_DIR) continue;
+    if (FOR_JOBS.has(name)) continue;
     const path = join(stateDir, name);
     const stat = lstatSync(path);
     if (stat.isSymbolicLink() || (stat.mode & 0o077) === 0) continue;

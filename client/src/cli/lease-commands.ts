@@ -4,11 +4,13 @@
  */
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
+import { delimiter, resolve } from 'node:path';
 import { invalidArgument } from '../../../protocol/src/errors.js';
-import type { ConnectionFlags } from '../connection.js';
+import { type ConnectionFlags, type ConnectionSettings, resolveConnection } from '../connection.js';
 import type { Lease } from '../lease-client.js';
 import { humanSpan } from './dut-table.js';
 import { clockTime, renderTable } from './format.js';
+import { jigctlDir } from './jigctl-on-path.js';
 import { connect } from './job-commands.js';
 import { parseDuration, parsePairs } from './parse-units.js';
 import { localResults } from './results-summary.js';
@@ -68,10 +70,13 @@ export async function claimCommand(flags: ClaimFlags, command: readonly string[]
       process.stderr.write(`jigctl: holding ${lease.dut} (lease ${lease.id}, token ${lease.fencingToken})\n`);
       const [program, ...args] = command;
       const results = localResults(flags.results);
+      const bin = jigctlDir();
       const child = spawn(program!, args, {
         stdio: 'inherit',
-        env: { ...process.env, JIGLET_LEASE: lease.id, JIGLET_DUT: lease.dut, JIGLET_RESULTS: results.dir },
+        env: { ...commandEnv(resolveConnection(flags), lease, bin?.dir), JIGLET_RESULTS: results.dir },
       });
+      child.once('exit', () => bin?.dispose());
+      child.once('error', () => bin?.dispose());
       const forward = (signal: NodeJS.Signals) => (): void => {
         child.kill(signal);
       };
@@ -92,6 +97,29 @@ export async function claimCommand(flags: ClaimFlags, command: readonly string[]
   } finally {
     client.close();
   }
+}
+
+/**
+ * The environment of a `claim --exec` command: jigctl on PATH and the connection it was given,
+ * flags included, so `jigctl power on` inside acts on the leased DUT as this user.
+ */
+function commandEnv(settings: ConnectionSettings, lease: Lease, bin: string | undefined): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    JIGLET_ADDR: settings.server,
+    JIGLET_LEASE: lease.id,
+    JIGLET_DUT: lease.dut,
+  };
+  if (bin !== undefined) env.PATH = env.PATH ? `${bin}${delimiter}${env.PATH}` : bin;
+  // Absolute, so a command that changes its directory still finds them; '' on a local endpoint.
+  for (const [name, path] of [
+    ['JIGLET_CA', settings.ca],
+    ['JIGLET_CERT', settings.cert],
+    ['JIGLET_KEY', settings.key],
+  ] as const) {
+    if (path !== '') env[name] = resolve(path);
+  }
+  return env;
 }
 
 /** `jigctl release LEASE`. */
