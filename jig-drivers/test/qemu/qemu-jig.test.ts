@@ -18,16 +18,27 @@ interface JigFile {
   duts: unknown[];
 }
 
-/** The value after `--flag` in a shell command line of plain words. */
+/** The value after `--flag` in a shell command line of plain or single-quoted words. */
 function flag(commandLine: string, name: string): string | undefined {
   const words = commandLine.split(/\s+/);
   const at = words.indexOf(`--${name}`);
-  return at < 0 ? undefined : words[at + 1];
+  return at < 0 ? undefined : words[at + 1]?.replace(/^'(.*)'$/, '$1');
 }
 
 describe('fixtures/jigs/qemu.yaml', () => {
   it('describes qdut-1 with qemu power, serial and storage that match its qemu-host service', async () => {
-    const file = parse(await readFile(JIG, 'utf8')) as JigFile;
+    // The agent expands its placeholders (${stateDir}, ${tmpDir}) before it parses a description;
+    // any absolute folders do here, since what matters is that service and DUT name the same paths.
+    const folders: Record<string, string> = {
+      stateDir: '/var/lib/jiglet',
+      tmpDir: '/tmp',
+      configDir: path.dirname(JIG),
+    };
+    const text = (await readFile(JIG, 'utf8')).replace(
+      /\$\{(stateDir|tmpDir|configDir)\}/g,
+      (_, name: string) => folders[name]!,
+    );
+    const file = parse(text) as JigFile;
     const power = builtinPowerRegistry();
     const mux = builtinStorageMuxRegistry();
     // Once jig-drivers registers the qemu drivers itself, adding them again would throw.
