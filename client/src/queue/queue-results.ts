@@ -43,15 +43,15 @@ export async function saveTestCases(
         const batch = kept.slice(start, start + BATCH);
         await tx.query(
           `INSERT INTO queue_test_cases (job_id, attempt, idx, suite, name, status, duration_ms, message)
-           SELECT $1, $2, $3::integer + ord::integer - 1, x.suite, x.name, x.status, x.duration_ms, x.message
-           FROM jsonb_to_recordset($4::jsonb) WITH ORDINALITY
-             AS x (suite text, name text, status text, duration_ms integer, message text, ord bigint)`,
+           SELECT $1, $2, x.idx, x.suite, x.name, x.status, x.duration_ms, x.message
+           FROM jsonb_to_recordset($3::jsonb)
+             AS x (idx integer, suite text, name text, status text, duration_ms integer, message text)`,
           [
             id,
             attempt,
-            start,
             JSON.stringify(
-              batch.map((c) => ({
+              batch.map((c, i) => ({
+                idx: start + i,
                 suite: c.suite,
                 name: c.name,
                 status: c.status,

@@ -354,7 +354,7 @@ export class QueueStore {
     checkVerdict('infra-error', end.step);
     const [row] = await this.db.query<{ state: JobState }>(
       `WITH cur AS (
-         SELECT id, attempts, max_attempts, worker, agent, dut, claimed_at, coalesce($7, agent_job_id) AS agent_job_id,
+         SELECT id, attempts, max_attempts, worker, agent, dut, claimed_at, coalesce($7::text, agent_job_id) AS agent_job_id,
            CASE WHEN cancel_requested THEN 'cancelled' WHEN attempts >= max_attempts THEN 'failed'
                 ELSE 'queued' END AS next
          FROM queue_jobs WHERE ${FENCE} AND state IN ('claimed', 'running') FOR UPDATE
@@ -364,9 +364,9 @@ export class QueueStore {
            verdict = CASE c.next WHEN 'queued' THEN NULL WHEN 'cancelled' THEN 'cancelled' ELSE 'infra-error' END,
            verdict_reason = CASE c.next WHEN 'queued' THEN NULL
              ELSE format('%s (attempt %s of %s)', $4::text, c.attempts, c.max_attempts) END,
-           failed_step = CASE WHEN c.next = 'queued' THEN NULL ELSE $5 END,
+           failed_step = CASE WHEN c.next = 'queued' THEN NULL ELSE $5::text END,
            error = CASE WHEN c.next = 'queued' THEN NULL ELSE $4::text END,
-           exit_code = CASE WHEN c.next = 'queued' THEN NULL ELSE $6 END,
+           exit_code = CASE WHEN c.next = 'queued' THEN NULL ELSE $6::integer END,
            finished_at = CASE WHEN c.next = 'queued' THEN NULL ELSE now() END,
            avoid = j.avoid || jsonb_build_array(jsonb_build_object('agent', c.agent, 'dut', c.dut)),
            worker = CASE WHEN c.next = 'queued' THEN NULL ELSE j.worker END,
@@ -380,7 +380,8 @@ export class QueueStore {
        ), closed AS (
          INSERT INTO queue_attempts (job_id, attempt, worker, agent, dut, started_at, ended_at, outcome, reason,
            verdict, step, exit_code, agent_job_id)
-         SELECT id, attempts, worker, agent, dut, claimed_at, now(), 'failed', $4, 'infra-error', $5, $6, agent_job_id
+         SELECT id, attempts, worker, agent, dut, claimed_at, now(), 'failed', $4, 'infra-error', $5::text, $6::integer,
+           agent_job_id
          FROM cur
        )
        SELECT state FROM moved`,
