@@ -5,7 +5,8 @@
  * run was stopped on the agent; a restarted database loses and duplicates nothing.
  */
 import assert from 'node:assert/strict';
-import { chmodSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { createHash, randomBytes } from 'node:crypto';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
@@ -225,6 +226,59 @@ describe('fleet queue workers on a virtual jig', function () {
     await waitUntil('two failed looks for work', () => failed().length >= 2, 10_000, 10);
     assert.match(failed()[0]!, /"norole" carries no role: .*; trying again in \d+ ms/);
     await worker.stop();
+  });
+
+  it('ends with pass or fail, never retries a fail, and gives the command the submitted env and JIGLET_ATTEMPT', async () => {
+    const store = await openStore(pg.url);
+    startWorker(store, 'v0');
+    const failing = await store.submit({
+      labels: LABELS,
+      command: ['sh', '-c', 'echo "$GREETING from attempt $JIGLET_ATTEMPT of job $JIGLET_QUEUE_JOB"; exit 3'],
+      env: { GREETING: 'hello' },
+      timeoutMs: 60_000,
+    });
+    const passing = await store.submit({ labels: LABELS, command: ['true'], timeoutMs: 60_000 });
+    const failed = await jobUntil(store, failing.id, 'failed', (j) => j.state === 'failed');
+    assert.deepEqual(
+      [failed.verdict, failed.failedStep, failed.exitCode, failed.attempts, failed.verdictReason],
+      ['fail', 'command', 3, 1, 'sh exited 3'],
+      'a fail is the test’s word: one attempt, not retried',
+    );
+    const log = Buffer.concat((await store.readLog(failing.id)).map((c) => c.data)).toString();
+    assert.match(log, new RegExp(`hello from attempt 1 of job ${failing.id}`));
+    assert.match(log, /attempt 1: fail at command \(exit 3\): sh exited 3/);
+    // The agent keeps the value from anyone but the job's owner, as for any job's env.
+    const agentJob = await v.t.client('viewer').get(failed.agentJobId!);
+    assert.equal(agentJob.spec?.env.GREETING, '(redacted)');
+    const passed = await jobUntil(store, passing.id, 'succeeded', (j) => j.state === 'succeeded');
+    assert.deepEqual([passed.verdict, passed.exitCode], ['pass', 0]);
+  });
+
+  it('retries an infra-error (a corrupt image) on another DUT and ends infra-error with its reason and step', async () => {
+    const store = await openStore(pg.url);
+    startWorker(store, 'i0');
+    const image = join(work, 'corrupt.img.xz');
+    writeFileSync(image, randomBytes(64 * 1024));
+    const job = await store.submit({
+      labels: LABELS,
+      command: ['sh', '-c', `echo ran >> ${join(work, 'runs')}`],
+      image: { path: image, sha256: createHash('sha256').update(readFileSync(image)).digest('hex') },
+      maxAttempts: 2,
+      timeoutMs: 60_000,
+    });
+    const done = await jobUntil(store, job.id, 'failed', (j) => j.state === 'failed', 60_000);
+    assert.deepEqual([done.verdict, done.failedStep, done.attempts], ['infra-error', 'flash', 2]);
+    assert.match(done.verdictReason ?? '', /^flashing the image failed: .+ \(attempt 2 of 2\)$/);
+    const attempts = await store.attempts(job.id);
+    assert.deepEqual(
+      attempts.map((a) => [a.verdict, a.step]),
+      [
+        ['infra-error', 'flash'],
+        ['infra-error', 'flash'],
+      ],
+    );
+    assert.notEqual(attempts[0]!.dut, attempts[1]!.dut, 'the retry ran on another DUT');
+    assert.deepEqual(runsOf(join(work, 'runs')), [], 'the command never ran');
   });
 
   it('stops a running job that is cancelled, and records it as cancelled', async () => {
