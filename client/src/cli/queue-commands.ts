@@ -11,12 +11,14 @@ import { networkErrorText } from '../diagnose-connection.js';
 import { isConnectionError } from '../queue/connection-errors.js';
 import { labelText } from '../queue/queue-insight.js';
 import {
+  type JobSpec,
   LOG_CHANNEL,
   type QueueAttempt,
   type QueueJob,
   type QueuePlace,
   QueueStore,
   type Verdict,
+  validateSpec,
 } from '../queue/queue-store.js';
 import { writeReport } from '../report/write-report.js';
 import { renderTable } from './format.js';
@@ -136,21 +138,22 @@ export async function queueSubmitCommand(flags: SubmitFlags, command: readonly s
   const image = flags.image
     ? { path: resolve(flags.image), sha256: await sha256Of(resolve(flags.image)) }
     : undefined;
-  const env = parseEnv(flags.env ?? []);
+  const spec: JobSpec = {
+    labels,
+    command: [...command],
+    image,
+    timeoutMs: parseDuration('--timeout', flags.timeout ?? '1h'),
+    priority: flags.priority,
+    maxAttempts: flags.maxAttempts,
+    submittedBy: me(),
+    env: parseEnv(flags.env ?? []),
+  };
+  validateSpec(spec);
   return withStore(flags, async (store) => {
     // Refused before anything is queued: a job no registered DUT could run would wait forever.
     const { warning } = await store.checkRunnable(labels);
     if (warning) process.stderr.write(`jigctl: warning: ${warning}\n`);
-    const job = await store.submit({
-      labels,
-      command: [...command],
-      image,
-      timeoutMs: parseDuration('--timeout', flags.timeout ?? '1h'),
-      priority: flags.priority,
-      maxAttempts: flags.maxAttempts,
-      submittedBy: me(),
-      env,
-    });
+    const job = await store.submit(spec);
     if (!flags.wait) {
       await out(flags.output === 'json' ? `${JSON.stringify(jobJson(job), null, 2)}\n` : `${job.id}\n`);
       return 0;
