@@ -17,6 +17,7 @@ import {
 } from '../../fixtures/test-support/queue-worker-process.js';
 import { startVirtualJig, type VirtualJig } from '../../fixtures/test-support/virtual-jig.js';
 import { waitUntil } from '../../fixtures/test-support/wait-until.js';
+import { DutHealth } from '../../protocol/gen/jiglet/v1/jig.js';
 import { type QueueJob, QueueStore } from '../src/queue/queue-store.js';
 import { QueueWorker, type QueueWorkerTiming } from '../src/queue/queue-worker.js';
 
@@ -279,6 +280,51 @@ describe('fleet queue workers on a virtual jig', function () {
     );
     assert.notEqual(attempts[0]!.dut, attempts[1]!.dut, 'the retry ran on another DUT');
     assert.deepEqual(runsOf(join(work, 'runs')), [], 'the command never ran');
+  });
+
+  it('marks a DUT bad after 3 infra-errors in a row on it, when it has no health check', async () => {
+    const store = await openStore(pg.url);
+    await store.db.query('TRUNCATE queue_jobs CASCADE');
+    const admin = v.t.client('admin');
+    // Only vdut-a in service, so every attempt lands there.
+    await admin.jig.setState('vdut-b', 'maintenance', 'test: out of the way');
+    await admin.jig.setState('vdut-c', 'maintenance', 'test: out of the way');
+    try {
+      const worker = new QueueWorker({
+        store,
+        connect: () => v.t.client('admin'),
+        agent: v.t.address,
+        name: 'h0',
+        timing: FAST,
+      });
+      workers.push(worker);
+      worker.start();
+      const image = join(work, 'corrupt.img.xz');
+      writeFileSync(image, randomBytes(4096));
+      const sha256 = createHash('sha256').update(readFileSync(image)).digest('hex');
+      for (let i = 0; i < 3; i++) {
+        const job = await store.submit({
+          labels: LABELS,
+          command: ['true'],
+          image: { path: image, sha256 },
+          maxAttempts: 1,
+          timeoutMs: 60_000,
+        });
+        const done = await jobUntil(store, job.id, 'failed', (j) => j.state === 'failed');
+        assert.deepEqual([done.verdict, done.dut], ['infra-error', 'vdut-a']);
+      }
+      // The worker quarantines the DUT just after it records the third job's end.
+      const deadline = Date.now() + 30_000;
+      let dut = (await admin.jig.duts()).find((d) => d.name === 'vdut-a');
+      while (dut?.health !== DutHealth.DUT_HEALTH_BAD && Date.now() < deadline) {
+        await delay(50);
+        dut = (await admin.jig.duts()).find((d) => d.name === 'vdut-a');
+      }
+      assert.equal(dut?.health, DutHealth.DUT_HEALTH_BAD, 'vdut-a was marked bad');
+      assert.match(dut?.healthReason ?? '', /3 queue attempts in a row ended in an infra-error on vdut-a/);
+    } finally {
+      for (const name of ['vdut-a', 'vdut-b', 'vdut-c']) await admin.jig.setState(name, 'good');
+    }
   });
 
   it('stops a running job that is cancelled, and records it as cancelled', async () => {
