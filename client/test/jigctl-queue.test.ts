@@ -208,6 +208,45 @@ describe('jigctl queue on the embedded engine', function () {
     assert.match(infra.stderr, /: infra-error at flash: flashing the image failed: .+ \(attempt 1 of 1\)\n$/);
   });
 
+  it('submit --wait cancels the job when it is interrupted (Ctrl-C, a cancelled pipeline)', async () => {
+    let interrupted = false;
+    const waited = await runJigctl(
+      v.t,
+      [
+        'queue',
+        'submit',
+        '--db',
+        db,
+        '--labels',
+        'device-type=virtual',
+        '--wait',
+        '--',
+        'sh',
+        '-c',
+        'echo started; exec sleep 600',
+      ],
+      {
+        onStdout: (text, child) => {
+          if (!interrupted && text.includes('started\n')) {
+            interrupted = true;
+            child.kill('SIGINT');
+          }
+        },
+      },
+    );
+    assert.equal(waited.code, 130, waited.stderr);
+    const id = /queued job (\d+)/.exec(waited.stderr)?.[1];
+    assert.match(
+      waited.stderr,
+      new RegExp(`jigctl: cancelling job ${id} \\(again to leave it running\\)\\n`),
+    );
+    assert.match(waited.stderr, new RegExp(`jigctl: job ${id}: cancelled: cancelled on request\\n$`));
+    const job = await store.get(id!);
+    assert.equal(job.state, 'cancelled');
+    const agentJob = await v.t.client('viewer').get(job.agentJobId!);
+    assert.ok(agentJob.endedAt, 'its command was stopped on the agent');
+  });
+
   it('says where a queued job stands behind a running one, with an estimate from recent runs', async () => {
     const busy = await runJigctl(v.t, [
       'queue',

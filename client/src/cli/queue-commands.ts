@@ -4,6 +4,7 @@
  */
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
+import { constants } from 'node:os';
 import { resolve } from 'node:path';
 import { invalidArgument, JigletError } from '../../../protocol/src/errors.js';
 import { renderJunit, testCaseSummary } from '../../../protocol/src/test-cases.js';
@@ -159,11 +160,34 @@ export async function queueSubmitCommand(flags: SubmitFlags, command: readonly s
       return 0;
     }
     // stdout carries the job's output, so the id goes to stderr (and is in every line the worker notes).
-    process.stderr.write(`jigctl: queued job ${job.id}; following its output\n`);
-    const done = await follow(store, job.id);
+    process.stderr.write(`jigctl: queued job ${job.id}; following its output (Ctrl-C cancels it)\n`);
+    const done = await cancelOnSignal(store, job.id, () => follow(store, job.id));
     process.stderr.write(`jigctl: ${verdictLine(done)}\n`);
     return exitCodeOf(done);
   });
+}
+
+/**
+ * While `fn` follows a job, a SIGINT, SIGTERM or SIGHUP (Ctrl-C, a cancelled CI pipeline)
+ * cancels the job, as `jigctl run` stops its remote job: a waiting client that goes away must not
+ * leave its DUT busy (labgrid's locks outlive cancelled CI jobs, #1739). A second signal leaves
+ * at once and the job goes on.
+ */
+async function cancelOnSignal<T>(store: QueueStore, id: string, fn: () => Promise<T>): Promise<T> {
+  const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
+  let asked = false;
+  const onSignal = (sig: NodeJS.Signals): void => {
+    if (asked) process.exit(128 + (constants.signals[sig] ?? 2));
+    asked = true;
+    process.stderr.write(`jigctl: cancelling job ${id} (again to leave it running)\n`);
+    store.cancel(id).catch((err: Error) => process.stderr.write(`jigctl: cancel failed: ${err.message}\n`));
+  };
+  for (const s of signals) process.on(s, onSignal);
+  try {
+    return await fn();
+  } finally {
+    for (const s of signals) process.off(s, onSignal);
+  }
 }
 
 /** "job 42: infra-error at flash: flashing the image failed: …" */
