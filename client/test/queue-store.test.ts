@@ -586,6 +586,11 @@ for (const engine of [pgliteEngine(), postgresEngine()]) {
           reason: 'flashing the image failed: bad xz',
         };
         assert.equal(await store.retry(job.id, 1, 'w1', end), 'queued');
+        const requeued = await store.get(job.id);
+        assert.deepEqual(
+          [requeued.state, requeued.verdict, requeued.avoid],
+          ['queued', undefined, [{ agent: 'a1', dut: 'rpi-1' }]],
+        );
         assert.equal(
           await claimOn('rpi-1'),
           undefined,

@@ -212,6 +212,7 @@ export async function queueListCommand(
   const rows = jobs.map((j) => [
     j.id,
     j.state,
+    j.verdict ?? '-',
     labelText(j.labels),
     j.dut ?? '-',
     `${j.attempts}/${j.maxAttempts}`,
@@ -224,7 +225,9 @@ export async function queueListCommand(
     );
     return 0;
   }
-  await out(`${renderTable(['ID', 'STATE', 'LABELS', 'DUT', 'TRIES', 'SUBMITTED', 'COMMAND'], rows)}\n`);
+  await out(
+    `${renderTable(['ID', 'STATE', 'VERDICT', 'LABELS', 'DUT', 'TRIES', 'SUBMITTED', 'COMMAND'], rows)}\n`,
+  );
   return 0;
 }
 
@@ -253,6 +256,11 @@ export async function queueStatusCommand(flags: QueueFlags & { id: string }): Pr
         ]
       : []),
     ...(place ? placeLines(job, place) : []),
+    ...(job.state === 'queued' && job.avoid.length > 0
+      ? [
+          `retry:     prefers DUTs other than ${job.avoid.map((a) => a.dut).join(', ')} (an infra-error there)`,
+        ]
+      : []),
     `labels:    ${labelText(job.labels)}`,
     `command:   ${job.command.join(' ')}`,
     ...(env.length > 0 ? [`env:       ${env.map(([k, v]) => `${k}=${v}`).join(' ')}`] : []),

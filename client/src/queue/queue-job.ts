@@ -127,6 +127,8 @@ export interface QueueJob {
   verdict?: Verdict;
   verdictReason?: string;
   failedStep?: RunStep;
+  /** DUTs where an attempt ended in an infra-error: a retry prefers others. */
+  avoid: { agent: string; dut: string }[];
 }
 
 /** One claim of a job and how it ended (no outcome while it runs). */

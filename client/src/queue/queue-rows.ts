@@ -43,13 +43,14 @@ export interface JobRow {
   verdict: Verdict | null;
   verdict_reason: string | null;
   failed_step: RunStep | null;
+  avoid: { agent: string; dut: string }[];
 }
 
 /** bigserial comes back as a string from pg and a number from PGlite: always text here. */
 export const JOB_COLUMNS = `id::text AS id, state, labels, command, image_path, image_sha256, timeout_ms, priority,
   max_attempts, attempts, submitted_by, submitted_at, worker, agent, dut, lease_id, agent_job_id, claimed_at,
   started_at, heartbeat_at, finished_at, cancel_requested, exit_code, error, env, verdict, verdict_reason,
-  failed_step`;
+  failed_step, avoid`;
 /** This worker's current attempt at the job, and nothing older or anyone else's. */
 export const FENCE = 'id = $1 AND attempts = $2 AND worker = $3';
 
@@ -173,6 +174,7 @@ export function toJob(r: JobRow): QueueJob {
     verdict: r.verdict ?? undefined,
     verdictReason: r.verdict_reason ?? undefined,
     failedStep: r.failed_step ?? undefined,
+    avoid: r.avoid ?? [],
   };
 }
 
