@@ -354,6 +354,10 @@ try {
                 array: true,
                 describe: 'NAME=value for the command (repeatable; values shown only to you)',
               })
+              .option('id-file', {
+                type: 'string',
+                describe: 'write the job id to this file once it is queued (with --wait, for later steps)',
+              })
               .option('wait', {
                 type: 'boolean',
                 describe:

@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
@@ -155,6 +155,8 @@ describe('jigctl queue on the embedded engine', function () {
         'device-type=virtual',
         '--env',
         'GREETING=hi there',
+        '--id-file',
+        join(dir, 'job-id'),
         '--wait',
         '--',
         'sh',
@@ -167,6 +169,7 @@ describe('jigctl queue on the embedded engine', function () {
     assert.match(waited.stdout, /hi there on attempt 1/);
     const id = /queued job (\d+)/.exec(waited.stderr)?.[1];
     assert.ok(id, waited.stderr);
+    assert.equal(readFileSync(join(dir, 'job-id'), 'utf8'), `${id}\n`);
     assert.match(waited.stderr, new RegExp(`jigctl: job ${id}: fail at command: sh exited 5\n$`));
     const mine = await runJigctl(v.t, ['queue', 'status', id, '--db', db], { env: { USER: 'alice' } });
     assert.match(mine.stdout, /\nverdict: {3}fail at command: sh exited 5\n/);

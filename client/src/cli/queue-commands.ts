@@ -4,6 +4,7 @@
  */
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
 import { constants } from 'node:os';
 import { resolve } from 'node:path';
 import { invalidArgument, JigletError } from '../../../protocol/src/errors.js';
@@ -71,6 +72,8 @@ export interface SubmitFlags extends QueueFlags {
   maxAttempts?: number;
   env?: string[];
   wait?: boolean;
+  /** Write the job id here once it is queued (for a CI script that also --waits). */
+  idFile?: string;
 }
 
 function dbUrl(flags: QueueFlags): string {
@@ -155,6 +158,7 @@ export async function queueSubmitCommand(flags: SubmitFlags, command: readonly s
     const { warning } = await store.checkRunnable(labels);
     if (warning) process.stderr.write(`jigctl: warning: ${warning}\n`);
     const job = await store.submit(spec);
+    if (flags.idFile) await writeFile(flags.idFile, `${job.id}\n`);
     if (!flags.wait) {
       await out(flags.output === 'json' ? `${JSON.stringify(jobJson(job), null, 2)}\n` : `${job.id}\n`);
       return 0;
