@@ -229,7 +229,7 @@ describe('fleet queue workers on a virtual jig', function () {
     await worker.stop();
   });
 
-  it('ends with pass or fail, never retries a fail, and gives the command the submitted env and JIGLET_ATTEMPT', async () => {
+  it('ends with pass, fail or timeout, never retries a fail, and gives the command the submitted env and JIGLET_ATTEMPT', async () => {
     const store = await openStore(pg.url);
     startWorker(store, 'v0');
     const failing = await store.submit({
@@ -239,6 +239,7 @@ describe('fleet queue workers on a virtual jig', function () {
       timeoutMs: 60_000,
     });
     const passing = await store.submit({ labels: LABELS, command: ['true'], timeoutMs: 60_000 });
+    const slow = await store.submit({ labels: LABELS, command: ['sleep', '600'], timeoutMs: 2000 });
     const failed = await jobUntil(store, failing.id, 'failed', (j) => j.state === 'failed');
     assert.deepEqual(
       [failed.verdict, failed.failedStep, failed.exitCode, failed.attempts, failed.verdictReason],
@@ -253,6 +254,12 @@ describe('fleet queue workers on a virtual jig', function () {
     assert.equal(agentJob.spec?.env.GREETING, '(redacted)');
     const passed = await jobUntil(store, passing.id, 'succeeded', (j) => j.state === 'succeeded');
     assert.deepEqual([passed.verdict, passed.exitCode], ['pass', 0]);
+    const timedOut = await jobUntil(store, slow.id, 'timed out', (j) => j.state === 'failed');
+    assert.deepEqual(
+      [timedOut.verdict, timedOut.failedStep, timedOut.attempts],
+      ['timeout', 'command', 1],
+      'a timeout is not retried',
+    );
   });
 
   it('retries an infra-error (a corrupt image) on another DUT and ends infra-error with its reason and step', async () => {

@@ -415,6 +415,10 @@ export async function queueResultsCommand(
     );
     return 0;
   }
+  if (results.attempt === 0) {
+    await out(`job ${flags.id} has not run yet, so it has no test cases\n`);
+    return 0;
+  }
   if (results.cases.length === 0) {
     await out(
       `job ${flags.id} attempt ${results.attempt}: no test cases reported (a job reports them as JUnit XML in $JIGLET_RESULTS/)\n`,
