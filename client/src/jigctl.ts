@@ -2,7 +2,8 @@
 /**
  * `jigctl`: the command line for CI pipelines and engineers. Failures print one line on stderr
  * and exit 2 (usage), 69 (agent unreachable), 77 (permission/identity) or 1; `run` exits with
- * the job's own code.
+ * the job's own code, and `queue submit --wait` / `queue logs -f` with the queued job's (75
+ * infra-error, 124 timeout, 130 cancelled).
  */
 import yargs, { type Argv } from 'yargs';
 import { hideBin } from 'yargs/helpers';
