@@ -2,7 +2,8 @@
 /**
  * `jigctl`: the command line for CI pipelines and engineers. Failures print one line on stderr
  * and exit 2 (usage), 69 (agent unreachable), 77 (permission/identity) or 1; `run` exits with
- * the job's own code.
+ * the job's own code, and `queue submit --wait` / `queue logs -f` with the queued job's (75
+ * infra-error, 124 timeout, 130 cancelled).
  */
 import yargs, { type Argv } from 'yargs';
 import { hideBin } from 'yargs/helpers';
@@ -89,10 +90,15 @@ function queueOptions<T>(y: Argv<T>) {
       describe: 'queue database: postgres://… or pglite:DIR (env JIGLET_QUEUE_DB)',
       group: 'Queue:',
     })
-    .option('output', { alias: 'o', type: 'string', describe: 'text or json (queue report: the file)' })
+    .option('output', {
+      alias: 'o',
+      type: 'string',
+      describe: 'text or json (queue report: the file; queue results: table, json or junit)',
+    })
     .check((argv) => {
       if (argv._[1] === 'report' || argv.output === undefined || ['text', 'json'].includes(argv.output))
         return true;
+      if (argv._[1] === 'results' && ['table', 'junit'].includes(argv.output)) return true;
       throw invalidArgument(`-o is text or json, not "${argv.output}"`);
     });
 }
@@ -372,7 +378,24 @@ try {
               })
               .option('priority', { type: 'number', describe: 'higher runs first (-1000…1000, default 0)' })
               .option('timeout', { type: 'string', describe: 'the whole job, e.g. 30m (default 1h)' })
-              .option('max-attempts', { type: 'number', describe: 'workers it may outlive (default 3)' }),
+              .option('max-attempts', {
+                type: 'number',
+                describe: 'attempts it gets: an infra-error is retried on another DUT (default 3)',
+              })
+              .option('env', {
+                type: 'string',
+                array: true,
+                describe: 'NAME=value for the command (repeatable; values shown only to you)',
+              })
+              .option('id-file', {
+                type: 'string',
+                describe: 'write the job id to this file once it is queued (with --wait, for later steps)',
+              })
+              .option('wait', {
+                type: 'boolean',
+                describe:
+                  'follow its output and exit with its code (infra-error 75, timeout 124, cancelled 130)',
+              }),
           async (argv) => {
             const { queueSubmitCommand } = await import('./cli/queue-commands.js');
             exitCode = await queueSubmitCommand(argv, commandWords(argv).slice(1));
@@ -433,6 +456,18 @@ try {
           },
         )
         .command(
+          'results <id>',
+          'the test cases a job reported (-o table, json or junit), of its latest attempt unless --attempt',
+          (c) =>
+            c
+              .positional('id', { type: 'string', demandOption: true })
+              .option('attempt', { type: 'number', describe: 'this attempt (default the latest)' }),
+          async (argv) => {
+            const { queueResultsCommand } = await import('./cli/queue-commands.js');
+            exitCode = await queueResultsCommand(argv);
+          },
+        )
+        .command(
           'stats',
           'queue depth per label set, and matching DUTs idle, busy, quarantined, offline',
           (c) => c,
@@ -441,7 +476,7 @@ try {
             exitCode = await queueStatsCommand(argv);
           },
         )
-        .demandCommand(1, 'name a queue command: submit, list, status, cancel, logs, report, stats'),
+        .demandCommand(1, 'name a queue command: submit, list, status, cancel, logs, results, report, stats'),
     )
     .command(
       'leases',

@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { errorOf } from '../../fixtures/test-support/call-errors.js';
 import { type PostgresServer, startPostgres } from '../../fixtures/test-support/postgres-server.js';
+import { MAX_TEST_CASES, parseJunit, renderJunit, type TestCase } from '../../protocol/src/test-cases.js';
 import { LATEST_SCHEMA_VERSION, MIGRATIONS, migrate } from '../src/queue/migrations.js';
 import { isConnectionError, openQueueDb, type QueueDb } from '../src/queue/queue-db.js';
 import {
@@ -528,6 +529,239 @@ for (const engine of [pgliteEngine(), postgresEngine()]) {
           failed: 0,
           cancelled: 0,
         });
+      });
+    });
+
+    describe('verdicts and retries', () => {
+      const dut = (name: string, health: 'good' | 'bad' | 'maintenance' = 'good') => ({
+        name,
+        labels: { board: 'rpi4', ram: '4g' },
+        health,
+        leased: false,
+      });
+      const claimOn = (name: string) => store.claimNext({ ...RPI, dut: name });
+
+      it('ends a job with pass or fail, the step and reason kept per attempt', async () => {
+        const passing = await store.submit(SPEC);
+        const failing = await store.submit(SPEC);
+        await store.claimNext(RPI);
+        await store.claimNext({ ...RPI, dut: 'rpi-2' });
+        assert.equal(await store.finish(passing.id, 1, 'w1', { state: 'succeeded', exitCode: 0 }), true);
+        assert.equal(
+          await store.finish(failing.id, 1, 'w1', {
+            state: 'failed',
+            verdict: 'fail',
+            step: 'command',
+            exitCode: 2,
+            error: 'make exited 2',
+            agentJobId: 'job-9',
+          }),
+          true,
+        );
+        const [p, f] = [await store.get(passing.id), await store.get(failing.id)];
+        assert.deepEqual([p.state, p.verdict], ['succeeded', 'pass']);
+        assert.deepEqual(
+          [f.state, f.verdict, f.failedStep, f.verdictReason, f.exitCode],
+          ['failed', 'fail', 'command', 'make exited 2', 2],
+        );
+        assert.deepEqual(
+          (await store.attempts(failing.id)).map((a) => [
+            a.verdict,
+            a.step,
+            a.exitCode,
+            a.agentJobId,
+            a.reason,
+          ]),
+          [['fail', 'command', 2, 'job-9', 'make exited 2']],
+        );
+      });
+
+      it('retries an infra-error on another matching DUT, and ends infra-error once attempts run out', async () => {
+        await store.reportDuts('a1', 'w1', [dut('rpi-1'), dut('rpi-2')]);
+        const job = await store.submit({ ...SPEC, maxAttempts: 2 });
+        assert.equal((await claimOn('rpi-1'))?.id, job.id);
+        const end = {
+          verdict: 'infra-error' as const,
+          step: 'flash' as const,
+          reason: 'flashing the image failed: bad xz',
+        };
+        assert.equal(await store.retry(job.id, 1, 'w1', end), 'queued');
+        const requeued = await store.get(job.id);
+        assert.deepEqual(
+          [requeued.state, requeued.verdict, requeued.avoid],
+          ['queued', undefined, [{ agent: 'a1', dut: 'rpi-1' }]],
+        );
+        assert.equal(
+          await claimOn('rpi-1'),
+          undefined,
+          'the DUT that failed is avoided while another could run it',
+        );
+        const second = await claimOn('rpi-2');
+        assert.deepEqual([second?.id, second?.attempts], [job.id, 2]);
+        assert.equal(await store.retry(job.id, 2, 'w1', end), 'failed');
+        const done = await store.get(job.id);
+        assert.deepEqual(
+          [done.state, done.verdict, done.failedStep, done.verdictReason],
+          ['failed', 'infra-error', 'flash', 'flashing the image failed: bad xz (attempt 2 of 2)'],
+        );
+        assert.deepEqual(
+          (await store.attempts(job.id)).map((a) => [a.attempt, a.dut, a.verdict, a.step]),
+          [
+            [1, 'rpi-1', 'infra-error', 'flash'],
+            [2, 'rpi-2', 'infra-error', 'flash'],
+          ],
+        );
+        assert.equal(await store.infraErrorStreak('a1', 'rpi-1'), 1);
+      });
+
+      it('lets the failed DUT retry a job when no other DUT in service could run it', async () => {
+        await store.reportDuts('a1', 'w1', [dut('rpi-1'), dut('rpi-2', 'bad')]);
+        const job = await store.submit(SPEC);
+        await claimOn('rpi-1');
+        await store.retry(job.id, 1, 'w1', { verdict: 'infra-error', step: 'power', reason: 'no power' });
+        assert.equal((await claimOn('rpi-1'))?.id, job.id);
+      });
+
+      it('never retries a fail, and counts a lost worker as infra-error at the worker step', async () => {
+        const job = await store.submit(SPEC);
+        await store.claimNext(RPI);
+        await db.query(`UPDATE queue_jobs SET heartbeat_at = now() - interval '1 hour'`);
+        await store.requeueExpired(60_000);
+        await store.claimNext(RPI);
+        await store.finish(job.id, 2, 'w1', { state: 'failed', exitCode: 1, error: 'make exited 1' });
+        assert.equal(await store.claimNext(RPI), undefined, 'a fail stays failed');
+        assert.deepEqual(
+          (await store.attempts(job.id)).map((a) => [a.outcome, a.verdict, a.step]),
+          [
+            ['lost', 'infra-error', 'worker'],
+            ['failed', 'fail', undefined],
+          ],
+        );
+        // A lost worker is not the DUT's fault: it does not count towards its health check.
+        assert.equal(await store.infraErrorStreak('a1', 'rpi-1'), 0);
+      });
+
+      it('keeps the submitted environment and refuses names the worker sets', async () => {
+        const job = await store.submit({ ...SPEC, env: { TOKEN: 's3cret', MODE: 'ci' } });
+        assert.deepEqual((await store.get(job.id)).env, { TOKEN: 's3cret', MODE: 'ci' });
+        const reserved = await errorOf(store.submit({ ...SPEC, env: { JIGLET_DUT: 'x' } }));
+        assert.match(String(reserved), /JIGLET_DUT is set by the queue worker itself/);
+        const bad = await errorOf(store.submit({ ...SPEC, env: { '1X': 'x' } }));
+        assert.match(String(bad), /"1X" is not a variable name/);
+      });
+    });
+
+    describe('test cases', () => {
+      it('stores each attempt’s cases in order and gives back the latest attempt’s by default', async () => {
+        const job = await store.submit(SPEC);
+        await store.claimNext(RPI);
+        const cases: TestCase[] = [
+          { suite: 'boot', name: 'reaches a shell', status: 'passed', durationMs: 1200, message: '' },
+          { suite: 'boot', name: 'no oops', status: 'failed', durationMs: 30, message: 'Oops: 0000 <b>' },
+          { suite: 'net', name: 'dhcp', status: 'skipped', durationMs: 0, message: 'no cable' },
+        ];
+        assert.equal(await store.saveTestCases(job.id, 1, cases), 0);
+        assert.deepEqual(await store.testCases(job.id), { attempt: 1, cases });
+        await db.query(`UPDATE queue_jobs SET attempts = 2`);
+        await store.saveTestCases(job.id, 2, cases.slice(0, 1));
+        assert.deepEqual((await store.testCases(job.id)).cases, cases.slice(0, 1));
+        assert.deepEqual((await store.testCases(job.id, 1)).cases, cases);
+        const junit = renderJunit((await store.testCases(job.id, 1)).cases);
+        assert.deepEqual(parseJunit(junit), cases, 'junit written back reads as the same cases');
+        assert.match(String(await errorOf(store.testCases(job.id, 3))), /attempts 1 to 2, not 3/);
+      });
+
+      it('stores at most MAX_TEST_CASES and says how many were dropped', async () => {
+        const job = await store.submit(SPEC);
+        const many: TestCase[] = Array.from({ length: MAX_TEST_CASES + 5 }, (_, i) => ({
+          suite: 's',
+          name: `case ${i}`,
+          status: 'passed',
+          durationMs: 1,
+          message: '',
+        }));
+        assert.equal(await store.saveTestCases(job.id, 1, many), 5);
+        const [row] = await db.query<{ n: number }>('SELECT count(*)::integer AS n FROM queue_test_cases');
+        assert.equal(row!.n, MAX_TEST_CASES);
+      });
+    });
+
+    describe('a transparent queue', () => {
+      const dut = (
+        name: string,
+        labels: Record<string, string>,
+        health: 'good' | 'bad' | 'maintenance' = 'good',
+        leased = false,
+      ) => ({ name, labels, health, leased });
+
+      it('accepts with a warning while no DUT is registered, refuses labels no DUT has, warns when all matching are out of service', async () => {
+        assert.match(
+          (await store.checkRunnable({ board: 'rpi4' })).warning ?? '',
+          /no DUT is registered with the queue yet/,
+        );
+        await store.reportDuts('a1', 'w1', [
+          dut('rpi-1', { board: 'rpi4' }, 'bad'),
+          dut('rpi-2', { board: 'rpi4' }, 'maintenance'),
+          dut('bbb-1', { board: 'bbb' }),
+        ]);
+        const refused = await errorOf(store.checkRunnable({ board: 'nowhere' }));
+        assert.equal((refused as { code?: string }).code, 'JIGLET_E_INVALID_ARGUMENT');
+        assert.match(
+          String(refused),
+          /no registered DUT has the labels board=nowhere, so the job could never run; the registered DUTs offer: board=bbb \(1 DUT\); board=rpi4 \(2 DUTs\)/,
+        );
+        assert.equal(
+          (await store.checkRunnable({ board: 'rpi4' })).warning,
+          'every DUT with the labels board=rpi4 is out of service (rpi-1 bad, rpi-2 maintenance); the job waits until one is back',
+        );
+        assert.deepEqual(await store.checkRunnable({ board: 'bbb' }), {});
+      });
+
+      it('tells a queued job its place in line, what matching DUTs do, and an estimate from recent runs', async () => {
+        const labels = { board: 'rpi4' };
+        await store.reportDuts('a1', 'w1', [
+          dut('rpi-1', { board: 'rpi4', ram: '4g' }),
+          dut('rpi-2', { board: 'rpi4' }, 'good', true),
+          dut('rpi-3', { board: 'rpi4' }, 'bad'),
+          dut('bbb-1', { board: 'bbb' }),
+        ]);
+        const running = await store.submit({ ...SPEC, labels });
+        await store.claimNext({ ...RPI, agent: 'a1', dut: 'rpi-1', dutLabels: { board: 'rpi4' } });
+        const first = await store.submit({ ...SPEC, labels });
+        const second = await store.submit({ ...SPEC, labels });
+        await store.submit({ ...SPEC, labels: { board: 'bbb' } });
+        const place = await store.place(second.id);
+        assert.deepEqual([place.position, place.queuedWithSameLabels], [2, 2]);
+        assert.equal((await store.place(first.id)).position, 1);
+        assert.deepEqual(
+          place.duts.map((d) => [d.name, d.activity, d.job]),
+          [
+            ['rpi-1', 'running', running.id],
+            ['rpi-2', 'leased', undefined],
+            ['rpi-3', 'bad', undefined],
+          ],
+        );
+        assert.equal(place.noEstimate, 'no estimate yet: no job with these labels has finished a run');
+        assert.equal(place.estimate, undefined);
+        // Two finished runs of 60 s and 120 s: a typical run of 90 s.
+        await store.markRunning(running.id, 1, 'w1', { leaseId: 'l' });
+        await store.finish(running.id, 1, 'w1', { state: 'succeeded', exitCode: 0 });
+        await db.query(
+          `UPDATE queue_jobs SET started_at = finished_at - interval '60 seconds' WHERE id = $1`,
+          [running.id],
+        );
+        const other = await store.submit({ ...SPEC, labels, priority: 5 });
+        await store.claimNext({ ...RPI, agent: 'a1', dut: 'rpi-1', dutLabels: { board: 'rpi4' } });
+        await store.markRunning(other.id, 1, 'w1', { leaseId: 'l2' });
+        await store.finish(other.id, 1, 'w1', { state: 'failed', exitCode: 1 });
+        await db.query(
+          `UPDATE queue_jobs SET started_at = finished_at - interval '120 seconds' WHERE id = $1`,
+          [other.id],
+        );
+        const later = await store.place(second.id);
+        // rpi-1 is idle again and takes the first job; the second waits one run on two usable DUTs.
+        assert.deepEqual(later.estimate, { startInMs: 90_000, typicalRunMs: 90_000, fromRuns: 2 });
+        assert.deepEqual((await store.place(first.id)).estimate?.startInMs, 0);
       });
     });
 

@@ -5,7 +5,8 @@
  * run was stopped on the agent; a restarted database loses and duplicates nothing.
  */
 import assert from 'node:assert/strict';
-import { chmodSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { createHash, randomBytes } from 'node:crypto';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
@@ -16,6 +17,7 @@ import {
 } from '../../fixtures/test-support/queue-worker-process.js';
 import { startVirtualJig, type VirtualJig } from '../../fixtures/test-support/virtual-jig.js';
 import { waitUntil } from '../../fixtures/test-support/wait-until.js';
+import { DutHealth } from '../../protocol/gen/jiglet/v1/jig.js';
 import { type QueueJob, QueueStore } from '../src/queue/queue-store.js';
 import { QueueWorker, type QueueWorkerTiming } from '../src/queue/queue-worker.js';
 
@@ -225,6 +227,111 @@ describe('fleet queue workers on a virtual jig', function () {
     await waitUntil('two failed looks for work', () => failed().length >= 2, 10_000, 10);
     assert.match(failed()[0]!, /"norole" carries no role: .*; trying again in \d+ ms/);
     await worker.stop();
+  });
+
+  it('ends with pass, fail or timeout, never retries a fail, and gives the command the submitted env and JIGLET_ATTEMPT', async () => {
+    const store = await openStore(pg.url);
+    startWorker(store, 'v0');
+    const failing = await store.submit({
+      labels: LABELS,
+      command: ['sh', '-c', 'echo "$GREETING from attempt $JIGLET_ATTEMPT of job $JIGLET_QUEUE_JOB"; exit 3'],
+      env: { GREETING: 'hello' },
+      timeoutMs: 60_000,
+    });
+    const passing = await store.submit({ labels: LABELS, command: ['true'], timeoutMs: 60_000 });
+    const slow = await store.submit({ labels: LABELS, command: ['sleep', '600'], timeoutMs: 2000 });
+    const failed = await jobUntil(store, failing.id, 'failed', (j) => j.state === 'failed');
+    assert.deepEqual(
+      [failed.verdict, failed.failedStep, failed.exitCode, failed.attempts, failed.verdictReason],
+      ['fail', 'command', 3, 1, 'sh exited 3'],
+      'a fail is the test’s word: one attempt, not retried',
+    );
+    const log = Buffer.concat((await store.readLog(failing.id)).map((c) => c.data)).toString();
+    assert.match(log, new RegExp(`hello from attempt 1 of job ${failing.id}`));
+    assert.match(log, /attempt 1: fail at command \(exit 3\): sh exited 3/);
+    // The agent keeps the value from anyone but the job's owner, as for any job's env.
+    const agentJob = await v.t.client('viewer').get(failed.agentJobId!);
+    assert.equal(agentJob.spec?.env.GREETING, '(redacted)');
+    const passed = await jobUntil(store, passing.id, 'succeeded', (j) => j.state === 'succeeded');
+    assert.deepEqual([passed.verdict, passed.exitCode], ['pass', 0]);
+    const timedOut = await jobUntil(store, slow.id, 'timed out', (j) => j.state === 'failed');
+    assert.deepEqual(
+      [timedOut.verdict, timedOut.failedStep, timedOut.attempts],
+      ['timeout', 'command', 1],
+      'a timeout is not retried',
+    );
+  });
+
+  it('retries an infra-error (a corrupt image) on another DUT and ends infra-error with its reason and step', async () => {
+    const store = await openStore(pg.url);
+    startWorker(store, 'i0');
+    const image = join(work, 'corrupt.img.xz');
+    writeFileSync(image, randomBytes(64 * 1024));
+    const job = await store.submit({
+      labels: LABELS,
+      command: ['sh', '-c', `echo ran >> ${join(work, 'runs')}`],
+      image: { path: image, sha256: createHash('sha256').update(readFileSync(image)).digest('hex') },
+      maxAttempts: 2,
+      timeoutMs: 60_000,
+    });
+    const done = await jobUntil(store, job.id, 'failed', (j) => j.state === 'failed', 60_000);
+    assert.deepEqual([done.verdict, done.failedStep, done.attempts], ['infra-error', 'flash', 2]);
+    assert.match(done.verdictReason ?? '', /^flashing the image failed: .+ \(attempt 2 of 2\)$/);
+    const attempts = await store.attempts(job.id);
+    assert.deepEqual(
+      attempts.map((a) => [a.verdict, a.step]),
+      [
+        ['infra-error', 'flash'],
+        ['infra-error', 'flash'],
+      ],
+    );
+    assert.notEqual(attempts[0]!.dut, attempts[1]!.dut, 'the retry ran on another DUT');
+    assert.deepEqual(runsOf(join(work, 'runs')), [], 'the command never ran');
+  });
+
+  it('marks a DUT bad after 3 infra-errors in a row on it, when it has no health check', async () => {
+    const store = await openStore(pg.url);
+    await store.db.query('TRUNCATE queue_jobs CASCADE');
+    const admin = v.t.client('admin');
+    // Only vdut-a in service, so every attempt lands there.
+    await admin.jig.setState('vdut-b', 'maintenance', 'test: out of the way');
+    await admin.jig.setState('vdut-c', 'maintenance', 'test: out of the way');
+    try {
+      const worker = new QueueWorker({
+        store,
+        connect: () => v.t.client('admin'),
+        agent: v.t.address,
+        name: 'h0',
+        timing: FAST,
+      });
+      workers.push(worker);
+      worker.start();
+      const image = join(work, 'corrupt.img.xz');
+      writeFileSync(image, randomBytes(4096));
+      const sha256 = createHash('sha256').update(readFileSync(image)).digest('hex');
+      for (let i = 0; i < 3; i++) {
+        const job = await store.submit({
+          labels: LABELS,
+          command: ['true'],
+          image: { path: image, sha256 },
+          maxAttempts: 1,
+          timeoutMs: 60_000,
+        });
+        const done = await jobUntil(store, job.id, 'failed', (j) => j.state === 'failed');
+        assert.deepEqual([done.verdict, done.dut], ['infra-error', 'vdut-a']);
+      }
+      // The worker quarantines the DUT just after it records the third job's end.
+      const deadline = Date.now() + 30_000;
+      let dut = (await admin.jig.duts()).find((d) => d.name === 'vdut-a');
+      while (dut?.health !== DutHealth.DUT_HEALTH_BAD && Date.now() < deadline) {
+        await delay(50);
+        dut = (await admin.jig.duts()).find((d) => d.name === 'vdut-a');
+      }
+      assert.equal(dut?.health, DutHealth.DUT_HEALTH_BAD, 'vdut-a was marked bad');
+      assert.match(dut?.healthReason ?? '', /3 queue attempts in a row ended in an infra-error on vdut-a/);
+    } finally {
+      for (const name of ['vdut-a', 'vdut-b', 'vdut-c']) await admin.jig.setState(name, 'good');
+    }
   });
 
   it('stops a running job that is cancelled, and records it as cancelled', async () => {

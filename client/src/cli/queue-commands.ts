@@ -4,15 +4,55 @@
  */
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
+import { constants } from 'node:os';
 import { resolve } from 'node:path';
 import { invalidArgument, JigletError } from '../../../protocol/src/errors.js';
+import { renderJunit, testCaseSummary } from '../../../protocol/src/test-cases.js';
 import { networkErrorText } from '../diagnose-connection.js';
 import { isConnectionError } from '../queue/connection-errors.js';
-import { LOG_CHANNEL, type QueueJob, QueueStore } from '../queue/queue-store.js';
+import { labelText } from '../queue/queue-insight.js';
+import {
+  type JobSpec,
+  LOG_CHANNEL,
+  type QueueAttempt,
+  type QueueJob,
+  type QueuePlace,
+  QueueStore,
+  type Verdict,
+  validateSpec,
+} from '../queue/queue-store.js';
 import { writeReport } from '../report/write-report.js';
 import { renderTable } from './format.js';
-import { parseDuration, parsePairs } from './parse-units.js';
+import { parseDuration, parseEnv, parsePairs } from './parse-units.js';
 import { writeOut } from './write-out.js';
+
+/**
+ * What `queue submit --wait` and `queue logs -f` exit with when the job's command did not decide
+ * it: a pass is 0 and a fail is the command's own code (1 if it had none), as with `jigctl run`.
+ */
+export const VERDICT_EXIT: Readonly<Record<Exclude<Verdict, 'pass' | 'fail'>, number>> = {
+  /** sysexits EX_TEMPFAIL: the lab failed, not the test; trying again later may pass. */
+  'infra-error': 75,
+  /** As GNU timeout(1). */
+  timeout: 124,
+  /** As a shell reports a command ended by Ctrl-C. */
+  cancelled: 130,
+};
+
+/** The exit code a finished job stands for. */
+export function exitCodeOf(job: QueueJob): number {
+  const verdict =
+    job.verdict ?? (job.state === 'succeeded' ? 'pass' : job.state === 'cancelled' ? 'cancelled' : 'fail');
+  if (verdict === 'pass') return 0;
+  if (verdict === 'fail') return job.exitCode || 1;
+  return VERDICT_EXIT[verdict];
+}
+
+/** Who is asking: the name `queue submit` records as the submitter. */
+function me(): string | undefined {
+  return process.env.USER ?? process.env.LOGNAME;
+}
 
 function out(data: string | Buffer): Promise<void> {
   return writeOut(process.stdout, typeof data === 'string' ? Buffer.from(data) : data);
@@ -30,6 +70,10 @@ export interface SubmitFlags extends QueueFlags {
   priority?: number;
   timeout?: string;
   maxAttempts?: number;
+  env?: string[];
+  wait?: boolean;
+  /** Write the job id here once it is queued (for a CI script that also --waits). */
+  idFile?: string;
 }
 
 function dbUrl(flags: QueueFlags): string {
@@ -79,14 +123,14 @@ async function sha256Of(path: string): Promise<string> {
   return hash.digest('hex');
 }
 
-function labelText(labels: Record<string, string>): string {
-  return Object.entries(labels)
-    .map(([k, v]) => `${k}=${v}`)
-    .join(',');
+/** The job's environment as the asker may see it: values only for its submitter, as the agent does. */
+function visibleEnv(job: QueueJob): Record<string, string> {
+  if (job.submittedBy !== undefined && job.submittedBy === me()) return job.env;
+  return Object.fromEntries(Object.keys(job.env).map((k) => [k, '(redacted)']));
 }
 
 function jobJson(job: QueueJob): Record<string, unknown> {
-  return JSON.parse(JSON.stringify(job)) as Record<string, unknown>;
+  return JSON.parse(JSON.stringify({ ...job, env: visibleEnv(job) })) as Record<string, unknown>;
 }
 
 /** `jigctl queue submit --labels … [--image FILE] -- CMD ARGS`: prints the job id. */
@@ -98,19 +142,64 @@ export async function queueSubmitCommand(flags: SubmitFlags, command: readonly s
   const image = flags.image
     ? { path: resolve(flags.image), sha256: await sha256Of(resolve(flags.image)) }
     : undefined;
-  const job = await withStore(flags, (store) =>
-    store.submit({
-      labels,
-      command: [...command],
-      image,
-      timeoutMs: parseDuration('--timeout', flags.timeout ?? '1h'),
-      priority: flags.priority,
-      maxAttempts: flags.maxAttempts,
-      submittedBy: process.env.USER ?? process.env.LOGNAME,
-    }),
-  );
-  await out(flags.output === 'json' ? `${JSON.stringify(jobJson(job), null, 2)}\n` : `${job.id}\n`);
-  return 0;
+  const spec: JobSpec = {
+    labels,
+    command: [...command],
+    image,
+    timeoutMs: parseDuration('--timeout', flags.timeout ?? '1h'),
+    priority: flags.priority,
+    maxAttempts: flags.maxAttempts,
+    submittedBy: me(),
+    env: parseEnv(flags.env ?? []),
+  };
+  validateSpec(spec);
+  return withStore(flags, async (store) => {
+    // Refused before anything is queued: a job no registered DUT could run would wait forever.
+    const { warning } = await store.checkRunnable(labels);
+    if (warning) process.stderr.write(`jigctl: warning: ${warning}\n`);
+    const job = await store.submit(spec);
+    if (flags.idFile) await writeFile(flags.idFile, `${job.id}\n`);
+    if (!flags.wait) {
+      await out(flags.output === 'json' ? `${JSON.stringify(jobJson(job), null, 2)}\n` : `${job.id}\n`);
+      return 0;
+    }
+    // stdout carries the job's output, so the id goes to stderr (and is in every line the worker notes).
+    process.stderr.write(`jigctl: queued job ${job.id}; following its output (Ctrl-C cancels it)\n`);
+    const done = await cancelOnSignal(store, job.id, () => follow(store, job.id));
+    process.stderr.write(`jigctl: ${verdictLine(done)}\n`);
+    return exitCodeOf(done);
+  });
+}
+
+/**
+ * While `fn` follows a job, a SIGINT, SIGTERM or SIGHUP (Ctrl-C, a cancelled CI pipeline)
+ * cancels the job, as `jigctl run` stops its remote job: a waiting client that goes away must not
+ * leave its DUT busy (labgrid's locks outlive cancelled CI jobs, #1739). A second signal leaves
+ * at once and the job goes on.
+ */
+async function cancelOnSignal<T>(store: QueueStore, id: string, fn: () => Promise<T>): Promise<T> {
+  const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
+  let asked = false;
+  const onSignal = (sig: NodeJS.Signals): void => {
+    if (asked) process.exit(128 + (constants.signals[sig] ?? 2));
+    asked = true;
+    process.stderr.write(`jigctl: cancelling job ${id} (again to leave it running)\n`);
+    store.cancel(id).catch((err: Error) => process.stderr.write(`jigctl: cancel failed: ${err.message}\n`));
+  };
+  for (const s of signals) process.on(s, onSignal);
+  try {
+    return await fn();
+  } finally {
+    for (const s of signals) process.off(s, onSignal);
+  }
+}
+
+/** "job 42: infra-error at flash: flashing the image failed: …" */
+function verdictLine(job: QueueJob): string {
+  const verdict = job.verdict ?? job.state;
+  const where = job.failedStep && verdict !== 'pass' ? ` at ${job.failedStep}` : '';
+  const why = job.verdictReason ?? job.error;
+  return `job ${job.id}: ${verdict}${where}${why ? `: ${why}` : ''}`;
 }
 
 /** `jigctl queue list`. */
@@ -127,6 +216,7 @@ export async function queueListCommand(
   const rows = jobs.map((j) => [
     j.id,
     j.state,
+    j.verdict ?? '-',
     labelText(j.labels),
     j.dut ?? '-',
     `${j.attempts}/${j.maxAttempts}`,
@@ -139,24 +229,45 @@ export async function queueListCommand(
     );
     return 0;
   }
-  await out(`${renderTable(['ID', 'STATE', 'LABELS', 'DUT', 'TRIES', 'SUBMITTED', 'COMMAND'], rows)}\n`);
+  await out(
+    `${renderTable(['ID', 'STATE', 'VERDICT', 'LABELS', 'DUT', 'TRIES', 'SUBMITTED', 'COMMAND'], rows)}\n`,
+  );
   return 0;
 }
 
 /** `jigctl queue status ID`: the job, where it ran and where its logs are, and each attempt. */
 export async function queueStatusCommand(flags: QueueFlags & { id: string }): Promise<number> {
-  const [job, attempts] = await withStore(flags, async (store) => [
-    await store.get(flags.id),
-    await store.attempts(flags.id),
-  ]);
+  const [job, attempts, place] = await withStore(flags, async (store) => {
+    const found = await store.get(flags.id);
+    return [
+      found,
+      await store.attempts(flags.id),
+      found.state === 'queued' ? await store.place(flags.id) : undefined,
+    ] as const;
+  });
   if (flags.output === 'json') {
-    await out(`${JSON.stringify({ ...jobJson(job), history: attempts }, null, 2)}\n`);
+    await out(
+      `${JSON.stringify({ ...jobJson(job), history: attempts, ...(place ? { queue: place } : {}) }, null, 2)}\n`,
+    );
     return 0;
   }
+  const env = Object.entries(visibleEnv(job));
   const lines = [
     `job ${job.id}: ${job.state}${job.cancelRequested && job.state !== 'cancelled' ? ' (cancel requested)' : ''}`,
+    ...(job.verdict
+      ? [
+          `verdict:   ${job.verdict}${job.failedStep && job.verdict !== 'pass' ? ` at ${job.failedStep}` : ''}${job.verdictReason ? `: ${job.verdictReason}` : ''}`,
+        ]
+      : []),
+    ...(place ? placeLines(job, place) : []),
+    ...(job.state === 'queued' && job.avoid.length > 0
+      ? [
+          `retry:     prefers DUTs other than ${job.avoid.map((a) => a.dut).join(', ')} (an infra-error there)`,
+        ]
+      : []),
     `labels:    ${labelText(job.labels)}`,
     `command:   ${job.command.join(' ')}`,
+    ...(env.length > 0 ? [`env:       ${env.map(([k, v]) => `${k}=${v}`).join(' ')}`] : []),
     ...(job.image ? [`image:     ${job.image.path} (sha256 ${job.image.sha256})`] : []),
     `priority:  ${job.priority}, timeout ${job.timeoutMs} ms, attempts ${job.attempts} of ${job.maxAttempts}`,
     `submitted: ${job.submittedAt.toISOString()}${job.submittedBy ? ` by ${job.submittedBy}` : ''}`,
@@ -167,13 +278,44 @@ export async function queueStatusCommand(flags: QueueFlags & { id: string }): Pr
     ...(job.finishedAt ? [`finished:  ${job.finishedAt.toISOString()}`] : []),
     ...(job.exitCode !== undefined ? [`exit code: ${job.exitCode}`] : []),
     ...(job.error ? [`error:     ${job.error}`] : []),
-    ...attempts.map(
-      (a) =>
-        `attempt ${a.attempt}: ${a.dut} (worker ${a.worker}) ${a.startedAt.toISOString()} → ${a.outcome ?? 'running'}${a.reason ? `: ${a.reason}` : ''}`,
-    ),
+    ...attempts.map(attemptLine),
   ];
   await out(`${lines.join('\n')}\n`);
   return 0;
+}
+
+/** "attempt 2: vdut-b (worker w1) 2026-… → infra-error at flash: …" */
+function attemptLine(a: QueueAttempt): string {
+  const end = a.verdict ?? (a.outcome === undefined ? 'running' : a.outcome);
+  const where = a.step && a.verdict !== 'pass' ? ` at ${a.step}` : '';
+  const code = a.exitCode !== undefined && a.verdict !== 'pass' ? ` (exit ${a.exitCode})` : '';
+  return `attempt ${a.attempt}: ${a.dut} (worker ${a.worker}) ${a.startedAt.toISOString()} → ${end}${where}${code}${a.reason ? `: ${a.reason}` : ''}`;
+}
+
+/** 95_000 → "2m", 4_000 → "4s", 5_400_000 → "1h 30m": an estimate, not a measurement. */
+function roughly(ms: number): string {
+  const s = Math.max(1, Math.round(ms / 1000));
+  if (s < 60) return `${s}s`;
+  const m = Math.round(s / 60);
+  if (m < 60) return `${m}m`;
+  return `${Math.floor(m / 60)}h${m % 60 ? ` ${m % 60}m` : ''}`;
+}
+
+/** What a queued job waits for: its place in line, the DUTs that could run it, and when it may start. */
+function placeLines(job: QueueJob, place: QueuePlace): string[] {
+  const others = place.queuedWithSameLabels - 1;
+  const position = `position:  ${place.position} of ${place.queuedWithSameLabels} queued ${place.queuedWithSameLabels === 1 ? 'job' : 'jobs'} for ${labelText(job.labels)}${others === 0 ? ' (next in line)' : ''}`;
+  const duts =
+    place.duts.length === 0
+      ? 'DUTs:      no registered DUT has these labels'
+      : `DUTs:      ${place.duts.length} ${place.duts.length === 1 ? 'matches' : 'match'}: ${place.duts
+          .map((d) => `${d.name} ${d.activity === 'running' ? `running job ${d.job}` : d.activity}`)
+          .join(', ')}`;
+  const e = place.estimate;
+  const estimate = e
+    ? `estimate:  ${e.startInMs === 0 ? 'starts as soon as a worker picks it up' : `starts in about ${roughly(e.startInMs)}`} (typical run ${roughly(e.typicalRunMs)}, from the last ${e.fromRuns} ${e.fromRuns === 1 ? 'run' : 'runs'} with these labels)`
+    : `estimate:  ${place.noEstimate ?? 'no estimate yet'}`;
+  return [position, duts, estimate];
 }
 
 /** `jigctl queue cancel ID`. */
@@ -199,44 +341,101 @@ export async function queueLogsCommand(
   flags: QueueFlags & { id: string; follow?: boolean },
 ): Promise<number> {
   return withStore(flags, async (store) => {
-    let after: string | undefined;
-    const drain = async (): Promise<void> => {
-      for (;;) {
-        const chunks = await store.readLog(flags.id, { afterSeq: after, limit: 256 });
-        if (chunks.length === 0) return;
-        for (const chunk of chunks) await out(chunk.data);
-        after = chunks.at(-1)!.seq;
-      }
-    };
-    let job = await store.get(flags.id);
     if (!flags.follow) {
-      await drain();
+      await store.get(flags.id);
+      await drainLog(store, flags.id, undefined);
       return 0;
     }
-    let wake: () => void = () => undefined;
-    const unlisten = await store.db.listen(LOG_CHANNEL, (payload) => {
-      if (payload === flags.id) wake();
-    });
-    try {
-      for (;;) {
-        await drain();
-        if (FINAL.has(job.state)) {
-          await drain();
-          return job.state === 'succeeded' ? 0 : (job.exitCode ?? 1) || 1;
-        }
-        await new Promise<void>((done) => {
-          const timer = setTimeout(done, 1000);
-          wake = () => {
-            clearTimeout(timer);
-            done();
-          };
-        });
-        job = await store.get(flags.id);
-      }
-    } finally {
-      await unlisten?.();
-    }
+    return exitCodeOf(await follow(store, flags.id));
   });
+}
+
+/** Prints the job's output after `after`; resolves with the last seq printed. */
+async function drainLog(
+  store: QueueStore,
+  id: string,
+  after: string | undefined,
+): Promise<string | undefined> {
+  for (;;) {
+    const chunks = await store.readLog(id, { afterSeq: after, limit: 256 });
+    if (chunks.length === 0) return after;
+    for (const chunk of chunks) await out(chunk.data);
+    after = chunks.at(-1)!.seq;
+  }
+}
+
+/** Prints the job's output as it arrives until the job is over; resolves with the finished job. */
+async function follow(store: QueueStore, id: string): Promise<QueueJob> {
+  let after: string | undefined;
+  let job = await store.get(id);
+  let wake: () => void = () => undefined;
+  const unlisten = await store.db.listen(LOG_CHANNEL, (payload) => {
+    if (payload === id) wake();
+  });
+  try {
+    for (;;) {
+      after = await drainLog(store, id, after);
+      if (FINAL.has(job.state)) {
+        await drainLog(store, id, after);
+        return job;
+      }
+      await new Promise<void>((done) => {
+        const timer = setTimeout(done, 1000);
+        wake = () => {
+          clearTimeout(timer);
+          done();
+        };
+      });
+      job = await store.get(id);
+    }
+  } finally {
+    await unlisten?.();
+  }
+}
+
+/**
+ * `jigctl queue results ID [--attempt N] [-o table|json|junit]`: the test cases an attempt
+ * reported (default: the latest attempt); junit is for a CI system to read.
+ */
+export async function queueResultsCommand(
+  flags: QueueFlags & { id: string; attempt?: number },
+): Promise<number> {
+  const format = flags.output ?? 'table';
+  if (!['table', 'text', 'json', 'junit'].includes(format)) {
+    throw invalidArgument(`-o is table, json or junit, not "${format}"`);
+  }
+  const results = await withStore(flags, (store) => store.testCases(flags.id, flags.attempt));
+  if (format === 'junit') {
+    await out(`${renderJunit(results.cases, `queue job ${flags.id} attempt ${results.attempt}`)}`);
+    return 0;
+  }
+  if (format === 'json') {
+    await out(
+      `${JSON.stringify({ job: flags.id, attempt: results.attempt, cases: results.cases }, null, 2)}\n`,
+    );
+    return 0;
+  }
+  if (results.attempt === 0) {
+    await out(`job ${flags.id} has not run yet, so it has no test cases\n`);
+    return 0;
+  }
+  if (results.cases.length === 0) {
+    await out(
+      `job ${flags.id} attempt ${results.attempt}: no test cases reported (a job reports them as JUnit XML in $JIGLET_RESULTS/)\n`,
+    );
+    return 0;
+  }
+  const rows = results.cases.map((c) => [
+    c.suite,
+    c.name,
+    c.status,
+    `${(c.durationMs / 1000).toFixed(3)}s`,
+    c.message.replace(/\s*\n\s*/g, ' ').slice(0, 80),
+  ]);
+  await out(
+    `${renderTable(['SUITE', 'NAME', 'STATUS', 'TIME', 'MESSAGE'], rows)}\njob ${flags.id} attempt ${results.attempt}: ${testCaseSummary(results.cases)}\n`,
+  );
+  return 0;
 }
 
 /**

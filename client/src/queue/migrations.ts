@@ -104,6 +104,42 @@ export const MIGRATIONS: readonly Migration[] = [
       );
     `,
   },
+  {
+    version: 3,
+    name: 'verdicts, job environment, DUTs to avoid, test cases',
+    sql: `
+      -- The submitter's environment for the job (values shown only to the submitter).
+      ALTER TABLE queue_jobs ADD COLUMN env jsonb NOT NULL DEFAULT '{}'::jsonb;
+      -- How the job ended: pass, fail, infra-error, timeout or cancelled, why, and the step.
+      ALTER TABLE queue_jobs ADD COLUMN verdict text
+        CHECK (verdict IN ('pass', 'fail', 'infra-error', 'timeout', 'cancelled'));
+      ALTER TABLE queue_jobs ADD COLUMN verdict_reason text;
+      ALTER TABLE queue_jobs ADD COLUMN failed_step text;
+      -- DUTs ([{agent, dut}]) where an attempt ended in an infra-error: a retry prefers others.
+      ALTER TABLE queue_jobs ADD COLUMN avoid jsonb NOT NULL DEFAULT '[]'::jsonb;
+
+      ALTER TABLE queue_attempts ADD COLUMN verdict text
+        CHECK (verdict IN ('pass', 'fail', 'infra-error', 'timeout', 'cancelled'));
+      ALTER TABLE queue_attempts ADD COLUMN step text;
+      ALTER TABLE queue_attempts ADD COLUMN exit_code integer;
+      ALTER TABLE queue_attempts ADD COLUMN agent_job_id text;
+      -- A DUT's recent verdicts, newest first (three infra-errors in a row send it to its health check).
+      CREATE INDEX queue_attempts_dut ON queue_attempts (agent, dut, ended_at DESC);
+
+      -- The test cases an attempt reported (JUnit), in the order its files listed them.
+      CREATE TABLE queue_test_cases (
+        job_id bigint NOT NULL REFERENCES queue_jobs (id) ON DELETE CASCADE,
+        attempt integer NOT NULL,
+        idx integer NOT NULL,
+        suite text NOT NULL,
+        name text NOT NULL,
+        status text NOT NULL CHECK (status IN ('passed', 'failed', 'error', 'skipped')),
+        duration_ms integer NOT NULL,
+        message text NOT NULL,
+        PRIMARY KEY (job_id, attempt, idx)
+      );
+    `,
+  },
 ];
 
 /** The schema version this code writes and understands. */

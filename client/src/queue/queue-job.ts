@@ -18,6 +18,46 @@ export const JOB_STATES: readonly JobState[] = [
 /** How a job ends. */
 export type FinalState = 'succeeded' | 'failed' | 'cancelled';
 
+/**
+ * What an attempt (and a job) came to. `fail` is the test's own word (its command exited
+ * non-zero); `infra-error` means the DUT never reached the test (lease, flash, power, boot, the
+ * agent or the worker failed) and is retried on another DUT; `fail` never is.
+ */
+export type Verdict = 'pass' | 'fail' | 'infra-error' | 'timeout' | 'cancelled';
+/** Every verdict. */
+export const VERDICTS: readonly Verdict[] = ['pass', 'fail', 'infra-error', 'timeout', 'cancelled'];
+/** The step of a run a verdict blames. */
+export type RunStep = 'lease' | 'flash' | 'power' | 'boot' | 'command' | 'agent' | 'worker';
+/** Every step. */
+export const RUN_STEPS: readonly RunStep[] = [
+  'lease',
+  'flash',
+  'power',
+  'boot',
+  'command',
+  'agent',
+  'worker',
+];
+/** How an attempt ended, as a worker reports it. */
+export interface AttemptEnd {
+  verdict: Verdict;
+  /** Why, in words a person can act on (absent for a pass). */
+  reason?: string;
+  step?: RunStep;
+  exitCode?: number;
+  agentJobId?: string;
+}
+/** This many infra-errors in a row on one DUT send it to its health check (or make it bad), as LAVA does. */
+export const INFRA_ERRORS_BEFORE_HEALTH_CHECK = 3;
+/** A DUT its worker has not reported for this long counts as offline. */
+export const STALE_DUT_MS = 60_000;
+/** Environment variables a submitter may give a job. */
+export const MAX_ENV_VARS = 64;
+export const MAX_ENV_BYTES = 64 * 1024;
+/** The queue worker sets these itself; a submitter may not. */
+export const RESERVED_ENV_PREFIX = 'JIGLET_';
+const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,127}$/;
+
 export const MIN_TIMEOUT_MS = 1000;
 export const MAX_TIMEOUT_MS = 7 * 24 * 3600 * 1000;
 export const MAX_ATTEMPTS_LIMIT = 20;
@@ -50,9 +90,11 @@ export interface JobSpec {
   timeoutMs: number;
   /** Higher first; default 0. */
   priority?: number;
-  /** How many workers may be lost before the job fails; default 3. */
+  /** How many attempts it gets (infra-errors and lost workers are retried); default 3. */
   maxAttempts?: number;
   submittedBy?: string;
+  /** Added to the command's environment; shown only to the submitter. */
+  env?: Record<string, string>;
 }
 
 /** A job as stored. `attempts` counts claims, including the current one. */
@@ -80,6 +122,13 @@ export interface QueueJob {
   cancelRequested: boolean;
   exitCode?: number;
   error?: string;
+  env: Record<string, string>;
+  /** Set once the job is over. */
+  verdict?: Verdict;
+  verdictReason?: string;
+  failedStep?: RunStep;
+  /** DUTs where an attempt ended in an infra-error: a retry prefers others. */
+  avoid: { agent: string; dut: string }[];
 }
 
 /** One claim of a job and how it ended (no outcome while it runs). */
@@ -92,6 +141,33 @@ export interface QueueAttempt {
   endedAt?: Date;
   outcome?: FinalState | 'lost';
   reason?: string;
+  verdict?: Verdict;
+  step?: RunStep;
+  exitCode?: number;
+  agentJobId?: string;
+}
+
+/** A registered DUT that could run a job, and what it does now. */
+export interface DutActivity {
+  agent: string;
+  name: string;
+  /** idle, leased, running (a queue job), bad, maintenance or offline (not reported lately). */
+  activity: 'idle' | 'leased' | 'running' | 'bad' | 'maintenance' | 'offline';
+  /** The queue job it runs, when `running`. */
+  job?: string;
+}
+
+/** Where a queued job stands: its place in line, the DUTs that could run it, and when it may start. */
+export interface QueuePlace {
+  /** 1 = next among queued jobs that want the same labels. */
+  position: number;
+  /** Queued jobs that want the same labels, this one included. */
+  queuedWithSameLabels: number;
+  duts: DutActivity[];
+  /** From recent run times of jobs with the same labels; absent when there is none to go by. */
+  estimate?: { startInMs: number; typicalRunMs: number; fromRuns: number };
+  /** Why there is no estimate. */
+  noEstimate?: string;
 }
 
 /** One chunk of a job's output. */
@@ -193,6 +269,34 @@ export function validateSpec(spec: JobSpec): void {
   if (spec.priority !== undefined) checkRange('priority', spec.priority, -PRIORITY_LIMIT, PRIORITY_LIMIT);
   if (spec.maxAttempts !== undefined) checkRange('maxAttempts', spec.maxAttempts, 1, MAX_ATTEMPTS_LIMIT);
   if (spec.submittedBy !== undefined) checkName('submittedBy', spec.submittedBy);
+  if (spec.env !== undefined) checkEnv(spec.env);
+}
+
+/** A submitter's job environment: names a shell accepts, none of the worker's own, bounded. */
+export function checkEnv(env: Record<string, string>): void {
+  if (typeof env !== 'object' || env === null || Array.isArray(env)) {
+    throw invalidArgument('env must be an object of NAME: value');
+  }
+  const entries = Object.entries(env);
+  if (entries.length > MAX_ENV_VARS) throw invalidArgument(`env: at most ${MAX_ENV_VARS} variables`);
+  let bytes = 0;
+  for (const [name, value] of entries) {
+    if (!ENV_NAME.test(name)) {
+      throw invalidArgument(
+        `env: "${name}" is not a variable name (letters, digits and _, not first a digit)`,
+      );
+    }
+    if (name.startsWith(RESERVED_ENV_PREFIX)) {
+      throw invalidArgument(
+        `env: ${name} is set by the queue worker itself (every ${RESERVED_ENV_PREFIX}* name is); choose another name`,
+      );
+    }
+    if (typeof value !== 'string' || value.includes('\0')) {
+      throw invalidArgument(`env: the value of ${name} must be a string without NUL characters`);
+    }
+    bytes += Buffer.byteLength(name) + Buffer.byteLength(value);
+  }
+  if (bytes > MAX_ENV_BYTES) throw invalidArgument(`env is longer than ${MAX_ENV_BYTES / 1024} KiB`);
 }
 
 export function validateImage(image: { path: string; sha256: string }): void {

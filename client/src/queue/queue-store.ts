@@ -5,10 +5,12 @@
  * the database's clock, never a worker's.
  */
 import { failedPrecondition, invalidArgument, notFound } from '../../../protocol/src/errors.js';
+import type { TestCase } from '../../../protocol/src/test-cases.js';
 import { migrate } from './migrations.js';
 import { openQueueDb, type QueueDb, type QueueDbOptions } from './queue-db.js';
-
+import { checkRunnable, placeOf } from './queue-insight.js';
 import {
+  type AttemptEnd,
   type Claimant,
   checkId,
   checkLabels,
@@ -29,85 +31,30 @@ import {
   MAX_REPORT_BYTES,
   type QueueAttempt,
   type QueueJob,
+  type QueuePlace,
   type QueueStats,
+  type RunStep,
+  STALE_DUT_MS,
   SUBMIT_CHANNEL,
+  type Verdict,
   validateSpec,
 } from './queue-job.js';
+import { type AttemptResults, readTestCases, saveTestCases } from './queue-results.js';
 
 export * from './queue-job.js';
 
-interface JobRow {
-  id: string;
-  state: JobState;
-  labels: Record<string, string>;
-  command: string[];
-  image_path: string | null;
-  image_sha256: string | null;
-  timeout_ms: number;
-  priority: number;
-  max_attempts: number;
-  attempts: number;
-  submitted_by: string | null;
-  submitted_at: Date;
-  worker: string | null;
-  agent: string | null;
-  dut: string | null;
-  lease_id: string | null;
-  agent_job_id: string | null;
-  claimed_at: Date | null;
-  started_at: Date | null;
-  heartbeat_at: Date | null;
-  finished_at: Date | null;
-  cancel_requested: boolean;
-  exit_code: number | null;
-  error: string | null;
-}
-
-/** bigserial comes back as a string from pg and a number from PGlite: always text here. */
-const JOB_COLUMNS = `id::text AS id, state, labels, command, image_path, image_sha256, timeout_ms, priority,
-  max_attempts, attempts, submitted_by, submitted_at, worker, agent, dut, lease_id, agent_job_id, claimed_at,
-  started_at, heartbeat_at, finished_at, cancel_requested, exit_code, error`;
-/** This worker's current attempt at the job, and nothing older or anyone else's. */
-const FENCE = 'id = $1 AND attempts = $2 AND worker = $3';
-
-/** SQL for the database's now() minus the milliseconds in parameter `param`. */
-function msAgo(param: string): string {
-  return `now() - ${param}::double precision * interval '1 millisecond'`;
-}
-
-/**
- * Takes jobs back from their worker, one statement: the jobs matching `where` (locked rows are
- * another caller's, skipped) go back to the queue with the attempt counted, or fail once every
- * attempt was lost, or end cancelled if that was asked; their attempt is closed as lost.
- * `reason` is an SQL expression over the job row.
- */
-function takeBackSql(where: string, reason: string): string {
-  return `WITH taken AS (
-      SELECT id, attempts, max_attempts, worker, agent, dut, claimed_at, ${reason} AS reason,
-        CASE WHEN cancel_requested THEN 'cancelled' WHEN attempts >= max_attempts THEN 'failed'
-             ELSE 'queued' END AS next
-      FROM queue_jobs WHERE ${where}
-      FOR UPDATE SKIP LOCKED
-    ), moved AS (
-      UPDATE queue_jobs j SET
-        state = t.next,
-        error = CASE t.next
-          WHEN 'failed' THEN format('worker lost on every attempt (%s of %s)', t.attempts, t.max_attempts)
-          WHEN 'cancelled' THEN 'cancelled; ' || t.reason
-        END,
-        finished_at = CASE WHEN t.next = 'queued' THEN NULL ELSE now() END,
-        worker = CASE WHEN t.next = 'queued' THEN NULL ELSE j.worker END,
-        agent = CASE WHEN t.next = 'queued' THEN NULL ELSE j.agent END,
-        dut = CASE WHEN t.next = 'queued' THEN NULL ELSE j.dut END,
-        lease_id = NULL, agent_job_id = NULL, claimed_at = NULL, started_at = NULL, heartbeat_at = NULL
-      FROM taken t WHERE j.id = t.id
-      RETURNING j.id, j.state
-    ), lost AS (
-      INSERT INTO queue_attempts (job_id, attempt, worker, agent, dut, started_at, ended_at, outcome, reason)
-      SELECT id, attempts, worker, agent, dut, claimed_at, now(), 'lost', reason FROM taken
-    )
-    SELECT id::text AS id, state FROM moved ORDER BY id`;
-}
+import {
+  asBuffer,
+  checkVerdict,
+  DEFAULT_VERDICT,
+  FENCE,
+  JOB_COLUMNS,
+  type JobRow,
+  msAgo,
+  RETRY_SQL,
+  takeBackSql,
+  toJob,
+} from './queue-rows.js';
 
 /** The fleet queue over one database. */
 export class QueueStore {
@@ -136,8 +83,8 @@ export class QueueStore {
     const [row] = await this.db.query<JobRow>(
       `WITH submitted AS (
          INSERT INTO queue_jobs (labels, command, image_path, image_sha256, timeout_ms, priority, max_attempts,
-           submitted_by)
-         VALUES ($1::jsonb, $2::text[], $3, $4, $5, $6, $7, $8) RETURNING *
+           submitted_by, env)
+         VALUES ($1::jsonb, $2::text[], $3, $4, $5, $6, $7, $8, $9::jsonb) RETURNING *
        )
        SELECT ${JOB_COLUMNS}, pg_notify('${SUBMIT_CHANNEL}', id::text) FROM submitted`,
       [
@@ -149,6 +96,7 @@ export class QueueStore {
         spec.priority ?? 0,
         spec.maxAttempts ?? DEFAULT_MAX_ATTEMPTS,
         spec.submittedBy ?? null,
+        JSON.stringify(spec.env ?? {}),
       ],
     );
     return toJob(row!);
@@ -181,7 +129,8 @@ export class QueueStore {
 
   /**
    * Claims the most urgent queued job whose labels the DUT has, in one statement; undefined when
-   * none fits. Locks nothing past its return: the worker leases the DUT afterwards.
+   * none fits. Locks nothing past its return: the worker leases the DUT afterwards. A job that had
+   * an infra-error on this DUT waits for another one while any other DUT in service could run it.
    */
   async claimNext(who: Claimant): Promise<QueueJob | undefined> {
     for (const [what, v] of [
@@ -198,10 +147,21 @@ export class QueueStore {
       `UPDATE queue_jobs
        SET state = 'claimed', worker = $1, agent = $2, dut = $3, attempts = attempts + 1,
            claimed_at = now(), heartbeat_at = now()
-       WHERE id = (SELECT id FROM queue_jobs WHERE state = 'queued' AND labels <@ $4::jsonb
+       WHERE id = (SELECT id FROM queue_jobs j WHERE state = 'queued' AND labels <@ $4::jsonb
+                   AND NOT (j.avoid @> $5::jsonb AND EXISTS (
+                     SELECT 1 FROM queue_duts d
+                     WHERE j.labels <@ d.labels AND d.health = 'good' AND d.seen_at >= ${msAgo('$6')}
+                       AND NOT j.avoid @> jsonb_build_array(jsonb_build_object('agent', d.agent, 'dut', d.name))))
                    ORDER BY priority DESC, id FOR UPDATE SKIP LOCKED LIMIT 1)
        RETURNING ${JOB_COLUMNS}`,
-      [who.worker, who.agent, who.dut, JSON.stringify(who.dutLabels)],
+      [
+        who.worker,
+        who.agent,
+        who.dut,
+        JSON.stringify(who.dutLabels),
+        JSON.stringify([{ agent: who.agent, dut: who.dut }]),
+        STALE_DUT_MS,
+      ],
     );
     return row && toJob(row);
   }
@@ -258,29 +218,92 @@ export class QueueStore {
     return { ours: row !== undefined, cancelRequested: row?.cancel_requested ?? false };
   }
 
-  /** Records how this worker's attempt ended; false if the job is no longer this attempt's. */
+  /**
+   * Records how this worker's attempt ended, and so the job; false if the job is no longer this
+   * attempt's. The verdict defaults from the state (succeeded: pass, failed: fail).
+   */
   async finish(
     id: string,
     attempt: number,
     worker: string,
-    end: { state: FinalState; exitCode?: number; error?: string },
+    end: {
+      state: FinalState;
+      exitCode?: number;
+      error?: string;
+      verdict?: Verdict;
+      step?: RunStep;
+      agentJobId?: string;
+    },
   ): Promise<boolean> {
     if (!['succeeded', 'failed', 'cancelled'].includes(end.state)) {
       throw invalidArgument(`a job finishes as succeeded, failed or cancelled, not "${end.state}"`);
     }
+    const verdict = end.verdict ?? DEFAULT_VERDICT[end.state];
+    checkVerdict(verdict, end.step);
     const [row] = await this.db.query<{ n: number }>(
       `WITH done AS (
-         UPDATE queue_jobs SET state = $4, exit_code = $5, error = $6, finished_at = now()
+         UPDATE queue_jobs SET state = $4, exit_code = $5, error = $6, finished_at = now(),
+           verdict = $7, verdict_reason = $6, failed_step = $8, agent_job_id = coalesce($9, agent_job_id)
          WHERE ${FENCE} AND state IN ('claimed', 'running')
-         RETURNING id, attempts, worker, agent, dut, claimed_at
+         RETURNING id, attempts, worker, agent, dut, claimed_at, agent_job_id
        ), closed AS (
-         INSERT INTO queue_attempts (job_id, attempt, worker, agent, dut, started_at, ended_at, outcome, reason)
-         SELECT id, attempts, worker, agent, dut, claimed_at, now(), $4, $6 FROM done
+         INSERT INTO queue_attempts (job_id, attempt, worker, agent, dut, started_at, ended_at, outcome, reason,
+           verdict, step, exit_code, agent_job_id)
+         SELECT id, attempts, worker, agent, dut, claimed_at, now(), $4, $6, $7, $8, $5, agent_job_id FROM done
        )
        SELECT count(*)::integer AS n FROM done`,
-      [checkId(id), attempt, worker, end.state, end.exitCode ?? null, end.error ?? null],
+      [
+        checkId(id),
+        attempt,
+        worker,
+        end.state,
+        end.exitCode ?? null,
+        end.error ?? null,
+        verdict,
+        end.step ?? null,
+        end.agentJobId ?? null,
+      ],
     );
     return row!.n === 1;
+  }
+
+  /**
+   * Ends this worker's attempt with an infra-error: the job goes back to the queue (the attempt
+   * counted, this DUT to be avoided) or, once every attempt is used, ends failed with the
+   * verdict infra-error; cancelled instead if that was asked. Resolves with the job's state now,
+   * or undefined if the job was no longer this attempt's.
+   */
+  async retry(id: string, attempt: number, worker: string, end: AttemptEnd): Promise<JobState | undefined> {
+    checkVerdict('infra-error', end.step);
+    const [row] = await this.db.query<{ state: JobState }>(RETRY_SQL, [
+      checkId(id),
+      attempt,
+      worker,
+      end.reason ?? 'infrastructure error',
+      end.step ?? null,
+      end.exitCode ?? null,
+      end.agentJobId ?? null,
+    ]);
+    return row?.state;
+  }
+
+  /**
+   * How many of the DUT's latest attempts in a row ended in an infra-error it could be blamed
+   * for (a lost or stopped worker is not the DUT's fault and neither counts nor breaks the run).
+   */
+  async infraErrorStreak(agent: string, dut: string): Promise<number> {
+    const rows = await this.db.query<{ verdict: Verdict | null; step: RunStep | null }>(
+      `SELECT verdict, step FROM queue_attempts WHERE agent = $1 AND dut = $2
+       ORDER BY ended_at DESC LIMIT 100`,
+      [agent, dut],
+    );
+    let streak = 0;
+    for (const r of rows) {
+      if (r.step === 'worker') continue;
+      if (r.verdict !== 'infra-error') break;
+      streak++;
+    }
+    return streak;
   }
 
   /**
@@ -309,10 +332,17 @@ export class QueueStore {
    * A worker that stops (shutdown) hands its attempt back at once instead of letting it expire:
    * queued again with the attempt counted, like an expired one. False if it was no longer ours.
    */
-  async giveBack(id: string, attempt: number, worker: string, reason: string): Promise<boolean> {
+  async giveBack(
+    id: string,
+    attempt: number,
+    worker: string,
+    reason: string,
+    step: RunStep = 'worker',
+  ): Promise<boolean> {
+    checkVerdict('infra-error', step);
     const rows = await this.db.query(
-      takeBackSql(`${FENCE} AND state IN ('claimed', 'running')`, `$4::text`),
-      [checkId(id), attempt, worker, reason],
+      takeBackSql(`${FENCE} AND state IN ('claimed', 'running')`, `$4::text`, `$5::text`),
+      [checkId(id), attempt, worker, reason, step],
     );
     return rows.length === 1;
   }
@@ -382,11 +412,16 @@ export class QueueStore {
       ended_at: Date | null;
       outcome: FinalState | 'lost' | null;
       reason: string | null;
+      verdict: Verdict | null;
+      step: RunStep | null;
+      exit_code: number | null;
+      agent_job_id: string | null;
     }>(
-      `SELECT attempt, worker, agent, dut, started_at, ended_at, outcome, reason
+      `SELECT attempt, worker, agent, dut, started_at, ended_at, outcome, reason, verdict, step, exit_code,
+         agent_job_id
        FROM queue_attempts WHERE job_id = $1
        UNION ALL
-       SELECT attempts, worker, agent, dut, claimed_at, NULL, NULL, NULL
+       SELECT attempts, worker, agent, dut, claimed_at, NULL, NULL, NULL, NULL, NULL, NULL, agent_job_id
        FROM queue_jobs WHERE id = $1 AND state IN ('claimed', 'running')
        ORDER BY attempt`,
       [id],
@@ -400,6 +435,10 @@ export class QueueStore {
       endedAt: r.ended_at ?? undefined,
       outcome: r.outcome ?? undefined,
       reason: r.reason ?? undefined,
+      verdict: r.verdict ?? undefined,
+      step: r.step ?? undefined,
+      exitCode: r.exit_code ?? undefined,
+      agentJobId: r.agent_job_id ?? undefined,
     }));
   }
 
@@ -436,6 +475,27 @@ export class QueueStore {
     );
   }
 
+  /** Stores the test cases an attempt reported (at most MAX_TEST_CASES); resolves with how many were dropped. */
+  saveTestCases(id: string, attempt: number, cases: readonly TestCase[]): Promise<number> {
+    return saveTestCases(this.db, id, attempt, cases);
+  }
+
+  /** The test cases of an attempt (default: the latest). */
+  testCases(id: string, attempt?: number): Promise<AttemptResults> {
+    return readTestCases(this.db, id, attempt);
+  }
+
+  /** Refuses labels no registered DUT has; warns when none is registered or all matching are out of service. */
+  checkRunnable(labels: Record<string, string>): Promise<{ warning?: string }> {
+    checkLabels('labels', labels, false);
+    return checkRunnable(this.db, labels);
+  }
+
+  /** A queued job's place in line, the DUTs that could run it and an estimated start. */
+  async place(id: string): Promise<QueuePlace> {
+    return placeOf(this.db, await this.get(id));
+  }
+
   /** Replaces what the registry knows about one agent's DUTs (stamped with the database's time). */
   async reportDuts(agent: string, worker: string, duts: DutReport[]): Promise<void> {
     checkName('agent', agent);
@@ -463,7 +523,7 @@ export class QueueStore {
 
   /** Queue depth and DUT supply per label set; DUTs not reported for `staleMs` count as offline. */
   async stats(opts: { staleMs?: number } = {}): Promise<QueueStats> {
-    const staleMs = opts.staleMs ?? 60_000;
+    const staleMs = opts.staleMs ?? STALE_DUT_MS;
     const sets = await this.db.query<{
       labels: Record<string, string>;
       queued: number;
@@ -504,40 +564,4 @@ export class QueueStore {
   async #fenced(sql: string, params: unknown[]): Promise<boolean> {
     return (await this.db.query(sql, params)).length === 1;
   }
-}
-
-function toJob(r: JobRow): QueueJob {
-  return {
-    id: r.id,
-    state: r.state,
-    labels: r.labels,
-    command: r.command,
-    image:
-      r.image_path !== null && r.image_sha256 !== null
-        ? { path: r.image_path, sha256: r.image_sha256 }
-        : undefined,
-    timeoutMs: r.timeout_ms,
-    priority: r.priority,
-    maxAttempts: r.max_attempts,
-    attempts: r.attempts,
-    submittedBy: r.submitted_by ?? undefined,
-    submittedAt: r.submitted_at,
-    worker: r.worker ?? undefined,
-    agent: r.agent ?? undefined,
-    dut: r.dut ?? undefined,
-    leaseId: r.lease_id ?? undefined,
-    agentJobId: r.agent_job_id ?? undefined,
-    claimedAt: r.claimed_at ?? undefined,
-    startedAt: r.started_at ?? undefined,
-    heartbeatAt: r.heartbeat_at ?? undefined,
-    finishedAt: r.finished_at ?? undefined,
-    cancelRequested: r.cancel_requested,
-    exitCode: r.exit_code ?? undefined,
-    error: r.error ?? undefined,
-  };
-}
-
-/** pg gives bytea as a Buffer, PGlite as a Uint8Array. */
-function asBuffer(data: Uint8Array): Buffer {
-  return Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
 }

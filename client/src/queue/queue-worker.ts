@@ -13,12 +13,17 @@
  */
 import { hostname } from 'node:os';
 import { DutHealth } from '../../../protocol/gen/jiglet/v1/jig.js';
+import type { Job } from '../../../protocol/gen/jiglet/v1/jobs.js';
 import { durationText } from '../../../protocol/src/duration-text.js';
 import { JigletError } from '../../../protocol/src/errors.js';
+import { MAX_TEST_CASES, testCaseSummary } from '../../../protocol/src/test-cases.js';
 import type { JigletClient } from '../jiglet-client.js';
+import { testCasesOf } from '../job-test-cases.js';
 import type { Lease } from '../lease-client.js';
 import { renderReport } from '../report/render-report.js';
+import { StepFailed, step, verdictOfCommand } from './attempt-verdict.js';
 import { isConnectionError } from './queue-db.js';
+import { type AttemptEnd, INFRA_ERRORS_BEFORE_HEALTH_CHECK, type Verdict } from './queue-job.js';
 import { QueueLogWriter } from './queue-log-writer.js';
 import type { QueueJob, QueueStore } from './queue-store.js';
 
@@ -56,7 +61,8 @@ export interface QueueWorkerOptions {
   log?: (line: string) => void;
 }
 
-type Outcome = { state: 'succeeded' | 'failed' | 'cancelled'; exitCode?: number; error?: string };
+/** How an attempt ended; `retry: false` keeps an infra-error from being retried (another attempt cannot help). */
+type Outcome = AttemptEnd & { retry?: boolean };
 
 /** Why a running job was stopped before its command finished. */
 class Interrupted extends Error {
@@ -64,9 +70,17 @@ class Interrupted extends Error {
     readonly outcome: Outcome,
     readonly requeue: boolean,
   ) {
-    super(outcome.error);
+    super(outcome.reason);
   }
 }
+
+const STATE_OF: Record<Verdict, 'succeeded' | 'failed' | 'cancelled'> = {
+  pass: 'succeeded',
+  fail: 'failed',
+  'infra-error': 'failed',
+  timeout: 'failed',
+  cancelled: 'cancelled',
+};
 
 export class QueueWorker {
   readonly name: string;
@@ -228,7 +242,11 @@ export class QueueWorker {
     };
     const onStop = (): void =>
       stopWith(
-        { state: 'failed', error: `worker ${this.name} stopped; the job goes back to the queue` },
+        {
+          verdict: 'infra-error',
+          step: 'worker',
+          reason: `worker ${this.name} stopped; the job goes back to the queue`,
+        },
         true,
       );
     this.#stop.signal.addEventListener('abort', onStop, { once: true });
@@ -244,26 +262,71 @@ export class QueueWorker {
       if (reason instanceof Interrupted) {
         outcome = reason.outcome;
         requeue = reason.requeue;
-      } else outcome = { state: 'failed', error: messageOf(err) };
+      } else if (err instanceof StepFailed) outcome = err.end;
+      else outcome = { verdict: 'infra-error', step: 'worker', reason: messageOf(err) };
     } finally {
       heartbeat.stop();
       this.#stop.signal.removeEventListener('abort', onStop);
       client.lease = undefined;
     }
     logs.note(
-      `job ${outcome.state}${outcome.exitCode !== undefined ? ` (exit ${outcome.exitCode})` : ''}${outcome.error ? `: ${outcome.error}` : ''}`,
+      `attempt ${attempt}: ${outcome.verdict}${outcome.step && outcome.verdict !== 'pass' ? ` at ${outcome.step}` : ''}${outcome.exitCode !== undefined ? ` (exit ${outcome.exitCode})` : ''}${outcome.reason ? `: ${outcome.reason}` : ''}`,
     );
     await logs.close();
     // The lease ends before the outcome is written: whoever sees the job finished may claim the DUT.
     await client.leases.release(lease.id).catch(() => undefined);
     await this.#storeReport(job, attempt, lease, client);
-    const recorded = await this.#retrying(() =>
-      requeue
-        ? this.#store.giveBack(job.id, attempt, this.name, outcome.error ?? 'interrupted')
-        : this.#store.finish(job.id, attempt, this.name, outcome),
-    );
+    const recorded = await this.#retrying(() => this.#record(job, attempt, outcome, requeue));
     if (!recorded)
       this.#log(`queue worker ${this.name}: job ${job.id} attempt ${attempt} was no longer ours`);
+    if (recorded && outcome.verdict === 'infra-error' && outcome.step !== 'worker')
+      await this.#afterInfraError(client, dut);
+  }
+
+  /** Writes the attempt's end: handed back, retried after an infra-error, or the job's end. */
+  async #record(job: QueueJob, attempt: number, outcome: Outcome, requeue: boolean): Promise<boolean> {
+    if (requeue) {
+      return this.#store.giveBack(job.id, attempt, this.name, outcome.reason ?? 'interrupted', outcome.step);
+    }
+    if (outcome.verdict === 'infra-error' && outcome.retry !== false) {
+      return (await this.#store.retry(job.id, attempt, this.name, outcome)) !== undefined;
+    }
+    return this.#store.finish(job.id, attempt, this.name, {
+      state: STATE_OF[outcome.verdict],
+      verdict: outcome.verdict,
+      step: outcome.step,
+      exitCode: outcome.exitCode,
+      error: outcome.reason,
+      agentJobId: outcome.agentJobId,
+    });
+  }
+
+  /**
+   * After INFRA_ERRORS_BEFORE_HEALTH_CHECK infra-errors in a row on a DUT (LAVA's rule), runs its
+   * health check, or marks it bad when it has none, so the queue stops feeding it jobs. Both need
+   * the worker's identity to be an admin; when it is not, the log says what to do.
+   */
+  async #afterInfraError(client: JigletClient, dut: string): Promise<void> {
+    try {
+      const streak = await this.#store.infraErrorStreak(this.#agent, dut);
+      if (streak === 0 || streak % INFRA_ERRORS_BEFORE_HEALTH_CHECK !== 0) return;
+      const why = `${streak} queue attempts in a row ended in an infra-error on ${dut}`;
+      const info = (await client.jig.duts()).find((d) => d.name === dut);
+      if (info?.hasHealthCheck) {
+        this.#log(`queue worker ${this.name}: ${why}; running its health check`);
+        const result = await client.jig.checkHealth(dut);
+        this.#log(
+          `queue worker ${this.name}: health check of ${dut} ${result.passed ? 'passed' : 'failed; it is now bad'} (agent job ${result.jobId})`,
+        );
+      } else {
+        await client.jig.setState(dut, 'bad', `${why}, and it has no health check; set it good when fixed`);
+        this.#log(`queue worker ${this.name}: ${why}; it has no health check, so it is now bad`);
+      }
+    } catch (err) {
+      this.#log(
+        `queue worker ${this.name}: could not check or quarantine ${dut} after repeated infra-errors: ${messageOf(err)}; an admin should look at it (jigctl dut check ${dut})`,
+      );
+    }
   }
 
   /**
@@ -307,32 +370,45 @@ export class QueueWorker {
     logs.note(
       `attempt ${job.attempts} on ${dut} (agent ${this.#agent}, lease ${lease.id}, worker ${this.name})`,
     );
-    if (job.image) {
-      logs.note(`flashing ${job.image.path}`);
-      const flashed = await client.flash(dut, job.image.path, { signal });
-      if (flashed.imageSha256 !== job.image.sha256) {
-        return {
-          state: 'failed',
-          error: `${job.image.path} changed since it was submitted (sha256 ${flashed.imageSha256}, submitted ${job.image.sha256})`,
-        };
+    const image = job.image;
+    if (image) {
+      logs.note(`flashing ${image.path}`);
+      const flashed = await step('flash', signal, () => client.flash(dut, image.path, { signal }));
+      if (flashed.imageSha256 !== image.sha256) {
+        throw new StepFailed(
+          'flash',
+          new Error(
+            `${image.path} changed since it was submitted (sha256 ${flashed.imageSha256}, submitted ${image.sha256}); submit it again`,
+          ),
+          false,
+        );
       }
       logs.note(`flashed (agent job ${flashed.jobId})`);
     }
     check();
     logs.note('power cycle');
-    await client.jig.power(dut, 'off');
+    await step('power', signal, () => client.jig.power(dut, 'off'));
     check();
-    await client.jig.power(dut, 'on');
+    await step('power', signal, () => client.jig.power(dut, 'on'));
     check();
     const [command, ...args] = job.command;
     const remaining = Math.max(1000, deadline - Date.now());
-    const started = await client.start({
-      command: command!,
-      args,
-      dut,
-      env: { JIGLET_DUT: dut, JIGLET_LEASE: lease.id, JIGLET_QUEUE_JOB: job.id },
-      timeoutMs: remaining,
-    });
+    const started = await step('command', signal, () =>
+      client.start({
+        command: command!,
+        args,
+        dut,
+        // The submitter's variables first: the worker's own always win (submit refuses JIGLET_*).
+        env: {
+          ...job.env,
+          JIGLET_DUT: dut,
+          JIGLET_LEASE: lease.id,
+          JIGLET_QUEUE_JOB: job.id,
+          JIGLET_ATTEMPT: String(job.attempts),
+        },
+        timeoutMs: remaining,
+      }),
+    );
     await this.#retrying(() => this.#store.setAgentJob(job.id, job.attempts, this.name, started.id));
     logs.note(`running ${job.command.join(' ')} as agent job ${started.id}`);
     const onAbort = (): void => {
@@ -340,26 +416,35 @@ export class QueueWorker {
     };
     signal.addEventListener('abort', onAbort, { once: true });
     try {
-      for await (const event of client.output(started.id, { follow: true })) {
-        if (event.type === 'chunk') logs.write(event.data);
-        else {
-          check();
-          const done = event.job;
-          if (done.stopReason === 'timeout')
-            return { state: 'failed', error: `timed out after ${job.timeoutMs} ms`, exitCode: done.exitCode };
-          if (done.exitCode === 0) return { state: 'succeeded', exitCode: 0 };
-          const why =
-            done.error || (done.signal ? `was killed by ${done.signal}` : `exited ${done.exitCode}`);
-          return { state: 'failed', exitCode: done.exitCode, error: `${job.command[0]} ${why}` };
+      const done = await step('agent', signal, async () => {
+        for await (const event of client.output(started.id, { follow: true })) {
+          if (event.type === 'chunk') logs.write(event.data);
+          else return event.job;
         }
-      }
+        throw new JigletError(
+          'JIGLET_E_INTERNAL',
+          `the output of agent job ${started.id} ended without its record`,
+        );
+      });
       check();
-      throw new JigletError(
-        'JIGLET_E_INTERNAL',
-        `the output of agent job ${started.id} ended without its record`,
-      );
+      await this.#storeTestCases(job, done, logs);
+      return verdictOfCommand(done, job.command, job.timeoutMs);
     } finally {
       signal.removeEventListener('abort', onAbort);
+    }
+  }
+
+  /** Stores the test cases the agent read from the job's $JIGLET_RESULTS; a failure is noted, not fatal. */
+  async #storeTestCases(job: QueueJob, done: Job, logs: QueueLogWriter): Promise<void> {
+    const cases = testCasesOf(done);
+    if (cases.length === 0) return;
+    try {
+      const dropped = await this.#retrying(() => this.#store.saveTestCases(job.id, job.attempts, cases));
+      logs.note(
+        `${testCaseSummary(cases)}${dropped > 0 ? ` (${dropped} past the first ${MAX_TEST_CASES} not stored)` : ''}`,
+      );
+    } catch (err) {
+      logs.note(`the test cases of this attempt could not be stored: ${messageOf(err)}`);
     }
   }
 
@@ -382,15 +467,24 @@ export class QueueWorker {
         const answer = await this.#store.heartbeat(job.id, job.attempts, this.name);
         lastBeat = Date.now();
         if (!answer.ours)
-          stopWith({ state: 'failed', error: 'the queue gave this attempt to another worker' }, false);
+          stopWith(
+            {
+              verdict: 'infra-error',
+              step: 'worker',
+              reason: 'the queue gave this attempt to another worker',
+              retry: false,
+            },
+            false,
+          );
         else if (answer.cancelRequested)
-          stopWith({ state: 'cancelled', error: 'cancelled on request' }, false);
+          stopWith({ verdict: 'cancelled', reason: 'cancelled on request' }, false);
       } catch (err) {
         if (Date.now() - lastBeat > expiryMs - 2 * heartbeatMs) {
           stopWith(
             {
-              state: 'failed',
-              error: `the queue was unreachable for ${Date.now() - lastBeat} ms (${messageOf(err)}); stopped before the queue requeues it`,
+              verdict: 'infra-error',
+              step: 'worker',
+              reason: `the queue was unreachable for ${Date.now() - lastBeat} ms (${messageOf(err)}); stopped before the queue requeues it`,
             },
             true,
           );
@@ -398,7 +492,14 @@ export class QueueWorker {
       }
       await client.leases.renew(lease.id).catch((err: unknown) => {
         if (!isAgentUnavailable(err))
-          stopWith({ state: 'failed', error: `lost the lease on ${lease.dut}: ${messageOf(err)}` }, true);
+          stopWith(
+            {
+              verdict: 'infra-error',
+              step: 'lease',
+              reason: `lost the lease on ${lease.dut}: ${messageOf(err)}`,
+            },
+            true,
+          );
       });
     };
     const timer = setInterval(() => {
