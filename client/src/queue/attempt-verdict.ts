@@ -5,6 +5,8 @@
  * broken test from a broken lab; here they are `infra-error` and retried on another DUT.
  */
 import { type Job, JobState } from '../../../protocol/gen/jiglet/v1/jobs.js';
+import type { TestCase } from '../../../protocol/src/test-cases.js';
+import { testCasesOf } from '../job-test-cases.js';
 import type { AttemptEnd, RunStep } from './queue-job.js';
 
 /** What a failed step was doing, as a person reads it in `queue status`. */
@@ -78,7 +80,16 @@ export function verdictOfCommand(done: Job, command: readonly string[], timeoutM
       : done.signal
         ? `was killed by ${done.signal}`
         : `exited ${done.exitCode}`);
-  return { ...base, verdict: 'fail', reason: `${command[0]} ${why}` };
+  return { ...base, verdict: 'fail', reason: `${command[0]} ${why}${failedCasesText(testCasesOf(done))}` };
+}
+
+/** "; 1 of 3 test cases failed: has the wifi firmware", naming at most three. */
+function failedCasesText(cases: readonly TestCase[]): string {
+  const failed = cases.filter((c) => c.status === 'failed' || c.status === 'error');
+  if (failed.length === 0) return '';
+  const names = failed.slice(0, 3).map((c) => c.name);
+  const more = failed.length > 3 ? `, and ${failed.length - 3} more` : '';
+  return `; ${failed.length} of ${cases.length} test cases failed: ${names.join(', ')}${more}`;
 }
 
 export function messageOf(err: unknown): string {

@@ -13,10 +13,9 @@
  */
 import { hostname } from 'node:os';
 import { DutHealth } from '../../../protocol/gen/jiglet/v1/jig.js';
-import type { Job } from '../../../protocol/gen/jiglet/v1/jobs.js';
 import { durationText } from '../../../protocol/src/duration-text.js';
 import { JigletError } from '../../../protocol/src/errors.js';
-import { MAX_TEST_CASES, testCaseSummary } from '../../../protocol/src/test-cases.js';
+import { MAX_TEST_CASES, type TestCase, testCaseSummary } from '../../../protocol/src/test-cases.js';
 import type { JigletClient } from '../jiglet-client.js';
 import { testCasesOf } from '../job-test-cases.js';
 import type { Lease } from '../lease-client.js';
@@ -253,10 +252,12 @@ export class QueueWorker {
     const heartbeat = this.#heartbeat(job, lease, client, stopWith);
     let outcome: Outcome;
     let requeue = false;
+    // What the command reported, for the attempt's report as well as the queue.
+    const ran: { cases: TestCase[] } = { cases: [] };
     try {
       await this.#retrying(() => this.#store.markRunning(job.id, attempt, this.name, { leaseId: lease.id }));
       client.lease = lease.id;
-      outcome = await this.#steps(job, dut, lease, client, logs, interrupt.signal);
+      outcome = await this.#steps(job, dut, lease, client, logs, interrupt.signal, ran);
     } catch (err) {
       const reason = interrupt.signal.reason;
       if (reason instanceof Interrupted) {
@@ -275,7 +276,7 @@ export class QueueWorker {
     await logs.close();
     // The lease ends before the outcome is written: whoever sees the job finished may claim the DUT.
     await client.leases.release(lease.id).catch(() => undefined);
-    await this.#storeReport(job, attempt, lease, client);
+    await this.#storeReport(job, attempt, lease, client, outcome, ran.cases);
     const recorded = await this.#retrying(() => this.#record(job, attempt, outcome, requeue));
     if (!recorded)
       this.#log(`queue worker ${this.name}: job ${job.id} attempt ${attempt} was no longer ours`);
@@ -335,7 +336,14 @@ export class QueueWorker {
    * from the last heartbeat; a report that cannot be made or stored is noted in the job's log and
    * changes nothing about the job.
    */
-  async #storeReport(job: QueueJob, attempt: number, lease: Lease, client: JigletClient): Promise<void> {
+  async #storeReport(
+    job: QueueJob,
+    attempt: number,
+    lease: Lease,
+    client: JigletClient,
+    outcome: Outcome,
+    cases: readonly TestCase[],
+  ): Promise<void> {
     try {
       const timeline = await client.records.timeline(
         { leaseId: lease.id },
@@ -344,6 +352,8 @@ export class QueueWorker {
       const html = renderReport(timeline, {
         title: `queue job ${job.id}, attempt ${attempt}, on ${lease.dut}`,
         agent: this.#agent,
+        verdict: { verdict: outcome.verdict, reason: outcome.reason, step: outcome.step },
+        testCases: cases,
       });
       await this.#store.saveReport(job.id, attempt, html);
     } catch (err) {
@@ -362,6 +372,7 @@ export class QueueWorker {
     client: JigletClient,
     logs: QueueLogWriter,
     signal: AbortSignal,
+    ran: { cases: TestCase[] },
   ): Promise<Outcome> {
     const deadline = Date.now() + job.timeoutMs;
     const check = (): void => {
@@ -427,7 +438,8 @@ export class QueueWorker {
         );
       });
       check();
-      await this.#storeTestCases(job, done, logs);
+      ran.cases = testCasesOf(done);
+      await this.#storeTestCases(job, ran.cases, logs);
       return verdictOfCommand(done, job.command, job.timeoutMs);
     } finally {
       signal.removeEventListener('abort', onAbort);
@@ -435,8 +447,7 @@ export class QueueWorker {
   }
 
   /** Stores the test cases the agent read from the job's $JIGLET_RESULTS; a failure is noted, not fatal. */
-  async #storeTestCases(job: QueueJob, done: Job, logs: QueueLogWriter): Promise<void> {
-    const cases = testCasesOf(done);
+  async #storeTestCases(job: QueueJob, cases: TestCase[], logs: QueueLogWriter): Promise<void> {
     if (cases.length === 0) return;
     try {
       const dropped = await this.#retrying(() => this.#store.saveTestCases(job.id, job.attempts, cases));
