@@ -64,6 +64,13 @@ describe('a CI pipeline through the fleet queue: flash, test on the DUT, verdict
     rmSync(dir, { recursive: true, force: true });
   });
 
+  it('is the script the README shows', () => {
+    const readme = readFileSync(join(import.meta.dirname, '../README.md'), 'utf8');
+    const script = readFileSync(join(CI, 'pipeline.sh'), 'utf8');
+    const shown = script.replace(/^(?=.)/gm, '  ');
+    assert.ok(readme.includes(shown), 'README.md (In a CI pipeline) shows fixtures/ci/pipeline.sh as it is');
+  });
+
   it('ends fail with the failing case named, stores the cases, and reports them', async () => {
     const out = join(dir, 'artifacts');
     // The CI runner is not the jig host's job: it has the queue, not the agent's certificate.
