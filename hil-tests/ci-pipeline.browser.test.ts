@@ -8,7 +8,7 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Browser } from 'playwright-core';
@@ -69,6 +69,46 @@ describe('a CI pipeline through the fleet queue: flash, test on the DUT, verdict
     const script = readFileSync(join(CI, 'pipeline.sh'), 'utf8');
     const shown = script.replace(/^(?=.)/gm, '  ');
     assert.ok(readme.includes(shown), 'README.md (In a CI pipeline) shows fixtures/ci/pipeline.sh as it is');
+  });
+
+  it('calls a flashed image that never boots an infra-error at boot, and never runs the tests', async () => {
+    const broken = (
+      await buildImage({
+        out: join(dir, 'os-4.2.1.img'),
+        version: '4.2.1',
+        sizeBytes: 16 * MiB,
+        corrupt: true,
+      })
+    ).path;
+    const ran = join(dir, 'ran');
+    // The boot wait is bounded by the job's timeout: a short one ends it soon after the panic.
+    const run = await runJigctl(
+      v.t,
+      [
+        'queue',
+        'submit',
+        '--labels',
+        'device-type=virtual',
+        '--image',
+        broken,
+        '--max-attempts',
+        '1',
+        '--timeout',
+        '10s',
+        '--wait',
+        '--',
+        'touch',
+        ran,
+      ],
+      { env: { USER: 'ci', JIGLET_QUEUE_DB: db } },
+    );
+    assert.equal(run.code, 75, `infra-error exits 75; ${run.stderr}`);
+    assert.match(
+      run.stderr,
+      /job \d+: infra-error at boot: booting the DUT failed: .*did not print a line matching/,
+    );
+    assert.match(run.stdout, /power cycle/);
+    assert.ok(!existsSync(ran), 'the test command never ran');
   });
 
   it('ends fail with the failing case named, stores the cases, and reports them', async () => {

@@ -45,6 +45,9 @@ export const DEFAULT_TIMING: QueueWorkerTiming = {
   idleMs: 1000,
 };
 
+/** How long a flashed DUT gets to boot (within the job's own timeout). */
+const BOOT_TIMEOUT_MS = 5 * 60_000;
+
 /** Longest pause between attempts while the database or the agent cannot be reached. */
 const MAX_BACKOFF_MS = 10_000;
 
@@ -400,7 +403,15 @@ export class QueueWorker {
     logs.note('power cycle');
     await step('power', signal, () => client.jig.power(dut, 'off'));
     check();
-    await step('power', signal, () => client.jig.power(dut, 'on'));
+    if (image) {
+      // A flashed image must boot before its tests run: a DUT that never shows its boot pattern
+      // (the jig description's shell.bootedPattern) is an infra-error at `boot`, not a failed test.
+      const bootMs = Math.min(BOOT_TIMEOUT_MS, Math.max(1000, deadline - Date.now()));
+      const booted = await step('boot', signal, () =>
+        client.jig.gotoState(dut, 'booted', { timeoutMs: bootMs }),
+      );
+      logs.note(`booted in ${durationText(booted.durationMs)}`);
+    } else await step('power', signal, () => client.jig.power(dut, 'on'));
     check();
     const [command, ...args] = job.command;
     const remaining = Math.max(1000, deadline - Date.now());
