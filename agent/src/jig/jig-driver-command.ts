@@ -1,6 +1,7 @@
 /**
  * How the agent invokes the `jig-driver` executable for hardware jobs. Production runs the
- * compiled file next to the agent's own; tests and odd installs pass their own command.
+ * bundled file (dist/bundle/jig-driver.js, built by `npm run build`) next to the agent's own
+ * compiled code; tests and odd installs pass their own command.
  */
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -18,12 +19,20 @@ export interface JigDriverCommand {
  */
 export const JIG_DRIVER_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=1'];
 
-/** `node <dist>/jig-drivers/src/jig-driver.js`, found relative to this compiled module. */
+/**
+ * `node <dist>/bundle/jig-driver.js`, found relative to this compiled module. One bundle starts faster
+ * than the ~100 separate modules it is made of (README, Benchmarks).
+ */
 export function defaultJigDriverCommand(): JigDriverCommand {
-  const compiled = fileURLToPath(new URL('../../../jig-drivers/src/jig-driver.js', import.meta.url));
-  // Running from TypeScript sources (tsx): the compiled driver lives under dist/.
-  const script = existsSync(compiled)
-    ? compiled
-    : fileURLToPath(new URL('../../../dist/jig-drivers/src/jig-driver.js', import.meta.url));
+  const script = bundledScript('jig-driver.js', import.meta.url);
   return { command: process.execPath, args: [...JIG_DRIVER_NODE_FLAGS, script] };
+}
+
+/**
+ * A bundled binary's path (`dist/bundle/NAME`) from a module under dist/agent/src/<folder>/, or,
+ * when running from TypeScript sources (tsx), from agent/src/<folder>/.
+ */
+export function bundledScript(name: string, moduleUrl: string): string {
+  const compiled = fileURLToPath(new URL(`../../../bundle/${name}`, moduleUrl));
+  return existsSync(compiled) ? compiled : fileURLToPath(new URL(`../../../dist/bundle/${name}`, moduleUrl));
 }

@@ -1,0 +1,107 @@
+// Bundles the compiled binaries (tsc's output under dist/) into dist/bundle/ with esbuild, so a cold
+// `jigctl` or `jig-driver` start reads a few files instead of ~100 modules through Node's ESM loader.
+// Run by `npm run build` after tsc. dist/bundle/meta.json (esbuild's metafile) records which module
+// went into which file; a test reads it to keep the lazy imports lazy.
+//
+// - ESM with code splitting: every dynamic import() (jigctl's subcommands, jig-driver's power registry
+//   and libusb) stays a lazy chunk, loaded only when that path runs.
+// - Native and WASM packages, and packages that read files next to their own modules, stay external:
+//   they are imported from node_modules as before.
+// - Code that finds files relative to its own module (import.meta.url, import.meta.dirname, and
+//   __dirname/__filename in CommonJS dependencies) keeps its meaning: each is rewritten to the
+//   module's original location, relative to the bundle's own URL, so the bundle still finds
+//   dist/protocol/proto, node_modules/yargs/locales and the like, wherever the package is moved.
+// - CommonJS dependencies inside the ESM bundle get `require` from a createRequire banner.
+import { readFile, rm, writeFile } from 'node:fs/promises';
+import { dirname, join, relative, resolve, sep } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { build } from 'esbuild';
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+const DIST = join(ROOT, 'dist');
+const OUT = join(DIST, 'bundle');
+
+/** Entry name (the file in dist/bundle/) → tsc's output. */
+const ENTRIES = {
+  jigctl: join(DIST, 'client/src/jigctl.js'),
+  'jig-driver': join(DIST, 'jig-drivers/src/jig-driver.js'),
+};
+
+/** Loaded from node_modules at run time: native addons, WASM, and files read next to their modules. */
+const EXTERNAL = [
+  'usb',
+  'serialport',
+  '@serialport/*',
+  '@electric-sql/pglite',
+  '@electric-sql/pglite/*',
+  '@electric-sql/pglite-socket',
+  'pg-native',
+  'xz-decompress',
+  'playwright-core',
+  'pino',
+  'thread-stream',
+  'pino-pretty',
+];
+
+// Every chunk sits in OUT itself (no sub-folders), so import.meta.url in any chunk is a file in OUT.
+const BANNER = [
+  "import { createRequire as __jigletCreateRequire } from 'node:module';",
+  'const require = __jigletCreateRequire(import.meta.url);',
+].join('\n');
+
+const SELF_URL = /\bimport\.meta\.url\b/g;
+const SELF_DIRNAME = /\bimport\.meta\.dirname\b/g;
+const SELF_FILENAME = /\bimport\.meta\.filename\b/g;
+const CJS_PATHS = /\b__dirname\b|\b__filename\b/;
+
+/** Rewrites a module's references to its own location into its original location. */
+const keepOwnLocation = {
+  name: 'keep-own-location',
+  setup(b) {
+    b.onLoad({ filter: /\.[cm]?js$/ }, async (args) => {
+      const text = await readFile(args.path, 'utf8');
+      const hasMeta = text.includes('import.meta');
+      const isCjs = !hasMeta && CJS_PATHS.test(text) && !/^\s*(import|export)\s/m.test(text);
+      if (!hasMeta && !isCjs) return undefined;
+      const rel = relative(OUT, args.path).split(sep).join('/');
+      const url = `new URL(${JSON.stringify(rel)}, import.meta.url)`;
+      const file = `__jigletFileURLToPath(${url})`;
+      const head = "import { fileURLToPath as __jigletFileURLToPath } from 'node:url';\n";
+      if (hasMeta) {
+        const body = text
+          .replace(SELF_URL, `${url}.href`)
+          .replace(SELF_FILENAME, file)
+          .replace(SELF_DIRNAME, `__jigletFileURLToPath(new URL('.', ${url})).replace(/\\/$/, '')`);
+        return { contents: head + body, loader: 'js' };
+      }
+      // CommonJS: the module body is wrapped in a function by esbuild, so these vars stay local.
+      const cjsHead =
+        `var __filename = require('node:url').fileURLToPath(${url});\n` +
+        `var __dirname = require('node:path').dirname(__filename);\n`;
+      return { contents: cjsHead + text, loader: 'js' };
+    });
+  },
+};
+
+// No chunk of an earlier build may linger: chunk names are content hashes.
+await rm(OUT, { recursive: true, force: true });
+const result = await build({
+  entryPoints: ENTRIES,
+  outdir: OUT,
+  bundle: true,
+  splitting: true,
+  format: 'esm',
+  platform: 'node',
+  target: 'node20',
+  chunkNames: 'chunk-[hash]',
+  external: EXTERNAL,
+  banner: { js: BANNER },
+  plugins: [keepOwnLocation],
+  legalComments: 'none',
+  // node_modules may be a symlink (worktrees): locations stay relative to the package, not its target.
+  preserveSymlinks: true,
+  sourcemap: false,
+  logLevel: 'warning',
+  metafile: true,
+});
+await writeFile(join(OUT, 'meta.json'), JSON.stringify(result.metafile));
