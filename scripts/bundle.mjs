@@ -43,16 +43,21 @@ const EXTERNAL = [
   'pino-pretty',
 ];
 
-// Every chunk sits in OUT itself (no sub-folders), so import.meta.url in any chunk is a file in OUT.
+// Every chunk sits in OUT itself (no sub-folders), so any chunk's import.meta.url locates OUT. The
+// banner names it for the rewritten modules below: esbuild must not see `import.meta` in a CommonJS
+// module, or it would take it for an ES module and break its `exports`.
 const BANNER = [
   "import { createRequire as __jigletCreateRequire } from 'node:module';",
+  "import { fileURLToPath as __jigletFileURLToPath } from 'node:url';",
   'const require = __jigletCreateRequire(import.meta.url);',
+  'const __jigletChunkUrl = import.meta.url;',
 ].join('\n');
 
 const SELF_URL = /\bimport\.meta\.url\b/g;
 const SELF_DIRNAME = /\bimport\.meta\.dirname\b/g;
 const SELF_FILENAME = /\bimport\.meta\.filename\b/g;
 const CJS_PATHS = /\b__dirname\b|\b__filename\b/;
+const DECLARES_CJS_PATHS = /\b(?:const|let|var|function)\s+__(?:dirname|filename)\b/;
 
 /** Rewrites a module's references to its own location into its original location. */
 const keepOwnLocation = {
@@ -61,24 +66,19 @@ const keepOwnLocation = {
     b.onLoad({ filter: /\.[cm]?js$/ }, async (args) => {
       const text = await readFile(args.path, 'utf8');
       const hasMeta = text.includes('import.meta');
-      const isCjs = !hasMeta && CJS_PATHS.test(text) && !/^\s*(import|export)\s/m.test(text);
-      if (!hasMeta && !isCjs) return undefined;
+      const usesCjsPaths = CJS_PATHS.test(text) && !DECLARES_CJS_PATHS.test(text);
+      if (!hasMeta && !usesCjsPaths) return undefined;
       const rel = relative(OUT, args.path).split(sep).join('/');
-      const url = `new URL(${JSON.stringify(rel)}, import.meta.url)`;
+      const url = `new URL(${JSON.stringify(rel)}, __jigletChunkUrl)`;
       const file = `__jigletFileURLToPath(${url})`;
-      const head = "import { fileURLToPath as __jigletFileURLToPath } from 'node:url';\n";
-      if (hasMeta) {
-        const body = text
-          .replace(SELF_URL, `${url}.href`)
-          .replace(SELF_FILENAME, file)
-          .replace(SELF_DIRNAME, `__jigletFileURLToPath(new URL('.', ${url})).replace(/\\/$/, '')`);
-        return { contents: head + body, loader: 'js' };
-      }
-      // CommonJS: the module body is wrapped in a function by esbuild, so these vars stay local.
-      const cjsHead =
-        `var __filename = require('node:url').fileURLToPath(${url});\n` +
-        `var __dirname = require('node:path').dirname(__filename);\n`;
-      return { contents: cjsHead + text, loader: 'js' };
+      const dir = `__jigletFileURLToPath(new URL('.', ${url})).replace(/\\/$/, '')`;
+      let body = text
+        .replace(SELF_URL, () => `${url}.href`)
+        .replace(SELF_FILENAME, () => file)
+        .replace(SELF_DIRNAME, () => dir);
+      // CommonJS modules are wrapped in a function by esbuild, so these stay local to the module.
+      if (usesCjsPaths) body = `var __filename = ${file};\nvar __dirname = ${dir};\n${body}`;
+      return { contents: body, loader: 'js' };
     });
   },
 };
