@@ -41,6 +41,8 @@ const EXTERNAL = [
   'pino',
   'thread-stream',
   'pino-pretty',
+  // Loaded by grpc-js only for channelz and ORCA, never by these binaries: kept out of their parse.
+  '@grpc/proto-loader',
 ];
 
 // Every chunk sits in OUT itself (no sub-folders), so any chunk's import.meta.url locates OUT. The
@@ -85,6 +87,43 @@ const keepOwnLocation = {
 
 // No chunk of an earlier build may linger: chunk names are content hashes.
 await rm(OUT, { recursive: true, force: true });
+/**
+ * yargs renders a command's help before running it (to have it ready for an error), through cliui,
+ * wrap-ansi and string-width; string-width's first call compiles a very large emoji regex, a
+ * noticeable share of a cold `jigctl run`. Every `import stringWidth from 'string-width'` gets the
+ * same function with a printable-ASCII fast path (width = length, exactly what string-width
+ * answers for such text); anything else goes to the real string-width.
+ */
+const asciiStringWidth = {
+  name: 'ascii-string-width',
+  setup(b) {
+    b.onResolve({ filter: /^string-width$/ }, async (args) => {
+      if (args.kind !== 'import-statement' || args.pluginData?.real) return undefined;
+      const real = await b.resolve('string-width', {
+        kind: args.kind,
+        importer: args.importer,
+        resolveDir: args.resolveDir,
+        pluginData: { real: true },
+      });
+      if (real.errors.length > 0) return { errors: real.errors };
+      return { path: real.path, namespace: 'ascii-string-width' };
+    });
+    b.onLoad({ filter: /.*/, namespace: 'ascii-string-width' }, (args) => ({
+      contents: [
+        `import stringWidthFull from ${JSON.stringify(args.path)};`,
+        'const PRINTABLE_ASCII = /^[\\x20-\\x7e]*$/;',
+        'export default function stringWidth(string, options) {',
+        "  return typeof string === 'string' && PRINTABLE_ASCII.test(string)",
+        '    ? string.length',
+        '    : stringWidthFull(string, options);',
+        '}',
+      ].join('\n'),
+      loader: 'js',
+      resolveDir: dirname(args.path),
+    }));
+  },
+};
+
 const result = await build({
   entryPoints: ENTRIES,
   outdir: OUT,
@@ -96,7 +135,7 @@ const result = await build({
   chunkNames: 'chunk-[hash]',
   external: EXTERNAL,
   banner: { js: BANNER },
-  plugins: [keepOwnLocation],
+  plugins: [asciiStringWidth, keepOwnLocation],
   legalComments: 'none',
   // node_modules may be a symlink (worktrees): locations stay relative to the package, not its target.
   preserveSymlinks: true,
