@@ -124,6 +124,25 @@ const asciiStringWidth = {
   },
 };
 
+/**
+ * string-width makes an Intl.Segmenter when loaded (about 7 ms each, and yargs' helpers bring three
+ * copies); the ASCII path above never uses it. Made on first use instead.
+ */
+const SEGMENTER_AT_LOAD = 'const segmenter = new Intl.Segmenter();';
+const lazySegmenter = {
+  name: 'lazy-segmenter',
+  setup(b) {
+    b.onLoad({ filter: /[\\/]string-width[\\/]index\.js$/ }, async (args) => {
+      const text = await readFile(args.path, 'utf8');
+      if (!text.includes(SEGMENTER_AT_LOAD)) return undefined;
+      const lazy =
+        'let segmenterMade;\n' +
+        'const segmenter = { segment: (s) => (segmenterMade ??= new Intl.Segmenter()).segment(s) };';
+      return { contents: text.replace(SEGMENTER_AT_LOAD, () => lazy), loader: 'js' };
+    });
+  },
+};
+
 const result = await build({
   entryPoints: ENTRIES,
   outdir: OUT,
@@ -135,7 +154,7 @@ const result = await build({
   chunkNames: 'chunk-[hash]',
   external: EXTERNAL,
   banner: { js: BANNER },
-  plugins: [asciiStringWidth, keepOwnLocation],
+  plugins: [asciiStringWidth, lazySegmenter, keepOwnLocation],
   legalComments: 'none',
   // node_modules may be a symlink (worktrees): locations stay relative to the package, not its target.
   preserveSymlinks: true,
