@@ -10,12 +10,16 @@ import { fileURLToPath } from 'node:url';
 export interface JigDriverCommand {
   command: string;
   args: string[];
+  /** Put before `args` for the long-lived serial capture only (Node flags: `command` is node). */
+  captureArgs?: string[];
 }
 
 /**
- * Node flags for driver processes. A serial capture lives as long as the agent and allocates a
- * little per chunk; V8's default 16 MiB semi-spaces let its young generation grow to tens of MiB
- * for nothing, so each capture is kept small (measured in `npm run bench`).
+ * Node flags for the serial capture. A capture lives as long as the agent and allocates a little
+ * per chunk; V8's default 16 MiB semi-spaces let its young generation grow to tens of MiB for
+ * nothing, so each capture is kept small (measured in `npm run bench`). Not for a power action or
+ * a flash: a 1 MiB young generation means many more scavenges while ~1 MB of code loads, which made
+ * a cold power action ~15% slower.
  */
 export const JIG_DRIVER_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=1'];
 
@@ -25,7 +29,7 @@ export const JIG_DRIVER_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=
  */
 export function defaultJigDriverCommand(): JigDriverCommand {
   const script = bundledScript('jig-driver.js', import.meta.url);
-  return { command: process.execPath, args: [...JIG_DRIVER_NODE_FLAGS, script] };
+  return { command: process.execPath, args: [script], captureArgs: [...JIG_DRIVER_NODE_FLAGS] };
 }
 
 /**
