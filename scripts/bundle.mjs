@@ -143,6 +143,20 @@ const lazySegmenter = {
   },
 };
 
+/**
+ * zod puts all its ~50 message locales in every bundle (`z.locales`, a namespace esbuild cannot
+ * shake), about 0.3 MB to parse at every start; jiglet only ever uses English, zod's default.
+ */
+const zodEnglishOnly = {
+  name: 'zod-english-only',
+  setup(b) {
+    b.onLoad({ filter: /[\\/]zod[\\/]v4[\\/]locales[\\/]index\.js$/ }, () => ({
+      contents: 'export { default as en } from "./en.js";',
+      loader: 'js',
+    }));
+  },
+};
+
 const result = await build({
   entryPoints: ENTRIES,
   outdir: OUT,
@@ -154,7 +168,7 @@ const result = await build({
   chunkNames: 'chunk-[hash]',
   external: EXTERNAL,
   banner: { js: BANNER },
-  plugins: [asciiStringWidth, lazySegmenter, keepOwnLocation],
+  plugins: [asciiStringWidth, lazySegmenter, zodEnglishOnly, keepOwnLocation],
   legalComments: 'none',
   // node_modules may be a symlink (worktrees): locations stay relative to the package, not its target.
   preserveSymlinks: true,
