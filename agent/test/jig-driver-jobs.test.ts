@@ -15,7 +15,7 @@ import { startVirtualDut, type VirtualDut } from '../../fixtures/virtual-dut/vir
 import { SerialRecordDecoder } from '../../jig-drivers/src/serial-record.js';
 import { JobState } from '../../protocol/gen/jiglet/v1/jobs.js';
 
-const JIG_DRIVER = join(import.meta.dirname, '../../dist/jig-drivers/src/jig-driver.js');
+const JIG_DRIVER = join(import.meta.dirname, '../../dist/bundle/jig-driver.js');
 const WAIT_MS = 10_000;
 
 /** Follows a serial capture job and decodes its records into text and events. */

@@ -51,7 +51,7 @@ describe('jigctl leases', function () {
   });
 
   it('holds the lease while --exec runs the command, which inherits it, then releases it', async () => {
-    const jigctl = `${process.execPath} ${join(import.meta.dirname, '../../dist/client/src/jigctl.js')}`;
+    const jigctl = `${process.execPath} ${join(import.meta.dirname, '../../dist/bundle/jigctl.js')}`;
     const r = await runJigctl(v.t, [
       'claim',
       '--dut',

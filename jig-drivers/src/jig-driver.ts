@@ -13,8 +13,7 @@ import { invalidArgument, JigletError } from '../../protocol/src/errors.js';
  */
 import { readConfigArg } from './config-arg.js';
 import { parseOrThrow } from './config-issues.js';
-import { DEFAULT_REOPEN_TIMEOUT_MS, runSerialCapture } from './serial-capture.js';
-import { runUsbSerialCapture } from './serial-usb-capture.js';
+import { DEFAULT_REOPEN_TIMEOUT_MS } from './serial-defaults.js';
 import { type UsbMatch, usbMatchSchema } from './usb-match.js';
 
 /** Exit code for a bad invocation or configuration (sysexits EX_USAGE). */
@@ -73,8 +72,14 @@ async function serial(
     reopen: { timeoutMs: reopenTimeoutMs },
     signal: controller.signal,
   };
-  if ('usb' in target) await runUsbSerialCapture({ ...common, match: target.usb });
-  else await runSerialCapture({ ...common, path: target.path });
+  // Loaded only for a capture: a power action should not pay for serialport's native addon.
+  if ('usb' in target) {
+    const { runUsbSerialCapture } = await import('./serial-usb-capture.js');
+    await runUsbSerialCapture({ ...common, match: target.usb });
+  } else {
+    const { runSerialCapture } = await import('./serial-capture.js');
+    await runSerialCapture({ ...common, path: target.path });
+  }
 }
 
 const FLASH_DESCRIBE = "flash a DUT's boot medium: mux to host, write, verify, mux back";

@@ -6,14 +6,13 @@
  */
 import { existsSync, type Stats, stat } from 'node:fs';
 import { SerialPort } from 'serialport';
+import { DEFAULT_REOPEN_TIMEOUT_MS } from './serial-defaults.js';
 import { encodeChunk, encodeEvent, type SerialEventName } from './serial-record.js';
 import { dirsOf, PATH_RECHECK_MS, waitForPath, watchDirs } from './wait-for-path.js';
 
-/** How long a gone port is awaited before each `waiting` event (the capture itself never gives up). */
-export const DEFAULT_REOPEN_TIMEOUT_MS = 60_000;
-
-// The re-check period is shared with every other wait for a device node.
-export { PATH_RECHECK_MS };
+// The re-check period is shared with every other wait for a device node; the reopen period
+// (serial-defaults.ts) with jig-driver's option table.
+export { DEFAULT_REOPEN_TIMEOUT_MS, PATH_RECHECK_MS };
 
 /** What to capture, where to put it, and when to stop. */
 export interface SerialCaptureOptions {

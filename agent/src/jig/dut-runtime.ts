@@ -407,7 +407,14 @@ export class DutRuntime extends EventEmitter {
     const source = serial.path ? ['--path', serial.path] : ['--usb', JSON.stringify(serial.usb)];
     const spec: JobSpecInput = {
       command: jigDriver.command,
-      args: [...jigDriver.args, 'serial', ...source, '--baud', String(serial.baud)],
+      args: [
+        ...(jigDriver.captureArgs ?? []),
+        ...jigDriver.args,
+        'serial',
+        ...source,
+        '--baud',
+        String(serial.baud),
+      ],
       env: {},
       cwd: '',
       dut: this.dut.name,

@@ -1,6 +1,7 @@
 /**
  * How the agent invokes the `jig-driver` executable for hardware jobs. Production runs the
- * compiled file next to the agent's own; tests and odd installs pass their own command.
+ * bundled file (dist/bundle/jig-driver.js, built by `npm run build`) next to the agent's own
+ * compiled code; tests and odd installs pass their own command.
  */
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -9,21 +10,33 @@ import { fileURLToPath } from 'node:url';
 export interface JigDriverCommand {
   command: string;
   args: string[];
+  /** Put before `args` for the long-lived serial capture only (Node flags: `command` is node). */
+  captureArgs?: string[];
 }
 
 /**
- * Node flags for driver processes. A serial capture lives as long as the agent and allocates a
- * little per chunk; V8's default 16 MiB semi-spaces let its young generation grow to tens of MiB
- * for nothing, so each capture is kept small (measured in `npm run bench`).
+ * Node flags for the serial capture. A capture lives as long as the agent and allocates a little
+ * per chunk; V8's default 16 MiB semi-spaces let its young generation grow to tens of MiB for
+ * nothing, so each capture is kept small (measured in `npm run bench`). Not for a power action or
+ * a flash: a 1 MiB young generation means many more scavenges while ~1 MB of code loads, which made
+ * a cold power action ~15% slower.
  */
 export const JIG_DRIVER_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=1'];
 
-/** `node <dist>/jig-drivers/src/jig-driver.js`, found relative to this compiled module. */
+/**
+ * `node <dist>/bundle/jig-driver.js`, found relative to this compiled module. One bundle starts faster
+ * than the ~100 separate modules it is made of (README, Benchmarks).
+ */
 export function defaultJigDriverCommand(): JigDriverCommand {
-  const compiled = fileURLToPath(new URL('../../../jig-drivers/src/jig-driver.js', import.meta.url));
-  // Running from TypeScript sources (tsx): the compiled driver lives under dist/.
-  const script = existsSync(compiled)
-    ? compiled
-    : fileURLToPath(new URL('../../../dist/jig-drivers/src/jig-driver.js', import.meta.url));
-  return { command: process.execPath, args: [...JIG_DRIVER_NODE_FLAGS, script] };
+  const script = bundledScript('jig-driver.js', import.meta.url);
+  return { command: process.execPath, args: [script], captureArgs: [...JIG_DRIVER_NODE_FLAGS] };
+}
+
+/**
+ * A bundled binary's path (`dist/bundle/NAME`) from a module under dist/agent/src/<folder>/, or,
+ * when running from TypeScript sources (tsx), from agent/src/<folder>/.
+ */
+export function bundledScript(name: string, moduleUrl: string): string {
+  const compiled = fileURLToPath(new URL(`../../../bundle/${name}`, moduleUrl));
+  return existsSync(compiled) ? compiled : fileURLToPath(new URL(`../../../dist/bundle/${name}`, moduleUrl));
 }

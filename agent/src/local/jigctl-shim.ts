@@ -1,12 +1,11 @@
 /**
  * `jigctl` on every job's PATH: `<state>/bin/jigctl`, a two-line shell script that runs the
- * agent's own compiled jigctl with the agent's own node, so a job needs nothing installed and
+ * agent's own bundled jigctl with the agent's own node, so a job needs nothing installed and
  * always speaks the agent's protocol version. Rewritten at every start (the agent may have moved).
  */
-import { existsSync } from 'node:fs';
 import { chmod, mkdir, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { bundledScript } from '../jig/jig-driver-command.js';
 
 /** The folder on jobs' PATH, in the state directory. */
 export const JOB_BIN_DIR = 'bin';
@@ -14,12 +13,9 @@ export const JOB_BIN_DIR = 'bin';
 const DIR_MODE = 0o711;
 const SHIM_MODE = 0o755;
 
-/** The compiled jigctl next to this agent (under dist/ when running from sources with tsx). */
+/** The bundled jigctl next to this agent (dist/bundle/jigctl.js; under dist/ when running from sources with tsx). */
 export function defaultJigctlScript(): string {
-  const compiled = fileURLToPath(new URL('../../../client/src/jigctl.js', import.meta.url));
-  return existsSync(compiled)
-    ? compiled
-    : fileURLToPath(new URL('../../../dist/client/src/jigctl.js', import.meta.url));
+  return bundledScript('jigctl.js', import.meta.url);
 }
 
 /** Writes `<stateDir>/bin/jigctl` and returns the folder to put on jobs' PATH. */
