@@ -28,14 +28,9 @@ describe('jig description: health checks', () => {
       command: [
         'sh',
         '-c',
-        'jigctl power cycle --dut "$JIGLET_DUT" && jigctl expect --dut "$JIGLET_DUT" --pattern "login: $" --timeout 2m',
+        'jigctl power cycle && jigctl expect --pattern "login: $" --timeout 2m',
       ],
-      env: {
-        JIGLET_ADDR: '127.0.0.1:7411',
-        JIGLET_CA: '/etc/jiglet/tls/ca.crt',
-        JIGLET_CERT: '/etc/jiglet/tls/health.crt',
-        JIGLET_KEY: '/etc/jiglet/tls/health.key',
-      },
+      env: { LANG: 'C.UTF-8' },
       everyJobs: 10,
       everyHours: 24,
       timeoutMs: 300_000,

@@ -37,7 +37,7 @@ describe('jig description: storage', () => {
     });
     assert.deepEqual(findDut(jig, 'vdut-1').storage?.mux, {
       driver: 'virtual',
-      url: 'http://127.0.0.1:8089',
+      url: 'http://192.0.2.10:8089',
       timeoutMs: 5000,
     });
     // A DUT without a medium has no storage key at all (not even an undefined one).
