@@ -25,11 +25,7 @@ describe('jig description: health checks', () => {
   it('reads a health check with its defaults, and leaves DUTs without one without the key', async () => {
     const jig = await loadJigDescription(LAB1);
     assert.deepEqual(findDut(jig, 'bbb-1').healthCheck, {
-      command: [
-        'sh',
-        '-c',
-        'jigctl power cycle && jigctl expect --pattern "login: $" --timeout 2m',
-      ],
+      command: ['sh', '-c', 'jigctl power cycle && jigctl expect --pattern "login: $" --timeout 2m'],
       env: { LANG: 'C.UTF-8' },
       everyJobs: 10,
       everyHours: 24,
