@@ -22,7 +22,8 @@ import type { DutStateFile, DutStorageState } from './dut-state.js';
 import { flashJobSpec } from './flash-job.js';
 import type { JigDriverCommand } from './jig-driver-command.js';
 import { AGENT_OWNER, JobKeeper } from './job-keeper.js';
-import { type PowerActionName, runPowerJob } from './power-job.js';
+import { PowerDriver } from './power-driver.js';
+import type { PowerActionName } from './power-job.js';
 import { boundSerialLog } from './serial-log-bound.js';
 import { SerialMonitor } from './serial-monitor.js';
 
@@ -80,6 +81,8 @@ export class DutRuntime extends EventEmitter {
   #closed = false;
   readonly #opts: DutRuntimeOptions;
   readonly storage: DutStorageState;
+  /** Serves the power actions: a long-lived driver job, started on the first one. */
+  readonly #powerDriver: PowerDriver;
   /** Where the serial log stood when the DUT was last switched on (`expect --since-power-on`). */
   lastPowerOn: { captureJobId: string; offset: number; at: number } | undefined;
   /** The flash job running now ('starting' while it is being set up), if any. */
@@ -91,6 +94,13 @@ export class DutRuntime extends EventEmitter {
     this.dut = dut;
     this.#opts = { ...opts, log: opts.log.child({ dut: dut.name }) };
     this.storage = opts.stateFile.load();
+    this.#powerDriver = new PowerDriver({
+      supervisor: opts.supervisor,
+      jigDriver: opts.jigDriver,
+      dut: dut.name,
+      stateDir: opts.stateDir,
+      log: this.#opts.log,
+    });
   }
 
   get closed(): boolean {
@@ -157,22 +167,13 @@ export class DutRuntime extends EventEmitter {
       // The DUT may leave its shell prompt: exec must look again before it types.
       if (action !== 'status') this.emit('power', action);
       try {
-        const result = await runPowerJob({
-          supervisor: this.#opts.supervisor,
-          jigDriver: this.#opts.jigDriver,
-          dut: this.dut.name,
-          power,
-          action,
-          offTimeMs,
-          owner,
-          stateDir: this.#opts.stateDir,
-        });
+        const result = await this.#powerDriver.run({ power, action, offTimeMs, owner });
         if ((action === 'on' || action === 'cycle') && result.state === 'on')
           this.lastPowerOn = { captureJobId, offset: serialOffset, at: Date.now() };
         Object.assign(this.power, {
           state: result.state,
           at: Date.now(),
-          lastJobId: result.job.record.id,
+          lastJobId: result.jobId,
           lastError: '',
         });
         this.#opts.events.publish({
@@ -181,10 +182,10 @@ export class DutRuntime extends EventEmitter {
           dut: this.dut.name,
           action,
           state: result.state,
-          job: result.job.record.id,
+          job: result.jobId,
           by: owner,
         });
-        return { jobId: result.job.record.id, state: result.state, serialOffset };
+        return { jobId: result.jobId, state: result.state, serialOffset };
       } catch (err) {
         Object.assign(this.power, { state: 'unknown', at: Date.now(), lastError: (err as Error).message });
         const jobId = /\(job ([0-9a-f-]+)\)$/.exec((err as Error).message)?.[1];
@@ -398,7 +399,7 @@ export class DutRuntime extends EventEmitter {
     this.#keeper?.close();
     this.#writer?.controller.abort(new JigletError('JIGLET_E_UNAVAILABLE', 'the agent is shutting down'));
     this.emit('closed');
-    await this.#capture?.close();
+    await Promise.all([this.#capture?.close(), this.#powerDriver.close()]);
   }
 
   async #startCapture(): Promise<void> {

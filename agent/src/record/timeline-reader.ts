@@ -290,5 +290,6 @@ function shellWord(w: string): string {
 /** A job's role when the journal does not say (a power switch that failed publishes nothing). */
 function roleOf(r: JobRecord): JobRoleName {
   const sub = driverCommandOf(r);
-  return sub === 'power' || sub === 'flash' ? sub : 'command';
+  if (sub === 'power' || sub === 'power-serve') return 'power';
+  return sub === 'flash' ? sub : 'command';
 }
