@@ -68,6 +68,8 @@ export interface PowerDriverOptions {
   dut: string;
   stateDir: string;
   log: Logger;
+  /** Time an action may take beyond the driver's own deadlines (default: as a per-action job). */
+  deadlineSlackMs?: number;
 }
 
 /** The power driver of one DUT. Not re-entrant: the caller runs one action at a time. */
@@ -109,7 +111,7 @@ export class PowerDriver {
       return { jobId: result.job.record.id, state: result.state };
     }
     if (this.#closed) throw new JigletError('JIGLET_E_UNAVAILABLE', 'the agent is shutting down');
-    const timeoutMs = powerDeadlineMs(power, action, offTimeMs);
+    const timeoutMs = powerDeadlineMs(power, action, offTimeMs, this.#opts.deadlineSlackMs);
     const session = await this.#sessionFor(power);
     const id = this.#nextId++;
     session.stderr = '';

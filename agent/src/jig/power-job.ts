@@ -83,11 +83,16 @@ export async function runPowerJob(opts: {
 }
 
 /** The deadline of one power action: the driver's own deadlines plus a Node start and its output. */
-export function powerDeadlineMs(power: PowerConfig, action: PowerActionName, offTimeMs?: number): number {
+export function powerDeadlineMs(
+  power: PowerConfig,
+  action: PowerActionName,
+  offTimeMs?: number,
+  slackMs = JOB_OVERHEAD_MS,
+): number {
   const perRequest = numberOr(power.timeoutMs, DRIVER_TIMEOUT_MS);
   return action === 'cycle'
-    ? 2 * perRequest + (offTimeMs || numberOr(power.offTimeMs, DRIVER_OFF_TIME_MS)) + JOB_OVERHEAD_MS
-    : perRequest + JOB_OVERHEAD_MS;
+    ? 2 * perRequest + (offTimeMs || numberOr(power.offTimeMs, DRIVER_OFF_TIME_MS)) + slackMs
+    : perRequest + slackMs;
 }
 
 function numberOr(value: unknown, fallback: number): number {
