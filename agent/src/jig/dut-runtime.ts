@@ -362,13 +362,17 @@ export class DutRuntime extends EventEmitter {
           !isFinal(j.record.state) &&
           (boundIds.has(j.record.id) || (j.record.spec.dut === this.dut.name && j.record.owner === holder)),
       );
-    await Promise.all(
-      running.map((j) =>
+    await Promise.all([
+      ...running.map((j) =>
         supervisor
           .stop(j.record.id, LEASE_STOP_GRACE_MS, 'lease')
           .catch((err) => log.warn({ err, job: j.record.id }, 'could not stop a leased job')),
       ),
-    );
+      // A power action of the holder runs in the DUT's (agent-owned) power driver: stopped too.
+      this.#powerDriver
+        .stopActionOf(holder, 'lease')
+        .catch((err) => log.warn({ err }, 'could not stop a leased power action')),
+    ]);
     const safe = this.dut.safeState.power;
     if (this.dut.power && safe !== 'unchanged' && !this.#closed) {
       try {

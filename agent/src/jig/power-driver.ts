@@ -78,6 +78,8 @@ export class PowerDriver {
   #session: Session | undefined;
   #nextId = 1;
   #closed = false;
+  /** Whose action the driver is serving now. */
+  #serving: { owner: string; session: Session } | undefined;
 
   constructor(opts: PowerDriverOptions) {
     this.#opts = opts;
@@ -121,6 +123,7 @@ export class PowerDriver {
         `power ${action} of ${dut} failed: the ${String(power.driver)} driver ${how}${reason ? `: ${reason}` : ''} (job ${session.job.record.id})`,
       );
     let timer: NodeJS.Timeout | undefined;
+    this.#serving = { owner, session };
     const answer = await new Promise<PowerServeAnswer | 'ended' | 'timeout'>((resolve) => {
       session.waiter = { id, resolve };
       void session.ended.then(() => resolve('ended'));
@@ -134,6 +137,7 @@ export class PowerDriver {
     }).finally(() => {
       clearTimeout(timer);
       session.waiter = undefined;
+      this.#serving = undefined;
     });
     if (answer === 'timeout') {
       this.#session = undefined;
@@ -147,6 +151,17 @@ export class PowerDriver {
     }
     if (!answer.ok) throw failed('failed', answer.error);
     return { jobId: session.job.record.id, state: answer.state };
+  }
+
+  /**
+   * Stops the action `owner` is running now, if any (its lease ended): the driver job is stopped
+   * with `reason`, so the action fails saying so, and the next action starts a fresh driver.
+   */
+  async stopActionOf(owner: string, reason: 'lease'): Promise<void> {
+    const serving = this.#serving;
+    if (!serving || serving.owner !== owner) return;
+    if (this.#session === serving.session) this.#session = undefined;
+    await this.#stop(serving.session, reason);
   }
 
   /** Stops the driver job (the agent is shutting down or the DUT is going away). */
@@ -264,11 +279,11 @@ export class PowerDriver {
     if (waiter && answer.id === waiter.id) waiter.resolve(answer);
   }
 
-  async #stop(session: Session, reason: 'timeout' | 'request' | 'shutdown'): Promise<void> {
+  async #stop(session: Session, reason: 'timeout' | 'request' | 'shutdown' | 'lease'): Promise<void> {
     const id = session.job.record.id;
     try {
       if (!isFinal(this.#opts.supervisor.get(id).record.state))
-        await this.#opts.supervisor.stop(id, STOP_GRACE_MS, reason === 'request' ? 'request' : reason);
+        await this.#opts.supervisor.stop(id, STOP_GRACE_MS, reason);
     } catch (err) {
       if (!(err instanceof JigletError && err.code === 'JIGLET_E_ILLEGAL_TRANSITION'))
         this.#opts.log.warn({ err, job: id }, 'could not stop the power driver');
