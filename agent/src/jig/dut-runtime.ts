@@ -166,6 +166,7 @@ export class DutRuntime extends EventEmitter {
       }
       // The DUT may leave its shell prompt: exec must look again before it types.
       if (action !== 'status') this.emit('power', action);
+      const startedAt = Date.now();
       try {
         const result = await this.#powerDriver.run({ power, action, offTimeMs, owner });
         if ((action === 'on' || action === 'cycle') && result.state === 'on')
@@ -184,6 +185,7 @@ export class DutRuntime extends EventEmitter {
           state: result.state,
           job: result.jobId,
           by: owner,
+          startedAt,
         });
         return { jobId: result.jobId, state: result.state, serialOffset };
       } catch (err) {

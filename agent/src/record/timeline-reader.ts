@@ -135,7 +135,7 @@ export class TimelineReader {
     t.power = powerSpans(t.dut, powerBefore, inSpan, t.from, t.to);
     t.flash = flashPoints(inSpan);
     t.leases = this.#leaseSpans(t.dut, t.from, t.to);
-    t.jobs = this.#supervisor
+    const records = this.#supervisor
       .records(
         (e) =>
           e.dut === t.dut &&
@@ -148,9 +148,18 @@ export class TimelineReader {
           r.createdAt <= t.to &&
           (isFinal(r.state) ? (r.endedAt ?? r.createdAt) : t.to) >= t.from &&
           !isCapture(r),
-      )
-      .sort((a, b) => a.createdAt - b.createdAt)
-      .map((r) => spanOf(r, roles.get(r.id) ?? roleOf(r)));
+      );
+    // A DUT's long-lived power driver is not one span: each action it served is (its power event
+    // holds who asked, when it began and when it was done).
+    const drivers = new Set(records.filter((r) => driverCommandOf(r) === 'power-serve').map((r) => r.id));
+    t.jobs = [
+      ...records.filter((r) => !drivers.has(r.id)).map((r) => spanOf(r, roles.get(r.id) ?? roleOf(r))),
+      ...inSpan.flatMap((e) =>
+        e.kind === 'power' && drivers.has(e.job) && e.startedAt !== undefined
+          ? [servedSpan(e, e.startedAt)]
+          : [],
+      ),
+    ].sort((a, b) => a.createdAt - b.createdAt);
 
     if (includeSerial) {
       const serial = await readSerialLines({
@@ -257,6 +266,26 @@ function spanOf(r: JobRecord, role: JobRoleName): JobSpanView {
     createdAt: r.createdAt,
     startedAt: r.startedAt,
     endedAt: r.endedAt,
+  };
+}
+
+/** One power action served by a DUT's long-lived driver, as a job span of its own. */
+function servedSpan(
+  e: { dut: string; action: string; job: string; by: string; at: number },
+  startedAt: number,
+): JobSpanView {
+  return {
+    job: e.job,
+    owner: e.by,
+    command: `jig-driver power-serve (${e.action})`,
+    name: `power ${e.action}`,
+    dut: e.dut,
+    role: 'power',
+    state: 'exited',
+    exitCode: 0,
+    createdAt: startedAt,
+    startedAt,
+    endedAt: e.at,
   };
 }
 
