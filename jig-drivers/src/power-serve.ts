@@ -38,7 +38,7 @@ export function parsePowerRequest(line: string): PowerServeRequest | { id: numbe
     return { id: 0, problem: `a request is not JSON: ${(err as Error).message}` };
   }
   const v = (value ?? {}) as Record<string, unknown>;
-  const id = typeof v.id === 'number' && Number.isSafeInteger(v.id) ? v.id : 0;
+  const id = typeof v.id === 'number' && Number.isSafeInteger(v.id) && v.id > 0 ? v.id : 0;
   if (id === 0) return { id, problem: 'a request needs a positive integer "id"' };
   if (typeof v.action !== 'string' || !ACTIONS.includes(v.action))
     return { id, problem: `"action" must be one of ${ACTIONS.join(', ')}` };
