@@ -1,6 +1,7 @@
 /**
  * One DUT at run time: its serial capture job (started with the agent, restarted if it ever
- * ends), its power actions (one at a time, each a job), and the one writer of its console.
+ * ends), its power actions (one at a time, served by its long-lived power driver job:
+ * power-driver.ts), and the one writer of its console.
  */
 
 import { EventEmitter, once } from 'node:events';
