@@ -65,6 +65,13 @@ describe('jig bad input and broken hardware', function () {
     const job = await op.get(jobId);
     assert.equal(job.state, JobState.JOB_STATE_RUNNING);
     assert.equal(job.title, 'power driver for stuck-relay');
+    // The run record has the failed action: who asked, and why it failed.
+    const record = await op.records.timeline({ jobId });
+    const failed = record.events.filter((e) => e.fields.action === 'on' && e.fields.error !== undefined);
+    assert.equal(failed.length, 1, JSON.stringify(record.events));
+    assert.equal(failed[0]!.fields.by, 'operator');
+    assert.match(failed[0]!.fields.error!, /relay 2 stuck/);
+    assert.equal(failed[0]!.fields.state, 'unknown');
     const listed = (await op.jig.duts()).find((d) => d.name === 'stuck-relay');
     assert.match(listed?.power?.lastError ?? '', /relay 2 stuck/);
     assert.equal(listed?.power?.lastJobId, jobId);

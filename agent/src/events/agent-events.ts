@@ -33,6 +33,8 @@ export type AgentEvent =
       by: string;
       /** When the action began (after its wait in the DUT's power queue): its span is startedAt → at. */
       startedAt?: number;
+      /** Why the action failed (the state is `unknown` then). */
+      error?: string;
     }
   | {
       kind: 'flash';

@@ -193,6 +193,18 @@ export class DutRuntime extends EventEmitter {
         Object.assign(this.power, { state: 'unknown', at: Date.now(), lastError: (err as Error).message });
         const jobId = /\(job ([0-9a-f-]+)\)$/.exec((err as Error).message)?.[1];
         if (jobId) this.power.lastJobId = jobId;
+        // In the run record too: a failed action leaves the power state unknown, and says why.
+        this.#opts.events.publish({
+          kind: 'power',
+          at: this.power.at,
+          dut: this.dut.name,
+          action,
+          state: 'unknown',
+          job: jobId ?? '',
+          by: owner,
+          startedAt,
+          error: (err as Error).message,
+        });
         throw err;
       } finally {
         this.power.busy--;

@@ -271,7 +271,7 @@ function spanOf(r: JobRecord, role: JobRoleName): JobSpanView {
 
 /** One power action served by a DUT's long-lived driver, as a job span of its own. */
 function servedSpan(
-  e: { dut: string; action: string; job: string; by: string; at: number },
+  e: { dut: string; action: string; job: string; by: string; at: number; error?: string },
   startedAt: number,
 ): JobSpanView {
   return {
@@ -282,7 +282,9 @@ function servedSpan(
     dut: e.dut,
     role: 'power',
     state: 'exited',
-    exitCode: 0,
+    // A failed action reads like the failed per-action job it used to be, its reason as stderr.
+    exitCode: e.error === undefined ? 0 : 1,
+    ...(e.error === undefined ? {} : { stderrTail: e.error }),
     createdAt: startedAt,
     startedAt,
     endedAt: e.at,
