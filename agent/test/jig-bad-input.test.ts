@@ -58,15 +58,20 @@ describe('jig bad input and broken hardware', function () {
     const op = t.client('operator');
     const err = await errorOf(op.jig.power('stuck-relay', 'on'));
     assert.equal(err.code, 'JIGLET_E_DRIVER_FAILED');
-    assert.match(
-      err.message,
-      /power on of stuck-relay failed: the command driver exited with code 1: .*relay 2 stuck/,
-    );
+    assert.match(err.message, /power on of stuck-relay failed: the command driver failed: .*relay 2 stuck/);
+    // The job named is the DUT's long-lived power driver: an agent job that goes on serving.
     const jobId = /\(job ([0-9a-f-]+)\)$/.exec(err.message)?.[1];
     assert.ok(jobId, err.message);
     const job = await op.get(jobId);
-    assert.equal(job.state, JobState.JOB_STATE_EXITED);
-    assert.equal(job.owner, 'operator');
+    assert.equal(job.state, JobState.JOB_STATE_RUNNING);
+    assert.equal(job.title, 'power driver for stuck-relay');
+    // The run record has the failed action: who asked, and why it failed.
+    const record = await op.records.timeline({ jobId });
+    const failed = record.events.filter((e) => e.fields.action === 'on' && e.fields.error !== undefined);
+    assert.equal(failed.length, 1, JSON.stringify(record.events));
+    assert.equal(failed[0]!.fields.by, 'operator');
+    assert.match(failed[0]!.fields.error!, /relay 2 stuck/);
+    assert.equal(failed[0]!.fields.state, 'unknown');
     const listed = (await op.jig.duts()).find((d) => d.name === 'stuck-relay');
     assert.match(listed?.power?.lastError ?? '', /relay 2 stuck/);
     assert.equal(listed?.power?.lastJobId, jobId);
@@ -89,7 +94,7 @@ describe('jig bad input and broken hardware', function () {
   it('reports an HTTP plug that answers garbage', async () => {
     const err = await errorOf(t.client('operator').jig.power('garbage-plug', 'on'));
     assert.equal(err.code, 'JIGLET_E_DRIVER_FAILED');
-    assert.match(err.message, /tasmota driver exited with code 1: .+/);
+    assert.match(err.message, /tasmota driver failed: .+/);
   });
 
   it('keeps a capture waiting on a serial port that does not exist, and says so', async () => {

@@ -107,8 +107,14 @@ describe('local endpoint: jobs drive their own DUT without a certificate', funct
       (JSON.parse(jig!) as { name: string }[]).map((d) => d.name),
       ['vdut-a', 'vdut-b'],
     );
-    // The power action is recorded as the job's owner, like a call with the owner's certificate.
-    assert.equal((await operator.get(switched.jobId)).owner, 'operator');
+    // The power action is recorded as the job's owner, like a call with the owner's certificate
+    // (the job that served it is the DUT's agent-owned power driver).
+    const events = (await operator.records.timeline({ leaseId: leaseA })).events;
+    const powered = events.filter((e) => e.fields.action === 'on' && e.fields.job === switched.jobId);
+    assert.deepEqual(
+      powered.map((e) => e.fields.by),
+      ['operator'],
+    );
   });
 
   it('refuses the same job another DUT, another lease, a claim and a release (PERMISSION_DENIED)', async () => {

@@ -123,14 +123,23 @@ describe('the run record', function () {
     );
     for (const s of t.flash) assertInSpan(t, s.at!.getTime(), `flash sample ${s.phase}`);
 
-    // Jobs: the command (exit 3), the flash and the power switches, each with its role.
+    // Jobs: the command (exit 3), the flash and the DUT's power driver, each with its role.
     const mine = t.jobs.find((j) => j.jobId === jobId);
     assert.equal(mine?.role, JobRole.JOB_ROLE_COMMAND);
     assert.equal(mine?.exitCode, 3);
     assert.equal(mine?.state, 'exited');
     assert.ok(mine!.started!.getTime() <= mine!.ended!.getTime());
     assert.ok(t.jobs.some((j) => j.role === JobRole.JOB_ROLE_FLASH && j.jobId === flash[0]!.fields.job));
-    assert.ok(t.jobs.filter((j) => j.role === JobRole.JOB_ROLE_POWER).length >= 2);
+    // One long-lived driver job served both switches (the flash's power off and the power on);
+    // each is a span of its own, named by what it did and owned by whoever asked.
+    const powerJobs = t.jobs.filter((j) => j.role === JobRole.JOB_ROLE_POWER);
+    assert.deepEqual(
+      powerJobs.map((j) => [j.name, j.owner, j.jobId === on.jobId]),
+      [
+        ['power off', 'operator', true],
+        ['power on', 'operator', true],
+      ],
+    );
     assert.ok(!t.jobs.some((j) => j.command.includes(' serial ')), 'the serial capture is not a job row');
     const jobEvents = eventsOf(t, K.TIMELINE_EVENT_KIND_JOB).filter((e) => e.fields.job === jobId);
     assert.deepEqual(

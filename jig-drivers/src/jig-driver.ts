@@ -6,6 +6,7 @@ import { invalidArgument, JigletError } from '../../protocol/src/errors.js';
  * `jig-driver`: the executable the agent runs as jobs for hardware actions, so power switching
  * and serial capture get the same logs, limits, stop and ownership as any other job.
  *   jig-driver power on|off|cycle|status --dut NAME --config JSON|@FILE
+ *   jig-driver power-serve --dut NAME --config JSON|@FILE   (JSON requests on stdin, answers on stdout)
  *   jig-driver serial --path TTY | --usb JSON [--baud 115200] [--reopen-timeout-ms 60000]
  *   jig-driver flash --image PATH [--bmap PATH] [--no-verify] --device DEV --mux-json JSON|@FILE|none
  *   jig-driver qemu-host --name D --control SOCKET --uart LINK --disk FILE --kernel K --initrd I
@@ -13,6 +14,7 @@ import { invalidArgument, JigletError } from '../../protocol/src/errors.js';
  */
 import { readConfigArg } from './config-arg.js';
 import { parseOrThrow } from './config-issues.js';
+import type { PowerSwitch } from './power.js';
 import { DEFAULT_REOPEN_TIMEOUT_MS } from './serial-defaults.js';
 import { type UsbMatch, usbMatchSchema } from './usb-match.js';
 
@@ -41,6 +43,43 @@ async function power(
   });
   if (action === 'status') process.stdout.write(`${await sw.status()}\n`);
   else await sw[action]();
+}
+
+/** The long-lived form of `power`: one process serving a DUT's power actions (power-serve.ts). */
+async function powerServe(dut: string, configJson: string): Promise<void> {
+  let config: unknown;
+  try {
+    config = readConfigArg('--config', configJson);
+  } catch (err) {
+    throw new JigletError('JIGLET_E_INVALID_ARGUMENT', (err as Error).message);
+  }
+  const [{ builtinPowerRegistry }, { servePower }] = await Promise.all([
+    import('./power-registry.js'),
+    import('./power-serve.js'),
+  ]);
+  const registry = builtinPowerRegistry();
+  const checked = registry.check(config);
+  if (!checked.ok) throw new JigletError('JIGLET_E_INVALID_ARGUMENT', checked.problems.join('\n'));
+  const ctx = {
+    dutName: dut,
+    onStep: (step: unknown) => process.stderr.write(`${JSON.stringify({ step })}\n`),
+  };
+  const base = registry.create(checked.data, ctx);
+  // A cycle with its own off time gets its own switch, kept for the next one like it.
+  const switches = new Map<number, PowerSwitch>();
+  await servePower({
+    input: process.stdin,
+    output: process.stdout,
+    switchFor: (offTimeMs) => {
+      if (offTimeMs === undefined) return base;
+      let sw = switches.get(offTimeMs);
+      if (!sw) {
+        sw = registry.create({ ...(checked.data as object), offTimeMs }, ctx);
+        switches.set(offTimeMs, sw);
+      }
+      return sw;
+    },
+  });
 }
 
 /** Parses `--usb` (a UsbMatch as JSON); throws JIGLET_E_INVALID_ARGUMENT naming the problem. */
@@ -119,6 +158,15 @@ try {
           .option('dut', { type: 'string', demandOption: true })
           .option('config', { type: 'string', demandOption: true, describe: 'power config as JSON' }),
       (argv) => power(argv.action, argv.dut, argv.config),
+    )
+    .command(
+      'power-serve',
+      "serve a DUT's power actions: JSON requests on stdin, one JSON answer line each on stdout",
+      (y) =>
+        y
+          .option('dut', { type: 'string', demandOption: true })
+          .option('config', { type: 'string', demandOption: true, describe: 'power config as JSON' }),
+      (argv) => powerServe(argv.dut, argv.config),
     )
     .command(
       'serial',

@@ -28,8 +28,13 @@ export type AgentEvent =
       dut: string;
       action: string;
       state: 'on' | 'off' | 'unknown';
+      /** The driver job that served it (a DUT's long-lived power driver serves many). */
       job: string;
       by: string;
+      /** When the action began (after its wait in the DUT's power queue): its span is startedAt → at. */
+      startedAt?: number;
+      /** Why the action failed (the state is `unknown` then). */
+      error?: string;
     }
   | {
       kind: 'flash';

@@ -1,6 +1,7 @@
 /**
  * One DUT at run time: its serial capture job (started with the agent, restarted if it ever
- * ends), its power actions (one at a time, each a job), and the one writer of its console.
+ * ends), its power actions (one at a time, served by its long-lived power driver job:
+ * power-driver.ts), and the one writer of its console.
  */
 
 import { EventEmitter, once } from 'node:events';
@@ -22,7 +23,8 @@ import type { DutStateFile, DutStorageState } from './dut-state.js';
 import { flashJobSpec } from './flash-job.js';
 import type { JigDriverCommand } from './jig-driver-command.js';
 import { AGENT_OWNER, JobKeeper } from './job-keeper.js';
-import { type PowerActionName, runPowerJob } from './power-job.js';
+import { PowerDriver } from './power-driver.js';
+import type { PowerActionName } from './power-job.js';
 import { boundSerialLog } from './serial-log-bound.js';
 import { SerialMonitor } from './serial-monitor.js';
 
@@ -80,6 +82,8 @@ export class DutRuntime extends EventEmitter {
   #closed = false;
   readonly #opts: DutRuntimeOptions;
   readonly storage: DutStorageState;
+  /** Serves the power actions: a long-lived driver job, started on the first one. */
+  readonly #powerDriver: PowerDriver;
   /** Where the serial log stood when the DUT was last switched on (`expect --since-power-on`). */
   lastPowerOn: { captureJobId: string; offset: number; at: number } | undefined;
   /** The flash job running now ('starting' while it is being set up), if any. */
@@ -91,6 +95,13 @@ export class DutRuntime extends EventEmitter {
     this.dut = dut;
     this.#opts = { ...opts, log: opts.log.child({ dut: dut.name }) };
     this.storage = opts.stateFile.load();
+    this.#powerDriver = new PowerDriver({
+      supervisor: opts.supervisor,
+      jigDriver: opts.jigDriver,
+      dut: dut.name,
+      stateDir: opts.stateDir,
+      log: this.#opts.log,
+    });
   }
 
   get closed(): boolean {
@@ -156,23 +167,15 @@ export class DutRuntime extends EventEmitter {
       }
       // The DUT may leave its shell prompt: exec must look again before it types.
       if (action !== 'status') this.emit('power', action);
+      const startedAt = Date.now();
       try {
-        const result = await runPowerJob({
-          supervisor: this.#opts.supervisor,
-          jigDriver: this.#opts.jigDriver,
-          dut: this.dut.name,
-          power,
-          action,
-          offTimeMs,
-          owner,
-          stateDir: this.#opts.stateDir,
-        });
+        const result = await this.#powerDriver.run({ power, action, offTimeMs, owner });
         if ((action === 'on' || action === 'cycle') && result.state === 'on')
           this.lastPowerOn = { captureJobId, offset: serialOffset, at: Date.now() };
         Object.assign(this.power, {
           state: result.state,
           at: Date.now(),
-          lastJobId: result.job.record.id,
+          lastJobId: result.jobId,
           lastError: '',
         });
         this.#opts.events.publish({
@@ -181,14 +184,27 @@ export class DutRuntime extends EventEmitter {
           dut: this.dut.name,
           action,
           state: result.state,
-          job: result.job.record.id,
+          job: result.jobId,
           by: owner,
+          startedAt,
         });
-        return { jobId: result.job.record.id, state: result.state, serialOffset };
+        return { jobId: result.jobId, state: result.state, serialOffset };
       } catch (err) {
         Object.assign(this.power, { state: 'unknown', at: Date.now(), lastError: (err as Error).message });
         const jobId = /\(job ([0-9a-f-]+)\)$/.exec((err as Error).message)?.[1];
         if (jobId) this.power.lastJobId = jobId;
+        // In the run record too: a failed action leaves the power state unknown, and says why.
+        this.#opts.events.publish({
+          kind: 'power',
+          at: this.power.at,
+          dut: this.dut.name,
+          action,
+          state: 'unknown',
+          job: jobId ?? '',
+          by: owner,
+          startedAt,
+          error: (err as Error).message,
+        });
         throw err;
       } finally {
         this.power.busy--;
@@ -361,13 +377,17 @@ export class DutRuntime extends EventEmitter {
           !isFinal(j.record.state) &&
           (boundIds.has(j.record.id) || (j.record.spec.dut === this.dut.name && j.record.owner === holder)),
       );
-    await Promise.all(
-      running.map((j) =>
+    await Promise.all([
+      ...running.map((j) =>
         supervisor
           .stop(j.record.id, LEASE_STOP_GRACE_MS, 'lease')
           .catch((err) => log.warn({ err, job: j.record.id }, 'could not stop a leased job')),
       ),
-    );
+      // A power action of the holder runs in the DUT's (agent-owned) power driver: stopped too.
+      this.#powerDriver
+        .stopActionOf(holder, 'lease')
+        .catch((err) => log.warn({ err }, 'could not stop a leased power action')),
+    ]);
     const safe = this.dut.safeState.power;
     if (this.dut.power && safe !== 'unchanged' && !this.#closed) {
       try {
@@ -398,7 +418,7 @@ export class DutRuntime extends EventEmitter {
     this.#keeper?.close();
     this.#writer?.controller.abort(new JigletError('JIGLET_E_UNAVAILABLE', 'the agent is shutting down'));
     this.emit('closed');
-    await this.#capture?.close();
+    await Promise.all([this.#capture?.close(), this.#powerDriver.close()]);
   }
 
   async #startCapture(): Promise<void> {

@@ -42,11 +42,7 @@ export async function runPowerJob(opts: {
   const { supervisor, action } = opts;
   const config: PowerConfig =
     action === 'cycle' && opts.offTimeMs ? { ...opts.power, offTimeMs: opts.offTimeMs } : opts.power;
-  const perRequest = numberOr(config.timeoutMs, DRIVER_TIMEOUT_MS);
-  const timeoutMs =
-    action === 'cycle'
-      ? 2 * perRequest + numberOr(config.offTimeMs, DRIVER_OFF_TIME_MS) + JOB_OVERHEAD_MS
-      : perRequest + JOB_OVERHEAD_MS;
+  const timeoutMs = powerDeadlineMs(opts.power, action, opts.offTimeMs);
   const spec: JobSpecInput = {
     command: opts.jigDriver.command,
     args: [
@@ -86,6 +82,19 @@ export async function runPowerJob(opts: {
   return { job, state: action === 'off' ? 'off' : 'on' };
 }
 
+/** The deadline of one power action: the driver's own deadlines plus a Node start and its output. */
+export function powerDeadlineMs(
+  power: PowerConfig,
+  action: PowerActionName,
+  offTimeMs?: number,
+  slackMs = JOB_OVERHEAD_MS,
+): number {
+  const perRequest = numberOr(power.timeoutMs, DRIVER_TIMEOUT_MS);
+  return action === 'cycle'
+    ? 2 * perRequest + (offTimeMs || numberOr(power.offTimeMs, DRIVER_OFF_TIME_MS)) + slackMs
+    : perRequest + slackMs;
+}
+
 function numberOr(value: unknown, fallback: number): number {
   return typeof value === 'number' && Number.isFinite(value) ? value : fallback;
 }
@@ -112,7 +121,7 @@ async function readAll(job: JobView): Promise<{ stdout: string; stderr: string }
 }
 
 /** The driver's own words: step errors and `jig-driver:` lines, not the step bookkeeping. */
-function driverReason(stderr: string): string {
+export function driverReason(stderr: string): string {
   const reasons: string[] = [];
   for (const line of stderr.split('\n')) {
     if (line.trim() === '') continue;

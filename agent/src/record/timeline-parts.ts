@@ -28,8 +28,11 @@ export function dutEvent(e: EventEntry): TimelineEvent {
       return {
         ...base,
         kind: 'power',
-        fields: fields({ action: e.action, state: e.state, job: e.job, by: e.by }),
-        summary: `power ${e.action}: ${e.state} (by ${e.by}, job ${short(e.job)})`,
+        fields: fields({ action: e.action, state: e.state, job: e.job, by: e.by, error: e.error }),
+        summary:
+          e.error === undefined
+            ? `power ${e.action}: ${e.state} (by ${e.by}, job ${short(e.job)})`
+            : `power ${e.action} failed (by ${e.by}, job ${short(e.job)}): ${e.error}`,
       };
     case 'flash':
       return {

@@ -135,7 +135,7 @@ export class TimelineReader {
     t.power = powerSpans(t.dut, powerBefore, inSpan, t.from, t.to);
     t.flash = flashPoints(inSpan);
     t.leases = this.#leaseSpans(t.dut, t.from, t.to);
-    t.jobs = this.#supervisor
+    const records = this.#supervisor
       .records(
         (e) =>
           e.dut === t.dut &&
@@ -148,9 +148,18 @@ export class TimelineReader {
           r.createdAt <= t.to &&
           (isFinal(r.state) ? (r.endedAt ?? r.createdAt) : t.to) >= t.from &&
           !isCapture(r),
-      )
-      .sort((a, b) => a.createdAt - b.createdAt)
-      .map((r) => spanOf(r, roles.get(r.id) ?? roleOf(r)));
+      );
+    // A DUT's long-lived power driver is not one span: each action it served is (its power event
+    // holds who asked, when it began and when it was done).
+    const drivers = new Set(records.filter((r) => driverCommandOf(r) === 'power-serve').map((r) => r.id));
+    t.jobs = [
+      ...records.filter((r) => !drivers.has(r.id)).map((r) => spanOf(r, roles.get(r.id) ?? roleOf(r))),
+      ...inSpan.flatMap((e) =>
+        e.kind === 'power' && drivers.has(e.job) && e.startedAt !== undefined
+          ? [servedSpan(e, e.startedAt)]
+          : [],
+      ),
+    ].sort((a, b) => a.createdAt - b.createdAt);
 
     if (includeSerial) {
       const serial = await readSerialLines({
@@ -260,6 +269,28 @@ function spanOf(r: JobRecord, role: JobRoleName): JobSpanView {
   };
 }
 
+/** One power action served by a DUT's long-lived driver, as a job span of its own. */
+function servedSpan(
+  e: { dut: string; action: string; job: string; by: string; at: number; error?: string },
+  startedAt: number,
+): JobSpanView {
+  return {
+    job: e.job,
+    owner: e.by,
+    command: `jig-driver power-serve (${e.action})`,
+    name: `power ${e.action}`,
+    dut: e.dut,
+    role: 'power',
+    state: 'exited',
+    // A failed action reads like the failed per-action job it used to be, its reason as stderr.
+    exitCode: e.error === undefined ? 0 : 1,
+    ...(e.error === undefined ? {} : { stderrTail: e.error }),
+    createdAt: startedAt,
+    startedAt,
+    endedAt: e.at,
+  };
+}
+
 /** The `jig-driver` subcommand a job runs (power, flash, serial), if it runs jig-driver. */
 function driverCommandOf(r: JobRecord): string | undefined {
   const words = [r.spec.command, ...r.spec.args];
@@ -290,5 +321,6 @@ function shellWord(w: string): string {
 /** A job's role when the journal does not say (a power switch that failed publishes nothing). */
 function roleOf(r: JobRecord): JobRoleName {
   const sub = driverCommandOf(r);
-  return sub === 'power' || sub === 'flash' ? sub : 'command';
+  if (sub === 'power' || sub === 'power-serve') return 'power';
+  return sub === 'flash' ? sub : 'command';
 }

@@ -403,11 +403,11 @@ export interface PowerInfo {
   stateTime?:
     | Date
     | undefined;
-  /** Last power job (on, off, cycle or status), if any. */
+  /** The driver job of the last power action (on, off, cycle or status), if any. */
   lastJobId: string;
   /** The reason the last power job failed, empty if it did not. */
   lastError: string;
-  /** A power job is running now. */
+  /** A power action is running or queued now. */
   busy: boolean;
 }
 
@@ -443,7 +443,10 @@ export interface PowerRequest {
 export interface PowerResponse {
   dut: string;
   state: PowerState;
-  /** The driver job that did it; its output has the driver's steps. */
+  /**
+   * The driver job that did it (the DUT's long-lived power driver, or a per-action job); its
+   * output has the driver's steps.
+   */
   jobId: string;
   /**
    * The serial capture log's end offset just before the action, so a client can Expect from
@@ -4951,8 +4954,10 @@ export const GotoStateResponse: MessageFns<GotoStateResponse> = {
 
 /**
  * JigService is the jig host's hardware: its DUTs, their power inputs and serial consoles.
- * Power actions run as `jig-driver power` jobs owned by the caller; each serial console is
- * captured since agent start by a `jig-driver serial` job owned by the agent.
+ * Power actions are served by one long-lived `jig-driver power-serve` job per DUT owned by the
+ * agent (a per-action `jig-driver power` job for drivers that must not hold their device), and
+ * recorded in the run journal with the caller as owner; each serial console is captured since
+ * agent start by a `jig-driver serial` job owned by the agent.
  *
  * Serial offsets are byte offsets into the DUT's current capture log (the capture job's
  * output log), always at a record boundary; an offset inside a record is moved forward to the
@@ -4971,7 +4976,7 @@ export const JigServiceService = {
     responseSerialize: (value: ListDutsResponse): Buffer => Buffer.from(ListDutsResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ListDutsResponse => ListDutsResponse.decode(value),
   },
-  /** Power switches or reads a DUT's power input and answers once the driver job has finished. */
+  /** Power switches or reads a DUT's power input and answers once the driver has done it. */
   power: {
     path: "/jiglet.v1.JigService/Power" as const,
     requestStream: false as const,
@@ -5094,7 +5099,7 @@ export const JigServiceService = {
 export interface JigServiceServer extends UntypedServiceImplementation {
   /** ListDuts returns the DUTs of the jig with their labels, resources and last known states. */
   listDuts: handleUnaryCall<ListDutsRequest, ListDutsResponse>;
-  /** Power switches or reads a DUT's power input and answers once the driver job has finished. */
+  /** Power switches or reads a DUT's power input and answers once the driver has done it. */
   power: handleUnaryCall<PowerRequest, PowerResponse>;
   /** SerialTail sends a DUT's serial log from an offset or a time; with follow it keeps sending. */
   serialTail: handleServerStreamingCall<SerialTailRequest, SerialTailResponse>;
@@ -5157,7 +5162,7 @@ export interface JigServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ListDutsResponse) => void,
   ): ClientUnaryCall;
-  /** Power switches or reads a DUT's power input and answers once the driver job has finished. */
+  /** Power switches or reads a DUT's power input and answers once the driver has done it. */
   power(
     request: PowerRequest,
     callback: (error: ServiceError | null, response: PowerResponse) => void,
