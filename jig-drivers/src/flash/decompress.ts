@@ -15,7 +15,7 @@
 import { spawn } from 'node:child_process';
 import { accessSync, constants as fsConstants } from 'node:fs';
 import path from 'node:path';
-import { Readable } from 'node:stream';
+import { PassThrough, Readable } from 'node:stream';
 import { ReadableStream, type ReadableStreamReadResult } from 'node:stream/web';
 import { createGunzip } from 'node:zlib';
 import { Decompress as ZstdDecompress } from 'fzstd';
@@ -246,6 +246,12 @@ export function decoderTool(format: ImageFormat, choice = decoderChoiceFromEnv()
   return null;
 }
 
+/**
+ * Decoded bytes read ahead of the writer. A pipe holds only 64 KiB: without this the tool stalls
+ * whenever the agent's thread is busy (hashing, planning a buffer) instead of decoding on.
+ */
+const TOOL_READ_AHEAD_BYTES = 8 * 1024 * 1024;
+
 /** Longest stderr kept from a decoding tool: its message is one line. */
 const STDERR_KEEP_CHARS = 4096;
 
@@ -261,8 +267,11 @@ function toolErrorDetail(stderr: string): string | undefined {
     .at(-1);
   if (line === undefined) return undefined;
   if (/doesn't match checksum|checksum mismatch/i.test(line)) return 'zstd content checksum mismatch';
+  // pigz: "skipping: <stdin>: corrupted -- incomplete deflate data" is gzip's cut-short file.
+  if (/incomplete deflate data/.test(line)) return 'unexpected end of file';
   const text = line
     .replace(/^(?:xz|pigz|gzip|zstd): /, '')
+    .replace(/^skipping: /, '')
     .replace(/^(?:\(stdin\)|stdin|<stdin>|\/\*stdin\*\\)\s?: /, '')
     .replace(/^(?:Read|Decoding) error \(\d+\)\s?: /, '')
     .replace(/^zstd: /, '')
@@ -300,9 +309,11 @@ async function* viaTool(tool: DecoderTool, source: Readable, name: string): Asyn
     child.kill('SIGKILL');
   });
   source.pipe(child.stdin);
+  const ahead = new PassThrough({ highWaterMark: TOOL_READ_AHEAD_BYTES });
+  child.stdout.pipe(ahead);
   let finished = false;
   try {
-    for await (const chunk of child.stdout) yield chunk as Buffer;
+    for await (const chunk of ahead) yield chunk as Buffer;
     const { code, signal } = await exited;
     if (sourceFailed) throw sourceError;
     if (spawnError !== undefined) {
@@ -323,6 +334,8 @@ async function* viaTool(tool: DecoderTool, source: Readable, name: string): Asyn
     source.unpipe(child.stdin);
     source.destroy();
     if (!finished && child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    child.stdout.unpipe(ahead);
+    ahead.destroy();
     child.stdout.destroy();
     child.stdin.destroy();
   }

@@ -70,7 +70,7 @@ export async function verifyWritten(
     const all = createHash('sha256');
     let bytesRead = 0;
     for (const range of written.ranges) {
-      const hash = createHash('sha256');
+      const hash = createHash(range.algorithm);
       for (let at = 0; at < range.length; ) {
         options.signal?.throwIfAborted();
         const want = Math.min(buffer.length, range.length - at);
@@ -87,7 +87,7 @@ export async function verifyWritten(
         bytesRead += got;
         options.onProgress?.(bytesRead);
       }
-      if (hash.digest('hex') !== range.sha256) {
+      if (hash.digest('hex') !== range.digest) {
         const last = range.offset + range.length - 1;
         throw new JigletError(
           'JIGLET_E_DRIVER_FAILED',
