@@ -321,9 +321,12 @@ async function* viaTool(tool: DecoderTool, source: Readable, name: string): Asyn
         cause: spawnError,
       });
     }
+    if (signal !== null) {
+      // Killed from outside (out of memory, an operator): nothing says the image is bad.
+      throw new JigletError('JIGLET_E_DRIVER_FAILED', `${program} decoding ${name} was killed by ${signal}`);
+    }
     if (code !== 0) {
-      const detail = toolErrorDetail(stderr) ?? `${program} exited with ${code ?? signal}`;
-      throw corrupt(name, undefined, detail);
+      throw corrupt(name, undefined, toolErrorDetail(stderr) ?? `${program} exited with ${code}`);
     }
     finished = true;
   } catch (err) {
