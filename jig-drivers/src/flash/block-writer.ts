@@ -51,6 +51,12 @@ export interface WriteImageOptions {
   targetPath: string;
   /** Which bytes to write. */
   plan: WritePlan;
+  /**
+   * Digests of exactly the spans `plan` writes, which `inspect` checks against the image data (a
+   * bmap's range checksums): verification then uses them and only the overall SHA-256 is taken.
+   * The caller must fail the flash when the check does not pass to its end.
+   */
+  knownRanges?: readonly WrittenRange[];
   /** Sees every buffer of image data before it is written (the bmap check); may throw. */
   inspect?: (offset: number, data: Buffer) => void;
   /** Called once each buffer's writes are done (the next one is filling meanwhile). */
@@ -138,7 +144,7 @@ export async function writeImage(options: WriteImageOptions): Promise<WriteResul
   const { handle, targetPath, plan, signal } = options;
   const buffers = [Buffer.allocUnsafe(WRITE_BUFFER_BYTES), Buffer.allocUnsafe(WRITE_BUFFER_BYTES)];
   let buffer = buffers[0]!;
-  const recorder = new RangeRecorder();
+  const recorder = new RangeRecorder(options.knownRanges);
   let fill = 0;
   let offset = 0; // image offset of buffer[0]
   let bytesWritten = 0;

@@ -10,6 +10,7 @@ import path from 'node:path';
 import { XMLParser } from 'fast-xml-parser';
 import { z } from 'zod';
 import { invalidArgument } from '../../../protocol/src/errors.js';
+import type { WrittenRange } from './written-ranges.js';
 
 /** A checksum algorithm bmap files use and node:crypto provides. */
 export type BmapChecksumType = 'sha256' | 'sha1';
@@ -183,6 +184,17 @@ export function mappedBytes(bmap: Bmap): number {
     const [start, end] = rangeBytes(bmap, range);
     return sum + end - start;
   }, 0);
+}
+
+/**
+ * The bmap's ranges as written ranges: where a bmap flash writes, with the checksums that
+ * `BmapChecker` has held the image data to once the flash got through the whole image.
+ */
+export function bmapWrittenRanges(bmap: Bmap): WrittenRange[] {
+  return bmap.ranges.map((range) => {
+    const [start, end] = rangeBytes(bmap, range);
+    return { offset: start, length: end - start, algorithm: bmap.checksumType, digest: range.checksum };
+  });
 }
 
 function mismatch(detail: string): never {

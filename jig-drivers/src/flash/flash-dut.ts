@@ -8,7 +8,7 @@ import { createReadStream } from 'node:fs';
 import { JigletError } from '../../../protocol/src/errors.js';
 import type { StorageMux } from '../storage-mux.js';
 import { finishTarget, openTarget, type WriteResult, writeImage } from './block-writer.js';
-import { type Bmap, BmapChecker, readBmap } from './bmap.js';
+import { type Bmap, BmapChecker, bmapWrittenRanges, readBmap } from './bmap.js';
 import { decompressStream } from './decompress.js';
 import { checkFlashTarget, type FlashTarget, type SafetyRoots } from './device-safety.js';
 import { type ImageInfo, inspectImage } from './image-format.js';
@@ -252,6 +252,8 @@ async function writeAndSync(
           handle,
           targetPath: target.path,
           plan,
+          // The bmap's checksums are checked against the data as it streams: no second hash.
+          ...(bmap && { knownRanges: bmapWrittenRanges(bmap) }),
           inspect: checker && ((offset, data) => checker.update(offset, data)),
           onProgress: (counters) => progress.update(counters),
           signal,

@@ -12,11 +12,11 @@
  */
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { open } from 'node:fs/promises';
+import { type FileHandle, open } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import { JigletError } from '../../../protocol/src/errors.js';
 import type { WriteTarget } from './block-writer.js';
-import type { WrittenData } from './written-ranges.js';
+import type { WrittenData, WrittenRange } from './written-ranges.js';
 
 /** Size of one read-back. */
 export const VERIFY_READ_BYTES = 4 * 1024 * 1024;
@@ -65,29 +65,34 @@ export async function verifyWritten(
   if (target.kind === 'block') await dropDeviceCache(target.path, options.onWarning);
   else options.onWarning?.(`${target.path} is a regular file: verification may read the page cache`);
   const handle = await open(target.path, 'r');
+  // Double-buffered: the next piece is read from the medium while this one is hashed.
+  const buffers = [Buffer.allocUnsafe(VERIFY_READ_BYTES), Buffer.allocUnsafe(VERIFY_READ_BYTES)];
+  let pending: Promise<Buffer> | undefined;
   try {
-    const buffer = Buffer.allocUnsafe(VERIFY_READ_BYTES);
+    const pieces = readPieces(written.ranges)[Symbol.iterator]();
+    const start = (index: number): Promise<Buffer> | undefined => {
+      const next = pieces.next();
+      if (next.done) return undefined;
+      const { position, want } = next.value;
+      return readFully(handle, target.path, buffers[index % 2]!, want, position);
+    };
     const all = createHash('sha256');
     let bytesRead = 0;
+    let index = 0;
+    pending = start(index);
     for (const range of written.ranges) {
-      const hash = createHash('sha256');
+      const hash = createHash(range.algorithm);
       for (let at = 0; at < range.length; ) {
         options.signal?.throwIfAborted();
-        const want = Math.min(buffer.length, range.length - at);
-        const { bytesRead: got } = await handle.read(buffer, 0, want, range.offset + at);
-        if (got === 0) {
-          throw new JigletError(
-            'JIGLET_E_DRIVER_FAILED',
-            `verify failed: ${target.path} ends at offset ${range.offset + at}, before the written data does`,
-          );
-        }
-        hash.update(buffer.subarray(0, got));
-        all.update(buffer.subarray(0, got));
-        at += got;
-        bytesRead += got;
+        const data = await pending!;
+        pending = start(++index);
+        hash.update(data);
+        all.update(data);
+        at += data.length;
+        bytesRead += data.length;
         options.onProgress?.(bytesRead);
       }
-      if (hash.digest('hex') !== range.sha256) {
+      if (hash.digest('hex') !== range.digest) {
         const last = range.offset + range.length - 1;
         throw new JigletError(
           'JIGLET_E_DRIVER_FAILED',
@@ -103,6 +108,38 @@ export async function verifyWritten(
       );
     }
   } finally {
+    // A read still in flight must end before the handle closes; its error adds nothing.
+    await pending?.catch(() => undefined);
     await handle.close();
   }
+}
+
+/** The reads of a verification, in order: each range cut into pieces of at most one buffer. */
+function* readPieces(ranges: readonly WrittenRange[]): Generator<{ position: number; want: number }> {
+  for (const range of ranges) {
+    for (let at = 0; at < range.length; at += VERIFY_READ_BYTES) {
+      yield { position: range.offset + at, want: Math.min(VERIFY_READ_BYTES, range.length - at) };
+    }
+  }
+}
+
+/** Reads `want` bytes at `position` into `buffer` (retrying short reads); the bytes read. */
+async function readFully(
+  handle: FileHandle,
+  targetPath: string,
+  buffer: Buffer,
+  want: number,
+  position: number,
+): Promise<Buffer> {
+  for (let got = 0; got < want; ) {
+    const { bytesRead } = await handle.read(buffer, got, want - got, position + got);
+    if (bytesRead === 0) {
+      throw new JigletError(
+        'JIGLET_E_DRIVER_FAILED',
+        `verify failed: ${targetPath} ends at offset ${position + got}, before the written data does`,
+      );
+    }
+    got += bytesRead;
+  }
+  return buffer.subarray(0, want);
 }

@@ -1,5 +1,5 @@
 /**
- * The record of what was written: byte ranges of the target, each with the SHA-256 of its bytes,
+ * The record of what was written: byte ranges of the target, each with a digest of its bytes,
  * plus one SHA-256 over all written bytes in order. Verification reads the same ranges back;
  * per-range digests let a mismatch name where on the medium it is.
  */
@@ -11,14 +11,19 @@ import { createHash, type Hash } from 'node:crypto';
  */
 export const MAX_RANGE_BYTES = 64 * 1024 * 1024;
 
-/** A written byte range of the target and the SHA-256 (hex) of its bytes. */
+/** A digest algorithm of written ranges: our own SHA-256, or what a bmap's ranges carry. */
+export type RangeDigestAlgorithm = 'sha256' | 'sha1';
+
+/** A written byte range of the target and the digest (hex) of its bytes. */
 export interface WrittenRange {
   /** Byte offset on the target. */
   offset: number;
   /** Length in bytes. */
   length: number;
-  /** SHA-256 of the bytes, hex. */
-  sha256: string;
+  /** The digest's algorithm. */
+  algorithm: RangeDigestAlgorithm;
+  /** Digest of the bytes, hex. */
+  digest: string;
 }
 
 /** What the writer hands to verification. */
@@ -29,15 +34,28 @@ export interface WrittenData {
   sha256: string;
 }
 
-/** Collects written ranges and their digests; `add` must be called in ascending offset order. */
+/**
+ * Collects written ranges and their digests; `add` must be called in ascending offset order.
+ * Given `known` ranges (a bmap's, whose checksums were checked against the very bytes written),
+ * it takes those instead of hashing every byte a second time and keeps only the overall digest.
+ */
 export class RangeRecorder {
-  private readonly ranges: WrittenRange[] = [];
+  private readonly ranges: WrittenRange[];
   private readonly all = createHash('sha256');
   private current: { offset: number; length: number; hash: Hash } | undefined;
+
+  /** Records its own ranges, or reports `known` ones (see the class comment). */
+  constructor(private readonly known?: readonly WrittenRange[]) {
+    this.ranges = known === undefined ? [] : [...known];
+  }
 
   /** Records that `data` was written at target offset `offset`. */
   add(offset: number, data: Buffer): void {
     if (data.length === 0) return;
+    if (this.known !== undefined) {
+      this.all.update(data);
+      return;
+    }
     const open = this.current;
     if (
       open === undefined ||
@@ -56,7 +74,7 @@ export class RangeRecorder {
   private close(): void {
     if (this.current === undefined) return;
     const { offset, length, hash } = this.current;
-    this.ranges.push({ offset, length, sha256: hash.digest('hex') });
+    this.ranges.push({ offset, length, algorithm: 'sha256', digest: hash.digest('hex') });
     this.current = undefined;
   }
 

@@ -225,6 +225,29 @@ describe('flashDut onto a real loop device', () => {
     assert.equal(run.steps.find((s) => s.action === 'verify')?.error?.code, 'JIGLET_E_DRIVER_FAILED');
   });
 
+  it("verifies a bmap flash against the bmap's range checksums (sha1 too), naming the range", async () => {
+    const blocks = image.data.length / BLOCK;
+    const zero = new Set(image.zeroBlocks);
+    const ranges = blockRanges(blocks, (b) => !zero.has(b));
+    const [first, last] = ranges[1]!;
+    const bmapFile = path.join(dir, 'legacy.bmap');
+    writeFileSync(bmapFile, makeBmap(image.data, { version: '1.3', checksumType: 'sha1' }));
+    const run = flash({
+      bmap: bmapFile,
+      onVerify: () => {
+        const fd = openSync(loop.file, 'r+');
+        writeSync(fd, Buffer.from('bitrot'), 0, 6, last * BLOCK + 10);
+        closeSync(fd);
+      },
+    });
+    const bytes = `${first * BLOCK}-${(last + 1) * BLOCK - 1}`;
+    await assert.rejects(
+      run.result,
+      coded('JIGLET_E_DRIVER_FAILED', new RegExp(`^verify failed: ${loop.device} bytes ${bytes} differ`)),
+    );
+    assert.deepEqual(run.mux.calls, ['toHost', 'toDut']);
+  });
+
   it('refuses a truncated .xz before touching the mux', async () => {
     const xz = readFileSync(compress(image.path, 'xz'));
     const cut = path.join(dir, 'partial.img.xz');

@@ -3,15 +3,20 @@ import { createReadStream, mkdtempSync, readFileSync, rmSync, writeFileSync } fr
 import os from 'node:os';
 import path from 'node:path';
 import { JigletError } from '../../../protocol/src/errors.js';
-import { decompressStream } from '../../src/flash/decompress.js';
+import { type DecoderChoice, decoderTool, decompressStream } from '../../src/flash/decompress.js';
 import { detectFormat, type ImageFormat, inspectImage } from '../../src/flash/image-format.js';
 import { imageSizeHint } from '../../src/flash/image-size.js';
 import { buildImage, compress, sha256, type TestImage } from './helpers/test-images.js';
 
 /** Decompresses `file` as `format` and returns the SHA-256 and size of the output. */
-async function decompressFile(file: string, format: ImageFormat): Promise<{ sha256: string; bytes: number }> {
+async function decompressFile(
+  file: string,
+  format: ImageFormat,
+  decoder: DecoderChoice = 'auto',
+): Promise<{ sha256: string; bytes: number }> {
   const chunks: Buffer[] = [];
-  for await (const chunk of decompressStream(format, createReadStream(file), path.basename(file))) {
+  const stream = decompressStream(format, createReadStream(file), path.basename(file), { decoder });
+  for await (const chunk of stream) {
     chunks.push(chunk as Buffer);
   }
   const data = Buffer.concat(chunks);
@@ -75,51 +80,86 @@ describe('flash image formats', () => {
     });
   }
 
-  for (const format of ['gzip', 'xz', 'zstd'] as const) {
-    it(`streams ${format} back to the exact image`, async () => {
-      const out = await decompressFile(compressed[format]!, format);
+  for (const [format, decoder] of [
+    ['gzip', 'auto'],
+    ['xz', 'auto'],
+    ['zstd', 'auto'],
+    ['gzip', 'builtin'],
+    ['xz', 'builtin'],
+    ['zstd', 'builtin'],
+  ] as const) {
+    const how = decoder === 'auto' ? 'with the installed tool' : 'with the built-in decoder';
+    it(`streams ${format} back to the exact image ${how}`, async () => {
+      const out = await decompressFile(compressed[format]!, format, decoder);
       assert.equal(out.bytes, image.data.length);
       assert.equal(out.sha256, sha256(image.data));
     });
 
-    it(`rejects a truncated ${format} file clearly`, async () => {
+    it(`rejects a truncated ${format} file clearly ${how}`, async () => {
       const whole = readFileSync(compressed[format]!);
       const cut = path.join(dir, `cut-${path.basename(compressed[format]!)}`);
       writeFileSync(cut, whole.subarray(0, Math.floor(whole.length * 0.6)));
       await rejectsInvalid(
-        decompressFile(cut, format),
+        decompressFile(cut, format, decoder),
         /^cut-image\.img\.(gz|xz|zst) is truncated or corrupt: .+/,
       );
     });
 
-    it(`rejects a corrupted ${format} file`, async () => {
+    it(`rejects a corrupted ${format} file ${how}`, async () => {
       const bytes = Buffer.from(readFileSync(compressed[format]!));
       // Damage the middle of the data: past every header, before every trailer.
       for (let i = 0; i < 64; i++) bytes[Math.floor(bytes.length / 2) + i * 97]! ^= 0x5a;
       const damaged = path.join(dir, `damaged-${path.basename(compressed[format]!)}`);
       writeFileSync(damaged, bytes);
-      await rejectsInvalid(decompressFile(damaged, format), /is truncated or corrupt/);
+      await rejectsInvalid(decompressFile(damaged, format, decoder), /is truncated or corrupt/);
     });
   }
+
+  it("decodes with Debian's tools where installed, and in-process where not", () => {
+    assert.match(decoderTool('xz')?.path ?? '', /\/xz$/);
+    assert.deepEqual(decoderTool('xz')?.args, ['-dc', '-T0']);
+    assert.match(decoderTool('zstd')?.path ?? '', /\/zstd$/);
+    assert.equal(decoderTool('xz', 'builtin'), null);
+    assert.equal(decoderTool('raw'), null);
+    const saved = process.env.PATH;
+    process.env.PATH = dir; // holds no decoder
+    try {
+      assert.equal(decoderTool('xz'), null);
+      assert.equal(decoderTool('gzip'), null);
+    } finally {
+      process.env.PATH = saved;
+    }
+  });
 
   it('still decompresses xz after failed and abandoned xz streams (its process-wide lock is released)', async () => {
     const whole = readFileSync(compressed.xz!);
     const cut = path.join(dir, 'short.img.xz');
     writeFileSync(cut, whole.subarray(0, 100_000));
-    await rejectsInvalid(decompressFile(cut, 'xz'), /truncated or corrupt/);
+    await rejectsInvalid(decompressFile(cut, 'xz', 'builtin'), /truncated or corrupt/);
     // Abandon one mid-stream, as a failed write does.
+    const stream = decompressStream('xz', createReadStream(compressed.xz!), 'image.img.xz', {
+      decoder: 'builtin',
+    });
+    for await (const _ of stream) break;
+    const out = await decompressFile(compressed.xz!, 'xz', 'builtin');
+    assert.equal(out.sha256, sha256(image.data));
+  });
+
+  for (const decoder of ['auto', 'builtin'] as const) {
+    it(`passes read errors of the image file through instead of calling the image corrupt (${decoder})`, async () => {
+      const missing = path.join(dir, 'missing.img.gz');
+      await assert.rejects(decompressFile(missing, 'gzip', decoder), (err: unknown) => {
+        assert.equal((err as NodeJS.ErrnoException).code, 'ENOENT');
+        return true;
+      });
+    });
+  }
+
+  it('stops the decoding tool when the reader abandons the stream', async () => {
     const stream = decompressStream('xz', createReadStream(compressed.xz!), 'image.img.xz');
     for await (const _ of stream) break;
     const out = await decompressFile(compressed.xz!, 'xz');
     assert.equal(out.sha256, sha256(image.data));
-  });
-
-  it('passes read errors of the image file through instead of calling the image corrupt', async () => {
-    const missing = path.join(dir, 'missing.img.gz');
-    await assert.rejects(decompressFile(missing, 'gzip'), (err: unknown) => {
-      assert.equal((err as NodeJS.ErrnoException).code, 'ENOENT');
-      return true;
-    });
   });
 
   it('knows the decompressed size from the file: raw size, xz index, zstd frame, gzip ISIZE', async () => {

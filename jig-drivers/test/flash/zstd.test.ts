@@ -5,13 +5,16 @@ import { createReadStream, mkdtempSync, readFileSync, rmSync, writeFileSync } fr
 import os from 'node:os';
 import path from 'node:path';
 import { JigletError } from '../../../protocol/src/errors.js';
-import { decompressStream } from '../../src/flash/decompress.js';
+import { type DecoderChoice, decompressStream } from '../../src/flash/decompress.js';
 import { Xxh64, xxh64Hex } from '../../src/flash/xxhash64.js';
 import { sha256 } from './helpers/test-images.js';
 
+let decoder: DecoderChoice = 'builtin';
+
 async function unzstd(file: string): Promise<Buffer> {
   const chunks: Buffer[] = [];
-  for await (const chunk of decompressStream('zstd', createReadStream(file), path.basename(file))) {
+  const stream = decompressStream('zstd', createReadStream(file), path.basename(file), { decoder });
+  for await (const chunk of stream) {
     chunks.push(chunk as Buffer);
   }
   return Buffer.concat(chunks);
@@ -48,51 +51,59 @@ describe('flash zstd integrity', () => {
     }
   });
 
-  it('detects damage in stored blocks, which only the content checksum can see', async () => {
-    // Random data does not compress: zstd stores it raw, so a flipped byte decodes "fine".
-    const file = zstdFile('random.img.zst', randomBytes(2 << 20));
-    const bytes = Buffer.from(readFileSync(file));
-    bytes[bytes.length >> 1]! ^= 0x01;
-    writeFileSync(file, bytes);
-    await assert.rejects(unzstd(file), (err: unknown) => {
-      assert.ok(err instanceof JigletError);
-      assert.equal(err.code, 'JIGLET_E_INVALID_ARGUMENT');
-      assert.equal(err.message, 'random.img.zst is truncated or corrupt: zstd content checksum mismatch');
-      return true;
+  for (const choice of ['builtin', 'auto'] as const) {
+    describe(choice === 'builtin' ? 'with the built-in decoder' : 'with the zstd tool', () => {
+      before(() => {
+        decoder = choice;
+      });
+
+      it('detects damage in stored blocks, which only the content checksum can see', async () => {
+        // Random data does not compress: zstd stores it raw, so a flipped byte decodes "fine".
+        const file = zstdFile('random.img.zst', randomBytes(2 << 20));
+        const bytes = Buffer.from(readFileSync(file));
+        bytes[bytes.length >> 1]! ^= 0x01;
+        writeFileSync(file, bytes);
+        await assert.rejects(unzstd(file), (err: unknown) => {
+          assert.ok(err instanceof JigletError);
+          assert.equal(err.code, 'JIGLET_E_INVALID_ARGUMENT');
+          assert.equal(err.message, 'random.img.zst is truncated or corrupt: zstd content checksum mismatch');
+          return true;
+        });
+      });
+
+      it('decodes several frames and skippable frames, checking each frame (pzstd, cat a.zst b.zst)', async () => {
+        const first = randomBytes(300_000);
+        const second = Buffer.concat([Buffer.alloc(500_000), randomBytes(1000)]);
+        const skippable = Buffer.concat([
+          Buffer.from([0x50, 0x2a, 0x4d, 0x18, 5, 0, 0, 0]),
+          Buffer.from('hello'),
+        ]);
+        const joined = path.join(dir, 'joined.img.zst');
+        writeFileSync(
+          joined,
+          Buffer.concat([
+            skippable,
+            readFileSync(zstdFile('a.zst', first)),
+            skippable,
+            readFileSync(zstdFile('b.zst', second)),
+          ]),
+        );
+        assert.equal(sha256(await unzstd(joined)), sha256(Buffer.concat([first, second])));
+      });
+
+      it('refuses a file cut anywhere, also right before the checksum or between frames', async () => {
+        const frame = readFileSync(zstdFile('c.zst', randomBytes(400_000)));
+        const whole = Buffer.concat([frame, frame]);
+        for (const length of [5, 20, 131_000, frame.length - 4, frame.length - 1, frame.length + 3]) {
+          const cut = path.join(dir, 'cut.img.zst');
+          writeFileSync(cut, whole.subarray(0, length));
+          await assert.rejects(
+            unzstd(cut),
+            /^JigletError: cut\.img\.zst is truncated or corrupt: /,
+            `cut at ${length}`,
+          );
+        }
+      });
     });
-  });
-
-  it('decodes several frames and skippable frames, checking each frame (pzstd, cat a.zst b.zst)', async () => {
-    const first = randomBytes(300_000);
-    const second = Buffer.concat([Buffer.alloc(500_000), randomBytes(1000)]);
-    const skippable = Buffer.concat([
-      Buffer.from([0x50, 0x2a, 0x4d, 0x18, 5, 0, 0, 0]),
-      Buffer.from('hello'),
-    ]);
-    const joined = path.join(dir, 'joined.img.zst');
-    writeFileSync(
-      joined,
-      Buffer.concat([
-        skippable,
-        readFileSync(zstdFile('a.zst', first)),
-        skippable,
-        readFileSync(zstdFile('b.zst', second)),
-      ]),
-    );
-    assert.equal(sha256(await unzstd(joined)), sha256(Buffer.concat([first, second])));
-  });
-
-  it('refuses a file cut anywhere, also right before the checksum or between frames', async () => {
-    const frame = readFileSync(zstdFile('c.zst', randomBytes(400_000)));
-    const whole = Buffer.concat([frame, frame]);
-    for (const length of [5, 20, 131_000, frame.length - 4, frame.length - 1, frame.length + 3]) {
-      const cut = path.join(dir, 'cut.img.zst');
-      writeFileSync(cut, whole.subarray(0, length));
-      await assert.rejects(
-        unzstd(cut),
-        /^JigletError: cut\.img\.zst is truncated or corrupt: /,
-        `cut at ${length}`,
-      );
-    }
-  });
+  }
 });
