@@ -34,7 +34,7 @@ import { WebClient } from './web-client.js';
 export { type Job, type JobSpec, JobState } from '../../protocol/gen/jiglet/v1/jobs.js';
 
 /** HTTP/2 window for bulk output streams; the 64 KiB default caps throughput on fast links. */
-const FLOW_CONTROL_WINDOW = 8 * 1024 * 1024;
+const FLOW_CONTROL_WINDOW = 16 * 1024 * 1024;
 
 /** A piece of job output or, at the end of a followed stream, the job's final record. */
 export type OutputEvent =

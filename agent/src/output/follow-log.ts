@@ -5,8 +5,12 @@
  */
 import type { LogPiece, OutputLog } from './output-log.js';
 
-/** Largest piece read and sent at once: big enough for throughput, small enough for latency. */
-export const FOLLOW_PIECE_BYTES = 128 * 1024;
+/**
+ * Largest piece read and sent at once. gRPC over TLS on loopback moves 256 KiB-1 MiB messages
+ * at several times the rate of 64 KiB ones (per-message framing, copies and TLS records); small
+ * output still goes out at once, see FollowSink.settled.
+ */
+export const FOLLOW_PIECE_BYTES = 512 * 1024;
 
 /**
  * Bytes a follower may have handed to the transport and not yet flushed: two pieces, so the next
@@ -21,6 +25,15 @@ export interface FollowSink {
   send(piece: LogPiece): boolean;
   /** Resolves when the transport can take more, or when `signal` aborts. */
   drained(signal: AbortSignal): Promise<void>;
+  /**
+   * Optional coalescing: true while earlier pieces are still on their way. A follower that has
+   * less than a full piece to send then first waits for settled() (the log grows meanwhile), so
+   * a fast job goes out in big messages, while output that trickles (a serial console) still
+   * goes out the moment it arrives, since nothing is in flight then.
+   */
+  busy?(): boolean;
+  /** Resolves when nothing is in flight any more, or when `signal` aborts. */
+  settled?(signal: AbortSignal): Promise<void>;
 }
 
 /** How a follow ended: the log was complete, or the follower went away. */
@@ -56,6 +69,10 @@ export async function followLog(opts: {
         continue;
       }
       if (offset < log.length) {
+        if (log.length - offset < FOLLOW_PIECE_BYTES && !log.closed && sink.busy?.() && sink.settled) {
+          await sink.settled(signal);
+          continue;
+        }
         const piece = await log.read(offset, Math.min(FOLLOW_PIECE_BYTES, stopAt - offset));
         if (signal.aborted) return 'aborted';
         if (piece.data.length === 0) continue;

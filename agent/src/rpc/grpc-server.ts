@@ -10,7 +10,6 @@ import { HealthImplementation } from 'grpc-health-check';
 import type { Logger } from 'pino';
 import { ImageServiceService } from '../../../protocol/gen/jiglet/v1/images.js';
 import { JigServiceService } from '../../../protocol/gen/jiglet/v1/jig.js';
-import { JobServiceService } from '../../../protocol/gen/jiglet/v1/jobs.js';
 import { LeaseServiceService } from '../../../protocol/gen/jiglet/v1/leases.js';
 import { RecordServiceService } from '../../../protocol/gen/jiglet/v1/records.js';
 import { WebServiceService } from '../../../protocol/gen/jiglet/v1/web.js';
@@ -29,6 +28,7 @@ import { imageService } from './image-service.js';
 import { jigService } from './jig-service.js';
 import { type FollowerRegistry, jobService } from './job-service.js';
 import { leaseService } from './lease-service.js';
+import { JobServiceWire } from './output-wire.js';
 import { recordService } from './record-service.js';
 import { reflectionDefinition } from './reflection-files.js';
 import { webService } from './web-service.js';
@@ -94,7 +94,7 @@ export async function startGrpcServer(opts: {
     'grpc.max_receive_message_length': 8 * 1024 * 1024,
   });
   const followers: FollowerRegistry = { active: new Set(), stalled: 0 };
-  server.addService(JobServiceService, jobService(opts.supervisor, log, followers, opts.leases, opts.jig));
+  server.addService(JobServiceWire, jobService(opts.supervisor, log, followers, opts.leases, opts.jig));
   server.addService(
     JigServiceService,
     jigService(opts.jig, opts.images, opts.leases, log, followers, opts.supervisor),

@@ -150,14 +150,9 @@ async function streamOutput(
             },
             piece.data.length,
           ),
-        drained: async (signal) => {
-          followers.stalled += 1;
-          try {
-            await out.drained(signal);
-          } finally {
-            followers.stalled -= 1;
-          }
-        },
+        busy: () => out.pending > 0,
+        settled: (signal) => waitForClient(followers, () => out.settled(signal)),
+        drained: (signal) => waitForClient(followers, () => out.drained(signal)),
       },
     });
     if (end === 'aborted') return;
@@ -170,6 +165,16 @@ async function streamOutput(
   } finally {
     followers.active.delete(controller);
     dispose();
+  }
+}
+
+/** Counts a follower as stalled while it waits for its client to take what was sent. */
+async function waitForClient(followers: FollowerRegistry, wait: () => Promise<void>): Promise<void> {
+  followers.stalled += 1;
+  try {
+    await wait();
+  } finally {
+    followers.stalled -= 1;
   }
 }
 

@@ -72,6 +72,7 @@ export function abortWhenClientGone(call: NodeJS.EventEmitter): {
 export class ByteBoundedWriter<Res> {
   #pending = 0;
   #wake: (() => void) | undefined;
+  #idle: (() => void) | undefined;
 
   constructor(
     private readonly call: { write(msg: Res, cb: (err?: Error | null) => void): boolean },
@@ -89,6 +90,7 @@ export class ByteBoundedWriter<Res> {
     this.call.write(msg, () => {
       this.#pending -= bytes;
       if (this.#pending < this.limitBytes) this.#wake?.();
+      if (this.#pending === 0) this.#idle?.();
     });
     return this.#pending < this.limitBytes;
   }
@@ -103,6 +105,20 @@ export class ByteBoundedWriter<Res> {
         resolve();
       };
       this.#wake = done;
+      signal.addEventListener('abort', done, { once: true });
+    });
+  }
+
+  /** Resolves once everything written was handed to HTTP/2, or when `signal` aborts. */
+  settled(signal: AbortSignal): Promise<void> {
+    if (this.#pending === 0 || signal.aborted) return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = (): void => {
+        this.#idle = undefined;
+        signal.removeEventListener('abort', done);
+        resolve();
+      };
+      this.#idle = done;
       signal.addEventListener('abort', done, { once: true });
     });
   }
