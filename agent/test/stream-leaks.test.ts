@@ -207,10 +207,11 @@ describe('dropped output streams', function () {
       await waitUntil('every follower to leave', () => followers.size === 0, 10_000);
       assert.equal(registry.stalled, 0, 'followers still waiting for a transport');
       await waitUntil('log readers and waiters to be released', () => log.readers === 0 && log.waiting === 0);
+      // As with the cut above: a socket killed mid-write is noticed by the keepalive (10 s + 5 s).
       await waitUntil(
         'the agent to close the dropped connections',
         () => fds(`${jobId}/output.log`).sockets <= base.sockets,
-        10_000,
+        20_000,
       ).catch((err: unknown) => {
         throw new Error(
           `${(err as Error).message}: ${fds(`${jobId}/output.log`).sockets} sockets, ${base.sockets} before`,
