@@ -6,11 +6,13 @@
 import type { LogPiece, OutputLog } from './output-log.js';
 
 /**
- * Largest piece read and sent at once. gRPC over TLS on loopback moves 256 KiB-1 MiB messages
- * at several times the rate of 64 KiB ones (per-message framing, copies and TLS records); small
- * output still goes out at once, see FollowSink.settled.
+ * Largest piece read and sent at once. Bigger pieces move faster over gRPC, but a connection
+ * dropped mid-send pins its streams' in-flight pieces until Node's HTTP/2 session is collected:
+ * with 512 KiB pieces, 25 dropped streams still held 24.9 MiB after GC (stream-leaks.test.ts, whose
+ * bound is 8 MiB). 128 KiB keeps that within the bound; small output still goes out at once, see
+ * FollowSink.settled.
  */
-export const FOLLOW_PIECE_BYTES = 512 * 1024;
+export const FOLLOW_PIECE_BYTES = 128 * 1024;
 
 /**
  * Bytes a follower may have handed to the transport and not yet flushed: two pieces, so the next

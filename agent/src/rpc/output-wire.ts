@@ -1,7 +1,7 @@
 /**
  * The wire encoding of StreamOutput's messages, by hand for output chunks. The generated encoder
  * grows a zero-filled buffer by doubling, copies the data into it, slices it, and Buffer.from()
- * copies it again: four passes over every byte of a 512 KiB piece before grpc-js frames it.
+ * copies it again: four passes over every byte of a piece before grpc-js frames it.
  * Here a chunk costs one allocation and one copy; anything else goes through the generated code.
  */
 import { JobServiceService, StreamOutputResponse } from '../../../protocol/gen/jiglet/v1/jobs.js';
