@@ -30,6 +30,22 @@ export function assertTransition(jobId: string, from: JobStateName, to: JobState
   }
 }
 
+/**
+ * The one way a job changes state: compare-and-set. Throws JIGLET_E_ILLEGAL_TRANSITION when the
+ * job is no longer in `from` (another finisher won) or when `from → to` is not allowed.
+ */
+export function compareAndSet(
+  job: { id: string; state: JobStateName },
+  from: JobStateName,
+  to: JobStateName,
+): void {
+  if (job.state !== from) {
+    throw new JigletError('JIGLET_E_ILLEGAL_TRANSITION', `job ${job.id} is ${job.state}, expected ${from}`);
+  }
+  assertTransition(job.id, from, to);
+  job.state = to;
+}
+
 /** How a finished job ended, in words: "exited with code 0", "stopped by request", "killed by SIGKILL". */
 export function howItEnded(job: {
   state: JobStateName;
