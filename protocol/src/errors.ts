@@ -6,7 +6,11 @@
 // and must not load all of grpc-js (~14 MiB of RSS) for sixteen numbers.
 import { Status as status } from '@grpc/grpc-js/build/src/constants.js';
 
-/** What each error code means and which gRPC status carries it. */
+/**
+ * What each error code means and which gRPC status carries it. Where several codes share a status,
+ * the first one listed is what a bare status (one raised by grpc-js itself, with no code trailer)
+ * becomes on the client. The README's error table is checked against this list by a test.
+ */
 export const ERROR_CODES = {
   JIGLET_E_INVALID_ARGUMENT: {
     grpc: status.INVALID_ARGUMENT,
@@ -30,6 +34,10 @@ export const ERROR_CODES = {
   },
   JIGLET_E_RESOURCE_EXHAUSTED: { grpc: status.RESOURCE_EXHAUSTED, doc: 'a quota or size limit was hit' },
   JIGLET_E_DEADLINE_EXCEEDED: { grpc: status.DEADLINE_EXCEEDED, doc: 'an operation ran past its deadline' },
+  JIGLET_E_ABORTED: {
+    grpc: status.ABORTED,
+    doc: 'the operation was cut short by a conflicting one; try it again',
+  },
   JIGLET_E_DRIVER_FAILED: {
     grpc: status.ABORTED,
     doc: 'a hardware driver job failed; the message carries its stderr and job id',

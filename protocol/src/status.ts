@@ -2,7 +2,7 @@
  * The one place where errors cross the gRPC boundary: internal errors become a status with a
  * message and a code trailer on the agent, and a status becomes a JigletError on the client.
  */
-import { Metadata, type ServiceError, type StatusObject, status } from '@grpc/grpc-js';
+import { Metadata, type ServiceError, type StatusObject, type status } from '@grpc/grpc-js';
 import { ERROR_CODE_METADATA_KEY, ERROR_CODES, type ErrorCode, isErrorCode, JigletError } from './errors.js';
 
 /** A status object ready for `callback(err)` or `call.emit('error', …)`. */
@@ -36,28 +36,19 @@ export function fromGrpcError(error: ServiceError | Error): JigletError {
   return new JigletError(codeForStatus(svc.code), svc.details || error.message, { cause: error });
 }
 
-/** The closest jiglet code for a bare gRPC status (errors raised by grpc-js itself). */
-function codeForStatus(code: status | undefined): ErrorCode {
-  switch (code) {
-    case status.UNAVAILABLE:
-      return 'JIGLET_E_UNAVAILABLE';
-    case status.UNAUTHENTICATED:
-      return 'JIGLET_E_UNAUTHENTICATED';
-    case status.PERMISSION_DENIED:
-      return 'JIGLET_E_PERMISSION_DENIED';
-    case status.DEADLINE_EXCEEDED:
-      return 'JIGLET_E_DEADLINE_EXCEEDED';
-    case status.INVALID_ARGUMENT:
-      return 'JIGLET_E_INVALID_ARGUMENT';
-    case status.NOT_FOUND:
-      return 'JIGLET_E_NOT_FOUND';
-    case status.FAILED_PRECONDITION:
-      return 'JIGLET_E_FAILED_PRECONDITION';
-    case status.OUT_OF_RANGE:
-      return 'JIGLET_E_OUT_OF_RANGE';
-    case status.RESOURCE_EXHAUSTED:
-      return 'JIGLET_E_RESOURCE_EXHAUSTED';
-    default:
-      return 'JIGLET_E_INTERNAL';
+/** For each status a code uses, the first code listed with it (see ERROR_CODES). */
+const CODE_OF_STATUS: ReadonlyMap<status, ErrorCode> = (() => {
+  const map = new Map<status, ErrorCode>();
+  for (const [code, { grpc }] of Object.entries(ERROR_CODES) as [ErrorCode, { grpc: status }][]) {
+    if (!map.has(grpc)) map.set(grpc, code);
   }
+  return map;
+})();
+
+/**
+ * The closest jiglet code for a bare gRPC status (errors raised by grpc-js itself): every status
+ * a code is sent with maps back to a code sent with that status; any other becomes INTERNAL.
+ */
+export function codeForStatus(code: status | undefined): ErrorCode {
+  return (code === undefined ? undefined : CODE_OF_STATUS.get(code)) ?? 'JIGLET_E_INTERNAL';
 }
