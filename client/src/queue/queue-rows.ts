@@ -2,8 +2,10 @@
  * How the queue's rows look in SQL and in TypeScript, and the statements that end an attempt
  * (shared by the store's methods): one place for the column list, the fence and the mapping.
  */
-import { invalidArgument } from '../../../protocol/src/errors.js';
+import { invalidArgument, notFound } from '../../../protocol/src/errors.js';
+import type { Queryable } from './queue-db.js';
 import {
+  checkId,
   type FinalState,
   type JobState,
   type QueueJob,
@@ -194,4 +196,11 @@ export function checkVerdict(verdict: Verdict, step: RunStep | undefined): void 
 /** pg gives bytea as a Buffer, PGlite as a Uint8Array. */
 export function asBuffer(data: Uint8Array): Buffer {
   return Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+}
+
+/** One job; notFound if there is none with this id. */
+export async function jobById(db: Queryable, id: string): Promise<QueueJob> {
+  const [row] = await db.query<JobRow>(`SELECT ${JOB_COLUMNS} FROM queue_jobs WHERE id = $1`, [checkId(id)]);
+  if (!row) throw notFound(`no queue job ${id}`);
+  return toJob(row);
 }
