@@ -10,33 +10,28 @@
  * expiry can hand it to someone else; one that dies leaves a lease that expires on the agent
  * (the agent then stops the job) before the queue requeues it, since the lease TTL is shorter
  * than the heartbeat expiry.
+ *
+ * This file is the loop (look for work, claim, lease); one attempt is run by attempt-run.ts,
+ * its steps by attempt-steps.ts and its heartbeat by attempt-heartbeat.ts.
  */
 import { hostname } from 'node:os';
 import { DutHealth } from '../../../protocol/gen/jiglet/v1/jig.js';
 import { durationText } from '../../../protocol/src/duration-text.js';
 import { JigletError } from '../../../protocol/src/errors.js';
-import { MAX_TEST_CASES, type TestCase, testCaseSummary } from '../../../protocol/src/test-cases.js';
 import type { JigletClient } from '../jiglet-client.js';
-import { testCasesOf } from '../job-test-cases.js';
 import type { Lease } from '../lease-client.js';
-import { renderReport } from '../report/render-report.js';
-import { StepFailed, step, verdictOfCommand } from './attempt-verdict.js';
+import { runAttempt } from './attempt-run.js';
 import { isConnectionError } from './queue-db.js';
-import { type AttemptEnd, INFRA_ERRORS_BEFORE_HEALTH_CHECK, type Verdict } from './queue-job.js';
-import { QueueLogWriter } from './queue-log-writer.js';
 import type { QueueJob, QueueStore } from './queue-store.js';
+import {
+  isAgentUnavailable,
+  messageOf,
+  type QueueWorkerTiming,
+  retrying,
+  type WorkerContext,
+} from './worker-context.js';
 
-/** How a worker paces itself; every value is in milliseconds. */
-export interface QueueWorkerTiming {
-  /** How often a running job's heartbeat reaches the queue and its lease is renewed. */
-  heartbeatMs: number;
-  /** A job whose heartbeat is older than this is requeued (by any worker). */
-  expiryMs: number;
-  /** The TTL of the DUT leases the worker holds; shorter than expiryMs (see above). */
-  leaseTtlMs: number;
-  /** How long an idle worker waits before it looks for work again, unless woken sooner. */
-  idleMs: number;
-}
+export type { QueueWorkerTiming } from './worker-context.js';
 
 export const DEFAULT_TIMING: QueueWorkerTiming = {
   heartbeatMs: 2000,
@@ -45,12 +40,10 @@ export const DEFAULT_TIMING: QueueWorkerTiming = {
   idleMs: 1000,
 };
 
-/** How long a flashed DUT gets to boot (within the job's own timeout). */
-const BOOT_TIMEOUT_MS = 5 * 60_000;
-
 /** Longest pause between attempts while the database or the agent cannot be reached. */
 const MAX_BACKOFF_MS = 10_000;
 
+/** How a worker is set up. */
 export interface QueueWorkerOptions {
   store: QueueStore;
   /** Opens an agent connection. Each running job gets its own: a client carries one lease. */
@@ -63,27 +56,7 @@ export interface QueueWorkerOptions {
   log?: (line: string) => void;
 }
 
-/** How an attempt ended; `retry: false` keeps an infra-error from being retried (another attempt cannot help). */
-type Outcome = AttemptEnd & { retry?: boolean };
-
-/** Why a running job was stopped before its command finished. */
-class Interrupted extends Error {
-  constructor(
-    readonly outcome: Outcome,
-    readonly requeue: boolean,
-  ) {
-    super(outcome.reason);
-  }
-}
-
-const STATE_OF: Record<Verdict, 'succeeded' | 'failed' | 'cancelled'> = {
-  pass: 'succeeded',
-  fail: 'failed',
-  'infra-error': 'failed',
-  timeout: 'failed',
-  cancelled: 'cancelled',
-};
-
+/** Claims queued jobs for the idle, healthy DUTs of one agent and runs each as one attempt. */
 export class QueueWorker {
   readonly name: string;
   readonly #store: QueueStore;
@@ -91,6 +64,8 @@ export class QueueWorker {
   readonly #agent: string;
   readonly #timing: QueueWorkerTiming;
   readonly #log: (line: string) => void;
+  /** What each attempt is run with (see worker-context.ts). */
+  readonly #ctx: WorkerContext;
   /** Jobs running now, by DUT. */
   readonly #running = new Map<string, Promise<void>>();
   readonly #stop = new AbortController();
@@ -111,6 +86,13 @@ export class QueueWorker {
         `the lease TTL (${durationText(this.#timing.leaseTtlMs)}) must be shorter than the heartbeat expiry (${durationText(this.#timing.expiryMs)}), so a dead worker's job is stopped on the agent before the queue hands it on`,
       );
     }
+    this.#ctx = {
+      store: this.#store,
+      name: this.name,
+      agent: this.#agent,
+      timing: this.#timing,
+      log: this.#log,
+    };
   }
 
   /** Starts claiming; resolves once the worker has begun its first look for work. */
@@ -224,332 +206,14 @@ export class QueueWorker {
       } catch (err) {
         // Someone leased the DUT between our look and our claim: the job goes back untouched.
         this.#log(`queue worker ${this.name}: job ${job.id} not started on ${dut}: ${messageOf(err)}`);
-        await this.#retrying(() => this.#store.unclaim(job.id, job.attempts, this.name));
+        await retrying(this.#ctx, () => this.#store.unclaim(job.id, job.attempts, this.name));
         return;
       }
-      await this.#runLeased(job, dut, lease, client);
+      await runAttempt(this.#ctx, job, dut, lease, client, this.#stop.signal);
     } catch (err) {
       this.#log(`queue worker ${this.name}: job ${job.id}: ${messageOf(err)}`);
     } finally {
       client.close();
-    }
-  }
-
-  async #runLeased(job: QueueJob, dut: string, lease: Lease, client: JigletClient): Promise<void> {
-    const attempt = job.attempts;
-    const logs = new QueueLogWriter(this.#store, job.id, attempt);
-    const interrupt = new AbortController();
-    const stopWith = (outcome: Outcome, requeue: boolean): void => {
-      if (!interrupt.signal.aborted) interrupt.abort(new Interrupted(outcome, requeue));
-    };
-    const onStop = (): void =>
-      stopWith(
-        {
-          verdict: 'infra-error',
-          step: 'worker',
-          reason: `worker ${this.name} stopped; the job goes back to the queue`,
-        },
-        true,
-      );
-    this.#stop.signal.addEventListener('abort', onStop, { once: true });
-    const heartbeat = this.#heartbeat(job, lease, client, stopWith);
-    let outcome: Outcome;
-    let requeue = false;
-    // What the command reported, for the attempt's report as well as the queue.
-    const ran: { cases: TestCase[] } = { cases: [] };
-    try {
-      await this.#retrying(() => this.#store.markRunning(job.id, attempt, this.name, { leaseId: lease.id }));
-      client.lease = lease.id;
-      outcome = await this.#steps(job, dut, lease, client, logs, interrupt.signal, ran);
-    } catch (err) {
-      const reason = interrupt.signal.reason;
-      if (reason instanceof Interrupted) {
-        outcome = reason.outcome;
-        requeue = reason.requeue;
-      } else if (err instanceof StepFailed) outcome = err.end;
-      else outcome = { verdict: 'infra-error', step: 'worker', reason: messageOf(err) };
-    } finally {
-      heartbeat.stop();
-      this.#stop.signal.removeEventListener('abort', onStop);
-      client.lease = undefined;
-    }
-    logs.note(
-      `attempt ${attempt}: ${outcome.verdict}${outcome.step && outcome.verdict !== 'pass' ? ` at ${outcome.step}` : ''}${outcome.exitCode !== undefined ? ` (exit ${outcome.exitCode})` : ''}${outcome.reason ? `: ${outcome.reason}` : ''}`,
-    );
-    await logs.close();
-    // The lease ends before the outcome is written: whoever sees the job finished may claim the DUT.
-    await client.leases.release(lease.id).catch(() => undefined);
-    await this.#storeReport(job, attempt, lease, client, outcome, ran.cases);
-    const recorded = await this.#retrying(() => this.#record(job, attempt, outcome, requeue));
-    if (!recorded)
-      this.#log(`queue worker ${this.name}: job ${job.id} attempt ${attempt} was no longer ours`);
-    if (recorded && outcome.verdict === 'infra-error' && outcome.step !== 'worker')
-      await this.#afterInfraError(client, dut);
-  }
-
-  /** Writes the attempt's end: handed back, retried after an infra-error, or the job's end. */
-  async #record(job: QueueJob, attempt: number, outcome: Outcome, requeue: boolean): Promise<boolean> {
-    if (requeue) {
-      return this.#store.giveBack(job.id, attempt, this.name, outcome.reason ?? 'interrupted', outcome.step);
-    }
-    if (outcome.verdict === 'infra-error' && outcome.retry !== false) {
-      return (await this.#store.retry(job.id, attempt, this.name, outcome)) !== undefined;
-    }
-    return this.#store.finish(job.id, attempt, this.name, {
-      state: STATE_OF[outcome.verdict],
-      verdict: outcome.verdict,
-      step: outcome.step,
-      exitCode: outcome.exitCode,
-      error: outcome.reason,
-      agentJobId: outcome.agentJobId,
-    });
-  }
-
-  /**
-   * After INFRA_ERRORS_BEFORE_HEALTH_CHECK infra-errors in a row on a DUT (LAVA's rule), runs its
-   * health check, or marks it bad when it has none, so the queue stops feeding it jobs. Both need
-   * the worker's identity to be an admin; when it is not, the log says what to do.
-   */
-  async #afterInfraError(client: JigletClient, dut: string): Promise<void> {
-    try {
-      const streak = await this.#store.infraErrorStreak(this.#agent, dut);
-      if (streak === 0 || streak % INFRA_ERRORS_BEFORE_HEALTH_CHECK !== 0) return;
-      const why = `${streak} queue attempts in a row ended in an infra-error on ${dut}`;
-      const info = (await client.jig.duts()).find((d) => d.name === dut);
-      if (info?.hasHealthCheck) {
-        this.#log(`queue worker ${this.name}: ${why}; running its health check`);
-        const result = await client.jig.checkHealth(dut);
-        this.#log(
-          `queue worker ${this.name}: health check of ${dut} ${result.passed ? 'passed' : 'failed; it is now bad'} (agent job ${result.jobId})`,
-        );
-      } else {
-        await client.jig.setState(dut, 'bad', `${why}, and it has no health check; set it good when fixed`);
-        this.#log(`queue worker ${this.name}: ${why}; it has no health check, so it is now bad`);
-      }
-    } catch (err) {
-      this.#log(
-        `queue worker ${this.name}: could not check or quarantine ${dut} after repeated infra-errors: ${messageOf(err)}; an admin should look at it (jigctl dut check ${dut})`,
-      );
-    }
-  }
-
-  /**
-   * Stores the attempt's run report: the timeline of its lease, fetched once the lease has ended
-   * (so the whole run is in it), as HTML. Bounded well inside the heartbeat expiry, which runs
-   * from the last heartbeat; a report that cannot be made or stored is noted in the job's log and
-   * changes nothing about the job.
-   */
-  async #storeReport(
-    job: QueueJob,
-    attempt: number,
-    lease: Lease,
-    client: JigletClient,
-    outcome: Outcome,
-    cases: readonly TestCase[],
-  ): Promise<void> {
-    try {
-      const timeline = await client.records.timeline(
-        { leaseId: lease.id },
-        { deadlineMs: this.#timing.expiryMs / 4 },
-      );
-      const html = renderReport(timeline, {
-        title: `queue job ${job.id}, attempt ${attempt}, on ${lease.dut}`,
-        agent: this.#agent,
-        verdict: { verdict: outcome.verdict, reason: outcome.reason, step: outcome.step },
-        testCases: cases,
-      });
-      await this.#store.saveReport(job.id, attempt, html);
-    } catch (err) {
-      this.#log(`queue worker ${this.name}: job ${job.id}: no run report: ${messageOf(err)}`);
-      const note = new QueueLogWriter(this.#store, job.id, attempt);
-      note.note(`no run report for this attempt: ${messageOf(err)}`);
-      await note.close(Date.now() + this.#timing.expiryMs / 4);
-    }
-  }
-
-  /** Flash (if an image was given), power cycle, then the command; resolves with the outcome. */
-  async #steps(
-    job: QueueJob,
-    dut: string,
-    lease: Lease,
-    client: JigletClient,
-    logs: QueueLogWriter,
-    signal: AbortSignal,
-    ran: { cases: TestCase[] },
-  ): Promise<Outcome> {
-    const deadline = Date.now() + job.timeoutMs;
-    const check = (): void => {
-      if (signal.aborted) throw signal.reason;
-    };
-    logs.note(
-      `attempt ${job.attempts} on ${dut} (agent ${this.#agent}, lease ${lease.id}, worker ${this.name})`,
-    );
-    const image = job.image;
-    if (image) {
-      logs.note(`flashing ${image.path}`);
-      const flashed = await step('flash', signal, () => client.flash(dut, image.path, { signal }));
-      if (flashed.imageSha256 !== image.sha256) {
-        throw new StepFailed(
-          'flash',
-          new Error(
-            `${image.path} changed since it was submitted (sha256 ${flashed.imageSha256}, submitted ${image.sha256}); submit it again`,
-          ),
-          false,
-        );
-      }
-      logs.note(`flashed (agent job ${flashed.jobId})`);
-    }
-    check();
-    logs.note('power cycle');
-    await step('power', signal, () => client.jig.power(dut, 'off'));
-    check();
-    if (image) {
-      // A flashed image must boot before its tests run: a DUT that never shows its boot pattern
-      // (the jig description's shell.bootedPattern) is an infra-error at `boot`, not a failed test.
-      const bootMs = Math.min(BOOT_TIMEOUT_MS, Math.max(1000, deadline - Date.now()));
-      const booted = await step('boot', signal, () =>
-        client.jig.gotoState(dut, 'booted', { timeoutMs: bootMs }),
-      );
-      logs.note(`booted in ${durationText(booted.durationMs)}`);
-    } else await step('power', signal, () => client.jig.power(dut, 'on'));
-    check();
-    const [command, ...args] = job.command;
-    const remaining = Math.max(1000, deadline - Date.now());
-    const started = await step('command', signal, () =>
-      client.start({
-        command: command!,
-        args,
-        dut,
-        // The submitter's variables first: the worker's own always win (submit refuses JIGLET_*).
-        env: {
-          ...job.env,
-          JIGLET_DUT: dut,
-          JIGLET_LEASE: lease.id,
-          JIGLET_QUEUE_JOB: job.id,
-          JIGLET_ATTEMPT: String(job.attempts),
-        },
-        timeoutMs: remaining,
-      }),
-    );
-    await this.#retrying(() => this.#store.setAgentJob(job.id, job.attempts, this.name, started.id));
-    logs.note(`running ${job.command.join(' ')} as agent job ${started.id}`);
-    const onAbort = (): void => {
-      void client.stop(started.id, 2000).catch(() => undefined);
-    };
-    signal.addEventListener('abort', onAbort, { once: true });
-    try {
-      const done = await step('agent', signal, async () => {
-        for await (const event of client.output(started.id, { follow: true })) {
-          if (event.type === 'chunk') logs.write(event.data);
-          else return event.job;
-        }
-        throw new JigletError(
-          'JIGLET_E_INTERNAL',
-          `the output of agent job ${started.id} ended without its record`,
-        );
-      });
-      check();
-      ran.cases = testCasesOf(done);
-      await this.#storeTestCases(job, ran.cases, logs);
-      return verdictOfCommand(done, job.command, job.timeoutMs);
-    } finally {
-      signal.removeEventListener('abort', onAbort);
-    }
-  }
-
-  /** Stores the test cases the agent read from the job's $JIGLET_RESULTS; a failure is noted, not fatal. */
-  async #storeTestCases(job: QueueJob, cases: TestCase[], logs: QueueLogWriter): Promise<void> {
-    if (cases.length === 0) return;
-    try {
-      const dropped = await this.#retrying(() => this.#store.saveTestCases(job.id, job.attempts, cases));
-      logs.note(
-        `${testCaseSummary(cases)}${dropped > 0 ? ` (${dropped} past the first ${MAX_TEST_CASES} not stored)` : ''}`,
-      );
-    } catch (err) {
-      logs.note(`the test cases of this attempt could not be stored: ${messageOf(err)}`);
-    }
-  }
-
-  /**
-   * Every heartbeatMs: tells the queue the job is alive (and hears of a cancel), and renews the
-   * lease. A queue that stays unreachable for most of the expiry stops the job, since the queue
-   * will soon hand it to another worker.
-   */
-  #heartbeat(
-    job: QueueJob,
-    lease: Lease,
-    client: JigletClient,
-    stopWith: (outcome: Outcome, requeue: boolean) => void,
-  ): { stop: () => void } {
-    const { heartbeatMs, expiryMs } = this.#timing;
-    let lastBeat = Date.now();
-    let busy = false;
-    const beat = async (): Promise<void> => {
-      try {
-        const answer = await this.#store.heartbeat(job.id, job.attempts, this.name);
-        lastBeat = Date.now();
-        if (!answer.ours)
-          stopWith(
-            {
-              verdict: 'infra-error',
-              step: 'worker',
-              reason: 'the queue gave this attempt to another worker',
-              retry: false,
-            },
-            false,
-          );
-        else if (answer.cancelRequested)
-          stopWith({ verdict: 'cancelled', reason: 'cancelled on request' }, false);
-      } catch (err) {
-        if (Date.now() - lastBeat > expiryMs - 2 * heartbeatMs) {
-          stopWith(
-            {
-              verdict: 'infra-error',
-              step: 'worker',
-              reason: `the queue was unreachable for ${Date.now() - lastBeat} ms (${messageOf(err)}); stopped before the queue requeues it`,
-            },
-            true,
-          );
-        }
-      }
-      await client.leases.renew(lease.id).catch((err: unknown) => {
-        if (!isAgentUnavailable(err))
-          stopWith(
-            {
-              verdict: 'infra-error',
-              step: 'lease',
-              reason: `lost the lease on ${lease.dut}: ${messageOf(err)}`,
-            },
-            true,
-          );
-      });
-    };
-    const timer = setInterval(() => {
-      if (busy) return;
-      busy = true;
-      void beat().finally(() => {
-        busy = false;
-      });
-    }, heartbeatMs);
-    return { stop: () => clearInterval(timer) };
-  }
-
-  /**
-   * Runs a queue write, retrying while the database cannot be reached: an outcome that is lost
-   * would make the job run again. Gives up after the heartbeat expiry, when the queue has
-   * requeued the job anyway.
-   */
-  async #retrying<T>(write: () => Promise<T>): Promise<T> {
-    const giveUpAt = Date.now() + this.#timing.expiryMs;
-    let pause = 100;
-    for (;;) {
-      try {
-        return await write();
-      } catch (err) {
-        if (!isConnectionError(err) || Date.now() > giveUpAt) throw err;
-        await new Promise((resolve) => setTimeout(resolve, pause));
-        pause = Math.min(pause * 2, 2000);
-      }
     }
   }
 }
@@ -558,13 +222,4 @@ function healthName(health: DutHealth): 'good' | 'bad' | 'maintenance' {
   if (health === DutHealth.DUT_HEALTH_BAD) return 'bad';
   if (health === DutHealth.DUT_HEALTH_MAINTENANCE) return 'maintenance';
   return 'good';
-}
-
-function isAgentUnavailable(err: unknown): boolean {
-  if (!(err instanceof JigletError)) return false;
-  return err.code === 'JIGLET_E_UNAVAILABLE' || err.code === 'JIGLET_E_DEADLINE_EXCEEDED';
-}
-
-function messageOf(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
 }
