@@ -8,14 +8,14 @@
  */
 import { failedPrecondition, permissionDenied } from '../../../protocol/src/errors.js';
 import { can } from '../auth/permissions.js';
-import type { Lease, LeaseCaller, LeaseManager } from './lease-manager.js';
+import type { HeldLeases, Lease, LeaseCaller } from './lease-state.js';
 
 /**
  * Passes when `dut` is not leased (undefined), or when `leaseId` is its current lease and
  * `caller` holds it (that lease, so what the call starts can be bound to it); throws otherwise.
  */
 export function checkFence(
-  leases: Pick<LeaseManager, 'leaseOn' | 'byId' | 'endOf'>,
+  leases: HeldLeases,
   dut: string,
   leaseId: string | undefined,
   caller: LeaseCaller,

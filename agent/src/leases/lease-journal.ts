@@ -26,9 +26,10 @@ import { closeSync, fdatasync, fdatasyncSync, ftruncateSync, openSync, readFileS
 import { dirname, join } from 'node:path';
 import type { Logger } from 'pino';
 import { z } from 'zod';
+import { JigletError } from '../../../protocol/src/errors.js';
 import { fsyncDir, writeAll, writeJsonAtomic } from '../state/atomic-json.js';
 import { loadJsonState, moveAside, reportDamaged, shapeProblem } from '../state/damaged-file.js';
-import type { Lease } from './lease-manager.js';
+import type { Lease } from './lease-state.js';
 
 /** Journal entries before they are folded into the snapshot. */
 const JOURNAL_FOLD = 1000;
@@ -305,4 +306,22 @@ function apply(
   if (!lease) return;
   if (entry.op === 'renew') lease.expiresAt = entry.expiresAt;
   else leases.delete(lease.dut);
+}
+
+/** A journal write that failed: a full disk is RESOURCE_EXHAUSTED, anything else INTERNAL. */
+export function journalError(err: unknown, what: string, verb: string): JigletError {
+  const code = (err as NodeJS.ErrnoException).code;
+  if (code === 'ENOSPC' || code === 'EDQUOT') {
+    return new JigletError(
+      'JIGLET_E_RESOURCE_EXHAUSTED',
+      `no space left on the jig host to record ${what}, so it was not ${verb}; free space in the agent's state directory`,
+    );
+  }
+  return new JigletError(
+    'JIGLET_E_INTERNAL',
+    `could not record ${what} (${code ?? String(err)}); it was not ${verb}`,
+    {
+      cause: err,
+    },
+  );
 }

@@ -3,73 +3,40 @@
  * id, a fencing token that only ever increases per DUT — persisted before it is handed out, so an
  * agent restart never reuses one — and an expiry renewed by heartbeat up to a hard maximum.
  * Claims that wait are served by priority, then first come first served. Leases persist in the
- * state directory and survive a restart with their expiry. The check of a mutating call is in
- * lease-fence.ts; the jobs started under a lease are bound to it here (in memory: a restart
- * marks every job lost anyway) and handed to whoever acts on its end.
+ * state directory and survive a restart with their expiry. The lifecycle (held → released,
+ * expired or revoked) is the state machine of lease-state.ts; the waiting line is claim-line.ts;
+ * the check of a mutating call is lease-fence.ts, wired to every RPC that acts on a DUT. The jobs
+ * started under a lease are bound to it here (in memory: a restart marks every job lost anyway)
+ * and handed to whoever acts on its end.
  */
 import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { type Logger, pino } from 'pino';
-import { durationText } from '../../../protocol/src/duration-text.js';
-import { failedPrecondition, invalidArgument, JigletError, notFound } from '../../../protocol/src/errors.js';
-import type { Identity } from '../auth/identity.js';
+import { failedPrecondition, JigletError, notFound } from '../../../protocol/src/errors.js';
+import { ClaimLine, type Waiter } from './claim-line.js';
 import { checkFence } from './lease-fence.js';
-import { LeaseJournal, type SavedLeases } from './lease-journal.js';
+import { journalError, LeaseJournal, type SavedLeases } from './lease-journal.js';
+import { checkTtl, checkWait } from './lease-limits.js';
+import {
+  type HeldLeases,
+  type Lease,
+  type LeaseCaller,
+  type LeaseChange,
+  type LeaseEnd,
+  LeaseStates,
+} from './lease-state.js';
 
-/** Shortest and longest TTL a claim may ask for. */
-export const MIN_TTL_MS = 1000;
-export const MAX_TTL_MS = 24 * 3600 * 1000;
-/** Longest a claim may wait: a week, well inside Node's timer limit (2^31 ms; longer fires at once). */
-export const MAX_WAIT_MS = 7 * 24 * 3600 * 1000;
-
-/** Ended leases remembered for their reason. */
-const ENDED_KEPT = 1000;
-
-/** A held lease. */
-export interface Lease {
-  id: string;
-  dut: string;
-  holder: string;
-  token: number;
-  ttlMs: number;
-  acquiredAt: number;
-  expiresAt: number;
-  /** Renewals never push the expiry past this. */
-  maxExpiresAt: number;
-}
-
-/** Who makes a mutating call on a DUT: the fencing check compares the name with the holder. */
-export type LeaseCaller = Pick<Identity, 'name' | 'role'>;
-
-/** Why a lease ended. */
-export type LeaseEnd = 'released' | 'expired' | 'revoked';
-
-/** What `watch` followers hear (the 'change' event). */
-export type LeaseChange =
-  | { kind: 'granted' | 'renewed'; lease: Lease }
-  | { kind: 'ended'; lease: Lease; reason: LeaseEnd }
-  | { kind: 'waiting'; dut: string; waiting: number };
+export { MAX_TTL_MS, MAX_WAIT_MS, MIN_TTL_MS } from './lease-limits.js';
+export type { Lease, LeaseCaller, LeaseChange, LeaseEnd, LeaseStateName } from './lease-state.js';
 
 /** Says why a DUT may not be leased now (e.g. it is quarantined), or undefined when it may. */
 export type ClaimGate = (dut: string) => string | undefined;
-
-interface Waiter {
-  /** Any of these will do (a claim by labels); the first to be free and claimable is granted. */
-  duts: readonly string[];
-  holder: string;
-  ttlMs: number;
-  priority: number;
-  seq: number;
-  resolve: (lease: Lease) => void;
-  reject: (err: unknown) => void;
-  timer: NodeJS.Timeout;
-}
 
 /**
  * Emits 'ended' (lease, reason, ids of the jobs bound to it) when a lease ends, so its jobs can be
  * stopped and the DUT made safe, and 'change' (LeaseChange) for every grant, renewal, end and change in a waiting line.
  */
-export class LeaseManager extends EventEmitter {
+export class LeaseManager extends EventEmitter implements HeldLeases {
   readonly #journal: LeaseJournal;
   readonly #maxLifetimeMs: number;
   readonly #now: () => number;
@@ -78,12 +45,11 @@ export class LeaseManager extends EventEmitter {
   readonly #tokenFloor: number;
   readonly #leases = new Map<string, Lease>(); // by DUT
   readonly #timers = new Map<string, NodeJS.Timeout>(); // by lease id
-  readonly #waiters: Waiter[] = [];
-  /** Recently ended leases and why, so a stale holder is told which it is (bounded). */
-  readonly #ended = new Map<string, LeaseEnd>();
+  readonly #line = new ClaimLine();
+  /** The lifecycle of every held and recently ended lease. */
+  readonly #states = new LeaseStates();
   /** Jobs started under each held lease and still running (see `bind`), by lease id. */
   readonly #jobs = new Map<string, Set<string>>();
-  #seq = 0;
   #closed = false;
   #gate: ClaimGate = () => undefined;
   readonly #log: Logger;
@@ -97,7 +63,10 @@ export class LeaseManager extends EventEmitter {
     const saved = this.#journal.load();
     this.#tokenFloor = saved.tokenFloor ?? 0;
     for (const [dut, token] of saved.tokens) this.#tokens.set(dut, token);
-    for (const [dut, lease] of saved.leases) this.#leases.set(dut, lease);
+    for (const [dut, lease] of saved.leases) {
+      this.#leases.set(dut, lease);
+      this.#states.held(lease.id);
+    }
   }
 
   /**
@@ -129,11 +98,7 @@ export class LeaseManager extends EventEmitter {
 
   /** How many claims wait for `dut`, and where `holder`'s first one stands (1-based, 0 = none). */
   queue(dut: string, holder?: string): { waiting: number; position: number } {
-    const waiting = this.#ordered().filter((w) => w.duts.includes(dut));
-    return {
-      waiting: waiting.length,
-      position: holder ? waiting.findIndex((w) => w.holder === holder) + 1 : 0,
-    };
+    return this.#line.queue(dut, holder);
   }
 
   /**
@@ -167,7 +132,7 @@ export class LeaseManager extends EventEmitter {
         holder: opts.holder,
         ttlMs: opts.ttlMs,
         priority: opts.priority ?? 0,
-        seq: this.#seq++,
+        seq: this.#line.nextSeq(),
         resolve,
         reject,
         timer: setTimeout(() => {
@@ -180,7 +145,7 @@ export class LeaseManager extends EventEmitter {
           );
         }, waitMs),
       };
-      this.#waiters.push(waiter);
+      this.#line.add(waiter);
       this.#announceWaiting(waiter.duts);
     });
   }
@@ -250,7 +215,7 @@ export class LeaseManager extends EventEmitter {
 
   /** Why a recently ended lease ended (bounded memory: undefined for old or unknown ids). */
   endOf(leaseId: string): LeaseEnd | undefined {
-    return this.#ended.get(leaseId);
+    return this.#states.endOf(leaseId);
   }
 
   /**
@@ -276,19 +241,12 @@ export class LeaseManager extends EventEmitter {
     this.#journal.close();
     for (const timer of this.#timers.values()) clearTimeout(timer);
     this.#timers.clear();
-    for (const waiter of this.#waiters.splice(0)) {
-      clearTimeout(waiter.timer);
-      waiter.reject(new JigletError('JIGLET_E_UNAVAILABLE', 'the agent is shutting down'));
-    }
+    this.#line.rejectAll(new JigletError('JIGLET_E_UNAVAILABLE', 'the agent is shutting down'));
   }
 
   /** Free, claimable, and nobody queued ahead. */
   #freeFor(dut: string): boolean {
-    return (
-      !this.#leases.has(dut) &&
-      this.#gate(dut) === undefined &&
-      !this.#waiters.some((w) => w.duts.includes(dut))
-    );
+    return !this.#leases.has(dut) && this.#gate(dut) === undefined && !this.#line.waitsFor(dut);
   }
 
   /** Why none of `duts` can be had right now, for a claim that will not wait. */
@@ -358,6 +316,7 @@ export class LeaseManager extends EventEmitter {
       this.#log.error({ err, dut, holder }, 'could not record a lease grant; not granted');
       throw journalError(err, `the lease of ${dut} for ${holder}`, 'granted');
     }
+    this.#states.held(lease.id);
     this.#arm(lease);
     this.#tell('change', { kind: 'granted', lease } satisfies LeaseChange);
     return lease;
@@ -384,10 +343,9 @@ export class LeaseManager extends EventEmitter {
   #end(lease: Lease, reason: LeaseEnd): void {
     clearTimeout(this.#timers.get(lease.id));
     this.#timers.delete(lease.id);
-    if (this.#leases.get(lease.dut)?.id !== lease.id) return;
+    // Compare-and-set: an end that lost the race (a timer after a release) changes nothing.
+    if (!this.#states.compareAndSet(lease.id, 'held', reason)) return;
     this.#leases.delete(lease.dut);
-    this.#ended.set(lease.id, reason);
-    if (this.#ended.size > ENDED_KEPT) this.#ended.delete(this.#ended.keys().next().value!);
     const jobs = [...(this.#jobs.get(lease.id) ?? [])];
     this.#jobs.delete(lease.id);
     try {
@@ -409,7 +367,7 @@ export class LeaseManager extends EventEmitter {
   #serve(dut: string): void {
     for (;;) {
       if (this.#closed || this.#leases.has(dut) || this.#gate(dut) !== undefined) return;
-      const next = this.#ordered().find((w) => w.duts.includes(dut));
+      const next = this.#line.firstFor(dut);
       if (!next) return;
       this.#drop(next);
       try {
@@ -423,15 +381,7 @@ export class LeaseManager extends EventEmitter {
   }
 
   #drop(waiter: Waiter): void {
-    clearTimeout(waiter.timer);
-    const index = this.#waiters.indexOf(waiter);
-    if (index < 0) return;
-    this.#waiters.splice(index, 1);
-    this.#announceWaiting(waiter.duts);
-  }
-
-  #ordered(): Waiter[] {
-    return [...this.#waiters].sort((a, b) => b.priority - a.priority || a.seq - b.seq);
+    if (this.#line.remove(waiter)) this.#announceWaiting(waiter.duts);
   }
 
   #refuseWhenClosed(): void {
@@ -440,41 +390,5 @@ export class LeaseManager extends EventEmitter {
 
   #saved(): SavedLeases {
     return { tokens: this.#tokens, leases: this.#leases };
-  }
-}
-
-function checkWait(waitMs: number | undefined): void {
-  if (waitMs === undefined) return;
-  if (!Number.isInteger(waitMs) || waitMs < 0 || waitMs > MAX_WAIT_MS) {
-    throw invalidArgument(
-      `the claim wait must be between 0s and ${durationText(MAX_WAIT_MS)}; got ${durationText(waitMs)}`,
-    );
-  }
-}
-
-/** A journal write that failed: a full disk is RESOURCE_EXHAUSTED, anything else INTERNAL. */
-function journalError(err: unknown, what: string, verb: string): JigletError {
-  const code = (err as NodeJS.ErrnoException).code;
-  if (code === 'ENOSPC' || code === 'EDQUOT') {
-    return new JigletError(
-      'JIGLET_E_RESOURCE_EXHAUSTED',
-      `no space left on the jig host to record ${what}, so it was not ${verb}; free space in the agent's state directory`,
-    );
-  }
-  return new JigletError(
-    'JIGLET_E_INTERNAL',
-    `could not record ${what} (${code ?? String(err)}); it was not ${verb}`,
-    {
-      cause: err,
-    },
-  );
-}
-
-function checkTtl(ttlMs: number, maxLifetimeMs: number): void {
-  const most = Math.min(MAX_TTL_MS, maxLifetimeMs);
-  if (!Number.isInteger(ttlMs) || ttlMs < MIN_TTL_MS || ttlMs > most) {
-    throw invalidArgument(
-      `the lease TTL must be between ${durationText(MIN_TTL_MS)} and ${durationText(most)}; got ${durationText(ttlMs)}`,
-    );
   }
 }
