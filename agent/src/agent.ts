@@ -24,13 +24,13 @@ import { writeJigctlShim } from './local/jigctl-shim.js';
 import { LocalCallers } from './local/local-callers.js';
 import { LOCAL_SOCKET, type LocalEndpoint, openLocalEndpoint } from './local/local-endpoint.js';
 import { AgentMetrics } from './metrics/agent-metrics.js';
-import { reflectDutHealth } from './metrics/dut-serving-status.js';
 import { type MetricsServer, startMetricsServer } from './metrics/metrics-server.js';
-import { RunRecorder } from './record/run-recorder.js';
-import { TimelineReader } from './record/timeline-reader.js';
+import { reflectDutHealth } from './rpc/dut-serving-status.js';
 import { type GrpcServer, type ServerTls, startGrpcServer } from './rpc/grpc-server.js';
 import { prepareStateDir } from './state/state-dir-access.js';
-import { lockStateDir } from './state-lock.js';
+import { lockStateDir } from './state/state-lock.js';
+import { RunRecorder } from './timeline/run-recorder.js';
+import { TimelineReader } from './timeline/timeline-reader.js';
 import { startWebConsole, type WebConsole } from './web/web-console.js';
 
 /** A running agent. */

@@ -12,7 +12,7 @@ import type { JigletClient } from '../../client/src/jiglet-client.js';
 import { collect } from '../../fixtures/test-support/collect.js';
 import { startTestAgent, type TestAgent } from '../../fixtures/test-support/test-agent.js';
 import { startVirtualDut, type VirtualDut } from '../../fixtures/virtual-dut/virtual-dut.js';
-import { SerialRecordDecoder } from '../../jig-drivers/src/serial-record.js';
+import { SerialRecordDecoder } from '../../jig-drivers/src/serial-framing.js';
 import { JobState } from '../../protocol/gen/jiglet/v1/jobs.js';
 
 const JIG_DRIVER = join(import.meta.dirname, '../../dist/bundle/jig-driver.js');

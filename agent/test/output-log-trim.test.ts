@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { encodeChunk, encodeEvent } from '../../jig-drivers/src/serial-record.js';
+import { encodeChunk, encodeEvent } from '../../jig-drivers/src/serial-framing.js';
 import { followSerial } from '../src/jig/serial-follow.js';
 import { followLog } from '../src/output/follow-log.js';
 import { OutputLog } from '../src/output/output-log.js';

@@ -14,7 +14,7 @@ import { errorOf } from '../../fixtures/test-support/call-errors.js';
 import { collect } from '../../fixtures/test-support/collect.js';
 import { startTestAgent, type TestAgent } from '../../fixtures/test-support/test-agent.js';
 import { startVirtualJig, type VirtualJig } from '../../fixtures/test-support/virtual-jig.js';
-import { JournalFile } from '../src/record/journal-file.js';
+import { JournalFile } from '../src/timeline/journal-file.js';
 
 const MiB = 1024 * 1024;
 const K = TimelineEventKind;

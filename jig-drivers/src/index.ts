@@ -50,8 +50,8 @@ export type { CommandOptions, CommandResult, CommandRunner } from './run-command
 export { runCommand, runShellCommand } from './run-command.js';
 export type { SerialCaptureOptions } from './serial-capture.js';
 export { DEFAULT_REOPEN_TIMEOUT_MS, PATH_RECHECK_MS, runSerialCapture } from './serial-capture.js';
-export type { PositionedRecord, SerialEventName, SerialRecord } from './serial-record.js';
-export { encodeChunk, encodeEvent, MAX_HEADER_BYTES, SerialRecordDecoder } from './serial-record.js';
+export type { PositionedRecord, SerialEventName, SerialRecord } from './serial-framing.js';
+export { encodeChunk, encodeEvent, MAX_HEADER_BYTES, SerialRecordDecoder } from './serial-framing.js';
 export type { UsbSerialCaptureOptions } from './serial-usb-capture.js';
 export { capturePath, runUsbSerialCapture, USB_WAIT_SLICE_MS } from './serial-usb-capture.js';
 export type { MuxSide, StorageMux, StorageMuxContext, StorageMuxFactory } from './storage-mux.js';

@@ -7,7 +7,7 @@
 import { existsSync, type Stats, stat } from 'node:fs';
 import { SerialPort } from 'serialport';
 import { DEFAULT_REOPEN_TIMEOUT_MS } from './serial-defaults.js';
-import { encodeChunk, encodeEvent, type SerialEventName } from './serial-record.js';
+import { encodeChunk, encodeEvent, type SerialEventName } from './serial-framing.js';
 import { dirsOf, PATH_RECHECK_MS, waitForPath, watchDirs } from './wait-for-path.js';
 
 // The re-check period is shared with every other wait for a device node; the reopen period

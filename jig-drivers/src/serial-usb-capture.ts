@@ -6,7 +6,7 @@
 import path from 'node:path';
 import { JigletError } from '../../protocol/src/errors.js';
 import { DEFAULT_REOPEN_TIMEOUT_MS, runSerialCapture, type SerialCaptureOptions } from './serial-capture.js';
-import { encodeEvent, type SerialEventName } from './serial-record.js';
+import { encodeEvent, type SerialEventName } from './serial-framing.js';
 import { type DeviceRoots, describeMatch, type ResolvedDevice, type UsbMatch } from './usb-match.js';
 import { waitForDevice } from './wait-for-device.js';
 

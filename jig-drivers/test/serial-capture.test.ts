@@ -6,7 +6,7 @@ import { PassThrough } from 'node:stream';
 import { ownResourcesLeftBy } from '../../fixtures/test-support/own-resources.js';
 import { JigletError } from '../../protocol/src/errors.js';
 import { runSerialCapture } from '../src/serial-capture.js';
-import { encodeChunk, encodeEvent, type SerialRecord, SerialRecordDecoder } from '../src/serial-record.js';
+import { encodeChunk, encodeEvent, type SerialRecord, SerialRecordDecoder } from '../src/serial-framing.js';
 import { openPtyPair, type PtyPair } from './helpers/pty-pair.js';
 import { RecordSink } from './helpers/record-sink.js';
 

@@ -3,7 +3,7 @@
  * on the same follower pump as job output, so backpressure and cancellation work the same way;
  * only the stdout stream holds records (the capture's stderr is diagnostics).
  */
-import { type PositionedRecord, SerialRecordDecoder } from '../../../jig-drivers/src/serial-record.js';
+import { type PositionedRecord, SerialRecordDecoder } from '../../../jig-drivers/src/serial-framing.js';
 import { type FollowEnd, followLog } from '../output/follow-log.js';
 import type { OutputLog } from '../output/output-log.js';
 

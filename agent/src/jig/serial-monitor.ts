@@ -4,7 +4,7 @@
  * time starts decoding close to it instead of at the start of a long log.
  */
 import { EventEmitter } from 'node:events';
-import type { PositionedRecord } from '../../../jig-drivers/src/serial-record.js';
+import type { PositionedRecord } from '../../../jig-drivers/src/serial-framing.js';
 import type { OutputLog } from '../output/output-log.js';
 import { followSerial } from './serial-follow.js';
 

@@ -4,7 +4,7 @@
  * and goes on from the start of the new log. One implementation, so the three readers agree.
  */
 import { once } from 'node:events';
-import type { PositionedRecord } from '../../../jig-drivers/src/serial-record.js';
+import type { PositionedRecord } from '../../../jig-drivers/src/serial-framing.js';
 import { JigletError } from '../../../protocol/src/errors.js';
 import type { DutRuntime } from './dut-runtime.js';
 import { followSerial } from './serial-follow.js';

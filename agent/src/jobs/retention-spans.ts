@@ -4,7 +4,7 @@
  * (at most ~8 MiB) is read once per prune pass, in the background.
  */
 import type { Lease } from '../leases/lease-manager.js';
-import { parseEntry } from '../record/journal-entry.js';
+import { parseEntry } from '../timeline/journal-entry.js';
 import type { LeaseSpan } from './retention-policy.js';
 
 /** Sources of lease spans. */

@@ -3,7 +3,7 @@
  * is followed from the moment it appears (its bytes so far counted at once) until it ends.
  */
 import type { Counter } from 'prom-client';
-import type { PositionedRecord } from '../../../jig-drivers/src/serial-record.js';
+import type { PositionedRecord } from '../../../jig-drivers/src/serial-framing.js';
 import type { DutRuntime } from '../jig/dut-runtime.js';
 import type { SerialMonitor } from '../jig/serial-monitor.js';
 

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import type { Retention } from '../jobs/retention.js';
 import type { Supervisor } from '../jobs/supervisor.js';
-import { RECORDS_DIR } from '../record/run-recorder.js';
+import { RECORDS_DIR } from '../timeline/run-recorder.js';
 
 /** What the state-size metrics read. */
 export interface StateSizeSources {

@@ -21,7 +21,7 @@ import type { Supervisor } from '../jobs/supervisor.js';
 import type { LeaseManager } from '../leases/lease-manager.js';
 import type { LocalCallers } from '../local/local-callers.js';
 import type { LocalEndpoint } from '../local/local-endpoint.js';
-import type { TimelineReader } from '../record/timeline-reader.js';
+import type { TimelineReader } from '../timeline/timeline-reader.js';
 import type { WebConsole } from '../web/web-console.js';
 import { addHealthService } from './health-service.js';
 import { imageService } from './image-service.js';

@@ -1,5 +1,5 @@
 /** Conversions between the jig runtime and jiglet.v1.JigService messages. */
-import type { PositionedRecord } from '../../../jig-drivers/src/serial-record.js';
+import type { PositionedRecord } from '../../../jig-drivers/src/serial-framing.js';
 import { describeMatch } from '../../../jig-drivers/src/usb-match.js';
 import {
   type Dut,

@@ -13,8 +13,8 @@ import { invalidArgument } from '../../../protocol/src/errors.js';
 import { identityOf } from '../auth/auth-interceptor.js';
 import type { Identity } from '../auth/identity.js';
 import { seesLeaseId } from '../auth/permissions.js';
-import type { JobRoleName, Timeline, TimelineKind } from '../record/timeline.js';
-import type { TimelineReader } from '../record/timeline-reader.js';
+import type { JobRoleName, Timeline, TimelineKind } from '../timeline/timeline.js';
+import type { TimelineReader } from '../timeline/timeline-reader.js';
 import { unary } from './respond.js';
 
 /** Longest id a request may carry (lease and job ids are UUIDs). */

@@ -12,7 +12,7 @@
 import type { Writable } from 'node:stream';
 import type { Logger } from 'pino';
 import type { WebSocket } from 'ws';
-import type { PositionedRecord } from '../../../jig-drivers/src/serial-record.js';
+import type { PositionedRecord } from '../../../jig-drivers/src/serial-framing.js';
 import { JigletError } from '../../../protocol/src/errors.js';
 import { can } from '../auth/permissions.js';
 import type { ConsoleWriter, DutRuntime } from '../jig/dut-runtime.js';

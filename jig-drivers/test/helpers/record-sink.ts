@@ -4,7 +4,7 @@
  */
 import { EventEmitter } from 'node:events';
 import { Writable } from 'node:stream';
-import { type SerialRecord, SerialRecordDecoder } from '../../src/serial-record.js';
+import { type SerialRecord, SerialRecordDecoder } from '../../src/serial-framing.js';
 
 /** A decoding sink with a stall switch and event-driven waits. */
 export class RecordSink {

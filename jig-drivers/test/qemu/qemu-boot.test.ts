@@ -10,7 +10,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { buildImage } from '../../../fixtures/images/build-image.js';
-import { inspectImage } from '../../../fixtures/images/image-format.js';
+import { inspectImage } from '../../../fixtures/images/sample-image-layout.js';
 import { waitUntil } from '../../../fixtures/test-support/wait-until.js';
 import { JigletError } from '../../../protocol/src/errors.js';
 import type { PowerSwitch } from '../../src/power.js';
@@ -79,7 +79,7 @@ describe('QEMU DUT (real kernel under QEMU)', function () {
     if (dir) await rm(dir, { recursive: true, force: true });
   });
 
-  it('builds a disk image in the format the virtual DUT shares (fixtures/images/image-format.ts)', async () => {
+  it('builds a disk image in the format the virtual DUT shares (fixtures/images/sample-image-layout.ts)', async () => {
     const check = await inspectImage((await qemuImage()).disk);
     assert.equal(check.status, 'valid');
     assert.equal(check.status === 'valid' && check.header.version, '1.2.3');

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { encodeChunk, encodeEvent, SerialRecordDecoder } from '../src/serial-record.js';
+import { encodeChunk, encodeEvent, SerialRecordDecoder } from '../src/serial-framing.js';
 
 describe('serial record positions', () => {
   it('gives each record its place in the log however the bytes are cut', () => {

@@ -19,7 +19,7 @@
 import { spawnSync } from 'node:child_process';
 import { closeSync, constants, ftruncateSync, openSync, readFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
-import { failedPrecondition, JigletError } from '../../protocol/src/errors.js';
+import { failedPrecondition, JigletError } from '../../../protocol/src/errors.js';
 
 /** The lock file in the state directory. */
 export const LOCK_FILE = 'agent.lock';
