@@ -14,7 +14,7 @@ const EXIT_CONFIG = 78;
 
 /**
  * The longest a graceful stop may take before the process exits anyway. Each job's stop is
- * bounded by itself (grace + kill + margin, see supervisor.ts); this catches anything else that
+ * bounded by itself (grace + kill + margin, see job-stop.ts); this catches anything else that
  * would hang, inside systemd's default 90 s TimeoutStopSec.
  */
 const SHUTDOWN_DEADLINE_MS = 60_000;

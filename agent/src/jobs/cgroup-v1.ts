@@ -20,7 +20,7 @@ import {
   UnifiedCgroup,
   writeCgroupFile,
 } from './cgroup-v2.js';
-import type { CgroupPaths, JobCgroup, JobCgroupFactory, JobLimits } from './containment.js';
+import type { CgroupPaths, JobCgroup, JobCgroupFactory, JobLimits, TrackerKind } from './job-cgroup.js';
 
 /** How long to wait for freezer.state to reach FROZEN (tasks in D state delay it). */
 const FREEZE_WAIT_MS = 1000;
@@ -29,9 +29,6 @@ const KILL_ROUND_MS = 50;
 
 /** The v1 controllers a job's limits need. */
 export type V1Controller = 'memory' | 'cpu' | 'pids';
-
-/** How a v1 job's membership is tracked for kill and emptiness. */
-export type TrackerKind = 'unified' | 'freezer';
 
 /** The control files each v1 controller dir gets for `limits` (0 = unlimited), in write order. */
 export function v1LimitWrites(limits: JobLimits): Record<V1Controller, LimitWrite[]> {

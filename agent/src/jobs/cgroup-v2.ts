@@ -10,7 +10,7 @@ import { mkdir, readFile, rmdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { JigletError } from '../../../protocol/src/errors.js';
-import type { CgroupPaths, JobCgroup, JobCgroupFactory, JobLimits } from './containment.js';
+import type { CgroupPaths, JobCgroup, JobCgroupFactory, JobLimits } from './job-cgroup.js';
 
 /** CFS period (v1 and v2); 100 ms is the kernel default and keeps throttling fine-grained. */
 export const CPU_PERIOD_US = 100_000;

@@ -2,70 +2,35 @@
  * Per-job containment: the cgroup(s) a job runs in, its limits, whole-tree kill and OOM
  * detection. cgroup v2 where its controllers are usable; cgroup v1 controllers where only they
  * are (our CI machines), tracked through the controller-less v2 `unified` mount when present;
- * otherwise none, with a warning. This file holds the contract, the checks every implementation
- * shares (limits, job ids, recorded paths) and the host detection.
+ * otherwise none, with a warning. The contract is job-cgroup.ts; this file holds the checks every
+ * implementation shares (limits, job ids, recorded paths) and the host detection.
  */
 import { constants, existsSync } from 'node:fs';
 import { access, mkdir, rmdir } from 'node:fs/promises';
 import { basename, dirname, isAbsolute, join, normalize } from 'node:path';
 import { invalidArgument, JigletError } from '../../../protocol/src/errors.js';
-import { adoptV1, CgroupV1Containment, type TrackerKind, type V1Controller } from './cgroup-v1.js';
+import { adoptV1, CgroupV1Containment, type V1Controller } from './cgroup-v1.js';
 import { CgroupV2Containment, errnoOf, readCgroupFile, UnifiedCgroup, writeCgroupFile } from './cgroup-v2.js';
+import type {
+  CgroupPaths,
+  Containment,
+  ContainmentMode,
+  JobCgroup,
+  JobCgroupFactory,
+  JobLimits,
+  TrackerKind,
+} from './job-cgroup.js';
 import { NoJobCgroup, noContainment } from './no-containment.js';
 
-/** Resource limits; 0 = unlimited. cpuMillis 500 = half a CPU. */
-export interface JobLimits {
-  memoryBytes: number;
-  cpuMillis: number;
-  pidsMax: number;
-}
-
-/** How jobs are contained on this host. */
-export type ContainmentMode = 'cgroup-v2' | 'cgroup-v1' | 'none';
-
-/** Where a job's cgroups are; JSON-serialisable, stored in the job record for a restarted agent. */
-export interface CgroupPaths {
-  mode: ContainmentMode;
-  dirs: string[];
-  /** cgroup-v1 only: which of `dirs` is watched for emptiness and used to kill (absent: kill loop). */
-  tracker?: { kind: TrackerKind; dir: string };
-}
-
-/** Creates job cgroups; what detectContainment returns. */
-export interface Containment {
-  readonly mode: ContainmentMode;
-  /** Creates the job's cgroup(s) with limits applied. */
-  create(jobId: string, limits: JobLimits): Promise<JobCgroup>;
-  /** Re-opens a job cgroup recorded before an agent restart (dirs may no longer exist). */
-  adopt(paths: CgroupPaths): JobCgroup;
-  /** Removes this agent's namespace dirs; false (and nothing removed) while job cgroups remain. */
-  removeNamespace(): Promise<boolean>;
-}
-
-/** One job's cgroup(s). */
-export interface JobCgroup {
-  readonly paths: CgroupPaths;
-  /** Files a shim writes its own pid into before exec'ing the job, so every descendant is contained. */
-  readonly procsFiles: string[];
-  /** Pids of the processes in the job's cgroup. */
-  pids(): Promise<number[]>;
-  /** True when no process is left (or the cgroup is gone). */
-  isEmpty(): Promise<boolean>;
-  /** True once empty, false when `timeoutMs` passes first; event-driven where the kernel allows. */
-  waitEmpty(timeoutMs: number): Promise<boolean>;
-  /** SIGKILLs every process in the cgroup (setsid escapees and fork loops included), then waits for empty. */
-  killAll(): Promise<void>;
-  /** True when the kernel OOM-killed a process of this job. */
-  oomKilled(): Promise<boolean>;
-  /** Removes the cgroup dirs; idempotent, missing dirs are fine. */
-  remove(): Promise<void>;
-}
-
-/** What a containment implementation provides; detectContainment adds the checks and adoption. */
-export interface JobCgroupFactory {
-  /** Creates the job's cgroup(s); `jobId` and `limits` are already validated. */
-  create(jobId: string, limits: JobLimits): Promise<JobCgroup>;
-}
+export type {
+  CgroupPaths,
+  Containment,
+  ContainmentMode,
+  JobCgroup,
+  JobCgroupFactory,
+  JobLimits,
+  TrackerKind,
+} from './job-cgroup.js';
 
 /** Where cgroup filesystems are mounted on Linux. */
 const DEFAULT_ROOT = '/sys/fs/cgroup';

@@ -3,7 +3,7 @@
  * without limits and the supervisor falls back to signalling the process group. detectContainment
  * logs that once, so nothing here needs to warn per job.
  */
-import type { CgroupPaths, JobCgroup, JobCgroupFactory } from './containment.js';
+import type { CgroupPaths, JobCgroup, JobCgroupFactory } from './job-cgroup.js';
 
 /** A job "cgroup" that contains nothing: no procs files, always empty, every operation a no-op. */
 export class NoJobCgroup implements JobCgroup {
