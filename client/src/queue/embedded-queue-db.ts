@@ -11,7 +11,7 @@ import { setImmediate as nextTurn } from 'node:timers/promises';
 import { PGlite } from '@electric-sql/pglite';
 import { PGLiteSocketServer } from '@electric-sql/pglite-socket';
 import { failedPrecondition } from '../../../protocol/src/errors.js';
-import type { Queryable, QueueDb } from './queue-db.js';
+import type { Queryable, QueueDb } from './queryable.js';
 
 export const EMBEDDED_PORT = 5432;
 /** The name libpq and `pg` derive from `host: DIR, port: 5432`. */

@@ -8,7 +8,7 @@ import pg from 'pg';
 import { JigletError } from '../../../protocol/src/errors.js';
 import { isConnectionError } from './connection-errors.js';
 import { EMBEDDED_PORT, EMBEDDED_SOCKET } from './embedded-queue-db.js';
-import type { Queryable, QueueDb } from './queue-db.js';
+import type { Queryable, QueueDb } from './queryable.js';
 
 const CONNECT_TIMEOUT_MS = 5000;
 /** A runaway statement must not hold row locks that every other worker waits on. */

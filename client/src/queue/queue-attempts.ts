@@ -1,3 +1,7 @@
+/**
+ * The history of a queue job's attempts: every attempt with how it ended, and how many in a row
+ * a DUT lost to infra-errors (what decides when it gets a health check).
+ */
 import type { Queryable } from './queue-db.js';
 import type { FinalState, QueueAttempt, RunStep, Verdict } from './queue-job.js';
 import { jobById } from './queue-rows.js';

@@ -9,31 +9,12 @@ import { invalidArgument } from '../../../protocol/src/errors.js';
 import { reportToStderr } from './connection-errors.js';
 import { PgliteQueueDb } from './embedded-queue-db.js';
 import { openEmbeddedClient, PgQueueDb, postgresConfig } from './pg-queue-db.js';
+import type { QueueDb } from './queryable.js';
 
 export { isConnectionError } from './connection-errors.js';
+export type { Queryable, QueueDb } from './queryable.js';
 
 const DEFAULT_POOL_SIZE = 10;
-
-/** Something SQL can be sent to: the database, or one transaction. */
-export interface Queryable {
-  query<R extends object = Record<string, unknown>>(sql: string, params?: unknown[]): Promise<R[]>;
-  /** Runs a script of several statements without parameters (migrations). */
-  exec(sql: string): Promise<void>;
-}
-
-/** The queue's database, whichever engine is behind it. */
-export interface QueueDb extends Queryable {
-  readonly engine: 'postgres' | 'pglite';
-  /** Runs fn in one transaction (BEGIN … COMMIT, ROLLBACK on throw) on one connection. */
-  transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T>;
-  /**
-   * LISTEN on a channel; returns an unlisten function. Real PostgreSQL and in-process PGlite only;
-   * a pg-socket client to the embedded engine returns undefined (no long-held connection allowed
-   * there). Notifications are a wake-up hint: one sent while a listener reconnects is lost.
-   */
-  listen(channel: string, onPayload: (payload: string) => void): Promise<(() => Promise<void>) | undefined>;
-  close(): Promise<void>;
-}
 
 /** How to open the queue database. */
 export interface QueueDbOptions {
