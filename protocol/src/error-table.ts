@@ -5,8 +5,9 @@
 import { Status as status } from '@grpc/grpc-js/build/src/constants.js';
 import { ERROR_CODES, type ErrorCode } from './errors.js';
 
-/** The line before and after the generated table in README.md. */
+/** The line before the generated table in README.md. */
 export const ERROR_TABLE_START = '<!-- error-codes: generated from protocol/src/errors.ts -->';
+/** The line after it. */
 export const ERROR_TABLE_END = '<!-- /error-codes -->';
 
 /** The Markdown table: one row per code, in the order errors.ts lists them. */

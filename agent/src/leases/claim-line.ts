@@ -27,6 +27,7 @@ export class ClaimLine {
     return this.#seq++;
   }
 
+  /** Puts a claim at the end of the line (its priority decides where it is served). */
   add(waiter: Waiter): void {
     this.#waiters.push(waiter);
   }

@@ -2,8 +2,9 @@
 import { durationText } from '../../../protocol/src/duration-text.js';
 import { invalidArgument } from '../../../protocol/src/errors.js';
 
-/** Shortest and longest TTL a claim may ask for. */
+/** Shortest TTL a claim may ask for. */
 export const MIN_TTL_MS = 1000;
+/** Longest TTL a claim may ask for (a lease's lifetime may be shorter still). */
 export const MAX_TTL_MS = 24 * 3600 * 1000;
 /** Longest a claim may wait: a week, well inside Node's timer limit (2^31 ms; longer fires at once). */
 export const MAX_WAIT_MS = 7 * 24 * 3600 * 1000;

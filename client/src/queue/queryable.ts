@@ -21,5 +21,6 @@ export interface QueueDb extends Queryable {
    * there). Notifications are a wake-up hint: one sent while a listener reconnects is lost.
    */
   listen(channel: string, onPayload: (payload: string) => void): Promise<(() => Promise<void>) | undefined>;
+  /** Closes the connection(s) to the database. */
   close(): Promise<void>;
 }

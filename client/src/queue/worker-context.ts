@@ -27,6 +27,7 @@ export interface WorkerContext {
   /** How the agent is recorded in the queue (its address). */
   readonly agent: string;
   readonly timing: QueueWorkerTiming;
+  /** Where the worker says what it did and what went wrong. */
   log(line: string): void;
 }
 
