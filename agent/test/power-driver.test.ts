@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
 import { errorOf } from '../../fixtures/test-support/call-errors.js';
+import { DriverFailedError } from '../../protocol/src/errors.js';
 import { defaultJigDriverCommand, type JigDriverCommand } from '../src/jig/jig-driver-command.js';
 import { PowerDriver } from '../src/jig/power-driver.js';
 import { detectContainment } from '../src/jobs/containment.js';
@@ -77,6 +78,10 @@ describe('long-lived power driver', function () {
       err.message,
       /^power on of bench-a failed: the command driver failed: .*relay 2 stuck.* \(job \S+\)$/,
     );
+    // The job and the driver's own code travel as data too.
+    assert.ok(err instanceof DriverFailedError);
+    assert.equal(err.jobId, /\(job (\S+)\)$/.exec(err.message)?.[1]);
+    assert.equal(err.driverCode, 'JIGLET_E_UNAVAILABLE');
     // A new config means a new driver; the old one is stopped.
     assert.notEqual(/\(job (\S+)\)$/.exec(err.message)?.[1], on.jobId);
     assert.ok(isFinal(supervisor.get(on.jobId).record.state));
@@ -102,6 +107,12 @@ describe('long-lived power driver', function () {
       /^power on of bench-a failed: the command driver timed out after 300 ms \(job \S+\)$/,
     );
     const firstJob = /\(job (\S+)\)$/.exec(first.message)![1]!;
+    assert.equal((first as DriverFailedError).jobId, firstJob);
+    assert.equal(
+      (first as DriverFailedError).driverCode,
+      undefined,
+      'a driver that said nothing has no code',
+    );
     assert.equal(supervisor.get(firstJob).record.state, 'stopped');
     assert.equal(supervisor.get(firstJob).record.stopReason, 'timeout');
     const second = await errorOf(power.run({ power: hung, action: 'off', owner: 'operator' }));

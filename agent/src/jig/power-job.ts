@@ -5,9 +5,9 @@
  */
 
 import type { PowerConfig } from '../../../jig-drivers/src/power-registry.js';
-import type { PowerAction } from '../../../protocol/src/driver-events.js';
 import {
   type DriverFailureSummary,
+  type PowerAction,
   readDriverText,
   summarizeDriverFailure,
 } from '../../../protocol/src/driver-events.js';
