@@ -1,7 +1,12 @@
 #!/usr/bin/env node
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
-import { driverEventLine, failureOf } from '../../protocol/src/driver-events.js';
+import {
+  driverEventLine,
+  failureOf,
+  POWER_ACTIONS,
+  type PowerAction,
+} from '../../protocol/src/driver-events.js';
 import { invalidArgument, JigletError } from '../../protocol/src/errors.js';
 import type { StepSink } from '../../protocol/src/step.js';
 /**
@@ -29,11 +34,7 @@ const printStep: StepSink = (step) => {
   process.stderr.write(driverEventLine({ kind: 'step', step }));
 };
 
-async function power(
-  action: 'on' | 'off' | 'cycle' | 'status',
-  dut: string,
-  configJson: string,
-): Promise<void> {
+async function power(action: PowerAction, dut: string, configJson: string): Promise<void> {
   let config: unknown;
   try {
     config = readConfigArg('--config', configJson);
@@ -159,7 +160,7 @@ try {
       'switch or read a DUT power input',
       (y) =>
         y
-          .positional('action', { choices: ['on', 'off', 'cycle', 'status'] as const, demandOption: true })
+          .positional('action', { choices: POWER_ACTIONS, demandOption: true })
           .option('dut', { type: 'string', demandOption: true })
           .option('config', { type: 'string', demandOption: true, describe: 'power config as JSON' }),
       (argv) => power(argv.action, argv.dut, argv.config),
