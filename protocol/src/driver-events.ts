@@ -107,9 +107,6 @@ export type DriverEvent =
   | { kind: 'power-answer'; answer: PowerAnswer }
   | { kind: 'text'; text: string };
 
-/** The kinds a `DriverEvent` may have. */
-export type DriverEventKind = DriverEvent['kind'];
-
 // ---- writer -------------------------------------------------------------------------------------
 
 /** The line (newline included) that carries `event`. A text event's own newlines become spaces. */
