@@ -59,6 +59,9 @@ describe('flashing under bad conditions', function () {
     const err = await errorOf(t.client('operator').flash('ghost-card', image));
     assert.ok(err instanceof FlashFailedError, String(err));
     assert.match(err.message, /waiting for .*never-appears to appear: no answer within 300 ms/);
+    // The flasher's own code, read from its `failed` line, and the job, as data.
+    assert.equal(err.driverCode, 'JIGLET_E_DEADLINE_EXCEEDED');
+    assert.match(err.message, new RegExp(`\\(job ${err.jobId}\\)$`));
     const noStorage = await errorOf(t.client('operator').flash('no-storage', image));
     assert.equal(noStorage.code, 'JIGLET_E_FAILED_PRECONDITION');
     assert.match(noStorage.message, /no-storage has no storage mux/);

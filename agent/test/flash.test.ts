@@ -87,6 +87,7 @@ describe('flashing a virtual DUT', function () {
     const notImage = await errorOf(op.flash('vdut-a', html));
     assert.ok(notImage instanceof FlashFailedError, String(notImage));
     assert.match(notImage.message, /not a disk image/i);
+    assert.equal(notImage.driverCode, 'JIGLET_E_INVALID_ARGUMENT');
 
     const raw = (await buildImage({ out: join(dir, 'trunc.img'), version: '4.0.0', sizeBytes: 8 * MiB }))
       .path;

@@ -10,11 +10,13 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { status } from '@grpc/grpc-js';
 import { ExpectTimeoutError, SerialState } from '../../client/src/jig-client.js';
 import { errorOf } from '../../fixtures/test-support/call-errors.js';
 import { startTestAgent, type TestAgent } from '../../fixtures/test-support/test-agent.js';
 import { parseJigDescription } from '../../jig-drivers/src/jig-description.js';
 import { JobState } from '../../protocol/gen/jiglet/v1/jobs.js';
+import { DriverFailedError } from '../../protocol/src/errors.js';
 
 const JIGLET = join(import.meta.dirname, '../../dist/agent/src/main.js');
 
@@ -62,6 +64,12 @@ describe('jig bad input and broken hardware', function () {
     // The job named is the DUT's long-lived power driver: an agent job that goes on serving.
     const jobId = /\(job ([0-9a-f-]+)\)$/.exec(err.message)?.[1];
     assert.ok(jobId, err.message);
+    // The job and the driver's own code reach the client as data, next to the mapped status: the
+    // request was fine and the agent reachable (ABORTED), the relay is what failed (UNAVAILABLE).
+    assert.ok(err instanceof DriverFailedError, String(err));
+    assert.equal((err.cause as { code?: number }).code, status.ABORTED);
+    assert.equal(err.jobId, jobId);
+    assert.equal(err.driverCode, 'JIGLET_E_UNAVAILABLE');
     const job = await op.get(jobId);
     assert.equal(job.state, JobState.JOB_STATE_RUNNING);
     assert.equal(job.title, 'power driver for stuck-relay');
@@ -87,6 +95,9 @@ describe('jig bad input and broken hardware', function () {
     ]);
     assert.equal(first.code, 'JIGLET_E_DRIVER_FAILED');
     assert.match(first.message, /timed out|deadline|300 ms/i);
+    assert.match(first.message, /hung-relay/);
+    // The driver's own deadline ended the command: its code says so.
+    assert.equal((first as DriverFailedError).driverCode, 'JIGLET_E_DEADLINE_EXCEEDED');
     // Queued behind the hung one, then run: the power lock is never held forever.
     assert.equal(second.state, 'off');
   });
@@ -95,6 +106,9 @@ describe('jig bad input and broken hardware', function () {
     const err = await errorOf(t.client('operator').jig.power('garbage-plug', 'on'));
     assert.equal(err.code, 'JIGLET_E_DRIVER_FAILED');
     assert.match(err.message, /tasmota driver failed: .+/);
+    assert.match(err.message, /^power on of garbage-plug failed/);
+    assert.equal((err as DriverFailedError).driverCode, 'JIGLET_E_UNAVAILABLE');
+    assert.equal((err.cause as { code?: number }).code, status.ABORTED);
   });
 
   it('keeps a capture waiting on a serial port that does not exist, and says so', async () => {

@@ -14,6 +14,7 @@ import { startTestAgent, type TestAgent } from '../../fixtures/test-support/test
 import { startVirtualDut, type VirtualDut } from '../../fixtures/virtual-dut/virtual-dut.js';
 import { SerialRecordDecoder } from '../../jig-drivers/src/serial-framing.js';
 import { JobState } from '../../protocol/gen/jiglet/v1/jobs.js';
+import { readDriverText, summarizeDriverFailure } from '../../protocol/src/driver-events.js';
 
 const JIG_DRIVER = join(import.meta.dirname, '../../dist/bundle/jig-driver.js');
 const WAIT_MS = 10_000;
@@ -128,5 +129,9 @@ describe('hardware actions as jobs (virtual DUT)', () => {
     const got = await collect(op, job.id, { follow: true });
     assert.equal(got.finished?.exitCode, 1);
     assert.match(got.stderr.toString(), /jig-driver: .*(refused|ECONNREFUSED|unreachable)/i);
+    // Before its last words, the driver printed its failure with its code, for the agent to read.
+    const said = summarizeDriverFailure(readDriverText(got.stderr.toString()));
+    assert.equal(said.code, 'JIGLET_E_UNAVAILABLE');
+    assert.match(said.reason, /refused|ECONNREFUSED|unreachable/i);
   });
 });

@@ -9,8 +9,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
 import { errorOf } from '../../fixtures/test-support/call-errors.js';
+import { DriverFailedError } from '../../protocol/src/errors.js';
 import { defaultJigDriverCommand, type JigDriverCommand } from '../src/jig/jig-driver-command.js';
 import { PowerDriver } from '../src/jig/power-driver.js';
+import { runPowerJob } from '../src/jig/power-job.js';
 import { detectContainment } from '../src/jobs/containment.js';
 import { JobRecords } from '../src/jobs/job-records.js';
 import { isFinal } from '../src/jobs/job-state.js';
@@ -77,6 +79,10 @@ describe('long-lived power driver', function () {
       err.message,
       /^power on of bench-a failed: the command driver failed: .*relay 2 stuck.* \(job \S+\)$/,
     );
+    // The job and the driver's own code travel as data too.
+    assert.ok(err instanceof DriverFailedError);
+    assert.equal(err.jobId, /\(job (\S+)\)$/.exec(err.message)?.[1]);
+    assert.equal(err.driverCode, 'JIGLET_E_UNAVAILABLE');
     // A new config means a new driver; the old one is stopped.
     assert.notEqual(/\(job (\S+)\)$/.exec(err.message)?.[1], on.jobId);
     assert.ok(isFinal(supervisor.get(on.jobId).record.state));
@@ -102,6 +108,12 @@ describe('long-lived power driver', function () {
       /^power on of bench-a failed: the command driver timed out after 300 ms \(job \S+\)$/,
     );
     const firstJob = /\(job (\S+)\)$/.exec(first.message)![1]!;
+    assert.equal((first as DriverFailedError).jobId, firstJob);
+    assert.equal(
+      (first as DriverFailedError).driverCode,
+      undefined,
+      'a driver that said nothing has no code',
+    );
     assert.equal(supervisor.get(firstJob).record.state, 'stopped');
     assert.equal(supervisor.get(firstJob).record.stopReason, 'timeout');
     const second = await errorOf(power.run({ power: hung, action: 'off', owner: 'operator' }));
@@ -119,6 +131,40 @@ describe('long-lived power driver', function () {
     const err = await errorOf(power.run({ power: relay, action: 'on', owner: 'operator' }));
     assert.match(err.message, /the command driver exited with code 3: no such relay board \(job \S+\)$/);
     await power.close();
+  });
+
+  it('runs a per-action job the same way: same words, its job and the driver code as data', async () => {
+    const failing = { ...relay, on: 'echo "relay 2 stuck" >&2; exit 3' };
+    const err = await errorOf(
+      runPowerJob({
+        supervisor,
+        jigDriver: defaultJigDriverCommand(),
+        dut: 'bench-a',
+        power: failing,
+        action: 'on',
+        owner: 'operator',
+        stateDir: dir,
+      }),
+    );
+    assert.ok(err instanceof DriverFailedError, String(err));
+    assert.match(
+      err.message,
+      /^power on of bench-a failed: the command driver exited with code 1: .*relay 2 stuck.* \(job \S+\)$/,
+    );
+    assert.equal(err.driverCode, 'JIGLET_E_UNAVAILABLE');
+    const job = supervisor.get(err.jobId!);
+    assert.equal(job.record.owner, 'operator');
+    assert.equal(job.record.exitCode, 1);
+    const status = await runPowerJob({
+      supervisor,
+      jigDriver: defaultJigDriverCommand(),
+      dut: 'bench-a',
+      power: relay,
+      action: 'status',
+      owner: 'operator',
+      stateDir: dir,
+    });
+    assert.equal(status.state, 'on');
   });
 
   async function readLog(id: string): Promise<string> {

@@ -1,23 +1,21 @@
 /**
  * Flashing as CI runs it: make sure the agent has the image (and bmap), start the flash job, and
- * follow its JSON progress lines until it ends. One function over the three services, so jigctl
+ * follow its progress lines (protocol's driver-events.ts) until it ends. One function over the three services, so jigctl
  * and the HIL suites flash the same way.
  */
 import type { FlashResponse } from '../../protocol/gen/jiglet/v1/jig.js';
 import { JobState } from '../../protocol/gen/jiglet/v1/jobs.js';
-import { JigletError } from '../../protocol/src/errors.js';
+import {
+  DriverEventReader,
+  type DriverFailure,
+  type FlashProgress,
+} from '../../protocol/src/driver-events.js';
+import { DriverFailedError, type ErrorCode } from '../../protocol/src/errors.js';
 import type { TransferProgress } from './image-client.js';
 import type { JigletClient } from './jiglet-client.js';
 
-/** One progress line of a flash job (see jig-drivers' flash progress). */
-export interface FlashProgress {
-  phase: string;
-  bytesWritten: number;
-  bytesRead: number;
-  totalBytes: number | null;
-  mbPerS: number;
-  etaS: number | null;
-}
+/** One progress report of a flash job. */
+export type { FlashProgress };
 
 /** Everything a flash reports while it runs. */
 export type FlashEvent =
@@ -34,13 +32,15 @@ export interface FlashResult {
   last: FlashProgress | undefined;
 }
 
-/** Thrown when the flash job fails; carries its job id and the reason it printed. */
-export class FlashFailedError extends JigletError {
+/** Thrown when the flash job fails; carries its job id, the reason it printed and its code. */
+export class FlashFailedError extends DriverFailedError {
+  /** Creates the error for flash job `jobId`. */
   constructor(
-    readonly jobId: string,
+    override readonly jobId: string,
     reason: string,
+    driverCode?: ErrorCode,
   ) {
-    super('JIGLET_E_DRIVER_FAILED', reason);
+    super(reason, { jobId, driverCode });
     this.name = 'FlashFailedError';
   }
 }
@@ -62,8 +62,11 @@ export async function flashDut(
   });
   const jobId = started.jobId;
   let last: FlashProgress | undefined;
-  let stdoutLine = '';
-  let stderr = '';
+  const stdout = new DriverEventReader();
+  const stderr = new DriverEventReader();
+  // The flasher's last words (its human line) and its coded failure, if it printed one.
+  let lastSaid: string | undefined;
+  let failure: DriverFailure | undefined;
   const stop = (): void => {
     client.stop(jobId, 2000).catch(() => undefined);
   };
@@ -75,38 +78,30 @@ export async function flashDut(
         if (job.state === JobState.JOB_STATE_EXITED && job.exitCode === 0) {
           return { jobId, imageSha256: uploaded.sha256, uploaded: uploaded.sent, last };
         }
-        const reason = stderr.trim().split('\n').filter(Boolean).at(-1) ?? job.error ?? `job ${job.state}`;
+        for (const said of stderr.end())
+          if (said.kind === 'text' && said.text.trim()) lastSaid = said.text.trim();
+        const reason = lastSaid ?? failure?.message ?? job.error ?? `job ${job.state}`;
         throw new FlashFailedError(
           jobId,
           `flash of ${dut} failed: ${reason.replace(/^jig-driver: /, '')} (job ${jobId})`,
+          failure?.code,
         );
       }
       if (event.stream === 'stderr') {
-        stderr = (stderr + event.data.toString('utf8')).slice(-8192);
+        for (const said of stderr.push(event.data)) {
+          if (said.kind === 'failed') failure = said.failure;
+          else if (said.kind === 'text' && said.text.trim()) lastSaid = said.text.trim();
+        }
         continue;
       }
-      stdoutLine += event.data.toString('utf8');
-      const lines = stdoutLine.split('\n');
-      stdoutLine = lines.pop() ?? '';
-      for (const line of lines) {
-        const progress = parseProgress(line);
-        if (progress) {
-          last = progress;
-          opts.onEvent?.({ type: 'flash', progress });
-        }
+      for (const line of stdout.push(event.data)) {
+        if (line.kind !== 'flash') continue;
+        last = line.progress;
+        opts.onEvent?.({ type: 'flash', progress: line.progress });
       }
     }
     throw new FlashFailedError(jobId, `the output of flash job ${jobId} ended before the job did`);
   } finally {
     opts.signal?.removeEventListener('abort', stop);
-  }
-}
-
-function parseProgress(line: string): FlashProgress | undefined {
-  try {
-    const parsed = JSON.parse(line) as { flash?: FlashProgress };
-    return parsed.flash;
-  } catch {
-    return undefined;
   }
 }

@@ -26,7 +26,6 @@ export type {
   PowerDriverFactory,
   PowerOps,
   PowerState,
-  PowerStep,
   PowerSwitch,
 } from './power.js';
 export {
@@ -56,7 +55,7 @@ export type { UsbSerialCaptureOptions } from './serial-usb-capture.js';
 export { capturePath, runUsbSerialCapture, USB_WAIT_SLICE_MS } from './serial-usb-capture.js';
 export type { MuxSide, StorageMux, StorageMuxContext, StorageMuxFactory } from './storage-mux.js';
 export { commandStorageMuxDriver, sideFromOutput } from './storage-mux-command.js';
-export type { StorageMuxStep, StorageMuxStepContext } from './storage-mux-common.js';
+export type { StorageMuxStepContext } from './storage-mux-common.js';
 export { commonMuxOptions, DEFAULT_MUX_TIMEOUT_MS, recordMuxSteps } from './storage-mux-common.js';
 export type { StorageMuxConfig } from './storage-mux-registry.js';
 export { builtinStorageMuxRegistry, StorageMuxRegistry } from './storage-mux-registry.js';

@@ -1,7 +1,14 @@
 #!/usr/bin/env node
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
+import {
+  driverEventLine,
+  failureOf,
+  POWER_ACTIONS,
+  type PowerAction,
+} from '../../protocol/src/driver-events.js';
 import { invalidArgument, JigletError } from '../../protocol/src/errors.js';
+import type { StepSink } from '../../protocol/src/step.js';
 /**
  * `jig-driver`: the executable the agent runs as jobs for hardware actions, so power switching
  * and serial capture get the same logs, limits, stop and ownership as any other job.
@@ -10,7 +17,8 @@ import { invalidArgument, JigletError } from '../../protocol/src/errors.js';
  *   jig-driver serial --path TTY | --usb JSON [--baud 115200] [--reopen-timeout-ms 60000]
  *   jig-driver flash --image PATH [--bmap PATH] [--no-verify] --device DEV --mux-json JSON|@FILE|none
  *   jig-driver qemu-host --name D --control SOCKET --uart LINK --disk FILE --kernel K --initrd I
- * Power steps are printed to stderr as JSON lines (what, how long, how it failed).
+ * Steps are printed to stderr as JSON lines (what, how long, how it failed), and a failure as a
+ * JSON `failed` line with its code before the last, human line (protocol's driver-events.ts).
  */
 import { readConfigArg } from './config-arg.js';
 import { parseOrThrow } from './config-issues.js';
@@ -21,11 +29,12 @@ import { type UsbMatch, usbMatchSchema } from './usb-match.js';
 /** Exit code for a bad invocation or configuration (sysexits EX_USAGE). */
 const EXIT_USAGE = 64;
 
-async function power(
-  action: 'on' | 'off' | 'cycle' | 'status',
-  dut: string,
-  configJson: string,
-): Promise<void> {
+/** Prints each step as a JSON line on stderr, where the agent's readers look for it. */
+const printStep: StepSink = (step) => {
+  process.stderr.write(driverEventLine({ kind: 'step', step }));
+};
+
+async function power(action: PowerAction, dut: string, configJson: string): Promise<void> {
   let config: unknown;
   try {
     config = readConfigArg('--config', configJson);
@@ -39,7 +48,7 @@ async function power(
   if (!checked.ok) throw new JigletError('JIGLET_E_INVALID_ARGUMENT', checked.problems.join('\n'));
   const sw = registry.create(checked.data, {
     dutName: dut,
-    onStep: (step) => process.stderr.write(`${JSON.stringify({ step })}\n`),
+    onStep: printStep,
   });
   if (action === 'status') process.stdout.write(`${await sw.status()}\n`);
   else await sw[action]();
@@ -60,10 +69,7 @@ async function powerServe(dut: string, configJson: string): Promise<void> {
   const registry = builtinPowerRegistry();
   const checked = registry.check(config);
   if (!checked.ok) throw new JigletError('JIGLET_E_INVALID_ARGUMENT', checked.problems.join('\n'));
-  const ctx = {
-    dutName: dut,
-    onStep: (step: unknown) => process.stderr.write(`${JSON.stringify({ step })}\n`),
-  };
+  const ctx = { dutName: dut, onStep: printStep };
   const base = registry.create(checked.data, ctx);
   // A cycle with its own off time gets its own switch, kept for the next one like it.
   const switches = new Map<number, PowerSwitch>();
@@ -135,7 +141,7 @@ const flash =
           muxFromConfig: (config) =>
             builtinStorageMuxRegistry().create(config, {
               dutName: 'flash',
-              onStep: (step) => process.stderr.write(`${JSON.stringify({ step })}\n`),
+              onStep: printStep,
             }),
         });
       })()
@@ -154,7 +160,7 @@ try {
       'switch or read a DUT power input',
       (y) =>
         y
-          .positional('action', { choices: ['on', 'off', 'cycle', 'status'] as const, demandOption: true })
+          .positional('action', { choices: POWER_ACTIONS, demandOption: true })
           .option('dut', { type: 'string', demandOption: true })
           .option('config', { type: 'string', demandOption: true, describe: 'power config as JSON' }),
       (argv) => power(argv.action, argv.dut, argv.config),
@@ -204,6 +210,7 @@ try {
     })
     .parseAsync();
 } catch (err) {
+  process.stderr.write(driverEventLine({ kind: 'failed', failure: failureOf(err) }));
   process.stderr.write(`jig-driver: ${(err as Error).message}\n`);
   process.exitCode = err instanceof JigletError && err.code === 'JIGLET_E_INVALID_ARGUMENT' ? EXIT_USAGE : 1;
 }

@@ -4,7 +4,7 @@
  */
 import { setTimeout as delay } from 'node:timers/promises';
 import { z } from 'zod';
-import { JigletError } from '../../protocol/src/errors.js';
+import { type StepSink, stepper } from '../../protocol/src/step.js';
 
 /** What a power switch reports; `unknown` when the hardware cannot be read back. */
 export type PowerState = 'on' | 'off' | 'unknown';
@@ -21,28 +21,12 @@ export interface PowerSwitch {
   status(): Promise<PowerState>;
 }
 
-/** One recorded hardware action, for the job log. */
-export interface PowerStep {
-  /** The DUT acted on. */
-  dut: string;
-  /** The driver name, e.g. `tasmota`. */
-  driver: string;
-  /** The action taken. */
-  action: 'on' | 'off' | 'cycle' | 'status';
-  /** Wall-clock duration of the action. */
-  durationMs: number;
-  /** The state read back, for `status`. */
-  result?: PowerState;
-  /** How it failed, when it did. */
-  error?: { code: string; message: string };
-}
-
 /** What a driver gets besides its config. */
 export interface PowerDriverContext {
   /** The DUT this switch powers (for messages). */
   dutName: string;
-  /** Receives one record per hardware action. */
-  onStep?: (step: PowerStep) => void;
+  /** Receives one step per hardware action (protocol's step.ts). */
+  onStep?: StepSink;
 }
 
 /** A power driver: its name, the config it accepts, and how to build a switch from that config. */
@@ -92,30 +76,14 @@ export function makePowerSwitch(ops: PowerOps, options: { offTimeMs: number }): 
   };
 }
 
-/** Wraps a switch so that every action is reported to `ctx.onStep` with its duration and error. */
+/** Wraps a switch so that every action is a recorded step; `status` records the state it read. */
 export function recordPowerSteps(inner: PowerSwitch, driver: string, ctx: PowerDriverContext): PowerSwitch {
-  const onStep = ctx.onStep;
-  if (!onStep) return inner;
-  const run = async <T>(action: PowerStep['action'], work: () => Promise<T>): Promise<T> => {
-    const started = performance.now();
-    const step: PowerStep = { dut: ctx.dutName, driver, action, durationMs: 0 };
-    try {
-      const value = await work();
-      if (action === 'status') step.result = value as PowerState;
-      return value;
-    } catch (error) {
-      const code = error instanceof JigletError ? error.code : 'JIGLET_E_INTERNAL';
-      step.error = { code, message: error instanceof Error ? error.message : String(error) };
-      throw error;
-    } finally {
-      step.durationMs = Math.round(performance.now() - started);
-      onStep(step);
-    }
-  };
+  if (!ctx.onStep) return inner;
+  const run = stepper(ctx.onStep, { dut: ctx.dutName, driver });
   return {
     on: () => run('on', () => inner.on()),
     off: () => run('off', () => inner.off()),
     cycle: () => run('cycle', () => inner.cycle()),
-    status: () => run('status', () => inner.status()),
+    status: () => run('status', () => inner.status(), { describe: (state) => state }),
   };
 }

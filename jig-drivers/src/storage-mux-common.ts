@@ -1,10 +1,11 @@
 /**
- * What every storage mux driver shares: the settings each accepts and the step record of each
- * switch, so a flash job's log shows when the medium moved, how long it took and how it failed.
+ * What every storage mux driver shares: the settings each accepts, and each switch recorded as a
+ * step, so a flash job's log shows when the medium moved, how long it took and how it failed.
  */
 import { z } from 'zod';
 import { JigletError } from '../../protocol/src/errors.js';
-import type { MuxSide, StorageMux, StorageMuxContext } from './storage-mux.js';
+import { type StepSink, stepper } from '../../protocol/src/step.js';
+import type { StorageMux, StorageMuxContext } from './storage-mux.js';
 
 /**
  * Default deadline of one mux command. USB-SD-Mux's tool is Python talking I2C over USB (about a
@@ -17,52 +18,20 @@ export const commonMuxOptions = {
   timeoutMs: z.number().int().min(1).max(600_000).default(DEFAULT_MUX_TIMEOUT_MS),
 };
 
-/** One recorded mux action, for the job log. */
-export interface StorageMuxStep {
-  /** The DUT whose medium was switched. */
-  dut: string;
-  /** The driver name, e.g. `sdwire`. */
-  driver: string;
-  /** The action taken. */
-  action: 'to-host' | 'to-dut' | 'status';
-  /** Wall-clock duration of the action. */
-  durationMs: number;
-  /** The side read back, for `status`. */
-  result?: MuxSide;
-  /** How it failed, when it did. */
-  error?: { code: string; message: string };
-}
-
 /** What the registry gives a driver: the context plus an optional step sink. */
 export interface StorageMuxStepContext extends StorageMuxContext {
-  /** Receives one record per mux action. */
-  onStep?: (step: StorageMuxStep) => void;
+  /** Receives one step per mux action (protocol's step.ts). */
+  onStep?: StepSink;
 }
 
-/** Wraps a mux so that every action is reported to `ctx.onStep` with its duration and error. */
+/** Wraps a mux so that every action is a recorded step; `status` records the side it read. */
 export function recordMuxSteps(inner: StorageMux, driver: string, ctx: StorageMuxStepContext): StorageMux {
-  const onStep = ctx.onStep;
-  if (!onStep) return inner;
-  const run = async <T>(action: StorageMuxStep['action'], work: () => Promise<T>): Promise<T> => {
-    const started = performance.now();
-    const step: StorageMuxStep = { dut: ctx.dutName, driver, action, durationMs: 0 };
-    try {
-      const value = await work();
-      if (action === 'status') step.result = value as MuxSide;
-      return value;
-    } catch (error) {
-      const code = error instanceof JigletError ? error.code : 'JIGLET_E_INTERNAL';
-      step.error = { code, message: error instanceof Error ? error.message : String(error) };
-      throw error;
-    } finally {
-      step.durationMs = Math.round(performance.now() - started);
-      onStep(step);
-    }
-  };
+  if (!ctx.onStep) return inner;
+  const run = stepper(ctx.onStep, { dut: ctx.dutName, driver });
   return {
     toHost: () => run('to-host', () => inner.toHost()),
     toDut: () => run('to-dut', () => inner.toDut()),
-    status: () => run('status', () => inner.status()),
+    status: () => run('status', () => inner.status(), { describe: (side) => side }),
   };
 }
 

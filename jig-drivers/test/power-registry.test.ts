@@ -1,12 +1,8 @@
 import assert from 'node:assert/strict';
 import { z } from 'zod';
+import type { StepEvent } from '../../protocol/src/driver-events.js';
 import { JigletError } from '../../protocol/src/errors.js';
-import {
-  commonPowerOptions,
-  makePowerSwitch,
-  type PowerDriverFactory,
-  type PowerStep,
-} from '../src/power.js';
+import { commonPowerOptions, makePowerSwitch, type PowerDriverFactory } from '../src/power.js';
 import { builtinPowerRegistry, PowerRegistry } from '../src/power-registry.js';
 
 /** An in-memory driver implementing the same interface, recording when each primitive ran. */
@@ -72,7 +68,7 @@ describe('power registry', () => {
   });
 
   it('records steps with duration and the coded error of a failure', async () => {
-    const steps: PowerStep[] = [];
+    const steps: StepEvent[] = [];
     const power = new PowerRegistry()
       .register(memoryDriver([]))
       .create(

@@ -4,9 +4,10 @@
  */
 import assert from 'node:assert/strict';
 import { PassThrough } from 'node:stream';
+import { parsePowerRequest } from '../../protocol/src/driver-events.js';
 import { JigletError } from '../../protocol/src/errors.js';
 import type { PowerState, PowerSwitch } from '../src/power.js';
-import { parsePowerRequest, servePower } from '../src/power-serve.js';
+import { servePower } from '../src/power-serve.js';
 
 describe('power-serve', () => {
   it('answers each request in order, errors included, and ends with its input', async () => {

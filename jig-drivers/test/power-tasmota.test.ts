@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
+import type { StepEvent } from '../../protocol/src/driver-events.js';
 import { JigletError } from '../../protocol/src/errors.js';
-import type { PowerStep } from '../src/power.js';
 import { builtinPowerRegistry } from '../src/power-registry.js';
 import { type Answer, type HttpDevice, startHttpDevice } from './helpers/http-device.js';
 
@@ -141,7 +141,7 @@ describe('tasmota and virtual power drivers', () => {
 
   it('records each action as a step, failures included', async () => {
     device = await startHttpDevice(tasmota(1).answer);
-    const steps: PowerStep[] = [];
+    const steps: StepEvent[] = [];
     const power = registry.create(
       { driver: 'virtual', url: device.url },
       { dutName: 'vdut-1', onStep: (s) => steps.push(s) },

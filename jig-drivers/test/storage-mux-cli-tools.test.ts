@@ -7,8 +7,8 @@ import assert from 'node:assert/strict';
 import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import type { StepEvent } from '../../protocol/src/driver-events.js';
 import { JigletError } from '../../protocol/src/errors.js';
-import type { StorageMuxStep } from '../src/storage-mux-common.js';
 import { builtinStorageMuxRegistry } from '../src/storage-mux-registry.js';
 import { sideFromSdMuxStatus } from '../src/storage-mux-sdwire.js';
 import { sideFromUsbsdmuxGet } from '../src/storage-mux-usbsdmux.js';
@@ -117,7 +117,7 @@ esac`,
   });
 
   it('sdwire: runs sd-mux-ctrl --device-serial=SERIAL --ts / --dut / --status and reads the side', async () => {
-    const steps: StorageMuxStep[] = [];
+    const steps: StepEvent[] = [];
     const mux = registry.create(
       { driver: 'sdwire', serial: 'sdw-bbb 1' },
       { dutName: 'bbb-1', onStep: (step) => steps.push(step) },

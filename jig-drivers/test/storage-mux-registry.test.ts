@@ -3,10 +3,11 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { z } from 'zod';
+import type { StepEvent } from '../../protocol/src/driver-events.js';
 import { JigletError } from '../../protocol/src/errors.js';
 import type { MuxSide, StorageMuxFactory } from '../src/storage-mux.js';
 import { sideFromOutput } from '../src/storage-mux-command.js';
-import { commonMuxOptions, type StorageMuxStep } from '../src/storage-mux-common.js';
+import { commonMuxOptions } from '../src/storage-mux-common.js';
 import { builtinStorageMuxRegistry, StorageMuxRegistry } from '../src/storage-mux-registry.js';
 
 /** An in-memory mux implementing the same interface; `stuck` makes switching to the host fail. */
@@ -56,7 +57,7 @@ describe('storage mux registry', () => {
   });
 
   it('records steps with duration, the side read back and the coded error of a failure', async () => {
-    const steps: StorageMuxStep[] = [];
+    const steps: StepEvent[] = [];
     const registry = new StorageMuxRegistry().register(memoryMux());
     const mux = registry.create(
       { driver: 'memory', stuck: true },

@@ -71,6 +71,37 @@ export class JigletError extends Error {
   }
 }
 
+/** Metadata key that carries the job id of a failed driver job (see DriverFailedError). */
+export const JOB_ID_METADATA_KEY = 'jiglet-job-id';
+/** Metadata key that carries a failed driver's own error code (see DriverFailedError). */
+export const DRIVER_ERROR_CODE_METADATA_KEY = 'jiglet-driver-error-code';
+
+/**
+ * A hardware driver job failed (JIGLET_E_DRIVER_FAILED, gRPC ABORTED). Its job and the driver's
+ * own code (JIGLET_E_UNAVAILABLE for a relay that does not answer, …) travel as data, in their own
+ * trailers, so a caller can branch on them without reading the message. The status stays
+ * ABORTED whatever the driver said: the request was fine and the agent is reachable, the hardware
+ * is what failed (a driver's UNAVAILABLE as the status would read as "cannot reach the agent").
+ */
+export class DriverFailedError extends JigletError {
+  /** The job that ran the driver, when known. */
+  readonly jobId: string | undefined;
+  /** The driver's own error code, when it reported one. */
+  readonly driverCode: ErrorCode | undefined;
+
+  /** Creates the error; `message` names the DUT, the driver and what it said. */
+  constructor(
+    message: string,
+    details: { jobId?: string; driverCode?: ErrorCode } = {},
+    options?: { cause?: unknown },
+  ) {
+    super('JIGLET_E_DRIVER_FAILED', message, options);
+    this.name = 'DriverFailedError';
+    this.jobId = details.jobId || undefined;
+    this.driverCode = details.driverCode;
+  }
+}
+
 /** The request is malformed or a value is out of its allowed range. */
 export const invalidArgument = (message: string): JigletError =>
   new JigletError('JIGLET_E_INVALID_ARGUMENT', message);

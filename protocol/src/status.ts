@@ -2,8 +2,17 @@
  * The one place where errors cross the gRPC boundary: internal errors become a status with a
  * message and a code trailer on the agent, and a status becomes a JigletError on the client.
  */
-import { Metadata, type ServiceError, type StatusObject, type status } from '@grpc/grpc-js';
-import { ERROR_CODE_METADATA_KEY, ERROR_CODES, type ErrorCode, isErrorCode, JigletError } from './errors.js';
+import { Metadata, type ServiceError, type StatusObject, status } from '@grpc/grpc-js';
+import {
+  DRIVER_ERROR_CODE_METADATA_KEY,
+  DriverFailedError,
+  ERROR_CODE_METADATA_KEY,
+  ERROR_CODES,
+  type ErrorCode,
+  isErrorCode,
+  JigletError,
+  JOB_ID_METADATA_KEY,
+} from './errors.js';
 
 /** A status object ready for `callback(err)` or `call.emit('error', …)`. */
 export type GrpcErrorStatus = Pick<StatusObject, 'code' | 'details' | 'metadata'>;
@@ -17,6 +26,10 @@ export function toGrpcStatus(error: unknown): GrpcErrorStatus & { internal: bool
   const code: ErrorCode = err?.code ?? 'JIGLET_E_INTERNAL';
   const metadata = new Metadata();
   metadata.set(ERROR_CODE_METADATA_KEY, code);
+  if (err instanceof DriverFailedError) {
+    if (err.jobId) metadata.set(JOB_ID_METADATA_KEY, err.jobId);
+    if (err.driverCode) metadata.set(DRIVER_ERROR_CODE_METADATA_KEY, err.driverCode);
+  }
   return {
     code: ERROR_CODES[code].grpc,
     details: err ? err.message : 'internal error in the agent (see its log)',
@@ -30,6 +43,18 @@ export function fromGrpcError(error: ServiceError | Error): JigletError {
   if (error instanceof JigletError) return error;
   const svc = error as Partial<ServiceError>;
   const sent = svc.metadata?.get(ERROR_CODE_METADATA_KEY)[0];
+  if (sent === 'JIGLET_E_DRIVER_FAILED') {
+    const jobId = svc.metadata?.get(JOB_ID_METADATA_KEY)[0];
+    const driverCode = svc.metadata?.get(DRIVER_ERROR_CODE_METADATA_KEY)[0];
+    return new DriverFailedError(
+      svc.details ?? error.message,
+      {
+        jobId: typeof jobId === 'string' ? jobId : undefined,
+        driverCode: typeof driverCode === 'string' && isErrorCode(driverCode) ? driverCode : undefined,
+      },
+      { cause: error },
+    );
+  }
   if (typeof sent === 'string' && isErrorCode(sent)) {
     return new JigletError(sent, svc.details ?? error.message, { cause: error });
   }

@@ -9,7 +9,12 @@ import type { Writable } from 'node:stream';
 import type { Logger } from 'pino';
 import type { DutDescription } from '../../../jig-drivers/src/jig-description.js';
 import { describeMatch } from '../../../jig-drivers/src/usb-match.js';
-import { failedPrecondition, JigletError, permissionDenied } from '../../../protocol/src/errors.js';
+import {
+  DriverFailedError,
+  failedPrecondition,
+  JigletError,
+  permissionDenied,
+} from '../../../protocol/src/errors.js';
 import type { Identity } from '../auth/identity.js';
 import { can } from '../auth/permissions.js';
 import type { AgentEvents } from '../events/agent-events.js';
@@ -191,7 +196,7 @@ export class DutRuntime extends EventEmitter {
         return { jobId: result.jobId, state: result.state, serialOffset };
       } catch (err) {
         Object.assign(this.power, { state: 'unknown', at: Date.now(), lastError: (err as Error).message });
-        const jobId = /\(job ([0-9a-f-]+)\)$/.exec((err as Error).message)?.[1];
+        const jobId = err instanceof DriverFailedError ? err.jobId : undefined;
         if (jobId) this.power.lastJobId = jobId;
         // In the run record too: a failed action leaves the power state unknown, and says why.
         this.#opts.events.publish({

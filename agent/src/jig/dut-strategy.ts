@@ -4,9 +4,11 @@
  * given image. Only what is missing is done — a DUT already at `shell` is not rebooted — and each
  * transition is a step: timed, published to the run record, and returned to the caller.
  */
-import { JigletError } from '../../../protocol/src/errors.js';
+import { DriverFailedError, JigletError } from '../../../protocol/src/errors.js';
+import { step as recordStep, type StepSink } from '../../../protocol/src/step.js';
 import type { Identity } from '../auth/identity.js';
 import type { Supervisor } from '../jobs/supervisor.js';
+import { driverJobFailure } from './driver-job-output.js';
 import type { DutShells } from './dut-exec.js';
 import type { DutRuntime } from './dut-runtime.js';
 import { compilePattern, LineMatcher } from './line-matcher.js';
@@ -45,23 +47,17 @@ export interface GotoOptions {
 export async function gotoState(o: GotoOptions): Promise<GotoStep[]> {
   const { dut, goal, who } = o;
   const steps: GotoStep[] = [];
-  const step = async (name: string, fn: () => Promise<string | undefined>): Promise<void> => {
-    const t0 = performance.now();
-    try {
-      const detail = (await fn()) ?? '';
-      const durationMs = Math.round(performance.now() - t0);
-      steps.push({ name, detail, durationMs });
-      o.publish({ step: name, detail, durationMs, ok: true });
-    } catch (err) {
-      o.publish({
-        step: name,
-        detail: (err as Error).message.slice(0, 500),
-        durationMs: Math.round(performance.now() - t0),
-        ok: false,
-      });
-      throw err;
-    }
+  // Each transition is one recorded step (protocol's step.ts); its result is the detail shown.
+  const record: StepSink = (e) => {
+    const ok = e.error === undefined;
+    if (ok) steps.push({ name: e.action, detail: e.result ?? '', durationMs: e.durationMs });
+    const detail = ok ? (e.result ?? '') : e.error!.message.slice(0, 500);
+    o.publish({ step: e.action, detail, durationMs: e.durationMs, ok });
   };
+  const step = async (name: string, fn: () => Promise<string | undefined>): Promise<void> => {
+    await recordStep(record, { dut: dut.dut.name, action: name }, fn, (detail) => detail ?? '');
+  };
+
   const end = performance.now() + o.timeoutMs;
   const remaining = (): number => {
     const left = Math.round(end - performance.now());
@@ -81,9 +77,9 @@ export async function gotoState(o: GotoOptions): Promise<GotoStep[]> {
       });
       const ended = await o.supervisor.ended(id);
       if (ended.record.state !== 'exited' || ended.record.exitCode !== 0)
-        throw new JigletError(
-          'JIGLET_E_DRIVER_FAILED',
+        throw new DriverFailedError(
           `flashing ${dut.dut.name} failed (job ${id}: ${ended.record.state}${ended.record.exitCode !== undefined ? `, exit code ${ended.record.exitCode}` : ''}); see jigctl logs ${id}`,
+          { jobId: id, driverCode: (await driverJobFailure(ended)).code },
         );
       fresh = true;
       return `image ${o.imageSha256!.slice(0, 12)}, job ${id}`;

@@ -17,7 +17,13 @@
 import { StringDecoder } from 'node:string_decoder';
 import type { Logger } from 'pino';
 import type { PowerConfig } from '../../../jig-drivers/src/power-registry.js';
-import type { PowerServeAnswer } from '../../../jig-drivers/src/power-serve.js';
+import {
+  type DriverEvent,
+  DriverEventReader,
+  type DriverFailureSummary,
+  driverEventLine,
+  type PowerAnswer,
+} from '../../../protocol/src/driver-events.js';
 import { JigletError } from '../../../protocol/src/errors.js';
 import { howJobEnded } from '../jobs/job-end-words.js';
 import type { JobSpecInput } from '../jobs/job-spec.js';
@@ -26,7 +32,7 @@ import type { JobView, Supervisor } from '../jobs/supervisor.js';
 import { driverConfigArg } from './driver-config-file.js';
 import type { JigDriverCommand } from './jig-driver-command.js';
 import { AGENT_OWNER } from './job-keeper.js';
-import { driverReason, type PowerActionName, powerDeadlineMs, runPowerJob } from './power-job.js';
+import { driverSaid, type PowerActionName, powerDeadlineMs, powerFailed, runPowerJob } from './power-job.js';
 
 /** Drivers served by a per-action job: a long-lived process would hold their device. */
 const PER_ACTION_DRIVERS: ReadonlySet<string> = new Set(['usb-hid-relay']);
@@ -46,7 +52,7 @@ export interface PowerActionResult {
 
 interface Waiter {
   id: number;
-  resolve: (answer: PowerServeAnswer) => void;
+  resolve: (answer: PowerAnswer) => void;
 }
 
 /** One run of the driver job and its reader. */
@@ -90,7 +96,7 @@ export class PowerDriver {
     return this.#session && !this.#session.done ? this.#session.job.record.id : undefined;
   }
 
-  /** Runs one action; a failed one is JIGLET_E_DRIVER_FAILED naming the driver, why, and the job. */
+  /** Runs one action; a failed one is a DriverFailedError naming the driver, why, and the job. */
   async run(opts: {
     power: PowerConfig;
     action: PowerActionName;
@@ -117,20 +123,17 @@ export class PowerDriver {
     const session = await this.#sessionFor(power);
     const id = this.#nextId++;
     session.stderr = '';
-    const failed = (how: string, reason: string): JigletError =>
-      new JigletError(
-        'JIGLET_E_DRIVER_FAILED',
-        `power ${action} of ${dut} failed: the ${String(power.driver)} driver ${how}${reason ? `: ${reason}` : ''} (job ${session.job.record.id})`,
-      );
+    const failed = (how: string, said: Partial<DriverFailureSummary>): JigletError =>
+      powerFailed({ action, dut, driver: power.driver, jobId: session.job.record.id, how }, said);
     let timer: NodeJS.Timeout | undefined;
     this.#serving = { owner, session };
-    const answer = await new Promise<PowerServeAnswer | 'ended' | 'timeout'>((resolve) => {
+    const answer = await new Promise<PowerAnswer | 'ended' | 'timeout'>((resolve) => {
       session.waiter = { id, resolve };
       void session.ended.then(() => resolve('ended'));
       timer = setTimeout(() => resolve('timeout'), timeoutMs);
       const request = { id, action, ...(action === 'cycle' && offTimeMs ? { offTimeMs } : {}) };
       try {
-        supervisor.stdinOf(session.job.record.id).write(`${JSON.stringify(request)}\n`);
+        supervisor.stdinOf(session.job.record.id).write(driverEventLine({ kind: 'power-request', request }));
       } catch {
         // The job ended under us: its end answers.
       }
@@ -142,14 +145,14 @@ export class PowerDriver {
     if (answer === 'timeout') {
       this.#session = undefined;
       await this.#stop(session, 'timeout');
-      throw failed(`timed out after ${timeoutMs} ms`, driverReason(session.stderr));
+      throw failed(`timed out after ${timeoutMs} ms`, driverSaid(session.stderr));
     }
     if (answer === 'ended') {
       this.#session = undefined;
       const { record } = await supervisor.ended(session.job.record.id);
-      throw failed(howJobEnded(record, `timed out after ${timeoutMs} ms`), driverReason(session.stderr));
+      throw failed(howJobEnded(record, `timed out after ${timeoutMs} ms`), driverSaid(session.stderr));
     }
-    if (!answer.ok) throw failed('failed', answer.error);
+    if (!answer.ok) throw failed('failed', { code: answer.code, reason: answer.error });
     return { jobId: session.job.record.id, state: answer.state };
   }
 
@@ -233,9 +236,8 @@ export class PowerDriver {
   async #follow(session: Session): Promise<void> {
     const log = session.job.output();
     const release = log.acquire();
-    const out = new StringDecoder('utf8');
+    const out = new DriverEventReader();
     const err = new StringDecoder('utf8');
-    let line = '';
     let offset = 0;
     try {
       for (;;) {
@@ -252,31 +254,24 @@ export class PowerDriver {
           session.stderr = (session.stderr + err.write(piece.data)).slice(-MAX_STDERR_CHARS);
           continue;
         }
-        line += out.write(piece.data);
-        for (let nl = line.indexOf('\n'); nl >= 0; nl = line.indexOf('\n')) {
-          const text = line.slice(0, nl);
-          line = line.slice(nl + 1);
-          this.#answer(session, text);
-        }
+        for (const event of out.push(piece.data)) this.#answer(session, event);
       }
     } finally {
       release();
     }
   }
 
-  #answer(session: Session, text: string): void {
-    let answer: PowerServeAnswer;
-    try {
-      answer = JSON.parse(text) as PowerServeAnswer;
-    } catch {
+  #answer(session: Session, event: DriverEvent): void {
+    if (event.kind !== 'power-answer') {
+      const line = event.kind === 'text' ? event.text : driverEventLine(event);
       this.#opts.log.warn(
-        { job: session.job.record.id, line: text.slice(0, 200) },
+        { job: session.job.record.id, line: line.slice(0, 200) },
         'power driver said something odd',
       );
       return;
     }
     const waiter = session.waiter;
-    if (waiter && answer.id === waiter.id) waiter.resolve(answer);
+    if (waiter && event.answer.id === waiter.id) waiter.resolve(event.answer);
   }
 
   async #stop(session: Session, reason: 'timeout' | 'request' | 'shutdown' | 'lease'): Promise<void> {

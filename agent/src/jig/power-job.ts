@@ -5,15 +5,22 @@
  */
 
 import type { PowerConfig } from '../../../jig-drivers/src/power-registry.js';
-import { JigletError } from '../../../protocol/src/errors.js';
+import {
+  type DriverFailureSummary,
+  type PowerAction,
+  readDriverText,
+  summarizeDriverFailure,
+} from '../../../protocol/src/driver-events.js';
+import { DriverFailedError } from '../../../protocol/src/errors.js';
 import { howJobEnded } from '../jobs/job-end-words.js';
 import type { JobSpecInput } from '../jobs/job-spec.js';
 import type { JobView, Supervisor } from '../jobs/supervisor.js';
 import { driverConfigArg } from './driver-config-file.js';
+import { readDriverOutput } from './driver-job-output.js';
 import type { JigDriverCommand } from './jig-driver-command.js';
 
 /** What a power request asks for. */
-export type PowerActionName = 'on' | 'off' | 'cycle' | 'status';
+export type PowerActionName = PowerAction;
 
 /** Time a driver job may take beyond its own deadlines (Node start, output, exit). */
 const JOB_OVERHEAD_MS = 15_000;
@@ -27,7 +34,7 @@ export interface PowerJobResult {
   state: 'on' | 'off' | 'unknown';
 }
 
-/** Runs the action and waits for its job; a failed driver is JIGLET_E_DRIVER_FAILED with its reason. */
+/** Runs the action and waits for its job; a failed driver is a DriverFailedError with its reason. */
 export async function runPowerJob(opts: {
   supervisor: Supervisor;
   jigDriver: JigDriverCommand;
@@ -65,14 +72,14 @@ export async function runPowerJob(opts: {
   // The power driver talks to relays and USB devices: an agent job, whoever asked for it.
   const started = await supervisor.start(spec, opts.owner, { privileged: true, title: `power ${action}` });
   const job = await supervisor.ended(started.record.id);
-  const { stdout, stderr } = await readAll(job);
+  // A power job's output is a few hundred bytes: the log is read whole.
+  const { stdout, stderr } = await readDriverOutput(job);
   const { record } = job;
   if (record.state !== 'exited' || record.exitCode !== 0) {
     const how = howJobEnded(record, `timed out after ${timeoutMs} ms`);
-    const reason = driverReason(stderr);
-    throw new JigletError(
-      'JIGLET_E_DRIVER_FAILED',
-      `power ${action} of ${opts.dut} failed: the ${String(config.driver)} driver ${how}${reason ? `: ${reason}` : ''} (job ${record.id})`,
+    throw powerFailed(
+      { action, dut: opts.dut, driver: config.driver, jobId: record.id, how },
+      driverSaid(stderr),
     );
   }
   if (action === 'status') {
@@ -99,40 +106,22 @@ function numberOr(value: unknown, fallback: number): number {
   return typeof value === 'number' && Number.isFinite(value) ? value : fallback;
 }
 
-/** A power job's output is a few hundred bytes; the log is read whole. */
-async function readAll(job: JobView): Promise<{ stdout: string; stderr: string }> {
-  const log = job.output();
-  const release = log.acquire();
-  try {
-    let stdout = '';
-    let stderr = '';
-    let offset = 0;
-    while (offset < log.length) {
-      const piece = await log.read(offset, Math.min(64 * 1024, log.length - offset));
-      if (piece.data.length === 0) break;
-      offset += piece.data.length;
-      if (piece.stream === 'stdout') stdout += piece.data.toString('utf8');
-      else stderr += piece.data.toString('utf8');
-    }
-    return { stdout, stderr };
-  } finally {
-    release();
-  }
+/** What a power driver said on stderr: its code and its own words (protocol's driver-events.ts). */
+export function driverSaid(stderr: string): DriverFailureSummary {
+  return summarizeDriverFailure(readDriverText(stderr));
 }
 
-/** The driver's own words: step errors and `jig-driver:` lines, not the step bookkeeping. */
-export function driverReason(stderr: string): string {
-  const reasons: string[] = [];
-  for (const line of stderr.split('\n')) {
-    if (line.trim() === '') continue;
-    try {
-      const parsed = JSON.parse(line) as { step?: { error?: { message?: string } } };
-      const message = parsed.step?.error?.message;
-      if (message && !reasons.includes(message)) reasons.push(message);
-    } catch {
-      const text = line.replace(/^jig-driver: /, '');
-      if (!reasons.includes(text)) reasons.push(text);
-    }
-  }
-  return reasons.slice(-3).join('; ').slice(0, 2000);
+/**
+ * The error of a failed power action, in the same words whichever way it ran: the action, the
+ * DUT, the driver, how it ended, its reason, and the job (also as data, with the driver's code).
+ */
+export function powerFailed(
+  what: { action: PowerActionName; dut: string; driver: unknown; jobId: string; how: string },
+  said: Partial<DriverFailureSummary>,
+): DriverFailedError {
+  const reason = said.reason ? `: ${said.reason}` : '';
+  return new DriverFailedError(
+    `power ${what.action} of ${what.dut} failed: the ${String(what.driver)} driver ${what.how}${reason} (job ${what.jobId})`,
+    { jobId: what.jobId, driverCode: said.code },
+  );
 }

@@ -1,9 +1,9 @@
 /**
  * What a finished flash achieved, read from the end of its job's output: the flasher's last JSON
- * progress line (`done`, see jig-drivers' flash/progress.ts) carries the image bytes, and the job
+ * progress line (`done`, see protocol's driver-events.ts) carries the image bytes, and the job
  * record the wall time. The log is the source of truth already; the agent keeps no copy of it.
  */
-import { type FlashProgress, parseProgressLine } from '../../../jig-drivers/src/flash/progress.js';
+import { type FlashProgress, parseProgressLine } from '../../../protocol/src/driver-events.js';
 import type { JobView } from '../jobs/supervisor.js';
 
 /** How much of the log's end is searched; the last progress lines are far shorter than this. */

@@ -3,7 +3,7 @@
  * them into timestamped samples. The output log keeps no time per chunk (only per stream change),
  * so the time of a progress point can only be taken live, when the line reaches the log.
  */
-import { parseProgressLine } from '../../../jig-drivers/src/flash/progress.js';
+import { parseProgressLine } from '../../../protocol/src/driver-events.js';
 import { followLog } from '../output/follow-log.js';
 import type { OutputLog } from '../output/output-log.js';
 import type { FlashProgressEntry } from './journal-entry.js';

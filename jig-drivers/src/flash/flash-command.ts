@@ -2,19 +2,20 @@
  * `jig-driver flash`: the job the agent runs to flash a DUT's medium.
  *   jig-driver flash --image PATH [--bmap PATH] [--no-verify] --device PATH --mux-json JSON|@FILE|none
  *                    [--allow-file] [--no-skip-zeros] [--device-timeout-ms 60000]
- * stdout: progress JSON lines (progress.ts). stderr: one JSON step record per action, warnings,
- * and a last line saying what happened. Exit 0 on success, 1 with a one-line reason on failure,
+ * stdout: progress JSON lines. stderr: one JSON step line per action, warnings, on failure a JSON
+ * `failed` line with the error's code, and a last line saying what happened (protocol's
+ * driver-events.ts has the line formats). Exit 0 on success, 1 with a one-line reason on failure,
  * 64 on bad usage, 128+n when stopped by signal n (SIGTERM aborts between buffers, then the
  * medium goes back to the DUT).
  */
 
 import type { Argv, CommandModule } from 'yargs';
-import { JigletError } from '../../../protocol/src/errors.js';
+import { driverEventLine, failureOf } from '../../../protocol/src/driver-events.js';
+import { invalidArgument, JigletError } from '../../../protocol/src/errors.js';
 import { readConfigArg } from '../config-arg.js';
 import type { StorageMux } from '../storage-mux.js';
 import { waitForPathWithin } from '../wait-for-path.js';
 import { flashDut } from './flash-dut.js';
-import { progressLine } from './progress.js';
 
 /** Exit code for a bad invocation (sysexits EX_USAGE). */
 export const EXIT_USAGE = 64;
@@ -93,11 +94,17 @@ export async function runFlashCli(args: FlashCliArgs, context: FlashCliContext):
   const say = (text: string): void => {
     context.stderr.write(`jig-driver flash: ${oneLine(text)}\n`);
   };
+  // The coded line for readers, then the same words for people, last.
+  const fail = (err: unknown): void => {
+    const failure = failureOf(err instanceof UsageError ? invalidArgument(err.message) : err);
+    context.stderr.write(driverEventLine({ kind: 'failed', failure }));
+    say(failure.message);
+  };
   let mux: StorageMux;
   try {
     mux = muxFrom(args.muxJson, context);
   } catch (err) {
-    say((err as Error).message);
+    fail(err);
     return err instanceof UsageError ? EXIT_USAGE : EXIT_FAILURE;
   }
   try {
@@ -113,8 +120,8 @@ export async function runFlashCli(args: FlashCliArgs, context: FlashCliContext):
       verify: args.verify,
       allowFile: args.allowFile,
       skipZeroBlocks: args.skipZeros,
-      onProgress: (progress) => context.stdout.write(progressLine(progress)),
-      onStep: (step) => context.stderr.write(`${JSON.stringify({ step })}\n`),
+      onProgress: (progress) => context.stdout.write(driverEventLine({ kind: 'flash', progress })),
+      onStep: (step) => context.stderr.write(driverEventLine({ kind: 'step', step })),
       onWarning: (message) => say(message),
       signal: context.signal,
     });
@@ -125,7 +132,7 @@ export async function runFlashCli(args: FlashCliArgs, context: FlashCliContext):
     );
     return 0;
   } catch (err) {
-    say((err as Error).message);
+    fail(err);
     const stoppedBy = context.signal?.aborted
       ? (context.signal.reason as { signal?: string }).signal
       : undefined;

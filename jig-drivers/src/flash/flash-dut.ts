@@ -5,7 +5,9 @@
  * DUT — in a `finally`, so the DUT gets its medium back whatever failed.
  */
 import { createReadStream } from 'node:fs';
+import type { FlashProgress } from '../../../protocol/src/driver-events.js';
 import { JigletError } from '../../../protocol/src/errors.js';
+import { step as recordStep, type StepSink } from '../../../protocol/src/step.js';
 import type { StorageMux } from '../storage-mux.js';
 import { finishTarget, openTarget, type WriteResult, writeImage } from './block-writer.js';
 import { type Bmap, BmapChecker, bmapWrittenRanges, readBmap } from './bmap.js';
@@ -13,7 +15,7 @@ import { decompressStream } from './decompress.js';
 import { checkFlashTarget, type FlashTarget, type SafetyRoots } from './device-safety.js';
 import { type ImageInfo, inspectImage } from './image-format.js';
 import { imageSizeHint } from './image-size.js';
-import { type FlashProgress, ProgressTracker } from './progress.js';
+import { ProgressTracker } from './progress.js';
 import { NO_VERIFY_WARNING, verifyWritten } from './verify.js';
 import { bmapPlan, writeAllPlan, zeroSkipPlan } from './write-plan.js';
 import { canZeroCheaply, zeroTarget } from './zero-target.js';
@@ -33,18 +35,6 @@ export type FlashAction =
   | 'verify'
   | 'mux-to-dut';
 
-/** One recorded action, for the job log: what, on what, how long, how it failed. */
-export interface FlashStep {
-  /** The action. */
-  action: FlashAction;
-  /** What it acted on (an image path, a device), when there is one. */
-  target?: string;
-  /** Wall-clock duration. */
-  durationMs: number;
-  /** How it failed, when it did. */
-  error?: { code: string; message: string };
-}
-
 /** Options of `flashDut`. */
 export interface FlashDutOptions {
   /** Path of the image: raw, .gz, .xz or .zst (detected from its content). */
@@ -63,8 +53,8 @@ export interface FlashDutOptions {
   skipZeroBlocks?: boolean;
   /** Receives progress reports (see progress.ts). */
   onProgress?: (progress: FlashProgress) => void;
-  /** Receives one record per action. */
-  onStep?: (step: FlashStep) => void;
+  /** Receives one step per action (protocol's step.ts). */
+  onStep?: StepSink;
   /** Receives warnings (verification off, reads that may come from the page cache). */
   onWarning?: (message: string) => void;
   /** Stops the flash (between buffers); the medium still goes back to the DUT. */
@@ -126,29 +116,7 @@ export async function flashDut(options: FlashDutOptions): Promise<FlashSummary> 
   const started = performance.now();
   const signal = options.signal ?? new AbortController().signal;
   const progress = new ProgressTracker((report) => options.onProgress?.(report));
-  const step = async <T>(
-    action: FlashAction,
-    target: string | undefined,
-    work: () => Promise<T>,
-  ): Promise<T> => {
-    const at = performance.now();
-    const record = (error?: FlashStep['error']): void =>
-      options.onStep?.({
-        action,
-        ...(target && { target }),
-        durationMs: Math.round(performance.now() - at),
-        ...(error && { error }),
-      });
-    try {
-      const result = await work();
-      record();
-      return result;
-    } catch (err) {
-      const code = err instanceof JigletError ? err.code : 'JIGLET_E_INTERNAL';
-      record({ code, message: (err as Error).message });
-      throw err;
-    }
-  };
+  const step: Step = (action, target, work) => recordStep(options.onStep, { action, target }, work);
 
   const image = await step('inspect-image', options.image, () => checkInputs(options));
   if (!options.verify) options.onWarning?.(NO_VERIFY_WARNING);
@@ -209,6 +177,7 @@ function pick(written: WriteResult): Omit<FlashSummary, 'seconds' | 'device' | '
   return { imageBytes, bytesWritten, bytesSkipped, sha256 };
 }
 
+/** Runs one flash action as a recorded step. */
 type Step = <T>(action: FlashAction, target: string | undefined, work: () => Promise<T>) => Promise<T>;
 
 /** Opens the target, streams the image onto it, and makes it durable. */

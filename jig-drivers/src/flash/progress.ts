@@ -1,71 +1,13 @@
 /**
- * Flash progress as JSON lines on the job's stdout, which the agent turns into progress events
- * and the client into a progress bar:
- *   {"flash":{"phase":"write","bytesWritten":N,"bytesRead":N,"totalBytes":N|null,"mbPerS":N,"etaS":N|null}}
- * One line at every phase change, and at most one per 250 ms in between.
+ * Flash progress: counter updates from the flasher become throttled reports, which `jig-driver
+ * flash` prints as `{"flash":{…}}` lines (protocol's driver-events.ts) for the agent's run record
+ * and metrics and the client's progress bar. One report at every phase change, and at most one
+ * per 250 ms in between.
  */
-
-/** The steps of a flash, in order. */
-export type FlashPhase = 'host' | 'wait-device' | 'write' | 'sync' | 'verify' | 'dut' | 'done';
-
-/**
- * One progress report. In `write`, bytesRead counts decompressed image bytes and totalBytes is the
- * image size; in `verify`, bytesRead counts bytes read back and totalBytes is what was written.
- * mbPerS (10^6 bytes/s) is bytesRead's rate since the phase began; phases that move no data
- * report 0 and etaS null; `done` reports etaS 0.
- */
-export interface FlashProgress {
-  /** The current phase. */
-  phase: FlashPhase;
-  /** Bytes written to the medium so far. */
-  bytesWritten: number;
-  /** Bytes read so far in this phase (see above). */
-  bytesRead: number;
-  /** What bytesRead runs up to, when known. */
-  totalBytes: number | null;
-  /** Rate of bytesRead in this phase, MB/s, one decimal. */
-  mbPerS: number;
-  /** Seconds left in this phase, when the total and a rate are known. */
-  etaS: number | null;
-}
+import type { FlashPhase, FlashProgress } from '../../../protocol/src/driver-events.js';
 
 /** Shortest gap between two lines within one phase. */
 export const PROGRESS_INTERVAL_MS = 250;
-
-/** The stdout line for one report. */
-export function progressLine(progress: FlashProgress): string {
-  return `${JSON.stringify({ flash: progress })}\n`;
-}
-
-/** Starts every progress line (and no other line the flasher prints). */
-export const PROGRESS_PREFIX = '{"flash":';
-
-/**
- * The report in one stdout line of a flash job, or undefined for any other line (or a torn one).
- * Numbers that are missing, negative or not finite read as 0, so a reader never plots garbage.
- */
-export function parseProgressLine(line: string): FlashProgress | undefined {
-  if (!line.startsWith(PROGRESS_PREFIX)) return undefined;
-  let flash: Partial<Record<keyof FlashProgress, unknown>> | undefined;
-  try {
-    ({ flash } = JSON.parse(line) as { flash?: Partial<Record<keyof FlashProgress, unknown>> });
-  } catch {
-    return undefined;
-  }
-  if (typeof flash?.phase !== 'string') return undefined;
-  return {
-    phase: flash.phase as FlashPhase,
-    bytesWritten: count(flash.bytesWritten),
-    bytesRead: count(flash.bytesRead),
-    totalBytes: typeof flash.totalBytes === 'number' ? count(flash.totalBytes) : null,
-    mbPerS: count(flash.mbPerS),
-    etaS: typeof flash.etaS === 'number' ? count(flash.etaS) : null,
-  };
-}
-
-function count(n: unknown): number {
-  return typeof n === 'number' && Number.isFinite(n) && n >= 0 ? n : 0;
-}
 
 /** Counters a phase change or an update may set. */
 export interface ProgressCounters {

@@ -3,14 +3,9 @@ import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, 
 import os from 'node:os';
 import path from 'node:path';
 import { z } from 'zod';
+import { driverEventLine, type FlashProgress, type StepEvent } from '../../../protocol/src/driver-events.js';
 import { JigletError } from '../../../protocol/src/errors.js';
-import {
-  type FlashDutOptions,
-  type FlashStep,
-  type FlashSummary,
-  flashDut,
-} from '../../src/flash/flash-dut.js';
-import { type FlashProgress, progressLine } from '../../src/flash/progress.js';
+import { type FlashDutOptions, type FlashSummary, flashDut } from '../../src/flash/flash-dut.js';
 import { LoopDevice } from './helpers/loop-device.js';
 import { RecordingMux } from './helpers/recording-mux.js';
 import {
@@ -42,7 +37,7 @@ const progressLineSchema = z.strictObject({
 interface Run {
   mux: RecordingMux;
   lines: string[];
-  steps: FlashStep[];
+  steps: StepEvent[];
   warnings: string[];
   result: Promise<FlashSummary>;
 }
@@ -90,7 +85,7 @@ describe('flashDut onto a real loop device', () => {
       resolveDevice: async () => loop.device,
       verify: true,
       onProgress: (progress: FlashProgress) => {
-        run.lines.push(progressLine(progress));
+        run.lines.push(driverEventLine({ kind: 'flash', progress }));
         if (progress.phase === 'verify' && progress.bytesRead === 0) overrides.onVerify?.();
       },
       onStep: (step) => run.steps.push(step),

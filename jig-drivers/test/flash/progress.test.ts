@@ -1,10 +1,12 @@
 import assert from 'node:assert/strict';
 import {
+  driverEventLine,
   type FlashProgress,
-  ProgressTracker,
   parseProgressLine,
-  progressLine,
-} from '../../src/flash/progress.js';
+} from '../../../protocol/src/driver-events.js';
+import { ProgressTracker } from '../../src/flash/progress.js';
+
+const progressLine = (progress: FlashProgress): string => driverEventLine({ kind: 'flash', progress });
 
 /** A tracker on a clock the test moves by hand. */
 function tracked(): { tracker: ProgressTracker; reports: FlashProgress[]; advance: (ms: number) => void } {
