@@ -142,7 +142,7 @@ export const qemuHostCommand: CommandModule<object, QemuHostArgs> = {
       .option('ssh-port', {
         type: 'number',
         default: 0,
-        describe: 'host port on 127.0.0.1 forwarded to the DUT\'s SSH server (0: no network card)',
+        describe: "host port on 127.0.0.1 forwarded to the DUT's SSH server (0: no network card)",
       }),
   handler: (args) => runQemuHost(args),
 };
