@@ -160,5 +160,8 @@ describe('qemu-host process', function () {
     const badName = new QemuHostProcess(args().map((arg) => (arg === 'qdut-t' ? 'qdut,t' : arg)));
     assert.equal((await badName.exited).code, 64);
     assert.match(badName.stderr, /--name: expected a DUT name/);
+    const badPort = new QemuHostProcess([...args(), '--ssh-port', '70000']);
+    assert.equal((await badPort.exited).code, 64);
+    assert.match(badPort.stderr, /--ssh-port: expected a TCP port/);
   });
 });
