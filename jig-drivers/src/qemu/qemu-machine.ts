@@ -91,6 +91,17 @@ function networkArgs(sshPort: number): string[] {
   ];
 }
 
+/**
+ * What to do about a known start failure. The SSH port is bound only while QEMU runs, so another
+ * program may have taken it while the DUT was off.
+ */
+function startHint(options: QemuMachineOptions, stderr: string): string {
+  if (options.sshPort && stderr.includes('Could not set up host forwarding rule')) {
+    return ` (another program holds ${SSH_FORWARD_HOST}:${options.sshPort}: stop it, or restart qemu-host with another --ssh-port)`;
+  }
+  return '';
+}
+
 /** Resolves once QMP answers and the VM runs. */
 async function waitRunning(qmp: QmpConnection): Promise<void> {
   await qmp.negotiate();
@@ -155,7 +166,10 @@ export class QemuMachine {
         exited.then(({ code, signal, stderr: tail }) => {
           const how = signal ? `signal ${signal}` : `code ${code}`;
           settle(
-            new JigletError('JIGLET_E_UNAVAILABLE', `${what} exited at start (${how}): ${trimOutput(tail)}`),
+            new JigletError(
+              'JIGLET_E_UNAVAILABLE',
+              `${what} exited at start (${how}): ${trimOutput(tail)}${startHint(options, tail)}`,
+            ),
           );
         });
         waitRunning(qmp).then(
