@@ -82,12 +82,15 @@ export function qemuArgs(options: QemuMachineOptions): string[] {
  * A virtio-net card on QEMU's user-mode network (the guest is 10.0.2.15, its gateway 10.0.2.2),
  * reachable from the host only through one TCP forward bound to loopback: nobody else on the
  * network can reach the DUT's SSH server. `romfile=` leaves out the card's PXE option ROM, which
- * costs boot time under TCG and is useless with `-kernel`.
+ * costs boot time under TCG and is useless with `-kernel`. A virtio-rng device seeds the guest's
+ * random pool at once: without it dropbear waits ~1 s under TCG for the kernel's entropy before it
+ * listens (and dropbearkey, making a host key at boot, as long).
  */
 function networkArgs(sshPort: number): string[] {
   return [
     ...['-netdev', `user,id=net0,hostfwd=tcp:${SSH_FORWARD_HOST}:${sshPort}-:22`],
     ...['-device', 'virtio-net-pci,netdev=net0,romfile='],
+    ...['-device', 'virtio-rng-pci'],
   ];
 }
 
