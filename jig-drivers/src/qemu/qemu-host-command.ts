@@ -2,8 +2,9 @@
  * `jig-driver qemu-host`: runs one QEMU DUT as a long-lived service of the agent.
  *   jig-driver qemu-host --name qdut-1 --control SOCKET --uart LINK --disk FILE --kernel K --initrd I
  *                        [--memory 256] [--accel tcg|kvm] [--qemu qemu-system-x86_64]
- *                        [--append WORDS] [--disk-size-mib 64]
- * Once it listens it prints `ready {"name","control","uart","device","disk","power","mux"}`, then one
+ *                        [--append WORDS] [--disk-size-mib 64] [--ssh-port PORT]
+ * Once it listens it prints `ready {"name","control","uart","device","disk","power","mux"}` (plus
+ * `"ssh":{"host":"127.0.0.1","port":PORT}` with --ssh-port: the DUT's SSH server, once booted), then one
  * line per change (`power on (disk …)`, `power off (…)`, `mux host`); QEMU's own messages go to
  * stderr. SIGTERM or SIGINT powers the DUT off, removes the link and socket, and exits 0. The
  * control protocol is described in qemu-control.ts. Needs qemu-system-x86, python3 and setpriv.
@@ -12,6 +13,7 @@ import path from 'node:path';
 import type { Argv, CommandModule } from 'yargs';
 import { invalidArgument } from '../../../protocol/src/errors.js';
 import { QemuHost, type QemuHostEvent } from './qemu-host.js';
+import { SSH_FORWARD_HOST } from './qemu-machine.js';
 
 /** The options of `qemu-host`, as yargs parses them. */
 export interface QemuHostArgs {
@@ -37,13 +39,19 @@ export interface QemuHostArgs {
   append: string;
   /** Size of a disk image created because none existed, in MiB. */
   'disk-size-mib': number;
+  /** Host port on 127.0.0.1 forwarded to the DUT's SSH port; 0 = no network card. */
+  'ssh-port': number;
 }
 
 /** What a DUT name looks like in a jig description. */
 const DUT_NAME = /^[a-z0-9][a-z0-9-]{0,62}$/;
 
 /** The options of `runQemuHost`: those of the command, camel-cased. */
-export type RunQemuHostOptions = Omit<QemuHostArgs, 'disk-size-mib'> & { diskSizeMib: number };
+export type RunQemuHostOptions = Omit<QemuHostArgs, 'disk-size-mib' | 'ssh-port'> & {
+  diskSizeMib: number;
+  /** Host port forwarded to the DUT's port 22; absent or 0 = no network card. */
+  sshPort?: number;
+};
 
 /** One stdout line per event, for the service's job log. */
 function eventLine(event: QemuHostEvent): string {
@@ -63,6 +71,10 @@ export async function runQemuHost(args: RunQemuHostOptions): Promise<void> {
   if (!Number.isInteger(args.diskSizeMib) || args.diskSizeMib < 1) {
     throw invalidArgument('--disk-size-mib: expected a whole number >= 1');
   }
+  const sshPort = args.sshPort ?? 0;
+  if (!Number.isInteger(sshPort) || sshPort < 0 || sshPort > 65535) {
+    throw invalidArgument(`--ssh-port: expected a TCP port (1-65535, or 0 for no network), got ${sshPort}`);
+  }
   let finish: (exitCode: number) => void = () => undefined;
   const finished = new Promise<number>((resolve) => {
     finish = resolve;
@@ -79,6 +91,7 @@ export async function runQemuHost(args: RunQemuHostOptions): Promise<void> {
     qemu: args.qemu,
     accel: args.accel,
     append: args.append,
+    ...(sshPort ? { sshPort } : {}),
     onEvent: (event) => {
       const line = `${eventLine(event)}\n`;
       if (event.type === 'qemu-stderr' || event.type === 'uart-exit') process.stderr.write(line);
@@ -91,7 +104,8 @@ export async function runQemuHost(args: RunQemuHostOptions): Promise<void> {
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
   const [control, uart, disk] = [args.control, args.uart, args.disk].map((file) => path.resolve(file));
-  const ready = { name: args.name, control, uart, device: host.device, disk, ...host.state };
+  const ssh = sshPort ? { ssh: { host: SSH_FORWARD_HOST, port: sshPort } } : {};
+  const ready = { name: args.name, control, uart, device: host.device, disk, ...host.state, ...ssh };
   process.stdout.write(`ready ${JSON.stringify(ready)}\n`);
   try {
     process.exitCode = await finished;
@@ -124,6 +138,11 @@ export const qemuHostCommand: CommandModule<object, QemuHostArgs> = {
         type: 'number',
         default: 64,
         describe: 'size of a disk created if missing',
+      })
+      .option('ssh-port', {
+        type: 'number',
+        default: 0,
+        describe: "host port on 127.0.0.1 forwarded to the DUT's SSH server (0: no network card)",
       }),
   handler: (args) => runQemuHost(args),
 };

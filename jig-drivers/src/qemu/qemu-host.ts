@@ -22,7 +22,10 @@ import { QemuMachine, type QemuMachineOptions } from './qemu-machine.js';
 
 /** How it is set up; paths may be relative to the working directory. */
 export interface QemuHostOptions
-  extends Pick<QemuMachineOptions, 'name' | 'qemu' | 'accel' | 'memoryMiB' | 'kernel' | 'initrd' | 'append'> {
+  extends Pick<
+    QemuMachineOptions,
+    'name' | 'qemu' | 'accel' | 'memoryMiB' | 'kernel' | 'initrd' | 'append' | 'sshPort'
+  > {
   /** The control socket to listen on. */
   controlSocket: string;
   /** The symlink to point at the UART pty (the jig's `serial.path`). */
@@ -153,10 +156,11 @@ export class QemuHost {
     if (this.#machine) return;
     const options = this.#options;
     const disk = this.#mux === 'dut' ? options.disk : undefined;
-    const { name, qemu, accel, memoryMiB, kernel, initrd, append } = options;
+    const { name, qemu, accel, memoryMiB, kernel, initrd, append, sshPort } = options;
     const machine = await QemuMachine.start({
       ...{ name, qemu, accel, memoryMiB, kernel, initrd, append },
       ...(disk ? { disk } : {}),
+      ...(sshPort ? { sshPort } : {}),
       onSerial: (bytes) => this.#bridge.write(bytes),
       onStderr: (text) => options.onEvent?.({ type: 'qemu-stderr', text }),
     });

@@ -17,6 +17,8 @@ export const QEMU_START_TIMEOUT_MS = 30_000;
 const QUIT_GRACE_MS = 5000;
 /** How long QEMU may take to exit after SIGTERM before it gets SIGKILL. */
 const TERM_GRACE_MS = 2000;
+/** The host address the SSH port forward listens on: loopback only, never the jig's network. */
+export const SSH_FORWARD_HOST = '127.0.0.1';
 /** Bytes of QEMU's stderr kept for error messages. */
 const STDERR_KEEP = 4096;
 
@@ -38,6 +40,11 @@ export interface QemuMachineOptions {
   append: string;
   /** Raw disk image attached as virtio-blk /dev/vda; absent = no disk (the medium is on the host). */
   disk?: string;
+  /**
+   * Host port (on 127.0.0.1 only) forwarded to the guest's port 22 over a virtio-net card with
+   * user-mode networking; absent or 0 = no network card at all.
+   */
+  sshPort?: number;
   /** Receives what the guest writes to its UART. */
   onSerial(bytes: Buffer): void;
   /** Receives QEMU's own stderr (warnings, errors). */
@@ -58,7 +65,7 @@ export interface QemuExit {
 export function qemuArgs(options: QemuMachineOptions): string[] {
   const append = `console=ttyS0 panic=0 jiglet.hostname=${options.name} ${options.append}`.trim();
   return [
-    // -nodefaults: no NIC (whose option ROM costs boot time under TCG), no VGA, no floppy.
+    // -nodefaults: no default NIC (only the one networkArgs adds), no VGA, no floppy.
     ...['-nodefaults', '-no-user-config', '-display', 'none', '-monitor', 'none'],
     ...['-name', options.name, '-machine', 'pc', '-accel', options.accel, '-m', String(options.memoryMiB)],
     ...(options.accel === 'kvm' ? ['-cpu', 'host'] : []),
@@ -67,7 +74,35 @@ export function qemuArgs(options: QemuMachineOptions): string[] {
     ...['-kernel', options.kernel, '-initrd', options.initrd, '-append', append],
     // In QEMU's option lists a comma inside a value is written twice.
     ...(options.disk ? ['-drive', `file=${options.disk.replaceAll(',', ',,')},format=raw,if=virtio`] : []),
+    ...(options.sshPort ? networkArgs(options.sshPort) : []),
   ];
+}
+
+/**
+ * A virtio-net card on QEMU's user-mode network (the guest is 10.0.2.15, its gateway 10.0.2.2),
+ * reachable from the host only through one TCP forward bound to loopback: nobody else on the
+ * network can reach the DUT's SSH server. `romfile=` leaves out the card's PXE option ROM, which
+ * costs boot time under TCG and is useless with `-kernel`. A virtio-rng device seeds the guest's
+ * random pool at once: without it dropbear waits ~1 s under TCG for the kernel's entropy before it
+ * listens (and dropbearkey, making a host key at boot, as long).
+ */
+function networkArgs(sshPort: number): string[] {
+  return [
+    ...['-netdev', `user,id=net0,hostfwd=tcp:${SSH_FORWARD_HOST}:${sshPort}-:22`],
+    ...['-device', 'virtio-net-pci,netdev=net0,romfile='],
+    ...['-device', 'virtio-rng-pci'],
+  ];
+}
+
+/**
+ * What to do about a known start failure. The SSH port is bound only while QEMU runs, so another
+ * program may have taken it while the DUT was off.
+ */
+function startHint(options: QemuMachineOptions, stderr: string): string {
+  if (options.sshPort && stderr.includes('Could not set up host forwarding rule')) {
+    return ` (another program holds ${SSH_FORWARD_HOST}:${options.sshPort}: stop it, or restart qemu-host with another --ssh-port)`;
+  }
+  return '';
 }
 
 /** Resolves once QMP answers and the VM runs. */
@@ -134,7 +169,10 @@ export class QemuMachine {
         exited.then(({ code, signal, stderr: tail }) => {
           const how = signal ? `signal ${signal}` : `code ${code}`;
           settle(
-            new JigletError('JIGLET_E_UNAVAILABLE', `${what} exited at start (${how}): ${trimOutput(tail)}`),
+            new JigletError(
+              'JIGLET_E_UNAVAILABLE',
+              `${what} exited at start (${how}): ${trimOutput(tail)}${startHint(options, tail)}`,
+            ),
           );
         });
         waitRunning(qmp).then(

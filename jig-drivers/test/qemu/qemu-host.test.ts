@@ -4,9 +4,10 @@
  * with a kernel it refuses, to see that failure reported; qemu-boot.test.ts boots the real DUT.
  */
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
 import { existsSync, lstatSync, readlinkSync, statSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { createConnection } from 'node:net';
+import { type AddressInfo, createConnection, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { JigletError } from '../../../protocol/src/errors.js';
@@ -129,6 +130,38 @@ describe('qemu-host process', function () {
     assert.equal(await power.status(), 'off');
   });
 
+  it('says so when its SSH port is taken by another program at power-on', async () => {
+    const holder = createServer();
+    holder.listen(0, '127.0.0.1');
+    await once(holder, 'listening');
+    const { port } = holder.address() as AddressInfo;
+    const second = new QemuHostProcess([
+      // Its own socket, UART link and disk, beside the first qemu-host.
+      ...args().map((arg) => {
+        for (const file of ['control.sock', 'uart', 'disk.img'])
+          if (arg === path.join(dir, file)) return path.join(dir, `2-${file}`);
+        return arg;
+      }),
+      ...['--ssh-port', String(port)],
+    ]);
+    try {
+      const secondReady = await second.ready();
+      assert.deepEqual(secondReady.ssh, { host: '127.0.0.1', port });
+      const power = qemuPowerDriver.create(
+        qemuPowerDriver.configSchema.parse({ driver: 'qemu', socket: secondReady.control }),
+        { dutName: 'qdut-t' },
+      );
+      await rejectsWithCode(
+        power.on(),
+        'JIGLET_E_UNAVAILABLE',
+        new RegExp(`another program holds 127\\.0\\.0\\.1:${port}`),
+      );
+    } finally {
+      holder.close();
+      assert.equal((await second.stop()).code, 0, second.stderr);
+    }
+  });
+
   it('validates driver configs: an absolute socket path is required', () => {
     const bad = qemuPowerDriver.configSchema.safeParse({ driver: 'qemu', socket: 'relative.sock' });
     assert.equal(bad.success, false);
@@ -160,5 +193,8 @@ describe('qemu-host process', function () {
     const badName = new QemuHostProcess(args().map((arg) => (arg === 'qdut-t' ? 'qdut,t' : arg)));
     assert.equal((await badName.exited).code, 64);
     assert.match(badName.stderr, /--name: expected a DUT name/);
+    const badPort = new QemuHostProcess([...args(), '--ssh-port', '70000']);
+    assert.equal((await badPort.exited).code, 64);
+    assert.match(badPort.stderr, /--ssh-port: expected a TCP port/);
   });
 });

@@ -60,5 +60,8 @@ describe('fixtures/jigs/qemu.yaml', () => {
     assert.equal(dut.storage?.device.path, flag(commandLine, 'disk'));
     assert.equal(dut.serial?.path, flag(commandLine, 'uart'));
     assert.equal(dut.safeState.power, 'off');
+    // The DUT's SSH server is forwarded from a free loopback port the agent picks at start.
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: the agent's placeholder, as the YAML has it
+    assert.equal(flag(commandLine, 'ssh-port'), '${port:qdut-1-ssh}');
   });
 });

@@ -24,6 +24,8 @@ export interface QemuImage {
   initrd: string;
   /** The good disk image the script builds (version 1.2.3). */
   disk: string;
+  /** The SSH client key (OpenSSH format) that root's authorized_keys in the initramfs accepts. */
+  sshKey: string;
 }
 
 let built: Promise<QemuImage> | undefined;
@@ -47,6 +49,7 @@ export function qemuImage(): Promise<QemuImage> {
       kernel: path.join(out, 'vmlinuz'),
       initrd: path.join(out, 'initrd.cpio.gz'),
       disk: path.join(out, 'disk-1.2.3.img'),
+      sshKey: path.join(out, 'ssh', 'id_ed25519'),
     };
   })();
   return built;
@@ -61,6 +64,8 @@ export interface QemuHostReady {
   disk: string;
   power: 'on' | 'off';
   mux: 'host' | 'dut';
+  /** With --ssh-port: where the DUT's SSH server is forwarded to. */
+  ssh?: { host: string; port: number };
 }
 
 /** qemu-host as a child process: its stdout lines, its stderr and its exit. */
