@@ -599,7 +599,11 @@ try {
             type: 'boolean',
             describe: 'leave kernel console lines in the output (default: to stderr)',
           })
-          .option('via', { choices: ['serial'] as const, describe: 'how to reach the shell (ssh later)' })
+          .option('via', {
+            choices: ['serial', 'ssh'] as const,
+            describe:
+              "how to reach the shell: the serial console (default) or the DUT's SSH server (stderr apart)",
+          })
           .option('output', { alias: 'o', choices: ['text', 'json'] as const, default: 'text' as const }),
       async (argv) => {
         const { execCommand } = await import('./cli/exec-commands.js');

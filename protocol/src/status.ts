@@ -57,6 +57,8 @@ function codeForStatus(code: status | undefined): ErrorCode {
       return 'JIGLET_E_OUT_OF_RANGE';
     case status.RESOURCE_EXHAUSTED:
       return 'JIGLET_E_RESOURCE_EXHAUSTED';
+    case status.DATA_LOSS:
+      return 'JIGLET_E_DATA_LOSS';
     default:
       return 'JIGLET_E_INTERNAL';
   }
