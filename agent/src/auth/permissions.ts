@@ -138,7 +138,7 @@ const PERMISSION_WORDS: Partial<Record<Permission, string>> = {
   'leases.read': 'list leases',
   'records.read': 'read run records',
   'leases.claim': 'claim or release leases',
-  'duts.admin': "set a DUT's health or run its health check",
+  'duts.admin': "set a DUT's health, run its health check or forget its SSH host key",
   'agent.health': 'check the agent health',
   'agent.reflect': 'use server reflection',
 };

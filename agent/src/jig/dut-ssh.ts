@@ -9,7 +9,7 @@ import { statSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
-import { Client, type ConnectConfig, utils } from 'ssh2';
+import ssh2, { type Client, type ConnectConfig } from 'ssh2';
 import type { SshConfig } from '../../../jig-drivers/src/ssh-config.js';
 import { failedPrecondition, JigletError } from '../../../protocol/src/errors.js';
 import type { AgentEvents } from '../events/agent-events.js';
@@ -103,13 +103,12 @@ export class DutSsh {
       const promise = this.#connectLoop(stop.signal);
       const pending = { promise, waiters: 0, stop };
       this.#pending = pending;
-      promise.then(
-        () => undefined,
-        () => undefined,
-      );
-      promise.finally(() => {
-        if (this.#pending === pending) this.#pending = undefined;
-      });
+      // Settled either way; each waiter sees the outcome through its own race below.
+      promise
+        .finally(() => {
+          if (this.#pending === pending) this.#pending = undefined;
+        })
+        .catch(() => undefined);
     }
     const pending = this.#pending;
     pending.waiters++;
@@ -194,7 +193,7 @@ export class DutSsh {
     const { config, dut } = this.#opts;
     const privateKey = await readPrivateKey(dut, config.keyFile);
     return new Promise<Client>((resolve, reject) => {
-      const client = new Client();
+      const client = new ssh2.Client();
       let verdict: HostKeyVerdict | undefined;
       let settled = false;
       const settle = (error?: Error): void => {
@@ -295,7 +294,7 @@ async function readPrivateKey(dut: string, file: string): Promise<Buffer> {
     const code = (error as NodeJS.ErrnoException).code ?? String(error);
     throw new FatalConnectError(failedPrecondition(`cannot read ${where}: ${code}`));
   }
-  const parsed = utils.parseKey(key);
+  const parsed = ssh2.utils.parseKey(key);
   if (parsed instanceof Error)
     throw new FatalConnectError(
       failedPrecondition(

@@ -104,7 +104,7 @@ export async function copyToDutOverSsh(opts: {
   await withSftp(ssh, dut, signal, async (sftp) => {
     const out = sftp.createWriteStream(temporary, { mode: opts.mode });
     const failed = once(out, 'error').then(([error]: unknown[]) => {
-      throw copyFailed(`writing ${temporary} on ${dut} failed: ${(error as Error).message}`);
+      throw sftpError(error, `writing ${temporary} on ${dut}`);
     });
     failed.catch(() => undefined);
     try {
@@ -120,7 +120,8 @@ export async function copyToDutOverSsh(opts: {
     } catch (error) {
       out.destroy();
       await removeQuietly(sftp, temporary);
-      throw error;
+      // events.once() rejects with the stream's own error: that is the SFTP failure, said plainly.
+      throw error instanceof JigletError ? error : sftpError(error, `writing ${temporary} on ${dut}`);
     }
   });
   const sent = hash.digest('hex');
@@ -170,7 +171,7 @@ export async function copyFromDutOverSsh(opts: {
     } catch (error) {
       input.destroy();
       if (error instanceof JigletError) throw error;
-      throw copyFailed(`reading ${path} on ${dut} failed: ${(error as Error).message}`);
+      throw sftpError(error, `reading ${path} on ${dut}`);
     }
   });
   const got = hash.digest('hex');
@@ -181,6 +182,21 @@ export async function copyFromDutOverSsh(opts: {
       `${path} on ${dut} has SHA-256 ${onDut}, the bytes read ${got} (did it change during the copy?): copy it again`,
     );
   return { bytes, sha256: onDut };
+}
+
+/** SFTP status codes (draft-ietf-secsh-filexfer-02) that say what the user did wrong. */
+const SFTP_NO_SUCH_FILE = 2;
+const SFTP_PERMISSION_DENIED = 3;
+
+/** An SFTP failure as a coded error: a missing file or folder, no permission, or another failure. */
+function sftpError(error: unknown, what: string): JigletError {
+  const code = (error as { code?: unknown }).code;
+  const said = (error as Error).message;
+  if (code === SFTP_NO_SUCH_FILE)
+    return new JigletError('JIGLET_E_NOT_FOUND', `${what} failed: no such file or folder (${said})`);
+  if (code === SFTP_PERMISSION_DENIED)
+    return new JigletError('JIGLET_E_PERMISSION_DENIED', `${what} failed: the DUT's user may not (${said})`);
+  return copyFailed(`${what} failed: ${said}`);
 }
 
 function sizeMismatch(expected: number, got: number): JigletError {

@@ -37,7 +37,14 @@ import { copyFromDutOverSsh, copyToDutOverSsh } from '../jig/ssh-copy.js';
 import { boundedNumber } from '../jobs/job-spec.js';
 import { leaseOf } from '../leases/lease-header.js';
 import type { LeaseManager } from '../leases/lease-manager.js';
-import { abortWhenClientGone, ByteBoundedWriter, failStream, statusFor, unary } from './respond.js';
+import {
+  abortWhenClientCancels,
+  abortWhenClientGone,
+  ByteBoundedWriter,
+  failStream,
+  statusFor,
+  unary,
+} from './respond.js';
 import { sshSession } from './ssh-session.js';
 
 /** A copy's timeout when the client names none, and the longest it may ask for. */
@@ -118,7 +125,9 @@ export function dutAccessService(jig: JigRuntime, leases: LeaseManager, log: Log
     call: ServerReadableStream<CopyToDutRequest, CopyToDutResponse>,
   ): Promise<CopyDone> {
     const { controller, dispose } = abortWhenClientGone(call);
-    const messages = call[Symbol.asyncIterator]() as AsyncIterator<CopyToDutRequest>;
+    // Not the default iterator: at the end of input it destroys the call, which grpc-js then
+    // cancels before the answer is sent.
+    const messages = call.iterator({ destroyOnReturn: false }) as AsyncIterator<CopyToDutRequest>;
     try {
       const first = await messages.next();
       const open: CopyToDutOpen | undefined = first.done ? undefined : first.value.open;
