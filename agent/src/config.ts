@@ -269,11 +269,13 @@ function toJobUserPolicy(v: z.infer<typeof JobUsersSchema> | undefined): JobUser
   return v;
 }
 
-/** A DUT's passwordFile relative to the config file's folder, like every other path in it. */
+/** A DUT's passwordFile and SSH keyFile relative to the config file's folder, like every other path in it. */
 function withPasswordFilesFrom(base: string, jig: JigDescription): JigDescription {
   for (const dut of jig.duts) {
     const file = dut.shell.passwordFile;
     if (file && !isAbsolute(file)) dut.shell = { ...dut.shell, passwordFile: resolve(base, file) };
+    if (dut.ssh && !isAbsolute(dut.ssh.keyFile))
+      dut.ssh = { ...dut.ssh, keyFile: resolve(base, dut.ssh.keyFile) };
   }
   return jig;
 }

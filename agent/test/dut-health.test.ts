@@ -209,7 +209,7 @@ describe('DUT health', function () {
       assert.match(
         set.message,
         new RegExp(
-          `${who} \\(role ${who}\\) may not set a DUT's health or run its health check; that needs a certificate with the admin role$`,
+          `${who} \\(role ${who}\\) may not set a DUT's health, run its health check or forget its SSH host key; that needs a certificate with the admin role$`,
         ),
       );
       const check = await errorOf(c.jig.checkHealth('sturdy'));

@@ -124,7 +124,27 @@ export interface ExecOptions {
   stdin?: Buffer | string;
   /** Keep kernel console lines in stdout instead of taking them out. */
   keepKernelLines?: boolean;
+  /**
+   * The serial console (default), or the DUT's SSH server (its description needs an `ssh:`
+   * section): stderr apart, a real exit status, stdin not echoed and up to 4 MiB.
+   */
+  via?: ExecTransport;
   signal?: AbortSignal;
+}
+
+/** How exec and copies reach the DUT. */
+export type ExecTransport = 'serial' | 'ssh';
+
+const VIAS: Record<ExecTransport, ExecVia> = { serial: ExecVia.EXEC_VIA_SERIAL, ssh: ExecVia.EXEC_VIA_SSH };
+
+/** The wire value of a transport; undefined = let the agent choose. */
+export function execViaOf(via: ExecTransport | undefined): ExecVia {
+  return via === undefined ? ExecVia.EXEC_VIA_UNSPECIFIED : VIAS[via];
+}
+
+/** The transport a response names. */
+export function transportOf(via: ExecVia): ExecTransport {
+  return via === ExecVia.EXEC_VIA_SSH ? 'ssh' : 'serial';
 }
 
 /** What an exec gave back. */
@@ -133,6 +153,12 @@ export interface ExecResult {
   exitCode: number;
   /** What it printed (a console has one stream: stderr is in it too). */
   stdout: Buffer;
+  /** What it wrote to stderr (over SSH; empty over serial, where it is part of stdout). */
+  stderr: Buffer;
+  /** The transport that ran it. */
+  via: ExecTransport;
+  /** The signal that ended it on the DUT ("KILL"), over SSH, if one did. */
+  signal: string;
   /** Kernel console lines that arrived meanwhile, kept out of stdout. */
   kernelLines: string[];
   durationMs: number;
@@ -397,7 +423,7 @@ export class JigClient {
   }
 
   /**
-   * Runs a command on the DUT's shell over its serial console and resolves with its output and
+   * Runs a command on the DUT's shell over its serial console (or SSH, `via`) and resolves with its output and
    * exit code (124 when it ran past `timeoutMs`, default 30 s, and was interrupted). A string is a
    * shell command line; an array is a program and its arguments, quoted for the DUT's shell.
    */
@@ -412,7 +438,7 @@ export class JigClient {
           timeoutMs,
           interactive: opts.interactive ?? false,
           stdin: opts.stdin === undefined ? Buffer.alloc(0) : Buffer.from(opts.stdin),
-          via: ExecVia.EXEC_VIA_SERIAL,
+          via: VIAS[opts.via ?? 'serial'],
           keepKernelLines: opts.keepKernelLines ?? false,
         },
         new Metadata(),
@@ -429,6 +455,9 @@ export class JigClient {
     return {
       exitCode: res.exitCode,
       stdout,
+      stderr: Buffer.from(res.stderr.buffer, res.stderr.byteOffset, res.stderr.byteLength),
+      via: transportOf(res.via),
+      signal: res.signal,
       kernelLines: res.kernelLines,
       durationMs: res.durationMs,
       timedOut: res.timedOut,

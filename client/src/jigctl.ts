@@ -274,7 +274,16 @@ try {
             exitCode = await gotoCommand(argv);
           },
         )
-        .demandCommand(1, 'name a dut command: state, check or goto'),
+        .command(
+          'forget-host-key <dut>',
+          'forget the SSH host key jiglet learnt for a DUT reinstalled outside jiglet (admin); the next connection learns the new one',
+          (c) => connectionOptions(c).positional('dut', { type: 'string', demandOption: true }),
+          async (argv) => {
+            const { forgetHostKeyCommand } = await import('./cli/dut-commands.js');
+            exitCode = await forgetHostKeyCommand(argv);
+          },
+        )
+        .demandCommand(1, 'name a dut command: state, check, goto or forget-host-key'),
     )
     .command('serial', "read a DUT's serial log", (y) =>
       y
@@ -599,11 +608,52 @@ try {
             type: 'boolean',
             describe: 'leave kernel console lines in the output (default: to stderr)',
           })
-          .option('via', { choices: ['serial'] as const, describe: 'how to reach the shell (ssh later)' })
+          .option('via', {
+            choices: ['serial', 'ssh'] as const,
+            describe:
+              "how to reach the shell: the serial console (default) or the DUT's SSH server (stderr apart)",
+          })
           .option('output', { alias: 'o', choices: ['text', 'json'] as const, default: 'text' as const }),
       async (argv) => {
         const { execCommand } = await import('./cli/exec-commands.js');
         exitCode = await execCommand(argv, commandWords(argv));
+      },
+    )
+    .command(
+      'ssh',
+      "open a session on a DUT's SSH server through the agent (a login shell, or -- CMD); exit with its exit status",
+      (y) =>
+        connectionOptions(y)
+          .usage('jigctl ssh --dut D [-t] [-- CMD [ARGS…]]')
+          .option('dut', dutOption())
+          .option('tty', {
+            alias: 't',
+            type: 'boolean',
+            describe:
+              'a pseudo-terminal even with a command or piped stdin (default: only for a login shell on a terminal)',
+          }),
+      async (argv) => {
+        const { sshCommand } = await import('./cli/ssh-command.js');
+        exitCode = await sshCommand(argv, commandWords(argv));
+      },
+    )
+    .command(
+      'cp <source> <target>',
+      'copy a file to or from a DUT (DUT:/path, like scp; - is stdin or stdout), checked with SHA-256 at both ends',
+      (y) =>
+        connectionOptions(y)
+          .positional('source', { type: 'string', demandOption: true })
+          .positional('target', { type: 'string', demandOption: true })
+          .option('via', {
+            choices: ['ssh', 'serial'] as const,
+            describe:
+              "SFTP over the DUT's SSH server, or base64 over its serial console (at most 1 MiB); default: ssh when the DUT has it",
+          })
+          .option('timeout', { type: 'string', describe: 'give up after this long (default 10m)' })
+          .option('output', { alias: 'o', choices: ['text', 'json'] as const, default: 'text' as const }),
+      async (argv) => {
+        const { copyCommand } = await import('./cli/copy-command.js');
+        exitCode = await copyCommand(argv, argv.source, argv.target);
       },
     )
     .command(

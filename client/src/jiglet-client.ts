@@ -22,6 +22,7 @@ import {
 import { JigletError } from '../../protocol/src/errors.js';
 import { fromGrpcError } from '../../protocol/src/status.js';
 import { type ConnectionSettings, isLocalAddress } from './connection.js';
+import { DutAccessClient } from './dut-access-client.js';
 import { type FlashEvent, type FlashResult, flashDut } from './flash-client.js';
 import { ImageClient } from './image-client.js';
 import { JigClient } from './jig-client.js';
@@ -79,6 +80,8 @@ export class JigletClient {
   readonly records: RecordClient;
   /** Tickets for the agent's browser console. */
   readonly web: WebClient;
+  /** SSH sessions on DUTs and file copies to and from them. */
+  readonly dut: DutAccessClient;
   /** The lease every call carries (mutating calls on a leased DUT need it); see withLease. */
   lease: string | undefined;
 
@@ -118,6 +121,7 @@ export class JigletClient {
     this.leases = new LeaseClient(settings.server, creds, this.#stub.getChannel());
     this.records = new RecordClient(settings.server, creds, this.#stub.getChannel(), interceptors);
     this.web = new WebClient(settings.server, creds, this.#stub.getChannel());
+    this.dut = new DutAccessClient(settings.server, creds, this.#stub.getChannel(), interceptors);
   }
 
   /** Starts a job; resolves once it runs (or has failed to start). */

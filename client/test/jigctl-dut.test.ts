@@ -106,7 +106,7 @@ describe('jigctl dut', function () {
     assertOneLineError(denied);
     assert.match(
       denied.stderr,
-      /^jigctl: operator \(role operator\) may not set a DUT's health or run its health check; that needs a certificate with the admin role\n$/,
+      /^jigctl: operator \(role operator\) may not set a DUT's health, run its health check or forget its SSH host key; that needs a certificate with the admin role\n$/,
     );
     assert.equal((await runJigctl(t, ['dut', 'check', 'sturdy'], { as: 'viewer' })).code, 77);
 

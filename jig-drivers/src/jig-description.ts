@@ -11,6 +11,7 @@ import { z } from 'zod';
 import { invalidArgument, notFound } from '../../protocol/src/errors.js';
 import { checkAgainst, formatKeyPath } from './config-issues.js';
 import { builtinPowerRegistry, type PowerConfig, type PowerRegistry } from './power-registry.js';
+import { type SshConfig, sshSchema } from './ssh-config.js';
 import {
   builtinStorageMuxRegistry,
   type StorageMuxConfig,
@@ -127,6 +128,8 @@ export interface DutDescription {
   leaseDevices?: string[];
   /** How exec logs in and finds the shell prompt (defaults: DEFAULT_SHELL). */
   shell: ShellConfig;
+  /** Its SSH server, once booted (absent: serial only). */
+  ssh?: SshConfig;
 }
 
 /** A whole jig: where it was read from and its DUTs. */
@@ -249,6 +252,7 @@ const dutSchema = z.strictObject({
   healthCheck: healthCheckSchema.optional(),
   leaseDevices: z.array(z.string().startsWith('/', { error: 'expected an absolute device path' })).optional(),
   shell: shellSchema.optional(),
+  ssh: sshSchema.optional(),
 });
 
 const jigSchema = z.strictObject({ duts: z.array(dutSchema) });
@@ -322,6 +326,7 @@ export function parseJigDescription(
       ...(dut.healthCheck ? { healthCheck: dut.healthCheck } : {}),
       ...(dut.leaseDevices?.length ? { leaseDevices: dut.leaseDevices } : {}),
       shell: dut.shell ?? { ...DEFAULT_SHELL, postLogin: [] },
+      ...(dut.ssh ? { ssh: dut.ssh } : {}),
     };
   });
   if (problems.length > 0) fail(problems);

@@ -43,6 +43,10 @@ export const ERROR_CODES = {
     doc: 'a hardware driver job failed; the message carries its stderr and job id',
   },
   JIGLET_E_TAKEN_OVER: { grpc: status.ABORTED, doc: 'another user took over the console' },
+  JIGLET_E_DATA_LOSS: {
+    grpc: status.DATA_LOSS,
+    doc: 'a file copied to or from a DUT did not arrive intact (its SHA-256 differs)',
+  },
   JIGLET_E_UNAVAILABLE: { grpc: status.UNAVAILABLE, doc: 'the agent is shutting down or cannot be reached' },
   JIGLET_E_INTERNAL: { grpc: status.INTERNAL, doc: 'a bug or an unexpected host failure' },
 } as const satisfies Record<string, { grpc: status; doc: string }>;

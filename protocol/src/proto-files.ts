@@ -11,6 +11,7 @@ export const PROTO_FILES: readonly string[] = [
   'jiglet/v1/leases.proto',
   'jiglet/v1/records.proto',
   'jiglet/v1/web.proto',
+  'jiglet/v1/dut_access.proto',
 ];
 
 /**

@@ -90,6 +90,11 @@ export const METHOD_PERMISSIONS: Readonly<Record<string, Permission>> = {
   '/jiglet.v1.JigService/Flash': 'flash',
   // Exec types on the console as its one writer; the lease is checked in the handler.
   '/jiglet.v1.JigService/Exec': 'console.write',
+  // A shell or a file copy on the DUT can do what a command on its console can.
+  '/jiglet.v1.DutAccessService/Ssh': 'console.write',
+  '/jiglet.v1.DutAccessService/CopyToDut': 'console.write',
+  '/jiglet.v1.DutAccessService/CopyFromDut': 'console.write',
+  '/jiglet.v1.DutAccessService/ForgetHostKey': 'duts.admin',
   // Goto switches power (and may flash, checked in the handler) and types on the console.
   '/jiglet.v1.JigService/GotoState': 'power.switch',
   // Health decides who may lease a DUT at all, and a check takes the DUT from the queue.
@@ -133,7 +138,7 @@ const PERMISSION_WORDS: Partial<Record<Permission, string>> = {
   'leases.read': 'list leases',
   'records.read': 'read run records',
   'leases.claim': 'claim or release leases',
-  'duts.admin': "set a DUT's health or run its health check",
+  'duts.admin': "set a DUT's health, run its health check or forget its SSH host key",
   'agent.health': 'check the agent health',
   'agent.reflect': 'use server reflection',
 };

@@ -56,6 +56,14 @@ export type AgentEvent =
     }
   | { kind: 'health'; at: number; dut: string; state: string; reason: string }
   | {
+      kind: 'ssh';
+      at: number;
+      dut: string;
+      /** What happened to the DUT's SSH host key, or a copy that ran. */
+      change: 'host-key-learnt' | 'host-key-relearnt' | 'host-key-refused' | 'host-key-forgotten' | 'copy';
+      detail: string;
+    }
+  | {
       kind: 'exec';
       at: number;
       dut: string;
@@ -64,6 +72,8 @@ export type AgentEvent =
       exitCode: number;
       timedOut: boolean;
       durationMs: number;
+      /** The transport: the serial console (absent, as before SSH existed) or 'ssh'. */
+      via?: 'ssh';
     }
   | {
       kind: 'goto';

@@ -6,14 +6,16 @@
 
 import type { Logger } from 'pino';
 import type { JigDescription } from '../../../jig-drivers/src/jig-description.js';
-import { invalidArgument, notFound } from '../../../protocol/src/errors.js';
+import { failedPrecondition, invalidArgument, notFound } from '../../../protocol/src/errors.js';
 import type { AgentEvents } from '../events/agent-events.js';
 import type { ImageCache } from '../images/image-cache.js';
 import type { Supervisor } from '../jobs/supervisor.js';
 import type { Lease, LeaseChange, LeaseManager } from '../leases/lease-manager.js';
+import { DutShells } from './dut-exec.js';
 import { DutHealth, HEALTH_HOLDER } from './dut-health.js';
 import { DutHealthFile } from './dut-health-file.js';
 import { DutRuntime } from './dut-runtime.js';
+import { DutSsh } from './dut-ssh.js';
 import { DutStateFile } from './dut-state.js';
 import type { JigDriverCommand } from './jig-driver-command.js';
 import { type ServiceConfig, type Services, startServices } from './services.js';
@@ -25,12 +27,15 @@ const MAX_DUT_NAME = 63;
 export class JigRuntime {
   readonly #duts = new Map<string, DutRuntime>();
   readonly #health = new Map<string, DutHealth>();
+  readonly #ssh = new Map<string, DutSsh>();
   readonly #source: string;
   #services: Services | undefined;
   #unhook: () => void = () => undefined;
 
   /** Where the DUTs' power, flash, expect and health events go. */
   readonly events: AgentEvents;
+  /** The shell sessions on the DUTs' serial consoles (exec, serial copies), one per DUT. */
+  readonly shells = new DutShells();
 
   private constructor(source: string, events: AgentEvents) {
     this.#source = source;
@@ -60,6 +65,11 @@ export class JigRuntime {
           stateFile: new DutStateFile(opts.stateDir, dut.name, opts.log),
         });
         runtime.#duts.set(dut.name, dutRuntime);
+        if (dut.ssh)
+          runtime.#ssh.set(
+            dut.name,
+            DutSsh.forDut(dutRuntime, dut.ssh, opts.stateDir, opts.events, opts.log),
+          );
         await dutRuntime.start();
         runtime.#health.set(
           dut.name,
@@ -125,6 +135,17 @@ export class JigRuntime {
         : // Not the config file's path: every viewer reads this, and the host's layout is not theirs.
           `no DUT "${name}" on this jig (there are: ${names.join(', ')})`,
     );
+  }
+
+  /** The SSH connection of one DUT; FAILED_PRECONDITION when its description has no `ssh:` section. */
+  ssh(name: string): DutSsh {
+    this.get(name);
+    const ssh = this.#ssh.get(name);
+    if (!ssh)
+      throw failedPrecondition(
+        `${name} has no SSH server in the jig description (an ssh: section with host, user and keyFile): use its serial console instead (leave --via out)`,
+      );
+    return ssh;
   }
 
   /** The health of one DUT; NOT_FOUND as `get`. */

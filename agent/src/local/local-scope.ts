@@ -64,6 +64,15 @@ export const LOCAL_RULES: Readonly<Record<string, ScopeRule>> = {
   },
   '/jiglet.v1.JigService/Flash': acts((m) => m.dut),
   '/jiglet.v1.JigService/Exec': acts((m) => m.dut),
+  // Only the first message (open) names the DUT, as for the console.
+  '/jiglet.v1.DutAccessService/Ssh': {
+    target: (m) => (m.open === undefined ? { acts: false } : { dut: text(record(m.open).dut), acts: true }),
+  },
+  '/jiglet.v1.DutAccessService/CopyToDut': {
+    target: (m) => (m.open === undefined ? { acts: false } : { dut: text(record(m.open).dut), acts: true }),
+  },
+  '/jiglet.v1.DutAccessService/CopyFromDut': acts((m) => m.dut),
+  '/jiglet.v1.DutAccessService/ForgetHostKey': acts((m) => m.dut),
   '/jiglet.v1.JigService/GotoState': acts((m) => m.dut),
   '/jiglet.v1.JigService/SetDutState': acts((m) => m.dut),
   '/jiglet.v1.JigService/CheckDutHealth': acts((m) => m.dut),

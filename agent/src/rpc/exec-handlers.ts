@@ -18,10 +18,12 @@ import { identityOf } from '../auth/auth-interceptor.js';
 import { can } from '../auth/permissions.js';
 import type { ImageCache } from '../images/image-cache.js';
 import { checkSha256 } from '../images/image-cache.js';
-import { DutShells } from '../jig/dut-exec.js';
+import type { DutSsh } from '../jig/dut-ssh.js';
 import { type GoalName, gotoState } from '../jig/dut-strategy.js';
 import { commandOfArgv } from '../jig/exec-protocol.js';
 import type { JigRuntime } from '../jig/jig-runtime.js';
+import type { ExecResult } from '../jig/shell-session.js';
+import { sshExec } from '../jig/ssh-exec.js';
 import { boundedNumber } from '../jobs/job-spec.js';
 import type { Supervisor } from '../jobs/supervisor.js';
 import { leaseOf } from '../leases/lease-header.js';
@@ -37,12 +39,51 @@ const DEFAULT_GOTO_MS = 5 * 60_000;
 const MAX_COMMAND = 3500;
 /** Most stdin bytes an interactive exec types. */
 const MAX_STDIN = 64 * 1024;
+/** Most stdin bytes an exec over SSH sends (its request must fit in one gRPC message). */
+const MAX_SSH_STDIN = 4 * 1024 * 1024;
 
 const GOALS: Partial<Record<DutGoal, GoalName>> = {
   [DutGoal.DUT_GOAL_OFF]: 'off',
   [DutGoal.DUT_GOAL_BOOTED]: 'booted',
   [DutGoal.DUT_GOAL_SHELL]: 'shell',
 };
+
+/** An exec over serial as the RPC answers it. */
+function execOverSerial(result: ExecResult): ExecResponse {
+  return {
+    exitCode: result.exitCode,
+    stdout: result.stdout,
+    kernelLines: result.kernelLines,
+    durationMs: 0,
+    timedOut: result.timedOut,
+    loggedIn: result.loggedIn,
+    stderr: Buffer.alloc(0),
+    via: ExecVia.EXEC_VIA_SERIAL,
+    signal: '',
+  };
+}
+
+/** An exec over the DUT's SSH connection, as the RPC answers it. */
+async function execOverSsh(
+  ssh: DutSsh,
+  command: string,
+  timeoutMs: number,
+  stdin: Buffer,
+  signal: AbortSignal,
+): Promise<ExecResponse> {
+  const result = await sshExec(ssh, { command, timeoutMs, stdin }, signal);
+  return {
+    exitCode: result.exitCode,
+    stdout: result.stdout,
+    kernelLines: [],
+    durationMs: 0,
+    timedOut: result.timedOut,
+    loggedIn: false,
+    stderr: result.stderr,
+    via: ExecVia.EXEC_VIA_SSH,
+    signal: result.signal,
+  };
+}
 
 /** The Exec and GotoState handlers. */
 export function execHandlers(
@@ -52,15 +93,17 @@ export function execHandlers(
   supervisor: Supervisor,
   log: Logger,
 ) {
-  const shells = new DutShells();
+  const { shells } = jig;
   return {
     exec: unary(log, 'Exec', async (call: ServerUnaryCall<ExecRequest, ExecResponse>) => {
       const who = identityOf(call);
       const { request } = call;
       const dut = jig.get(request.dut);
-      if (request.via === ExecVia.EXEC_VIA_SSH)
+      const overSsh = request.via === ExecVia.EXEC_VIA_SSH;
+      const ssh = overSsh ? jig.ssh(dut.dut.name) : undefined;
+      if (ssh && dut.power.state === 'off')
         throw failedPrecondition(
-          `exec over SSH is not available yet; leave --via out to use ${dut.dut.name}'s serial console`,
+          `${dut.dut.name} is powered off: switch it on and let it boot first (jigctl dut goto ${dut.dut.name} booted)`,
         );
       const lease = leases.check(dut.dut.name, leaseOf(call), who);
       const command = commandOf(request);
@@ -68,27 +111,36 @@ export function execHandlers(
         request.timeoutMs === 0
           ? DEFAULT_EXEC_MS
           : boundedNumber('timeout_ms', BigInt(request.timeoutMs), MAX_EXEC_MS);
-      if (request.stdin.length > MAX_STDIN)
-        throw invalidArgument(`stdin for an exec is at most ${MAX_STDIN} bytes (it is typed on the console)`);
+      const maxStdin = overSsh ? MAX_SSH_STDIN : MAX_STDIN;
+      if (request.stdin.length > maxStdin)
+        throw invalidArgument(
+          overSsh
+            ? `stdin for an exec over SSH is at most ${maxStdin} bytes; copy bigger input to the DUT first (jigctl cp)`
+            : `stdin for an exec is at most ${maxStdin} bytes (it is typed on the console; over SSH, --via ssh, it may be bigger)`,
+        );
       if (request.stdin.length > 0 && !request.interactive)
         throw invalidArgument('stdin goes with interactive (-i): otherwise the command reads /dev/null');
       const { controller, dispose } = abortWhenClientGone(call);
       const started = performance.now();
       try {
-        const result = await shells.exec(
-          dut,
-          who,
-          lease?.id,
-          {
-            command,
-            timeoutMs,
-            interactive: request.interactive,
-            stdin: Buffer.from(request.stdin),
-            keepKernelLines: request.keepKernelLines,
-          },
-          controller.signal,
-        );
-        const durationMs = Math.round(performance.now() - started);
+        const result: ExecResponse = ssh
+          ? await execOverSsh(ssh, command, timeoutMs, Buffer.from(request.stdin), controller.signal)
+          : await execOverSerial(
+              await shells.exec(
+                dut,
+                who,
+                lease?.id,
+                {
+                  command,
+                  timeoutMs,
+                  interactive: request.interactive,
+                  stdin: Buffer.from(request.stdin),
+                  keepKernelLines: request.keepKernelLines,
+                },
+                controller.signal,
+              ),
+            );
+        result.durationMs = Math.round(performance.now() - started);
         jig.events.publish({
           kind: 'exec',
           at: Date.now(),
@@ -97,16 +149,10 @@ export function execHandlers(
           by: who.name,
           exitCode: result.exitCode,
           timedOut: result.timedOut,
-          durationMs,
+          durationMs: result.durationMs,
+          ...(ssh ? { via: 'ssh' as const } : {}),
         });
-        return {
-          exitCode: result.exitCode,
-          stdout: result.stdout,
-          kernelLines: result.kernelLines,
-          durationMs,
-          timedOut: result.timedOut,
-          loggedIn: result.loggedIn,
-        };
+        return result;
       } finally {
         dispose();
       }

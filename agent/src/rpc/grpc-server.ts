@@ -8,6 +8,7 @@ import { Server, ServerCredentials, type ServerInterceptor } from '@grpc/grpc-js
 import { ReflectionService } from '@grpc/reflection';
 import { HealthImplementation } from 'grpc-health-check';
 import type { Logger } from 'pino';
+import { DutAccessServiceService } from '../../../protocol/gen/jiglet/v1/dut_access.js';
 import { ImageServiceService } from '../../../protocol/gen/jiglet/v1/images.js';
 import { JigServiceService } from '../../../protocol/gen/jiglet/v1/jig.js';
 import { LeaseServiceService } from '../../../protocol/gen/jiglet/v1/leases.js';
@@ -23,6 +24,7 @@ import type { LocalCallers } from '../local/local-callers.js';
 import type { LocalEndpoint } from '../local/local-endpoint.js';
 import type { TimelineReader } from '../timeline/timeline-reader.js';
 import type { WebConsole } from '../web/web-console.js';
+import { dutAccessService } from './dut-access-service.js';
 import { addHealthService } from './health-service.js';
 import { imageService } from './image-service.js';
 import { jigService } from './jig-service.js';
@@ -100,6 +102,7 @@ export async function startGrpcServer(opts: {
     jigService(opts.jig, opts.images, opts.leases, log, followers, opts.supervisor),
   );
   server.addService(LeaseServiceService, leaseService(opts.jig, opts.leases, log));
+  server.addService(DutAccessServiceService, dutAccessService(opts.jig, opts.leases, log));
   server.addService(ImageServiceService, imageService(opts.images, log));
   server.addService(RecordServiceService, recordService(opts.records, log));
   server.addService(WebServiceService, webService(opts.jig, opts.web, log));

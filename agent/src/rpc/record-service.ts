@@ -29,6 +29,7 @@ const KIND: Record<TimelineKind, TimelineEventKind> = {
   health: TimelineEventKind.TIMELINE_EVENT_KIND_HEALTH,
   serial: TimelineEventKind.TIMELINE_EVENT_KIND_SERIAL,
   exec: TimelineEventKind.TIMELINE_EVENT_KIND_EXEC,
+  ssh: TimelineEventKind.TIMELINE_EVENT_KIND_SSH,
   state: TimelineEventKind.TIMELINE_EVENT_KIND_STATE,
 };
 

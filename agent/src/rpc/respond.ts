@@ -27,6 +27,27 @@ export function unary<Req, Res>(
   };
 }
 
+/**
+ * The same for a call whose client streams its request (client streaming): there 'close' also
+ * follows the client's normal end of input, so only 'cancelled' and 'error' mean it went away.
+ */
+export function abortWhenClientCancels(call: NodeJS.EventEmitter): {
+  controller: AbortController;
+  dispose: () => void;
+} {
+  const controller = new AbortController();
+  const abort = (): void => controller.abort();
+  call.once('cancelled', abort);
+  call.once('error', abort);
+  return {
+    controller,
+    dispose() {
+      call.off('cancelled', abort);
+      call.off('error', abort);
+    },
+  };
+}
+
 /** Ends a server stream with an error status, unless the client is already gone. */
 export function failStream<Req, Res>(
   log: Logger,

@@ -78,12 +78,13 @@ export function dutEvent(e: EventEntry): TimelineEvent {
         kind: 'exec',
         fields: fields({
           command: e.command,
+          via: e.via,
           by: e.by,
           exit_code: e.exitCode,
           timed_out: e.timedOut,
           duration_ms: e.durationMs,
         }),
-        summary: `exec ${e.command.slice(0, 200)}: ${e.timedOut ? 'timed out' : `exit ${e.exitCode}`} (${e.durationMs} ms, by ${e.by})`,
+        summary: `exec${e.via ? ` via ${e.via}` : ''} ${e.command.slice(0, 200)}: ${e.timedOut ? 'timed out' : `exit ${e.exitCode}`} (${e.durationMs} ms, by ${e.by})`,
       };
     case 'goto':
       return {
@@ -98,6 +99,13 @@ export function dutEvent(e: EventEntry): TimelineEvent {
           ok: e.ok,
         }),
         summary: `goto ${e.goal}: ${e.step}${e.ok ? '' : ' failed'}${e.detail ? ` (${e.detail})` : ''} (${e.durationMs} ms, by ${e.by})`,
+      };
+    case 'ssh':
+      return {
+        ...base,
+        kind: 'ssh',
+        fields: fields({ change: e.change, detail: e.detail }),
+        summary: `ssh ${e.change.replaceAll('-', ' ')}: ${e.detail.slice(0, 300)}`,
       };
     case 'health':
       return {

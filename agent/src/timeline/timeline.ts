@@ -13,7 +13,8 @@ export type TimelineKind =
   | 'health'
   | 'serial'
   | 'exec'
-  | 'state';
+  | 'state'
+  | 'ssh';
 
 /** One thing that happened. */
 export interface TimelineEvent {

@@ -56,3 +56,19 @@ export async function dutCheckCommand(flags: DutCheckFlags): Promise<number> {
     client.close();
   }
 }
+
+/** `jigctl dut forget-host-key D` (admin): the agent forgets the DUT's learnt SSH host key. */
+export async function forgetHostKeyCommand(flags: ConnectionFlags & { dut: string }): Promise<number> {
+  const client = connect(flags);
+  try {
+    const fingerprint = await client.dut.forgetHostKey(flags.dut);
+    process.stdout.write(
+      fingerprint
+        ? `${flags.dut}: forgot SSH host key ${fingerprint}; the next connection learns the key the DUT shows then\n`
+        : `${flags.dut}: no SSH host key was learnt; the next connection learns one\n`,
+    );
+    return 0;
+  } finally {
+    client.close();
+  }
+}

@@ -5,13 +5,15 @@
  */
 import { invalidArgument } from '../../../protocol/src/errors.js';
 import type { ConnectionFlags } from '../connection.js';
-import type { DutGoalName } from '../jig-client.js';
+import type { DutGoalName, ExecTransport } from '../jig-client.js';
 import { connect } from './job-commands.js';
 import { parseDuration } from './parse-units.js';
 import { writeOut } from './write-out.js';
 
 /** Most stdin an interactive exec types (the agent's own limit). */
 const MAX_STDIN = 64 * 1024;
+/** Most stdin an exec over SSH sends (the agent's own limit). */
+const MAX_SSH_STDIN = 4 * 1024 * 1024;
 
 /** `jigctl exec` flags. */
 export interface ExecFlags extends ConnectionFlags {
@@ -40,11 +42,12 @@ export interface GotoFlags extends ConnectionFlags {
 export async function execCommand(flags: ExecFlags, words: string[]): Promise<number> {
   if (words.length === 0)
     throw invalidArgument('name the command after --: jigctl exec --dut D -- CMD [ARGS…]');
-  if (flags.via !== undefined && flags.via !== 'serial')
-    throw invalidArgument(`--via ${flags.via}: only serial is available yet`);
+  if (flags.via !== undefined && flags.via !== 'serial' && flags.via !== 'ssh')
+    throw invalidArgument(`--via ${flags.via}: expected serial (the console, the default) or ssh`);
+  const via = flags.via as ExecTransport | undefined;
   const timeoutMs = flags.timeout === undefined ? 30_000 : parseDuration('--timeout', flags.timeout);
   if (timeoutMs <= 0) throw invalidArgument('--timeout must be longer than 0');
-  const stdin = flags.interactive ? await readStdin() : undefined;
+  const stdin = flags.interactive ? await readStdin(via === 'ssh' ? MAX_SSH_STDIN : MAX_STDIN) : undefined;
   const client = connect(flags);
   try {
     const r = await client.jig.exec(flags.dut, words.length === 1 ? words[0]! : words, {
@@ -52,11 +55,15 @@ export async function execCommand(flags: ExecFlags, words: string[]): Promise<nu
       interactive: flags.interactive ?? false,
       stdin,
       keepKernelLines: flags.keepKernelLines ?? false,
+      via,
     });
     if (flags.output === 'json') {
       const report = {
         exitCode: r.exitCode,
         stdout: r.stdout.toString('utf8'),
+        stderr: r.stderr.toString('utf8'),
+        via: r.via,
+        signal: r.signal || undefined,
         kernelLines: r.kernelLines,
         durationMs: r.durationMs,
         timedOut: r.timedOut,
@@ -65,13 +72,17 @@ export async function execCommand(flags: ExecFlags, words: string[]): Promise<nu
       await out(`${JSON.stringify(report, null, 2)}\n`);
     } else {
       await out(r.stdout);
+      if (r.stderr.length > 0) await writeOut(process.stderr, r.stderr);
       for (const line of r.kernelLines) process.stderr.write(`jigctl: kernel: ${line}\n`);
       if (r.timedOut)
         process.stderr.write(
-          `jigctl: the command ran past ${flags.timeout ?? '30s'} and was interrupted (Ctrl-C)\n`,
+          `jigctl: the command ran past ${flags.timeout ?? '30s'} and was interrupted (${r.via === 'ssh' ? 'SIGINT, then SIGKILL' : 'Ctrl-C'})\n`,
         );
+      else if (r.signal)
+        process.stderr.write(`jigctl: the command was killed by SIG${r.signal} on ${flags.dut}\n`);
     }
-    return r.exitCode;
+    // A command killed by a signal exits 128+N in a shell; the number is the DUT's, so 255 says "signal".
+    return r.exitCode < 0 ? 255 : r.exitCode;
   } finally {
     client.close();
   }
@@ -101,12 +112,17 @@ function out(text: string | Buffer): Promise<void> {
   return writeOut(process.stdout, typeof text === 'string' ? Buffer.from(text) : text);
 }
 
-async function readStdin(): Promise<Buffer> {
+async function readStdin(max: number): Promise<Buffer> {
   const pieces: Buffer[] = [];
   let size = 0;
   for await (const piece of process.stdin) {
     size += (piece as Buffer).length;
-    if (size > MAX_STDIN) throw invalidArgument(`-i types stdin on the console: at most ${MAX_STDIN} bytes`);
+    if (size > max)
+      throw invalidArgument(
+        max === MAX_STDIN
+          ? `-i types stdin on the console: at most ${max} bytes (over SSH, --via ssh: 4 MiB)`
+          : `-i sends at most ${max} bytes of stdin over SSH: copy bigger input to the DUT first (jigctl cp)`,
+      );
     pieces.push(piece as Buffer);
   }
   return Buffer.concat(pieces);

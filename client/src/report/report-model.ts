@@ -104,6 +104,8 @@ const KINDS: Partial<Record<TimelineEventKind, ReportKind>> = {
   [TimelineEventKind.TIMELINE_EVENT_KIND_HEALTH]: 'health',
   [TimelineEventKind.TIMELINE_EVENT_KIND_SERIAL]: 'serial',
   [TimelineEventKind.TIMELINE_EVENT_KIND_EXEC]: 'exec',
+  // Host key changes and copies are marks beside the commands run on the DUT.
+  [TimelineEventKind.TIMELINE_EVENT_KIND_SSH]: 'exec',
   [TimelineEventKind.TIMELINE_EVENT_KIND_STATE]: 'state',
 };
 

@@ -234,12 +234,15 @@ export function serialStateToJSON(object: SerialState): string {
   }
 }
 
-/** ExecVia is how exec reaches the DUT's shell. */
+/** ExecVia is how exec (and a file copy) reaches the DUT. */
 export enum ExecVia {
-  /** EXEC_VIA_UNSPECIFIED - The serial console. */
+  /** EXEC_VIA_UNSPECIFIED - Exec: the serial console. A copy: SSH when the DUT has an `ssh:` section, else serial. */
   EXEC_VIA_UNSPECIFIED = 0,
   EXEC_VIA_SERIAL = 1,
-  /** EXEC_VIA_SSH - Reserved for an SSH transport (the agent as the SSH client); refused for now. */
+  /**
+   * EXEC_VIA_SSH - The DUT's SSH server, with the agent as the SSH client (the key stays on the jig host): stdout
+   * and stderr apart, a real exit status, binary-safe. Needs an `ssh:` section for the DUT.
+   */
   EXEC_VIA_SSH = 2,
   UNRECOGNIZED = -1,
 }
@@ -634,7 +637,8 @@ export interface ExecRequest {
   argv: string[];
   /**
    * How long the command may run; 0 = 30 s, at most 24 hours. At the timeout the command is
-   * interrupted (Ctrl-C) and the exit code is 124, as timeout(1) gives.
+   * interrupted (Ctrl-C; over SSH its process group gets SIGINT, then SIGKILL) and the exit code is
+   * 124, as timeout(1) gives.
    */
   timeoutMs: number;
   /**
@@ -662,6 +666,12 @@ export interface ExecResponse {
   timedOut: boolean;
   /** The agent logged in first (the console showed a login prompt). */
   loggedIn: boolean;
+  /** What the command wrote to stderr (over SSH only; on a console it is part of stdout). */
+  stderr: Buffer;
+  /** The transport that ran it. */
+  via: ExecVia;
+  /** The signal that ended the command on the DUT ("KILL"), over SSH, if one did. */
+  signal: string;
 }
 
 export interface GotoStateRequest {
@@ -4465,7 +4475,17 @@ export const ExecRequest: MessageFns<ExecRequest> = {
 };
 
 function createBaseExecResponse(): ExecResponse {
-  return { exitCode: 0, stdout: Buffer.alloc(0), kernelLines: [], durationMs: 0, timedOut: false, loggedIn: false };
+  return {
+    exitCode: 0,
+    stdout: Buffer.alloc(0),
+    kernelLines: [],
+    durationMs: 0,
+    timedOut: false,
+    loggedIn: false,
+    stderr: Buffer.alloc(0),
+    via: 0,
+    signal: "",
+  };
 }
 
 export const ExecResponse: MessageFns<ExecResponse> = {
@@ -4487,6 +4507,15 @@ export const ExecResponse: MessageFns<ExecResponse> = {
     }
     if (message.loggedIn !== false) {
       writer.uint32(48).bool(message.loggedIn);
+    }
+    if (message.stderr.length !== 0) {
+      writer.uint32(58).bytes(message.stderr);
+    }
+    if (message.via !== 0) {
+      writer.uint32(64).int32(message.via);
+    }
+    if (message.signal !== "") {
+      writer.uint32(74).string(message.signal);
     }
     return writer;
   },
@@ -4552,6 +4581,30 @@ export const ExecResponse: MessageFns<ExecResponse> = {
             message.loggedIn = reader.bool();
             continue;
           }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.stderr = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.via = reader.int32() as any;
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.signal = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -4592,6 +4645,9 @@ export const ExecResponse: MessageFns<ExecResponse> = {
         : isSet(object.logged_in)
         ? globalThis.Boolean(object.logged_in)
         : false,
+      stderr: isSet(object.stderr) ? Buffer.from(bytesFromBase64(object.stderr)) : Buffer.alloc(0),
+      via: isSet(object.via) ? execViaFromJSON(object.via) : 0,
+      signal: isSet(object.signal) ? globalThis.String(object.signal) : "",
     };
   },
 
@@ -4615,6 +4671,15 @@ export const ExecResponse: MessageFns<ExecResponse> = {
     if (message.loggedIn !== false) {
       obj.loggedIn = message.loggedIn;
     }
+    if (message.stderr.length !== 0) {
+      obj.stderr = base64FromBytes(message.stderr);
+    }
+    if (message.via !== 0) {
+      obj.via = execViaToJSON(message.via);
+    }
+    if (message.signal !== "") {
+      obj.signal = message.signal;
+    }
     return obj;
   },
 
@@ -4629,6 +4694,9 @@ export const ExecResponse: MessageFns<ExecResponse> = {
     message.durationMs = object.durationMs ?? 0;
     message.timedOut = object.timedOut ?? false;
     message.loggedIn = object.loggedIn ?? false;
+    message.stderr = object.stderr ?? Buffer.alloc(0);
+    message.via = object.via ?? 0;
+    message.signal = object.signal ?? "";
     return message;
   },
 };

@@ -45,6 +45,8 @@ export enum TimelineEventKind {
   TIMELINE_EVENT_KIND_EXEC = 8,
   /** TIMELINE_EVENT_KIND_STATE - A step toward a DUT state (goto): fields goal, step, detail, by, duration_ms, ok. */
   TIMELINE_EVENT_KIND_STATE = 9,
+  /** TIMELINE_EVENT_KIND_SSH - The DUT's SSH host key was learnt, re-learnt after a flash, or refused; a file was copied. */
+  TIMELINE_EVENT_KIND_SSH = 10,
   UNRECOGNIZED = -1,
 }
 
@@ -80,6 +82,9 @@ export function timelineEventKindFromJSON(object: any): TimelineEventKind {
     case 9:
     case "TIMELINE_EVENT_KIND_STATE":
       return TimelineEventKind.TIMELINE_EVENT_KIND_STATE;
+    case 10:
+    case "TIMELINE_EVENT_KIND_SSH":
+      return TimelineEventKind.TIMELINE_EVENT_KIND_SSH;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -109,6 +114,8 @@ export function timelineEventKindToJSON(object: TimelineEventKind): string {
       return "TIMELINE_EVENT_KIND_EXEC";
     case TimelineEventKind.TIMELINE_EVENT_KIND_STATE:
       return "TIMELINE_EVENT_KIND_STATE";
+    case TimelineEventKind.TIMELINE_EVENT_KIND_SSH:
+      return "TIMELINE_EVENT_KIND_SSH";
     case TimelineEventKind.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
