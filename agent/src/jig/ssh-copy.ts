@@ -21,6 +21,8 @@ import { sshExec } from './ssh-exec.js';
 
 /** SFTP read size: ssh2 asks for this much per request, several requests in flight. */
 const SFTP_CHUNK = 64 * 1024;
+/** How long an ended SFTP session, or a read file's handle, may take to close before the copy goes on. */
+const SFTP_CLOSE_WAIT_MS = 5000;
 
 function openSftp(client: Client): Promise<SFTPWrapper> {
   return new Promise((resolve, reject) =>
@@ -53,11 +55,36 @@ async function withSftp<T>(
       return await work(sftp, client);
     } finally {
       signal.removeEventListener('abort', onAbort);
-      sftp.end();
+      await endSftp(sftp);
     }
   } finally {
     give();
   }
+}
+
+/** `emitter`'s `event`, or its 'error', or nothing after SFTP_CLOSE_WAIT_MS: whichever comes first. */
+async function closedOrLate(emitter: NodeJS.EventEmitter, event: string): Promise<void> {
+  const late = new AbortController();
+  const timer = setTimeout(() => late.abort(), SFTP_CLOSE_WAIT_MS);
+  try {
+    await once(emitter, event, { signal: late.signal });
+  } catch {
+    // Its error is the copy's own (reported where it is read) or the wait was long enough.
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/**
+ * Ends an SFTP session and waits (bounded) until the DUT has closed its channel. Dropbear
+ * (2022.83, the QEMU DUT's) mishandles a channel opened while an ended one's sftp-server is still
+ * exiting: it closes the new channel unanswered ("Unable to exec": the checksum after every copy
+ * from the DUT failed) and then drops the whole connection.
+ */
+async function endSftp(sftp: SFTPWrapper): Promise<void> {
+  const closed = closedOrLate(sftp, 'close');
+  sftp.end();
+  await closed;
 }
 
 /** The SHA-256 of a file on the DUT, by its own `sha256sum`. */
@@ -163,11 +190,14 @@ export async function copyFromDutOverSsh(opts: {
   await withSftp(ssh, dut, signal, async (sftp) => {
     const input = sftp.createReadStream(path, { highWaterMark: SFTP_CHUNK });
     try {
+      const handleClosed = closedOrLate(input, 'close');
       for await (const chunk of input as AsyncIterable<Buffer>) {
         bytes += chunk.length;
         hash.update(chunk);
         await opts.write(chunk);
       }
+      // The file's handle is closed after its end was read: let the DUT answer before the session ends.
+      await handleClosed;
     } catch (error) {
       input.destroy();
       if (error instanceof JigletError) throw error;

@@ -74,9 +74,37 @@ class Kept {
   }
 }
 
-function openExec(client: Client, command: string): Promise<ClientChannel> {
+/** How a command's channel ended: its exit status, or the signal that ended it. */
+export interface ChannelExit {
+  code: number;
+  signal: string;
+}
+
+/**
+ * Records a channel's exit status from now on; the returned function reads it. Call it inside
+ * ssh2's exec or shell callback, not after awaiting it: a short command's exit status can come in
+ * the same read as the server's reply to the request (dropbear on a busy QEMU DUT did, ~1 exec in
+ * 20), and ssh2 emits it at once, before a promise's continuation runs; it is not emitted again.
+ */
+export function watchExit(channel: ClientChannel): () => ChannelExit | undefined {
+  let exit: ChannelExit | undefined;
+  channel.once('exit', (code: number | null, signalName?: string) => {
+    exit = { code: code ?? -1, signal: signalName ?? '' };
+  });
+  return () => exit;
+}
+
+/** An exec channel, with its exit status watched from the moment it opened. */
+interface OpenedExec {
+  channel: ClientChannel;
+  exit: () => ChannelExit | undefined;
+}
+
+function openExec(client: Client, command: string): Promise<OpenedExec> {
   return new Promise((resolve, reject) => {
-    client.exec(command, (error, channel) => (error ? reject(error) : resolve(channel)));
+    client.exec(command, (error, channel) =>
+      error ? reject(error) : resolve({ channel, exit: watchExit(channel) }),
+    );
   });
 }
 
@@ -90,8 +118,9 @@ async function runWrapped(
   // shell running the command exactly as typed: a syntax error in it is that shell's, exit code 2.
   const wrapped = `printf '%s %s\\n' ${marker} "$$"; exec "\${SHELL:-/bin/sh}" -c ${shellQuote(req.command)}`;
   let channel: ClientChannel;
+  let exitOf: () => ChannelExit | undefined;
   try {
-    channel = await openExec(client, wrapped);
+    ({ channel, exit: exitOf } = await openExec(client, wrapped));
   } catch (error) {
     throw new JigletError(
       'JIGLET_E_UNAVAILABLE',
@@ -119,10 +148,6 @@ async function runWrapped(
   if (req.stdin.length > 0) channel.write(req.stdin);
   channel.end();
 
-  let exit: { code: number; signal: string } = { code: -1, signal: '' };
-  channel.on('exit', (code: number | null, signalName?: string) => {
-    exit = { code: code ?? -1, signal: signalName ?? '' };
-  });
   const closed = new Promise<void>((resolve) => channel.once('close', () => resolve()));
   let timedOut = false;
   const onDeadline = (): void => {
@@ -135,6 +160,7 @@ async function runWrapped(
   } finally {
     deadline.removeEventListener('abort', onDeadline);
   }
+  const exit = exitOf() ?? { code: -1, signal: '' };
   const out = stdout.bytes();
   const err = Buffer.concat([stderr.bytes(), droppedNote(stdout.dropped, stderr.dropped)]);
   if (timedOut) return { exitCode: TIMED_OUT_EXIT, signal: exit.signal, stdout: out, stderr: err, timedOut };
@@ -156,7 +182,7 @@ async function interrupt(client: Client, pid: number | undefined): Promise<void>
     `i=0; while [ $i -lt ${INTERRUPT_GRACE_MS / 100} ] && kill -0 ${pid} 2>/dev/null; do sleep 0.1; i=$((i+1)); done; ` +
     `kill -KILL -${pid} 2>/dev/null || kill -KILL ${pid} 2>/dev/null; true`;
   try {
-    const channel = await openExec(client, script);
+    const { channel } = await openExec(client, script);
     channel.resume();
     channel.stderr.resume();
     channel.end();

@@ -14,6 +14,7 @@ import { invalidArgument, JigletError } from '../../../protocol/src/errors.js';
 import { identityOf } from '../auth/auth-interceptor.js';
 import type { DutSsh } from '../jig/dut-ssh.js';
 import type { JigRuntime } from '../jig/jig-runtime.js';
+import { type ChannelExit, watchExit } from '../jig/ssh-exec.js';
 import { leaseOf } from '../leases/lease-header.js';
 import type { LeaseManager } from '../leases/lease-manager.js';
 import { abortWhenClientGone, statusFor } from './respond.js';
@@ -39,7 +40,6 @@ export function sshSession(
   let give: (() => void) | undefined;
   let opening = false;
   let finished = false;
-  let exit: { code: number; signal: string } | undefined;
 
   const finish = (err?: unknown): void => {
     if (finished) return;
@@ -74,7 +74,7 @@ export function sshSession(
     const client = await ssh.connection(
       AbortSignal.any([AbortSignal.timeout(OPEN_TIMEOUT_MS), controller.signal]),
     );
-    const opened = await openChannel(ssh, client, msg);
+    const { channel: opened, exit: exitOf } = await openChannel(ssh, client, msg);
     if (finished) {
       opened.close();
       return;
@@ -88,11 +88,9 @@ export function sshSession(
       'data',
       forward(opened.stderr, (stderr) => ({ stderr })),
     );
-    opened.on('exit', (code: number | null, signal?: string) => {
-      exit = { code: code ?? -1, signal: signal ?? '' };
-    });
     opened.once('close', () => {
       if (finished) return;
+      const exit = exitOf();
       if (!exit)
         call.write({
           stderr: Buffer.from(
@@ -155,11 +153,15 @@ function checkedSize(size: { rows: number; cols: number }): { rows: number; cols
   return { rows: size.rows || 24, cols: size.cols || 80 };
 }
 
-function openChannel(ssh: DutSsh, client: import('ssh2').Client, msg: SshOpen): Promise<ClientChannel> {
+function openChannel(
+  ssh: DutSsh,
+  client: import('ssh2').Client,
+  msg: SshOpen,
+): Promise<{ channel: ClientChannel; exit: () => ChannelExit | undefined }> {
   const pty: PseudoTtyOptions | undefined = msg.pty
     ? { ...checkedSize(msg.size ?? { rows: 24, cols: 80 }), term: msg.term || 'xterm-256color' }
     : undefined;
-  return new Promise<ClientChannel>((resolve, reject) => {
+  return new Promise((resolve, reject) => {
     const done = (error: Error | undefined, channel: ClientChannel): void => {
       if (error)
         reject(
@@ -168,7 +170,8 @@ function openChannel(ssh: DutSsh, client: import('ssh2').Client, msg: SshOpen): 
             `could not open a session on ${ssh.endpoint}: ${error.message}`,
           ),
         );
-      else resolve(channel);
+      // Watched at once: a short command's exit status can come with the reply (watchExit).
+      else resolve({ channel, exit: watchExit(channel) });
     };
     if (msg.command) {
       if (pty) client.exec(msg.command, { pty }, done);
