@@ -49,27 +49,29 @@ async function withSftp<T>(
         `${dut}'s SSH server offers no SFTP (${(error as Error).message}): install an sftp-server on the DUT, or copy over serial (--via serial)`,
       );
     }
+    // Watched from the start: a session the connection's end already closed is not waited for.
+    const closed = once(sftp, 'close').catch(() => undefined);
     const onAbort = (): void => sftp.end();
     signal.addEventListener('abort', onAbort, { once: true });
     try {
       return await work(sftp, client);
     } finally {
       signal.removeEventListener('abort', onAbort);
-      await endSftp(sftp);
+      await endSftp(sftp, closed);
     }
   } finally {
     give();
   }
 }
 
-/** `emitter`'s `event`, or its 'error', or nothing after SFTP_CLOSE_WAIT_MS: whichever comes first. */
-async function closedOrLate(emitter: NodeJS.EventEmitter, event: string): Promise<void> {
-  const late = new AbortController();
-  const timer = setTimeout(() => late.abort(), SFTP_CLOSE_WAIT_MS);
+/** `closed`, or SFTP_CLOSE_WAIT_MS, whichever comes first. */
+async function closedOrLate(closed: Promise<unknown>): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<void>((resolve) => {
+    timer = setTimeout(resolve, SFTP_CLOSE_WAIT_MS);
+  });
   try {
-    await once(emitter, event, { signal: late.signal });
-  } catch {
-    // Its error is the copy's own (reported where it is read) or the wait was long enough.
+    await Promise.race([closed, late]);
   } finally {
     clearTimeout(timer);
   }
@@ -81,10 +83,9 @@ async function closedOrLate(emitter: NodeJS.EventEmitter, event: string): Promis
  * exiting: it closes the new channel unanswered ("Unable to exec": the checksum after every copy
  * from the DUT failed) and then drops the whole connection.
  */
-async function endSftp(sftp: SFTPWrapper): Promise<void> {
-  const closed = closedOrLate(sftp, 'close');
+async function endSftp(sftp: SFTPWrapper, closed: Promise<unknown>): Promise<void> {
   sftp.end();
-  await closed;
+  await closedOrLate(closed);
 }
 
 /** The SHA-256 of a file on the DUT, by its own `sha256sum`. */
@@ -190,7 +191,8 @@ export async function copyFromDutOverSsh(opts: {
   await withSftp(ssh, dut, signal, async (sftp) => {
     const input = sftp.createReadStream(path, { highWaterMark: SFTP_CHUNK });
     try {
-      const handleClosed = closedOrLate(input, 'close');
+      // 'error' ends the wait too: the read's own error is reported by the loop below.
+      const handleClosed = closedOrLate(once(input, 'close').catch(() => undefined));
       for await (const chunk of input as AsyncIterable<Buffer>) {
         bytes += chunk.length;
         hash.update(chunk);
