@@ -37,11 +37,15 @@ async function withSftp<T>(
 ): Promise<T> {
   const give = ssh.takeChannel();
   try {
-    const client = await ssh.connection(signal);
     let sftp: SFTPWrapper;
+    let client: Client | undefined;
     try {
-      sftp = await openSftp(client);
+      sftp = await ssh.openChannel(signal, (c) => {
+        client = c;
+        return openSftp(c);
+      });
     } catch (error) {
+      if (error instanceof JigletError) throw error;
       throw new JigletError(
         'JIGLET_E_FAILED_PRECONDITION',
         `${dut}'s SSH server offers no SFTP (${(error as Error).message}): install an sftp-server on the DUT, or copy over serial (--via serial)`,
@@ -50,7 +54,7 @@ async function withSftp<T>(
     const onAbort = (): void => sftp.end();
     signal.addEventListener('abort', onAbort, { once: true });
     try {
-      return await work(sftp, client);
+      return await work(sftp, client!);
     } finally {
       signal.removeEventListener('abort', onAbort);
       sftp.end();
@@ -162,12 +166,16 @@ export async function copyFromDutOverSsh(opts: {
   let bytes = 0;
   await withSftp(ssh, dut, signal, async (sftp) => {
     const input = sftp.createReadStream(path, { highWaterMark: SFTP_CHUNK });
+    // 'close' comes once the server answered the handle's close: ending the SFTP channel before
+    // that crashes dropbear 2022.83's connection (it asserts on data for a closed channel).
+    const closed = once(input, 'close').catch(() => undefined);
     try {
       for await (const chunk of input as AsyncIterable<Buffer>) {
         bytes += chunk.length;
         hash.update(chunk);
         await opts.write(chunk);
       }
+      await closed;
     } catch (error) {
       input.destroy();
       if (error instanceof JigletError) throw error;

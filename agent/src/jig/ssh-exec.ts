@@ -5,11 +5,10 @@
  * SIGINT, then SIGKILL, through a second channel, because neither dropbear nor every OpenSSH
  * passes a "signal" request on to a command's children.
  */
-import { randomBytes } from 'node:crypto';
 import type { Client, ClientChannel } from 'ssh2';
 import { JigletError } from '../../../protocol/src/errors.js';
 import type { DutSsh } from './dut-ssh.js';
-import { shellQuote } from './exec-protocol.js';
+import { newNonce, shellQuote } from './exec-protocol.js';
 
 /** Most bytes of stdout, and of stderr, an exec keeps; the rest is counted and said. */
 export const MAX_SSH_EXEC_OUTPUT = 8 * 1024 * 1024;
@@ -46,8 +45,7 @@ export async function sshExec(
   const timeout = AbortSignal.timeout(req.timeoutMs);
   const deadline = signal ? AbortSignal.any([timeout, signal]) : timeout;
   try {
-    const client = await ssh.connection(deadline);
-    return await runWrapped(client, req, deadline);
+    return await runWrapped(ssh, req, deadline);
   } finally {
     give();
   }
@@ -80,19 +78,20 @@ function openExec(client: Client, command: string): Promise<ClientChannel> {
   });
 }
 
-async function runWrapped(
-  client: Client,
-  req: SshExecRequest,
-  deadline: AbortSignal,
-): Promise<SshExecResult> {
-  const marker = `jiglet-exec-${randomBytes(6).toString('hex')}`;
+async function runWrapped(ssh: DutSsh, req: SshExecRequest, deadline: AbortSignal): Promise<SshExecResult> {
+  const marker = `jiglet-exec-${newNonce()}`;
   // The login shell prints the marker and its pid (its session's process group), then becomes a
   // shell running the command exactly as typed: a syntax error in it is that shell's, exit code 2.
   const wrapped = `printf '%s %s\\n' ${marker} "$$"; exec "\${SHELL:-/bin/sh}" -c ${shellQuote(req.command)}`;
   let channel: ClientChannel;
+  let client: Client | undefined;
   try {
-    channel = await openExec(client, wrapped);
+    channel = await ssh.openChannel(deadline, (c) => {
+      client = c;
+      return openExec(c, wrapped);
+    });
   } catch (error) {
+    if (error instanceof JigletError) throw error;
     throw new JigletError(
       'JIGLET_E_UNAVAILABLE',
       `could not start the command over SSH: ${(error as Error).message}`,
@@ -127,7 +126,7 @@ async function runWrapped(
   let timedOut = false;
   const onDeadline = (): void => {
     timedOut = true;
-    void interrupt(client, pid).finally(() => channel.close());
+    void interrupt(client!, pid).finally(() => channel.close());
   };
   deadline.addEventListener('abort', onDeadline, { once: true });
   try {
