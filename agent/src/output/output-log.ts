@@ -1,7 +1,9 @@
 /**
  * One append-only, binary-safe output log per job (serial captures are jobs too). Writers append
  * synchronously; readers read positionally at their own offsets and wait for growth on an
- * in-process signal, so there is no polling and no per-reader buffer.
+ * in-process signal, so there is no polling and no per-reader buffer. The newest bytes appended
+ * are also kept in memory (one bounded tail per live log, shared by all its readers), so a reader
+ * that keeps up is served without a trip to the thread pool: every byte is in the file first.
  */
 import {
   appendFileSync,
@@ -28,6 +30,21 @@ const INDEX_FILE = 'output.idx';
 /** The first offset still held, once the log's head was dropped (a serial capture's bound). */
 const START_FILE = 'output.start';
 
+/**
+ * How many of the newest appended bytes a live log keeps in memory (plus at most one append's
+ * chunk, which is never split). Readers at or past the tail's start read from memory; readers
+ * further behind read the file. One tail per log, whatever the number of readers.
+ */
+export const TAIL_BYTES = 128 * 1024;
+/** At most this many appends are held (a serial console appends tens of bytes at a time). */
+const TAIL_CHUNKS = 64;
+
+/** An appended chunk held in the tail: its bytes start at `offset`. */
+interface TailChunk {
+  offset: number;
+  data: Buffer;
+}
+
 /** A run of bytes from one stream, starting at `offset`; it lasts until the next segment. */
 interface Segment {
   offset: number;
@@ -53,6 +70,9 @@ export class OutputLog {
   #start: number;
   readonly #segments: Segment[];
   readonly #waiters = new Set<() => void>();
+  /** The newest appended chunks, oldest first (empty once closed); #tailBytes is their total. */
+  readonly #tail: TailChunk[] = [];
+  #tailBytes = 0;
 
   private constructor(
     readonly dir: string,
@@ -158,6 +178,7 @@ export class OutputLog {
     while (written < data.length) {
       written += writeSync(fd, data, written, data.length - written);
     }
+    this.#keep(data);
     this.#length += data.length;
     this.#wake();
   }
@@ -166,6 +187,7 @@ export class OutputLog {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
+    this.#dropTail();
     this.#releaseFdIfIdle();
     this.#wake();
   }
@@ -195,6 +217,8 @@ export class OutputLog {
     const { stream, end } = this.#segmentAt(offset);
     const want = offset < this.#start ? 0 : Math.max(0, Math.min(max, end - offset, this.#length - offset));
     if (want === 0) return { offset, data: Buffer.alloc(0), stream };
+    const kept = this.#fromTail(offset, want);
+    if (kept) return { offset, data: kept, stream };
     const buf = Buffer.allocUnsafe(want);
     const { bytesRead } = await read(fd, buf, 0, want, offset);
     if (offset < this.#start) return { offset, data: Buffer.alloc(0), stream };
@@ -221,6 +245,43 @@ export class OutputLog {
   /** Number of readers waiting for growth (for leak checks and metrics). */
   get waiting(): number {
     return this.#waiters.size;
+  }
+
+  /**
+   * Holds `data` (the caller's buffer, not a copy: appended buffers are never written to again)
+   * and forgets the oldest chunks past TAIL_BYTES.
+   */
+  #keep(data: Buffer): void {
+    const tail = this.#tail;
+    tail.push({ offset: this.#length, data });
+    this.#tailBytes += data.length;
+    while (tail.length > TAIL_CHUNKS || this.#tailBytes - tail[0]!.data.length >= TAIL_BYTES) {
+      this.#tailBytes -= tail.shift()!.data.length;
+    }
+  }
+
+  #dropTail(): void {
+    this.#tail.length = 0;
+    this.#tailBytes = 0;
+  }
+
+  /**
+   * `want` bytes at `offset` from the tail, or undefined when they start before it. A range within
+   * one appended chunk is a view of it; a longer one is copied out once.
+   */
+  #fromTail(offset: number, want: number): Buffer | undefined {
+    const tail = this.#tail;
+    if (tail.length === 0 || offset < tail[0]!.offset) return undefined;
+    // The chunk holding `offset`: appends are usually few per read, so search from the newest.
+    let i = tail.length - 1;
+    while (tail[i]!.offset > offset) i--;
+    const first = tail[i]!;
+    const at = offset - first.offset;
+    if (at + want <= first.data.length) return first.data.subarray(at, at + want);
+    const out = Buffer.allocUnsafe(want);
+    let filled = first.data.copy(out, 0, at);
+    for (let j = i + 1; filled < want; j++) filled += tail[j]!.data.copy(out, filled, 0, want - filled);
+    return out;
   }
 
   #wake(): void {
