@@ -91,6 +91,34 @@ describe('output log tail in memory', () => {
     log.close();
   });
 
+  it("wakes the agent's own readers after clients' followers, and leaves no waiter behind", async () => {
+    const log = OutputLog.create(dir);
+    const order: string[] = [];
+    const controller = new AbortController();
+    const background = log.waitForGrowth(0, controller.signal, { background: true }).then(() => {
+      order.push('background');
+    });
+    const client = log.waitForGrowth(0, controller.signal).then(() => {
+      order.push('client');
+      // A client's follower sends within the turn; the background reader has not run yet.
+      assert.deepEqual(order, ['client']);
+    });
+    assert.equal(log.waiting, 2);
+    log.append('stdout', Buffer.from('x'));
+    await Promise.all([client, background]);
+    assert.deepEqual(order, ['client', 'background']);
+    assert.equal(log.waiting, 0);
+
+    // An abandoned background waiter is removed too.
+    const gone = new AbortController();
+    const abandoned = log.waitForGrowth(1, gone.signal, { background: true });
+    assert.equal(log.waiting, 1);
+    gone.abort();
+    await abandoned;
+    assert.equal(log.waiting, 0);
+    log.close();
+  });
+
   it('reads bytes before a trimmed start as nothing, even while they are still in memory', async () => {
     const log = OutputLog.create(dir);
     const release = log.acquire();

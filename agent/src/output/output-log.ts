@@ -70,6 +70,8 @@ export class OutputLog {
   #start: number;
   readonly #segments: Segment[];
   readonly #waiters = new Set<() => void>();
+  readonly #background = new Set<() => void>();
+  #backgroundWake: NodeJS.Immediate | undefined;
   /** The newest appended chunks, oldest first (empty once closed); #tailBytes is their total. */
   readonly #tail: TailChunk[] = [];
   #tailBytes = 0;
@@ -214,11 +216,10 @@ export class OutputLog {
   async read(offset: number, max: number): Promise<LogPiece> {
     const fd = this.#fd;
     if (fd === null) throw new Error('read without acquire()');
+    const kept = this.readKept(offset, max);
+    if (kept) return kept;
     const { stream, end } = this.#segmentAt(offset);
-    const want = offset < this.#start ? 0 : Math.max(0, Math.min(max, end - offset, this.#length - offset));
-    if (want === 0) return { offset, data: Buffer.alloc(0), stream };
-    const kept = this.#fromTail(offset, want);
-    if (kept) return { offset, data: kept, stream };
+    const want = Math.min(max, end - offset, this.#length - offset);
     const buf = Buffer.allocUnsafe(want);
     const { bytesRead } = await read(fd, buf, 0, want, offset);
     if (offset < this.#start) return { offset, data: Buffer.alloc(0), stream };
@@ -226,25 +227,41 @@ export class OutputLog {
   }
 
   /**
-   * Resolves when the log is longer than `offset`, is closed, or `signal` aborts. The waiter is
-   * removed on every path, so an abandoned follower leaves nothing behind.
+   * read() without waiting, for bytes still in the in-memory tail: the piece read() would give,
+   * or undefined when it has to come from the file. Empty pieces (at the end, before the start)
+   * are given at once too.
    */
-  waitForGrowth(offset: number, signal: AbortSignal): Promise<void> {
+  readKept(offset: number, max: number): LogPiece | undefined {
+    const { stream, end } = this.#segmentAt(offset);
+    const want = offset < this.#start ? 0 : Math.max(0, Math.min(max, end - offset, this.#length - offset));
+    if (want === 0) return { offset, data: Buffer.alloc(0), stream };
+    const kept = this.#fromTail(offset, want);
+    return kept ? { offset, data: kept, stream } : undefined;
+  }
+
+  /**
+   * Resolves when the log is longer than `offset`, is closed, or `signal` aborts. The waiter is
+   * removed on every path, so an abandoned follower leaves nothing behind. A `background` waiter
+   * (the agent's own bookkeeping, not a client) is woken only after the current loop turn's
+   * writes have gone out: clients' followers go first, and their messages leave before it runs.
+   */
+  waitForGrowth(offset: number, signal: AbortSignal, opts: { background?: boolean } = {}): Promise<void> {
     if (this.#length > offset || this.#closed || signal.aborted) return Promise.resolve();
+    const waiters = opts.background ? this.#background : this.#waiters;
     return new Promise((resolve) => {
       const done = (): void => {
-        this.#waiters.delete(done);
+        waiters.delete(done);
         signal.removeEventListener('abort', done);
         resolve();
       };
-      this.#waiters.add(done);
+      waiters.add(done);
       signal.addEventListener('abort', done, { once: true });
     });
   }
 
   /** Number of readers waiting for growth (for leak checks and metrics). */
   get waiting(): number {
-    return this.#waiters.size;
+    return this.#waiters.size + this.#background.size;
   }
 
   /**
@@ -286,6 +303,14 @@ export class OutputLog {
 
   #wake(): void {
     for (const w of [...this.#waiters]) w();
+    // One immediate per loop turn, however many appends. Node runs its own immediates first,
+    // and that is where HTTP/2 hands the followers' messages to the socket.
+    if (this.#background.size > 0 && !this.#backgroundWake) {
+      this.#backgroundWake = setImmediate(() => {
+        this.#backgroundWake = undefined;
+        for (const w of [...this.#background]) w();
+      });
+    }
   }
 
   #segmentAt(offset: number): { stream: StreamName; end: number } {
