@@ -119,6 +119,25 @@ describe('output log tail in memory', () => {
     log.close();
   });
 
+  it('holds at most TAIL_BYTES and one append in memory, and nothing once no reader is left', () => {
+    const log = OutputLog.create(dir);
+    log.append('stdout', Buffer.alloc(50_000));
+    assert.equal(log.keptBytes, 0, 'a log nobody reads keeps nothing in memory');
+    const release = log.acquire();
+    for (let i = 0; i < 100; i++) {
+      log.append('stdout', Buffer.alloc(i % 2 === 0 ? 60_000 : 30));
+      assert.ok(log.keptBytes <= TAIL_BYTES + 60_000, `${log.keptBytes} bytes kept`);
+    }
+    assert.ok(log.keptBytes > 0);
+    release();
+    assert.equal(log.keptBytes, 0, 'the last reader leaving frees the tail');
+    const again = log.acquire();
+    log.append('stdout', Buffer.alloc(10));
+    log.close();
+    assert.equal(log.keptBytes, 0, 'a closed log frees the tail');
+    again();
+  });
+
   it('reads bytes before a trimmed start as nothing, even while they are still in memory', async () => {
     const log = OutputLog.create(dir);
     const release = log.acquire();

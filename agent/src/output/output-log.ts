@@ -31,9 +31,9 @@ const INDEX_FILE = 'output.idx';
 const START_FILE = 'output.start';
 
 /**
- * How many of the newest appended bytes a live log keeps in memory (plus at most one append's
- * chunk, which is never split). Readers at or past the tail's start read from memory; readers
- * further behind read the file. One tail per log, whatever the number of readers.
+ * How many of the newest appended bytes a live log keeps in memory while it has readers (plus at
+ * most one append's chunk, which is never split). Readers at or past the tail's start read from
+ * memory; readers further behind read the file. One tail per log, whatever the number of readers.
  */
 export const TAIL_BYTES = 128 * 1024;
 /** At most this many appends are held (a serial console appends tens of bytes at a time). */
@@ -203,6 +203,8 @@ export class OutputLog {
       if (released) return;
       released = true;
       this.#readers -= 1;
+      // Nobody left to serve from memory: a reader that comes later starts from the file.
+      if (this.#readers === 0) this.#dropTail();
       this.#releaseFdIfIdle();
     };
   }
@@ -259,6 +261,11 @@ export class OutputLog {
     });
   }
 
+  /** Bytes of appended output held in memory for readers (for leak checks). */
+  get keptBytes(): number {
+    return this.#tailBytes;
+  }
+
   /** Number of readers waiting for growth (for leak checks and metrics). */
   get waiting(): number {
     return this.#waiters.size + this.#background.size;
@@ -269,6 +276,7 @@ export class OutputLog {
    * and forgets the oldest chunks past TAIL_BYTES.
    */
   #keep(data: Buffer): void {
+    if (this.#readers === 0) return; // a job nobody follows costs no memory
     const tail = this.#tail;
     tail.push({ offset: this.#length, data });
     this.#tailBytes += data.length;
