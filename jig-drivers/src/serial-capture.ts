@@ -234,9 +234,9 @@ interface UnixPortBinding {
 
 /**
  * Makes `port` read its tty on the event loop. bindings-cpp reads with an async fs.read, a hop to
- * libuv's thread pool and back for every chunk, after its poller said the fd is readable: on a
- * loaded 2-core host that hop was most of the 0.2 ms from a DUT's write to the capture's 'data'
- * (README, Benchmarks). The fd is non-blocking (bindings-cpp opens it O_NONBLOCK), so a read on
+ * libuv's thread pool and back (two thread wake-ups) for every chunk, after its poller said the fd
+ * is readable; on a loaded 2-core host that is tens of microseconds per line of a serial console
+ * (README, Benchmarks, Serial). The fd is non-blocking (bindings-cpp opens it O_NONBLOCK), so a read on
  * the loop thread costs one syscall and never blocks: it returns what is there or EAGAIN, and on
  * EAGAIN we wait for the same poller. Errors are classified as bindings-cpp does. A hung-up tty
  * reads 0 bytes; bindings-cpp retries that at once, here the retry waits for the poller, which
