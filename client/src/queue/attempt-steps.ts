@@ -18,8 +18,11 @@ import { messageOf, type Outcome, retrying, type WorkerContext } from './worker-
 
 /** How long a flashed DUT gets to boot (within the job's own timeout). */
 const BOOT_TIMEOUT_MS = 5 * 60_000;
-/** Longest DUT-state call the agent accepts (its MAX_EXEC_MS); a flash is bounded by the job's time. */
-const MAX_GOTO_MS = 24 * 3600 * 1000;
+/**
+ * How long the agent may take to flash and power off (the longest DUT-state call it accepts, its
+ * MAX_EXEC_MS): a flash takes what the image needs, and a cancel or a lost lease stops it sooner.
+ */
+const FLASH_CALL_MS = 24 * 3600 * 1000;
 
 /** Flash (if an image was given), power cycle, then the command; resolves with the outcome. */
 export async function runSteps(
@@ -36,8 +39,6 @@ export async function runSteps(
   const check = (): void => {
     if (signal.aborted) throw signal.reason;
   };
-  /** What is left of the job's time, for one DUT-state call (at least 1 s, at most the agent's bound). */
-  const left = (): number => Math.min(MAX_GOTO_MS, Math.max(1000, deadline - Date.now()));
   logs.note(`attempt ${job.attempts} on ${dut} (agent ${ctx.agent}, lease ${lease.id}, worker ${ctx.name})`);
   const image = job.image;
   if (image) {
@@ -61,7 +62,8 @@ export async function runSteps(
     const flashed = await step('flash', signal, () =>
       untilAborted(
         signal,
-        client.jig.gotoState(dut, 'off', { imageSha256: image.sha256, timeoutMs: left() }),
+        // As before, the flash is not bounded by the job's timeout (the command and the boot are).
+        client.jig.gotoState(dut, 'off', { imageSha256: image.sha256, timeoutMs: FLASH_CALL_MS }),
       ),
     );
     noteSteps(logs, flashed);
@@ -69,7 +71,7 @@ export async function runSteps(
     logs.note('power cycle');
     // A flashed image must boot before its tests run: a DUT that never shows its boot pattern
     // (the jig description's shell.bootedPattern) is an infra-error at `boot`, not a failed test.
-    const bootMs = Math.min(BOOT_TIMEOUT_MS, left());
+    const bootMs = Math.min(BOOT_TIMEOUT_MS, Math.max(1000, deadline - Date.now()));
     const booted = await step('boot', signal, () =>
       untilAborted(signal, client.jig.gotoState(dut, 'booted', { timeoutMs: bootMs })),
     );
