@@ -36,6 +36,11 @@ export interface GotoOptions {
   lease: string | undefined;
   /** The caller's lease check, run again before each power action. */
   fence: () => void;
+  /**
+   * Re-checks the lease once a flash job started and binds the job to it (lease-jobs.ts,
+   * fenceStartedJob), as the Flash RPC does: no flash outlives the lease it was started under.
+   */
+  fenceJob?: (jobId: string) => Promise<void>;
   shells: DutShells;
   supervisor: Supervisor;
   /** How long the whole transition may take. */
@@ -75,6 +80,7 @@ export async function gotoState(o: GotoOptions): Promise<GotoStep[]> {
         owner: who.name,
         fence: o.fence,
       });
+      await o.fenceJob?.(id);
       const ended = await o.supervisor.ended(id);
       if (ended.record.state !== 'exited' || ended.record.exitCode !== 0)
         throw new DriverFailedError(
