@@ -32,6 +32,8 @@ export interface GotoOptions {
   dut: DutRuntime;
   goal: GoalName;
   imageSha256?: string;
+  /** Flash the image even if the medium holds it from a completed flash. */
+  reflash?: boolean;
   who: Identity;
   lease: string | undefined;
   /** The caller's lease check, run again before each power action. */
@@ -72,7 +74,7 @@ export async function gotoState(o: GotoOptions): Promise<GotoStep[]> {
   };
 
   let fresh = false;
-  if (o.imageSha256 && (dut.storage.dirty || dut.storage.lastImageSha256 !== o.imageSha256)) {
+  if (o.imageSha256 && (o.reflash || dut.storage.dirty || dut.storage.lastImageSha256 !== o.imageSha256)) {
     await step('flash', async () => {
       const id = await dut.startFlash({
         imageSha256: o.imageSha256!,

@@ -183,6 +183,7 @@ export function execHandlers(
         dut,
         goal,
         imageSha256: request.imageSha256 || undefined,
+        reflash: request.reflash,
         who,
         lease: lease?.id,
         fence,
