@@ -467,13 +467,13 @@ export class JigClient {
 
   /**
    * Brings a DUT to a state — off, booted (boot seen since power-on) or shell (logged in) —
-   * optionally running a cached image (flashed first unless the DUT already got it). Idempotent:
-   * only what is missing is done. Resolves with the steps taken.
+   * optionally running a cached image (flashed first unless the DUT already got it, or `reflash`).
+   * Idempotent: only what is missing is done. Resolves with the steps taken.
    */
   async gotoState(
     dut: string,
     state: DutGoalName,
-    opts: { imageSha256?: string; timeoutMs?: number } = {},
+    opts: { imageSha256?: string; timeoutMs?: number; reflash?: boolean } = {},
   ): Promise<GotoResult> {
     const goal = GOALS[state];
     if (goal === undefined)
@@ -484,7 +484,7 @@ export class JigClient {
     const timeoutMs = opts.timeoutMs ?? 5 * 60_000;
     const res = await unaryCall<GotoStateResponse>((cb) =>
       this.#stub.gotoState(
-        { dut, goal, imageSha256: opts.imageSha256 ?? '', timeoutMs },
+        { dut, goal, imageSha256: opts.imageSha256 ?? '', timeoutMs, reflash: opts.reflash ?? false },
         new Metadata(),
         callOptions(timeoutMs + UNARY_DEADLINE_MS),
         cb,

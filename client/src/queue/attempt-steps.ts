@@ -62,8 +62,13 @@ export async function runSteps(
     const flashed = await step('flash', signal, () =>
       untilAborted(
         signal,
-        // As before, the flash is not bounded by the job's timeout (the command and the boot are).
-        client.jig.gotoState(dut, 'off', { imageSha256: image.sha256, timeoutMs: FLASH_CALL_MS }),
+        // Every attempt starts from a freshly written image (an earlier run may have changed the
+        // medium); as before, the flash is not bounded by the job's timeout (the command and boot are).
+        client.jig.gotoState(dut, 'off', {
+          imageSha256: image.sha256,
+          timeoutMs: FLASH_CALL_MS,
+          reflash: true,
+        }),
       ),
     );
     noteSteps(logs, flashed);
