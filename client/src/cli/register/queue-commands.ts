@@ -32,6 +32,8 @@ const queueBuilder = (y: Argv) =>
     });
 /** What a queue subcommand's builder starts from: the options of every queue command. */
 type QueueArgv = ReturnType<typeof queueBuilder>;
+/** Flags every queue command takes. */
+export type QueueFlags = FlagsOf<typeof queueBuilder>;
 
 const submitBuilder = (y: QueueArgv) =>
   y
