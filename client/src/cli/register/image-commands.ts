@@ -42,7 +42,6 @@ export const addImages: AddCommand = (y, outcome) =>
         imagesRemoveBuilder,
         async (argv) => {
           const { imagesRemoveCommand } = await import('../image-commands.js');
-          // yargs reads an all-digit hash as a number.
           outcome.exitCode = await imagesRemoveCommand({ ...argv, sha256: argv.sha256.map(String) });
         },
       ),
