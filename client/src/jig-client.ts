@@ -136,13 +136,13 @@ export class JigClient {
 
   /**
    * Brings a DUT to a state — off, booted (boot seen since power-on) or shell (logged in) —
-   * optionally running a cached image (flashed first unless the DUT already got it). Idempotent:
-   * only what is missing is done. Resolves with the steps taken.
+   * optionally running a cached image (flashed first unless the DUT already got it, or `reflash`).
+   * Idempotent: only what is missing is done. Resolves with the steps taken.
    */
   gotoState(
     dut: string,
     state: DutGoalName,
-    opts: { imageSha256?: string; timeoutMs?: number } = {},
+    opts: { imageSha256?: string; timeoutMs?: number; reflash?: boolean } = {},
   ): Promise<GotoResult> {
     return gotoState(this.#stub, dut, state, opts);
   }

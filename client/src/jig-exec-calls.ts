@@ -136,7 +136,7 @@ export async function gotoState(
   stub: JigServiceClient,
   dut: string,
   state: DutGoalName,
-  opts: { imageSha256?: string; timeoutMs?: number },
+  opts: { imageSha256?: string; timeoutMs?: number; reflash?: boolean },
 ): Promise<GotoResult> {
   const goal = GOALS[state];
   if (goal === undefined)
@@ -147,7 +147,7 @@ export async function gotoState(
   const timeoutMs = opts.timeoutMs ?? DEFAULT_GOTO_MS;
   const res = await unaryCall<GotoStateResponse>((cb) =>
     stub.gotoState(
-      { dut, goal, imageSha256: opts.imageSha256 ?? '', timeoutMs },
+      { dut, goal, imageSha256: opts.imageSha256 ?? '', timeoutMs, reflash: opts.reflash ?? false },
       new Metadata(),
       callOptions(timeoutMs + UNARY_DEADLINE_MS),
       cb,
