@@ -273,6 +273,13 @@ describe('exec on the virtual jig', function () {
     assert.deepEqual(await goto(), ['already flashed', 'already shell']);
     const release = await operator.jig.exec('vdut-a', 'cat $VROOT/etc/os-release');
     assert.match(release.stdout.toString(), /^VERSION_ID=4\.5\.6$/m);
+    // A run that must start from a clean image (the queue's) writes it again all the same.
+    const sha256 = (await operator.images.upload(path)).sha256;
+    const again = await operator.jig.gotoState('vdut-a', 'off', { imageSha256: sha256, reflash: true });
+    assert.deepEqual(
+      again.steps.map((s) => s.name),
+      ['flash', 'already off'],
+    );
     await operator.jig.power('vdut-a', 'off');
   });
 });

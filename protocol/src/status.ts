@@ -2,7 +2,7 @@
  * The one place where errors cross the gRPC boundary: internal errors become a status with a
  * message and a code trailer on the agent, and a status becomes a JigletError on the client.
  */
-import { Metadata, type ServiceError, type StatusObject, status } from '@grpc/grpc-js';
+import { Metadata, type ServiceError, type StatusObject, type status } from '@grpc/grpc-js';
 import {
   DRIVER_ERROR_CODE_METADATA_KEY,
   DriverFailedError,

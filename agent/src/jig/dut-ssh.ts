@@ -121,6 +121,23 @@ export class DutSsh {
     }
   }
 
+  /**
+   * Opens a channel with `open` on the connection. A connection that died without a word (the
+   * DUT's SSH server process crashed, its network went away) fails the first open: it is dropped
+   * and the open is tried once more on a new connection.
+   */
+  async openChannel<T>(signal: AbortSignal, open: (client: Client) => Promise<T>): Promise<T> {
+    const client = await this.connection(signal);
+    try {
+      return await open(client);
+    } catch (error) {
+      if (signal.aborted) throw error;
+      this.#opts.log.info({ err: (error as Error).message }, 'SSH channel refused; connecting again');
+      if (this.#client === client) this.drop(`a channel failed: ${(error as Error).message}`);
+      return open(await this.connection(signal));
+    }
+  }
+
   /** Takes one of the connection's channel slots; the returned function gives it back. */
   takeChannel(): () => void {
     if (this.#channels >= MAX_SSH_CHANNELS)

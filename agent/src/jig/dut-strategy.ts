@@ -32,10 +32,17 @@ export interface GotoOptions {
   dut: DutRuntime;
   goal: GoalName;
   imageSha256?: string;
+  /** Flash the image even if the medium holds it from a completed flash. */
+  reflash?: boolean;
   who: Identity;
   lease: string | undefined;
   /** The caller's lease check, run again before each power action. */
   fence: () => void;
+  /**
+   * Re-checks the lease once a flash job started and binds the job to it (lease-jobs.ts,
+   * fenceStartedJob), as the Flash RPC does: no flash outlives the lease it was started under.
+   */
+  fenceJob?: (jobId: string) => Promise<void>;
   shells: DutShells;
   supervisor: Supervisor;
   /** How long the whole transition may take. */
@@ -67,7 +74,7 @@ export async function gotoState(o: GotoOptions): Promise<GotoStep[]> {
   };
 
   let fresh = false;
-  if (o.imageSha256 && (dut.storage.dirty || dut.storage.lastImageSha256 !== o.imageSha256)) {
+  if (o.imageSha256 && (o.reflash || dut.storage.dirty || dut.storage.lastImageSha256 !== o.imageSha256)) {
     await step('flash', async () => {
       const id = await dut.startFlash({
         imageSha256: o.imageSha256!,
@@ -75,6 +82,7 @@ export async function gotoState(o: GotoOptions): Promise<GotoStep[]> {
         owner: who.name,
         fence: o.fence,
       });
+      await o.fenceJob?.(id);
       const ended = await o.supervisor.ended(id);
       if (ended.record.state !== 'exited' || ended.record.exitCode !== 0)
         throw new DriverFailedError(

@@ -48,6 +48,8 @@ export class SerialMonitor extends EventEmitter {
       from: 0,
       follow: true,
       signal: this.#controller.signal,
+      // Bookkeeping: clients' tails, consoles and expects get each record first.
+      background: true,
       onRecord: (record) => {
         this.#take(record);
         return true;

@@ -39,11 +39,15 @@ async function withSftp<T>(
 ): Promise<T> {
   const give = ssh.takeChannel();
   try {
-    const client = await ssh.connection(signal);
     let sftp: SFTPWrapper;
+    let client: Client | undefined;
     try {
-      sftp = await openSftp(client);
+      sftp = await ssh.openChannel(signal, (c) => {
+        client = c;
+        return openSftp(c);
+      });
     } catch (error) {
+      if (error instanceof JigletError) throw error;
       throw new JigletError(
         'JIGLET_E_FAILED_PRECONDITION',
         `${dut}'s SSH server offers no SFTP (${(error as Error).message}): install an sftp-server on the DUT, or copy over serial (--via serial)`,
@@ -54,7 +58,7 @@ async function withSftp<T>(
     const onAbort = (): void => sftp.end();
     signal.addEventListener('abort', onAbort, { once: true });
     try {
-      return await work(sftp, client);
+      return await work(sftp, client!);
     } finally {
       signal.removeEventListener('abort', onAbort);
       await endSftp(sftp, closed);
@@ -78,10 +82,11 @@ async function closedOrLate(closed: Promise<unknown>): Promise<void> {
 }
 
 /**
- * Ends an SFTP session and waits (bounded) until the DUT has closed its channel. Dropbear
- * (2022.83, the QEMU DUT's) mishandles a channel opened while an ended one's sftp-server is still
- * exiting: it closes the new channel unanswered ("Unable to exec": the checksum after every copy
- * from the DUT failed) and then drops the whole connection.
+ * Ends an SFTP session and waits (bounded) until the DUT has closed its channel, so the next
+ * channel (the checksum's exec) opens on a quiet connection. Dropbear (2022.83, the QEMU DUT's)
+ * closed that next channel unanswered ("Unable to exec": the checksum after every copy from the
+ * DUT failed) and then dropped the connection when the session was ended with a request still
+ * in flight; waiting for the handle's close (copyFromDutOverSsh) or for this close avoided it.
  */
 async function endSftp(sftp: SFTPWrapper, closed: Promise<unknown>): Promise<void> {
   sftp.end();
@@ -190,16 +195,17 @@ export async function copyFromDutOverSsh(opts: {
   let bytes = 0;
   await withSftp(ssh, dut, signal, async (sftp) => {
     const input = sftp.createReadStream(path, { highWaterMark: SFTP_CHUNK });
+    // 'close' comes once the server answered the handle's close: ending the SFTP channel before
+    // that crashes dropbear 2022.83's connection (it asserts on data for a closed channel). An
+    // 'error' ends the wait too (the read's own error is reported by the loop below).
+    const closed = closedOrLate(once(input, 'close').catch(() => undefined));
     try {
-      // 'error' ends the wait too: the read's own error is reported by the loop below.
-      const handleClosed = closedOrLate(once(input, 'close').catch(() => undefined));
       for await (const chunk of input as AsyncIterable<Buffer>) {
         bytes += chunk.length;
         hash.update(chunk);
         await opts.write(chunk);
       }
-      // The file's handle is closed after its end was read: let the DUT answer before the session ends.
-      await handleClosed;
+      await closed;
     } catch (error) {
       input.destroy();
       if (error instanceof JigletError) throw error;

@@ -5,11 +5,10 @@
  * SIGINT, then SIGKILL, through a second channel, because neither dropbear nor every OpenSSH
  * passes a "signal" request on to a command's children.
  */
-import { randomBytes } from 'node:crypto';
 import type { Client, ClientChannel } from 'ssh2';
 import { JigletError } from '../../../protocol/src/errors.js';
 import type { DutSsh } from './dut-ssh.js';
-import { shellQuote } from './exec-protocol.js';
+import { newNonce, shellQuote } from './exec-protocol.js';
 
 /** Most bytes of stdout, and of stderr, an exec keeps; the rest is counted and said. */
 export const MAX_SSH_EXEC_OUTPUT = 8 * 1024 * 1024;
@@ -46,8 +45,7 @@ export async function sshExec(
   const timeout = AbortSignal.timeout(req.timeoutMs);
   const deadline = signal ? AbortSignal.any([timeout, signal]) : timeout;
   try {
-    const client = await ssh.connection(deadline);
-    return await runWrapped(client, req, deadline);
+    return await runWrapped(ssh, req, deadline);
   } finally {
     give();
   }
@@ -108,21 +106,22 @@ function openExec(client: Client, command: string): Promise<OpenedExec> {
   });
 }
 
-async function runWrapped(
-  client: Client,
-  req: SshExecRequest,
-  deadline: AbortSignal,
-): Promise<SshExecResult> {
-  const marker = `jiglet-exec-${randomBytes(6).toString('hex')}`;
+async function runWrapped(ssh: DutSsh, req: SshExecRequest, deadline: AbortSignal): Promise<SshExecResult> {
+  const marker = `jiglet-exec-${newNonce()}`;
   // The login shell prints the marker and its pid (its session's process group), then runs the
   // command exactly as typed with `eval`: a syntax error in it is that shell's, exit code 2. Not
   // `exec $SHELL -c`: a second shell's start cost ~5.5 ms of an 18 ms exec on the QEMU DUT.
   const wrapped = `printf '%s %s\\n' ${marker} "$$"; eval ${shellQuote(req.command)}`;
   let channel: ClientChannel;
   let exitOf: () => ChannelExit | undefined;
+  let client: Client | undefined;
   try {
-    ({ channel, exit: exitOf } = await openExec(client, wrapped));
+    ({ channel, exit: exitOf } = await ssh.openChannel(deadline, (c) => {
+      client = c;
+      return openExec(c, wrapped);
+    }));
   } catch (error) {
+    if (error instanceof JigletError) throw error;
     throw new JigletError(
       'JIGLET_E_UNAVAILABLE',
       `could not start the command over SSH: ${(error as Error).message}`,
@@ -153,7 +152,7 @@ async function runWrapped(
   let timedOut = false;
   const onDeadline = (): void => {
     timedOut = true;
-    void interrupt(client, pid).finally(() => channel.close());
+    void interrupt(client!, pid).finally(() => channel.close());
   };
   deadline.addEventListener('abort', onDeadline, { once: true });
   try {

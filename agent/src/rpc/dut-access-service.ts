@@ -37,14 +37,7 @@ import { copyFromDutOverSsh, copyToDutOverSsh } from '../jig/ssh-copy.js';
 import { boundedNumber } from '../jobs/job-spec.js';
 import { leaseOf } from '../leases/lease-header.js';
 import type { LeaseManager } from '../leases/lease-manager.js';
-import {
-  abortWhenClientCancels,
-  abortWhenClientGone,
-  ByteBoundedWriter,
-  failStream,
-  statusFor,
-  unary,
-} from './respond.js';
+import { abortWhenClientGone, ByteBoundedWriter, failStream, statusFor, unary } from './respond.js';
 import { sshSession } from './ssh-session.js';
 
 /** A copy's timeout when the client names none, and the longest it may ask for. */

@@ -27,6 +27,7 @@ import { sshExec } from '../jig/ssh-exec.js';
 import { boundedNumber } from '../jobs/job-spec.js';
 import type { Supervisor } from '../jobs/supervisor.js';
 import { leaseOf } from '../leases/lease-header.js';
+import { fenceStartedJob } from '../leases/lease-jobs.js';
 import type { LeaseManager } from '../leases/lease-manager.js';
 import { abortWhenClientGone, unary } from './respond.js';
 
@@ -182,9 +183,12 @@ export function execHandlers(
         dut,
         goal,
         imageSha256: request.imageSha256 || undefined,
+        reflash: request.reflash,
         who,
         lease: lease?.id,
         fence,
+        fenceJob: (jobId) =>
+          fenceStartedJob({ leases, supervisor, dut: dut.dut.name, leaseId, caller: who, jobId, log }),
         shells,
         supervisor,
         timeoutMs,

@@ -27,27 +27,6 @@ export function unary<Req, Res>(
   };
 }
 
-/**
- * The same for a call whose client streams its request (client streaming): there 'close' also
- * follows the client's normal end of input, so only 'cancelled' and 'error' mean it went away.
- */
-export function abortWhenClientCancels(call: NodeJS.EventEmitter): {
-  controller: AbortController;
-  dispose: () => void;
-} {
-  const controller = new AbortController();
-  const abort = (): void => controller.abort();
-  call.once('cancelled', abort);
-  call.once('error', abort);
-  return {
-    controller,
-    dispose() {
-      call.off('cancelled', abort);
-      call.off('error', abort);
-    },
-  };
-}
-
 /** Ends a server stream with an error status, unless the client is already gone. */
 export function failStream<Req, Res>(
   log: Logger,
@@ -59,6 +38,22 @@ export function failStream<Req, Res>(
   call.emit('error', statusFor(log, method, err));
 }
 
+/** An AbortController that fires on any of `events` from the call; dispose() removes the listeners. */
+function abortOn(
+  call: NodeJS.EventEmitter,
+  events: readonly string[],
+): { controller: AbortController; dispose: () => void } {
+  const controller = new AbortController();
+  const abort = (): void => controller.abort();
+  for (const event of events) call.once(event, abort);
+  return {
+    controller,
+    dispose() {
+      for (const event of events) call.off(event, abort);
+    },
+  };
+}
+
 /**
  * An AbortController that fires when the client goes away. grpc-node #2583: a cancel can surface
  * as 'cancelled', 'close' or 'error', so all three are heard; dispose() removes the listeners.
@@ -67,19 +62,18 @@ export function abortWhenClientGone(call: NodeJS.EventEmitter): {
   controller: AbortController;
   dispose: () => void;
 } {
-  const controller = new AbortController();
-  const abort = (): void => controller.abort();
-  call.once('cancelled', abort);
-  call.once('close', abort);
-  call.once('error', abort);
-  return {
-    controller,
-    dispose() {
-      call.off('cancelled', abort);
-      call.off('close', abort);
-      call.off('error', abort);
-    },
-  };
+  return abortOn(call, ['cancelled', 'close', 'error']);
+}
+
+/**
+ * The same for a call whose client streams its request (client streaming): there 'close' also
+ * follows the client's normal end of input, so only 'cancelled' and 'error' mean it went away.
+ */
+export function abortWhenClientCancels(call: NodeJS.EventEmitter): {
+  controller: AbortController;
+  dispose: () => void;
+} {
+  return abortOn(call, ['cancelled', 'error']);
 }
 
 /**

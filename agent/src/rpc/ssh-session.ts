@@ -71,10 +71,10 @@ export function sshSession(
     if (msg.command.length > MAX_COMMAND)
       throw invalidArgument(`a session's command is at most ${MAX_COMMAND} bytes`);
     give = ssh.takeChannel();
-    const client = await ssh.connection(
+    const { channel: opened, exit: exitOf } = await ssh.openChannel(
       AbortSignal.any([AbortSignal.timeout(OPEN_TIMEOUT_MS), controller.signal]),
+      (client) => openChannel(ssh, client, msg),
     );
-    const { channel: opened, exit: exitOf } = await openChannel(ssh, client, msg);
     if (finished) {
       opened.close();
       return;

@@ -18,6 +18,7 @@ import { humanDuration } from './format.js';
 import { abortOnStop, ESCAPE_BYTE, printRecord } from './jig-commands.js';
 import { connect } from './job-commands.js';
 import { parseDuration } from './parse-units.js';
+import type { ConsoleFlags } from './register/dut-shell-commands.js';
 
 /** The agent refuses console messages larger than this (MAX_CONSOLE_INPUT in jig-service.ts). */
 const MAX_INPUT_MESSAGE = 64 * 1024;
@@ -32,27 +33,6 @@ const DEFAULT_TIMEOUT_MS = 30_000;
 const MAX_LINE_CHARS = 16 * 1024;
 /** Lines shown when --until's pattern never came. */
 const LAST_LINES = 10;
-
-/** `jigctl console` flags. */
-export interface ConsoleFlags {
-  dut: string;
-  takeOver?: boolean;
-  /** Print a browser link to the console instead of attaching here. */
-  web?: boolean;
-  /** With --web: also open the link with xdg-open. */
-  open?: boolean;
-  /** Piped stdin: after stdin ends, wait for a line matching this RE2 pattern. */
-  until?: string;
-  /** Piped stdin: how long the DUT must be quiet after stdin ended (without --until). */
-  drain?: string;
-  /** Piped stdin: how long to wait for the pattern (--until) or at most for quiet (--drain). */
-  timeout?: string;
-  server?: string;
-  ca?: string;
-  cert?: string;
-  key?: string;
-  context?: string;
-}
 
 /** What the piped console waits for once stdin has ended. */
 type Finish =

@@ -11,20 +11,14 @@ import { createReadStream, createWriteStream } from 'node:fs';
 import { rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { invalidArgument } from '../../../protocol/src/errors.js';
-import type { ConnectionFlags } from '../connection.js';
 import type { CopyReport } from '../dut-access-client.js';
 import type { ExecTransport } from '../jig-client.js';
 import { humanDuration } from './format.js';
 import { abortOnStop } from './jig-commands.js';
 import { connect } from './job-commands.js';
 import { parseDuration } from './parse-units.js';
+import type { CopyFlags } from './register/dut-shell-commands.js';
 import { writeOut } from './write-out.js';
-
-export interface CopyFlags extends ConnectionFlags {
-  via?: string;
-  timeout?: string;
-  output?: string;
-}
 
 /** `DUT:/path` → its parts; a local path → undefined. A DUT name is what the jig description allows. */
 export function dutPathOf(operand: string): { dut: string; path: string } | undefined {

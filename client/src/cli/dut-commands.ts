@@ -1,26 +1,7 @@
-/**
- * jigctl's DUT health commands (admin): `dut state D good|bad|maintenance` takes a DUT out of
- * service or puts it back, `dut check D` runs its health check now and exits 0 when it passed.
- */
-import type { ConnectionFlags } from '../connection.js';
-import type { DutStateName } from '../jig-client.js';
 import { healthJson, healthLine } from './dut-health-format.js';
 import { EXIT } from './exit-codes.js';
 import { connect } from './job-commands.js';
-
-/** `jigctl dut state` flags. */
-export interface DutStateFlags extends ConnectionFlags {
-  dut: string;
-  state: DutStateName;
-  reason?: string;
-  output?: string;
-}
-
-/** `jigctl dut check` flags. */
-export interface DutCheckFlags extends ConnectionFlags {
-  dut: string;
-  output?: string;
-}
+import type { DutCheckFlags, DutStateFlags, ForgetHostKeyFlags } from './register/dut-commands.js';
 
 /** `jigctl dut state D good|bad|maintenance [--reason TEXT]`: prints the DUT's health as it is now. */
 export async function dutStateCommand(flags: DutStateFlags): Promise<number> {
@@ -58,7 +39,7 @@ export async function dutCheckCommand(flags: DutCheckFlags): Promise<number> {
 }
 
 /** `jigctl dut forget-host-key D` (admin): the agent forgets the DUT's learnt SSH host key. */
-export async function forgetHostKeyCommand(flags: ConnectionFlags & { dut: string }): Promise<number> {
+export async function forgetHostKeyCommand(flags: ForgetHostKeyFlags): Promise<number> {
   const client = connect(flags);
   try {
     const fingerprint = await client.dut.forgetHostKey(flags.dut);

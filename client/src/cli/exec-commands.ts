@@ -4,35 +4,17 @@
  * bring a DUT to a state, one line per step taken.
  */
 import { invalidArgument } from '../../../protocol/src/errors.js';
-import type { ConnectionFlags } from '../connection.js';
-import type { DutGoalName, ExecTransport } from '../jig-client.js';
+import type { ExecTransport } from '../jig-client.js';
 import { connect } from './job-commands.js';
 import { parseDuration } from './parse-units.js';
+import type { GotoFlags } from './register/dut-commands.js';
+import type { ExecFlags } from './register/dut-shell-commands.js';
 import { writeOut } from './write-out.js';
 
 /** Most stdin an interactive exec types (the agent's own limit). */
 const MAX_STDIN = 64 * 1024;
 /** Most stdin an exec over SSH sends (the agent's own limit). */
 const MAX_SSH_STDIN = 4 * 1024 * 1024;
-
-/** `jigctl exec` flags. */
-export interface ExecFlags extends ConnectionFlags {
-  dut: string;
-  timeout?: string;
-  interactive?: boolean;
-  keepKernelLines?: boolean;
-  via?: string;
-  output?: string;
-}
-
-/** `jigctl dut goto` flags. */
-export interface GotoFlags extends ConnectionFlags {
-  dut: string;
-  state: DutGoalName;
-  image?: string;
-  timeout?: string;
-  output?: string;
-}
 
 /**
  * `jigctl exec --dut D [--timeout 30s] [-i] -- CMD [ARGS…]`. One word after `--` is a shell

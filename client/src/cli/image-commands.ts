@@ -9,20 +9,7 @@ import type { FlashEvent } from '../flash-client.js';
 import { FlashProgressView } from './flash-progress.js';
 import { renderTable } from './format.js';
 import { connect } from './job-commands.js';
-
-/** `jigctl images` flags. */
-export interface ImagesFlags extends ConnectionFlags {
-  output?: string;
-}
-
-/** `jigctl flash` flags. */
-export interface FlashFlags extends ConnectionFlags {
-  dut: string;
-  image: string;
-  bmap?: string;
-  verify?: boolean;
-  output?: string;
-}
+import type { FlashFlags, ImagesFlags } from './register/image-commands.js';
 
 const MiB = 1024 * 1024;
 

@@ -4,18 +4,13 @@
  * stays the pure byte stream a script can pipe on.
  */
 import { invalidArgument } from '../../../protocol/src/errors.js';
-import type { ConnectionFlags } from '../connection.js';
-import {
-  ExpectTimeoutError,
-  type PowerActionName,
-  type SerialRecord,
-  type SerialStartOptions,
-} from '../jig-client.js';
+import { ExpectTimeoutError, type SerialRecord, type SerialStartOptions } from '../jig-client.js';
 import { dutTable } from './dut-table.js';
 import { EXIT } from './exit-codes.js';
 import { dutJson, eventLine, expectJson, humanDuration, recordJson, timeoutReport } from './format.js';
 import { connect } from './job-commands.js';
 import { parseDuration, parsePairs } from './parse-units.js';
+import type { ExpectFlags, JigListFlags, PowerFlags, SerialTailFlags } from './register/jig-commands.js';
 import { writeOut } from './write-out.js';
 
 /** Ctrl-]: telnet's escape character, which detaches an interactive console. */
@@ -26,42 +21,6 @@ const DEFAULT_EXPECT_MS = 30_000;
 const MAX_UINT32 = 0xffff_ffff;
 /** Signals that end a tail or detach a console cleanly. */
 const STOP_SIGNALS: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
-
-/** `jigctl jig` flags. */
-export interface JigListFlags extends ConnectionFlags {
-  output?: string;
-  label?: string[];
-}
-
-/** `jigctl power` flags. */
-export interface PowerFlags extends ConnectionFlags {
-  action: PowerActionName;
-  dut: string;
-  offTime?: string;
-  output?: string;
-}
-
-/** `jigctl serial tail` flags. */
-export interface SerialTailFlags extends ConnectionFlags {
-  dut: string;
-  follow?: boolean;
-  offset?: number;
-  since?: string;
-  fromEnd?: boolean;
-  output?: string;
-}
-
-/** `jigctl expect` flags. */
-export interface ExpectFlags extends ConnectionFlags {
-  dut: string;
-  pattern: string;
-  timeout?: string;
-  fromNow?: boolean;
-  sincePowerOn?: boolean;
-  offset?: number;
-  ignoreCase?: boolean;
-  output?: string;
-}
 
 /** `jigctl jig`: the DUTs with their labels, power and serial state. */
 export async function jigListCommand(flags: JigListFlags): Promise<number> {

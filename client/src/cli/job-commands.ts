@@ -11,20 +11,9 @@ import { isFinished, JigletClient, type StartOptions } from '../jiglet-client.js
 import { testCasesOf } from '../job-test-cases.js';
 import { endedText, jobJson, listTable, outcome, parseJobState, statusText } from './format.js';
 import { parseCpus, parseDuration, parseEnv, parseSize } from './parse-units.js';
+import type { ListFlags, LogsFlags, StartFlags, StatusFlags, StopFlags } from './register/job-commands.js';
 import { resultsSummary } from './results-summary.js';
 import { writeOut } from './write-out.js';
-
-/** Flags shared by `run` and `start`. */
-export interface StartFlags extends ConnectionFlags {
-  dut?: string;
-  timeout?: string;
-  memory?: string;
-  cpus?: string;
-  pids?: number;
-  env?: string[];
-  cwd?: string;
-  stdin?: boolean;
-}
 
 /** The kernel's largest pid_max, and so the largest useful process limit. */
 const MAX_PIDS = 4_194_304;
@@ -134,7 +123,7 @@ export async function startCommand(flags: StartFlags, argv: readonly string[]): 
 }
 
 /** `jigctl stop ID`. */
-export async function stopCommand(flags: ConnectionFlags & { id: string; grace?: string }): Promise<number> {
+export async function stopCommand(flags: StopFlags): Promise<number> {
   const client = connect(flags);
   try {
     const grace = flags.grace === undefined ? 0 : parseDuration('--grace', flags.grace);
@@ -155,9 +144,7 @@ export async function stopCommand(flags: ConnectionFlags & { id: string; grace?:
 }
 
 /** `jigctl status ID`. */
-export async function statusCommand(
-  flags: ConnectionFlags & { id: string; output?: string },
-): Promise<number> {
+export async function statusCommand(flags: StatusFlags): Promise<number> {
   const client = connect(flags);
   try {
     const job = await client.get(flags.id);
@@ -171,15 +158,7 @@ export async function statusCommand(
 }
 
 /** `jigctl list`: reads the agent's pages until done (or `--limit`), then prints them. */
-export async function listCommand(
-  flags: ConnectionFlags & {
-    output?: string;
-    state?: string[];
-    owner?: string;
-    dut?: string;
-    limit?: number;
-  },
-): Promise<number> {
+export async function listCommand(flags: ListFlags): Promise<number> {
   const client = connect(flags);
   try {
     const jobs = await client.list({
@@ -198,9 +177,7 @@ export async function listCommand(
 }
 
 /** `jigctl logs ID [-f] [--offset N]`: raw bytes; stderr chunks go to our stderr. */
-export async function logsCommand(
-  flags: ConnectionFlags & { id: string; follow?: boolean; offset?: number },
-): Promise<number> {
+export async function logsCommand(flags: LogsFlags): Promise<number> {
   const client = connect(flags);
   const controller = new AbortController();
   const onInt = (): void => controller.abort();

@@ -13,20 +13,8 @@ import { clockTime, renderTable } from './format.js';
 import { jigctlDir } from './jigctl-on-path.js';
 import { connect } from './job-commands.js';
 import { parseDuration, parsePairs } from './parse-units.js';
+import type { ClaimFlags, LeasesFlags } from './register/lease-commands.js';
 import { localResults } from './results-summary.js';
-
-/** `jigctl claim` flags. */
-export interface ClaimFlags extends ConnectionFlags {
-  dut?: string;
-  labels?: string;
-  ttl?: string;
-  wait?: string;
-  priority?: number;
-  exec?: boolean;
-  output?: string;
-  /** With --exec: keep the command's $JIGLET_RESULTS here instead of a temporary folder. */
-  results?: string;
-}
 
 /** Shown for a lease id the agent keeps from us: only its holder and admins see it. */
 const HIDDEN = '(hidden)';
@@ -164,9 +152,7 @@ async function watchLeases(
 }
 
 /** `jigctl leases [--watch]`. */
-export async function leasesCommand(
-  flags: ConnectionFlags & { output?: string; watch?: boolean; dut?: string },
-): Promise<number> {
+export async function leasesCommand(flags: LeasesFlags): Promise<number> {
   const client = connect(flags);
   try {
     if (flags.watch) return await watchLeases(client, flags);

@@ -7,13 +7,10 @@ import { invalidArgument, JigletError } from '../../../protocol/src/errors.js';
 import { networkErrorText } from '../diagnose-connection.js';
 import { isConnectionError } from '../queue/connection-errors.js';
 import { type QueueJob, QueueStore } from '../queue/queue-store.js';
+import type { QueueFlags } from './register/queue-commands.js';
 import { writeOut } from './write-out.js';
 
-/** Flags every queue command takes. */
-export interface QueueFlags {
-  db?: string;
-  output?: string;
-}
+export type { QueueFlags } from './register/queue-commands.js';
 
 /** Who is asking: the name `queue submit` records as the submitter. */
 export function me(): string | undefined {

@@ -17,22 +17,16 @@ import { renderTable } from './format.js';
 import { parseDuration, parseEnv, parsePairs } from './parse-units.js';
 import { jobJson, me, out, type QueueFlags, withStore } from './queue-cli-store.js';
 import { cancelOnSignal, exitCodeOf, follow, verdictLine } from './queue-follow.js';
+import type {
+  QueueAttemptFlags,
+  QueueJobFlags,
+  QueueListFlags,
+  SubmitFlags,
+} from './register/queue-commands.js';
 
 export type { QueueFlags } from './queue-cli-store.js';
 export { exitCodeOf, queueLogsCommand, VERDICT_EXIT } from './queue-follow.js';
 export { queueStatusCommand } from './queue-status-command.js';
-
-export interface SubmitFlags extends QueueFlags {
-  labels?: string;
-  image?: string;
-  priority?: number;
-  timeout?: string;
-  maxAttempts?: number;
-  env?: string[];
-  wait?: boolean;
-  /** Write the job id here once it is queued (for a CI script that also --waits). */
-  idFile?: string;
-}
 
 async function sha256Of(path: string): Promise<string> {
   const hash = createHash('sha256');
@@ -79,9 +73,7 @@ export async function queueSubmitCommand(flags: SubmitFlags, command: readonly s
 }
 
 /** `jigctl queue list`. */
-export async function queueListCommand(
-  flags: QueueFlags & { state?: string[]; limit?: number },
-): Promise<number> {
+export async function queueListCommand(flags: QueueListFlags): Promise<number> {
   const jobs = await withStore(flags, (store) =>
     store.list({ states: flags.state as QueueJob['state'][] | undefined, limit: flags.limit }),
   );
@@ -112,7 +104,7 @@ export async function queueListCommand(
 }
 
 /** `jigctl queue cancel ID`. */
-export async function queueCancelCommand(flags: QueueFlags & { id: string }): Promise<number> {
+export async function queueCancelCommand(flags: QueueJobFlags): Promise<number> {
   const job = await withStore(flags, (store) => store.cancel(flags.id));
   await out(
     job.state === 'cancelled'
@@ -126,9 +118,7 @@ export async function queueCancelCommand(flags: QueueFlags & { id: string }): Pr
  * `jigctl queue results ID [--attempt N] [-o table|json|junit]`: the test cases an attempt
  * reported (default: the latest attempt); junit is for a CI system to read.
  */
-export async function queueResultsCommand(
-  flags: QueueFlags & { id: string; attempt?: number },
-): Promise<number> {
+export async function queueResultsCommand(flags: QueueAttemptFlags): Promise<number> {
   const format = flags.output ?? 'table';
   if (!['table', 'text', 'json', 'junit'].includes(format)) {
     throw invalidArgument(`-o is table, json or junit, not "${format}"`);
@@ -171,9 +161,7 @@ export async function queueResultsCommand(
  * `jigctl queue report ID [--attempt N] [-o FILE]`: the run report its worker stored (the latest
  * attempt's unless one is named), to `queue-ID.html`, a file, or stdout with `-o -`.
  */
-export async function queueReportCommand(
-  flags: QueueFlags & { id: string; attempt?: number },
-): Promise<number> {
+export async function queueReportCommand(flags: QueueAttemptFlags): Promise<number> {
   const report = await withStore(flags, (store) => store.getReport(flags.id, flags.attempt));
   await writeReport(report.html, flags.output ?? `queue-${flags.id}-attempt-${report.attempt}.html`);
   return 0;

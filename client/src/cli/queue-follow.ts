@@ -4,7 +4,8 @@
  */
 import { constants } from 'node:os';
 import { LOG_CHANNEL, type QueueJob, type QueueStore, type Verdict } from '../queue/queue-store.js';
-import { out, type QueueFlags, withStore } from './queue-cli-store.js';
+import { out, withStore } from './queue-cli-store.js';
+import type { QueueLogsFlags } from './register/queue-commands.js';
 
 /**
  * What `queue submit --wait` and `queue logs -f` exit with when the job's command did not decide
@@ -67,9 +68,7 @@ const FINAL = new Set(['succeeded', 'failed', 'cancelled']);
  * Real PostgreSQL wakes it with a notification; the embedded queue (no long connections through
  * its socket) is looked at again every second.
  */
-export async function queueLogsCommand(
-  flags: QueueFlags & { id: string; follow?: boolean },
-): Promise<number> {
+export async function queueLogsCommand(flags: QueueLogsFlags): Promise<number> {
   return withStore(flags, async (store) => {
     if (!flags.follow) {
       await store.get(flags.id);

@@ -1,10 +1,11 @@
 /** `jigctl queue status ID`: one job in words, with its place in line and every attempt. */
 import { labelText } from '../queue/queue-insight.js';
 import type { QueueAttempt, QueueJob, QueuePlace } from '../queue/queue-store.js';
-import { jobJson, out, type QueueFlags, visibleEnv, withStore } from './queue-cli-store.js';
+import { jobJson, out, visibleEnv, withStore } from './queue-cli-store.js';
+import type { QueueJobFlags } from './register/queue-commands.js';
 
 /** `jigctl queue status ID`: the job, where it ran and where its logs are, and each attempt. */
-export async function queueStatusCommand(flags: QueueFlags & { id: string }): Promise<number> {
+export async function queueStatusCommand(flags: QueueJobFlags): Promise<number> {
   const [job, attempts, place] = await withStore(flags, async (store) => {
     const found = await store.get(flags.id);
     return [

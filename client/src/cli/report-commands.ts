@@ -5,23 +5,14 @@
 import type { Job } from '../../../protocol/gen/jiglet/v1/jobs.js';
 import { type GetTimelineResponse, JobRole } from '../../../protocol/gen/jiglet/v1/records.js';
 import { invalidArgument } from '../../../protocol/src/errors.js';
-import { type ConnectionFlags, resolveConnection } from '../connection.js';
+import { resolveConnection } from '../connection.js';
 import type { JigletClient } from '../jiglet-client.js';
 import { testCasesOf } from '../job-test-cases.js';
 import { renderReport } from '../report/render-report.js';
 import type { TestCaseRun } from '../report/report-model.js';
-import type { VerdictName } from '../report/report-sections.js';
 import { writeReport } from '../report/write-report.js';
 import { connect } from './job-commands.js';
-
-/** `jigctl report` flags; `lease` here names the lease to report on. */
-export interface ReportFlags extends ConnectionFlags {
-  job?: string;
-  output?: string;
-  serial?: boolean;
-  verdict?: VerdictName;
-  reason?: string;
-}
+import type { ReportFlags } from './register/report-command.js';
 
 /** Command jobs whose test cases a report asks for, at most (one GetJob each). */
 const MAX_CASE_JOBS = 50;

@@ -1,22 +1,10 @@
-/**
- * `jigctl ssh --dut D [-t] [-- CMD…]`: a session on the DUT's SSH server, through the agent (the
- * key stays on the jig host). Like ssh(1): on a terminal without a command, a login shell on a
- * pseudo-terminal, keys sent raw, window size changes followed; with a command, or with stdin
- * piped, no terminal (-t asks for one), stdin sent as it is and its end passed on. stdout and
- * stderr stay apart; jigctl exits with the session's exit status (255 when it ended by a signal).
- */
-import type { ConnectionFlags } from '../connection.js';
 import { abortOnStop } from './jig-commands.js';
 import { connect } from './job-commands.js';
+import type { SshFlags } from './register/dut-shell-commands.js';
 import { writeOut } from './write-out.js';
 
 /** The agent refuses session messages larger than this. */
 const MAX_INPUT_MESSAGE = 64 * 1024;
-
-export interface SshFlags extends ConnectionFlags {
-  dut: string;
-  tty?: boolean;
-}
 
 export async function sshCommand(flags: SshFlags, words: string[]): Promise<number> {
   const stdin = process.stdin;

@@ -1,11 +1,13 @@
 /**
- * The steps of one attempt on a leased DUT: flash (if the job names an image), power cycle, boot,
- * then the job's command as an agent job with the DUT and lease in its environment. A step that
+ * The steps of one attempt on a leased DUT: flash (if the job names an image), power cycle, boot —
+ * with an image, all three by the agent's DUT-state strategy (GotoState), the one place that
+ * sequences them — then the job's command as an agent job with the DUT and lease in its environment. A step that
  * fails is an infra-error at that step (attempt-verdict.ts); the command's own end is the verdict.
  */
 import { durationText } from '../../../protocol/src/duration-text.js';
 import { JigletError } from '../../../protocol/src/errors.js';
 import { MAX_TEST_CASES, type TestCase, testCaseSummary } from '../../../protocol/src/test-cases.js';
+import type { GotoResult } from '../jig-client.js';
 import type { JigletClient } from '../jiglet-client.js';
 import { testCasesOf } from '../job-test-cases.js';
 import type { Lease } from '../lease-client.js';
@@ -16,6 +18,11 @@ import { messageOf, type Outcome, retrying, type WorkerContext } from './worker-
 
 /** How long a flashed DUT gets to boot (within the job's own timeout). */
 const BOOT_TIMEOUT_MS = 5 * 60_000;
+/**
+ * How long the agent may take to flash and power off (the longest DUT-state call it accepts, its
+ * MAX_EXEC_MS): a flash takes what the image needs, and a cancel or a lost lease stops it sooner.
+ */
+const FLASH_CALL_MS = 24 * 3600 * 1000;
 
 /** Flash (if an image was given), power cycle, then the command; resolves with the outcome. */
 export async function runSteps(
@@ -35,32 +42,52 @@ export async function runSteps(
   logs.note(`attempt ${job.attempts} on ${dut} (agent ${ctx.agent}, lease ${lease.id}, worker ${ctx.name})`);
   const image = job.image;
   if (image) {
+    // The agent's DUT-state strategy (agent/src/jig/dut-strategy.ts, the GotoState RPC) does the
+    // flash → power → boot sequence, as for `jigctl dut goto`: the worker only makes sure the agent
+    // has the image, then asks for the DUT off with it (flashed unless the medium already holds
+    // it, cleanly), then booted (powered on, boot pattern seen). Starting from off gives every
+    // attempt a fresh boot.
     logs.note(`flashing ${image.path}`);
-    const flashed = await step('flash', signal, () => client.flash(dut, image.path, { signal }));
-    if (flashed.imageSha256 !== image.sha256) {
+    const uploaded = await step('flash', signal, () => client.images.upload(image.path, { signal }));
+    if (uploaded.sha256 !== image.sha256) {
       throw new StepFailed(
         'flash',
         new Error(
-          `${image.path} changed since it was submitted (sha256 ${flashed.imageSha256}, submitted ${image.sha256}); submit it again`,
+          `${image.path} changed since it was submitted (sha256 ${uploaded.sha256}, submitted ${image.sha256}); submit it again`,
         ),
         false,
       );
     }
-    logs.note(`flashed (agent job ${flashed.jobId})`);
-  }
-  check();
-  logs.note('power cycle');
-  await step('power', signal, () => client.jig.power(dut, 'off'));
-  check();
-  if (image) {
+    check();
+    const flashed = await step('flash', signal, () =>
+      untilAborted(
+        signal,
+        // Every attempt starts from a freshly written image (an earlier run may have changed the
+        // medium); as before, the flash is not bounded by the job's timeout (the command and boot are).
+        client.jig.gotoState(dut, 'off', {
+          imageSha256: image.sha256,
+          timeoutMs: FLASH_CALL_MS,
+          reflash: true,
+        }),
+      ),
+    );
+    noteSteps(logs, flashed);
+    check();
+    logs.note('power cycle');
     // A flashed image must boot before its tests run: a DUT that never shows its boot pattern
     // (the jig description's shell.bootedPattern) is an infra-error at `boot`, not a failed test.
     const bootMs = Math.min(BOOT_TIMEOUT_MS, Math.max(1000, deadline - Date.now()));
     const booted = await step('boot', signal, () =>
-      client.jig.gotoState(dut, 'booted', { timeoutMs: bootMs }),
+      untilAborted(signal, client.jig.gotoState(dut, 'booted', { timeoutMs: bootMs })),
     );
+    noteSteps(logs, booted);
     logs.note(`booted in ${durationText(booted.durationMs)}`);
-  } else await step('power', signal, () => client.jig.power(dut, 'on'));
+  } else {
+    logs.note('power cycle');
+    await step('power', signal, () => client.jig.power(dut, 'off'));
+    check();
+    await step('power', signal, () => client.jig.power(dut, 'on'));
+  }
   check();
   const [command, ...args] = job.command;
   const remaining = Math.max(1000, deadline - Date.now());
@@ -104,6 +131,27 @@ export async function runSteps(
   } finally {
     signal.removeEventListener('abort', onAbort);
   }
+}
+
+/** Notes each transition the agent's DUT-state strategy took ("flash: image …, job … (40s)"). */
+function noteSteps(logs: QueueLogWriter, done: GotoResult): void {
+  for (const s of done.steps)
+    logs.note(`${s.name}${s.detail ? `: ${s.detail}` : ''} (${durationText(s.durationMs)})`);
+}
+
+/**
+ * Waits for an agent call, or rejects with the signal's reason as soon as it aborts: the attempt
+ * then releases its lease, which stops what the call started on the agent (a flash job, a power
+ * action), instead of waiting minutes for it to end.
+ */
+function untilAborted<T>(signal: AbortSignal, call: Promise<T>): Promise<T> {
+  call.catch(() => undefined); // its end no longer matters once the attempt is interrupted
+  if (signal.aborted) return Promise.reject(signal.reason);
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = (): void => reject(signal.reason);
+    signal.addEventListener('abort', onAbort, { once: true });
+    call.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+  });
 }
 
 /** Stores the test cases the agent read from the job's $JIGLET_RESULTS; a failure is noted, not fatal. */

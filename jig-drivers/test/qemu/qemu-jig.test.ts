@@ -34,10 +34,10 @@ describe('fixtures/jigs/qemu.yaml', () => {
       tmpDir: '/tmp',
       configDir: path.dirname(JIG),
     };
-    const text = (await readFile(JIG, 'utf8')).replace(
-      /\$\{(stateDir|tmpDir|configDir)\}/g,
-      (_, name: string) => folders[name]!,
-    );
+    // ${port:NAME} is a free port the agent takes at start: any one does here.
+    const text = (await readFile(JIG, 'utf8'))
+      .replace(/\$\{(stateDir|tmpDir|configDir)\}/g, (_, name: string) => folders[name]!)
+      .replace(/(port: )\$\{port:qdut-1-ssh\}/, '$140022');
     const file = parse(text) as JigFile;
     const power = builtinPowerRegistry();
     const mux = builtinStorageMuxRegistry();
@@ -63,5 +63,13 @@ describe('fixtures/jigs/qemu.yaml', () => {
     // The DUT's SSH server is forwarded from a free loopback port the agent picks at start.
     // biome-ignore lint/suspicious/noTemplateCurlyInString: the agent's placeholder, as the YAML has it
     assert.equal(flag(commandLine, 'ssh-port'), '${port:qdut-1-ssh}');
+    // ...and the DUT's ssh: section names that same port, with the key build-image.sh makes.
+    assert.equal(dut.ssh?.port, 40022);
+    assert.equal(dut.ssh?.keyFile, '/tmp/jiglet-qemu-jig/image/ssh/id_ed25519');
+    assert.equal(dut.ssh?.hostKey, 'relearn-after-flash');
+    assert.match(
+      await readFile(JIG, 'utf8'),
+      /ssh:\n\s+host: 127\.0\.0\.1\n\s+port: \$\{port:qdut-1-ssh\}\n/,
+    );
   });
 });

@@ -5,8 +5,9 @@
  */
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { createServer } from 'node:net';
 import { setTimeout as delay } from 'node:timers/promises';
+
+export { freePort } from '../../../fixtures/test-support/free-port.js';
 
 /** One command's outcome. */
 export interface SshResult {
@@ -17,16 +18,6 @@ export interface SshResult {
 
 /** Between two connection attempts while the DUT's SSH server is not up yet. */
 const RETRY_EVERY_MS = 250;
-
-/** A free TCP port on 127.0.0.1 (closed again: the caller binds it next). */
-export async function freePort(): Promise<number> {
-  const server = createServer();
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const { port } = server.address() as { port: number };
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 /** Runs `command args`, feeding `input`, and collects its output and exit code. */
 export async function run(command: string, args: string[], input = ''): Promise<SshResult> {

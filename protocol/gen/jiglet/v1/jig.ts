@@ -681,6 +681,11 @@ export interface GotoStateRequest {
   imageSha256: string;
   /** How long the whole transition may take; 0 = 5 minutes, at most 24 hours. */
   timeoutMs: number;
+  /**
+   * Flash the image even when the DUT's medium holds it from a completed flash: what a test run
+   * that must start from a clean image asks for (an earlier run may have changed the medium).
+   */
+  reflash: boolean;
 }
 
 export interface GotoStep {
@@ -4702,7 +4707,7 @@ export const ExecResponse: MessageFns<ExecResponse> = {
 };
 
 function createBaseGotoStateRequest(): GotoStateRequest {
-  return { dut: "", goal: 0, imageSha256: "", timeoutMs: 0 };
+  return { dut: "", goal: 0, imageSha256: "", timeoutMs: 0, reflash: false };
 }
 
 export const GotoStateRequest: MessageFns<GotoStateRequest> = {
@@ -4718,6 +4723,9 @@ export const GotoStateRequest: MessageFns<GotoStateRequest> = {
     }
     if (message.timeoutMs !== 0) {
       writer.uint32(32).uint32(message.timeoutMs);
+    }
+    if (message.reflash !== false) {
+      writer.uint32(40).bool(message.reflash);
     }
     return writer;
   },
@@ -4767,6 +4775,14 @@ export const GotoStateRequest: MessageFns<GotoStateRequest> = {
             message.timeoutMs = reader.uint32();
             continue;
           }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.reflash = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -4793,6 +4809,7 @@ export const GotoStateRequest: MessageFns<GotoStateRequest> = {
         : isSet(object.timeout_ms)
         ? globalThis.Number(object.timeout_ms)
         : 0,
+      reflash: isSet(object.reflash) ? globalThis.Boolean(object.reflash) : false,
     };
   },
 
@@ -4810,6 +4827,9 @@ export const GotoStateRequest: MessageFns<GotoStateRequest> = {
     if (message.timeoutMs !== 0) {
       obj.timeoutMs = Math.round(message.timeoutMs);
     }
+    if (message.reflash !== false) {
+      obj.reflash = message.reflash;
+    }
     return obj;
   },
 
@@ -4822,6 +4842,7 @@ export const GotoStateRequest: MessageFns<GotoStateRequest> = {
     message.goal = object.goal ?? 0;
     message.imageSha256 = object.imageSha256 ?? "";
     message.timeoutMs = object.timeoutMs ?? 0;
+    message.reflash = object.reflash ?? false;
     return message;
   },
 };
