@@ -216,6 +216,25 @@ describe('SSH to a DUT: exec, copies, sessions and host keys', function () {
     assert.equal((await shell.exited).exitCode, 5);
   });
 
+  it('jigctl ssh and jigctl cp over SSH work from a pipe, as in a CI script', async () => {
+    const session = await runJigctl(jigctl, ['ssh', '--dut', DUT, '--', 'cat; echo to-err >&2; exit 4'], {
+      input: 'piped through\n',
+    });
+    assert.equal(session.code, 4, session.stderr);
+    assert.equal(session.stdout, 'piped through\n');
+    assert.match(session.stderr, /^to-err$/m);
+    const remote = join(tmp('jiglet-ssh-cli-'), 'from-stdin.txt');
+    const to = await runJigctl(jigctl, ['cp', '-', `${DUT}:${remote}`], { input: 'over sftp\n' });
+    assert.equal(to.code, 0, to.stderr);
+    assert.match(to.stderr, /copied 10 bytes to .* over ssh/);
+    const back = await runJigctl(jigctl, ['cp', `${DUT}:${remote}`, '-']);
+    assert.equal(back.code, 0, back.stderr);
+    assert.equal(back.stdout, 'over sftp\n');
+    const missing = await runJigctl(jigctl, ['cp', `${DUT}:${remote}.nope`, '-']);
+    assert.equal(missing.code, 2);
+    assert.match(missing.stderr, /^jigctl: reading \S+ on vdut-a failed: no such file or folder/);
+  });
+
   it('refuses a changed host key, re-learns it after a flash, records both, and forgets it for an admin', async () => {
     await operator.jig.exec(DUT, 'true', { via: 'ssh' });
     const lease = await operator.leases.claim({ dut: DUT, ttlMs: 120_000 });

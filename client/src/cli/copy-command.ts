@@ -27,7 +27,10 @@ export function dutPathOf(operand: string): { dut: string; path: string } | unde
   return { dut: match[1]!, path: match[2]! };
 }
 
-export async function copyCommand(flags: CopyFlags, source: string, target: string): Promise<number> {
+export async function copyCommand(flags: CopyFlags, sourceArg: string, targetArg: string): Promise<number> {
+  // yargs hands a lone `-` (stdin, stdout) over as ''; an empty path means nothing else.
+  const source = sourceArg === '' ? '-' : sourceArg;
+  const target = targetArg === '' ? '-' : targetArg;
   const from = dutPathOf(source);
   const to = dutPathOf(target);
   if (from && to)
