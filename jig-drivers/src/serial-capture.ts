@@ -4,7 +4,7 @@
  * USB-serial adapters vanish when the DUT is powered off (lava-docker #162, labgrid #1571), so a
  * vanished port is a gap to mark and wait out, never the end of the capture.
  */
-import { existsSync, readSync, type Stats, stat } from 'node:fs';
+import { existsSync, type Stats, stat } from 'node:fs';
 import { SerialPort } from 'serialport';
 import { DEFAULT_REOPEN_TIMEOUT_MS } from './serial-defaults.js';
 import { encodeChunk, encodeEvent, type SerialEventName } from './serial-framing.js';
@@ -195,7 +195,6 @@ function ignoreLateError(): void {}
 async function openPort(ttyPath: string, baudRate: number): Promise<SerialPort> {
   const port = new SerialPort({ path: ttyPath, baudRate, autoOpen: false });
   await new Promise<void>((resolve, reject) => port.open((error) => (error ? reject(error) : resolve())));
-  readInEventLoop(port);
   try {
     await new Promise<void>((resolve, reject) => port.flush((error) => (error ? reject(error) : resolve())));
   } catch (error) {
@@ -222,54 +221,4 @@ function pause(ms: number, signal: AbortSignal): Promise<void> {
     const timer = setTimeout(done, ms);
     signal.addEventListener('abort', done, { once: true });
   });
-}
-
-/** What bindings-cpp's Linux and macOS port objects hold, beyond the binding interface. */
-interface UnixPortBinding {
-  fd: number | null;
-  isOpen: boolean;
-  poller: { once(event: 'readable', callback: (error: Error | null) => void): unknown };
-  read(buffer: Buffer, offset: number, length: number): Promise<{ bytesRead: number; buffer: Buffer }>;
-}
-
-/**
- * Makes `port` read its tty on the event loop. bindings-cpp reads with an async fs.read, a hop to
- * libuv's thread pool and back (two thread wake-ups) for every chunk, after its poller said the fd
- * is readable; on a loaded 2-core host that is tens of microseconds per line of a serial console
- * (README, Benchmarks, Serial). The fd is non-blocking (bindings-cpp opens it O_NONBLOCK), so a read on
- * the loop thread costs one syscall and never blocks: it returns what is there or EAGAIN, and on
- * EAGAIN we wait for the same poller. Errors are classified as bindings-cpp does. A hung-up tty
- * reads 0 bytes; bindings-cpp retries that at once, here the retry waits for the poller, which
- * reports a hang-up as readable, so the loss is still seen by forward()'s path checks.
- * Ports of other bindings (Windows, mocks) keep their own read.
- */
-function readInEventLoop(port: SerialPort): void {
-  const binding = port.port as unknown as Partial<UnixPortBinding> | undefined;
-  if (!binding || typeof binding.fd !== 'number' || typeof binding.poller?.once !== 'function') return;
-  const unix = binding as UnixPortBinding;
-  const readable = (): Promise<void> =>
-    new Promise((resolve, reject) => {
-      unix.poller.once('readable', (error) => (error ? reject(error) : resolve()));
-    });
-  unix.read = async (buffer, offset, length) => {
-    for (;;) {
-      if (!unix.isOpen || unix.fd === null)
-        throw Object.assign(new Error('Port is not open'), { canceled: true });
-      let bytesRead: number;
-      try {
-        bytesRead = readSync(unix.fd, buffer, offset, length, null);
-      } catch (error) {
-        const e = error as NodeJS.ErrnoException & { disconnect?: boolean };
-        if (e.code === 'EAGAIN' || e.code === 'EWOULDBLOCK' || e.code === 'EINTR') {
-          await readable();
-          continue;
-        }
-        if (e.code === 'EBADF' || e.code === 'ENXIO' || e.code === 'UNKNOWN' || e.errno === -1)
-          e.disconnect = true;
-        throw e;
-      }
-      if (bytesRead > 0) return { bytesRead, buffer };
-      await readable();
-    }
-  };
 }

@@ -21,8 +21,6 @@ export interface SerialFollowOptions {
   /** Receives each record; false = "full, wait for drained()". */
   onRecord(record: PositionedRecord): boolean;
   drained(signal: AbortSignal): Promise<void>;
-  /** The agent's own reader: woken after clients' followers (see OutputLog.waitForGrowth). */
-  background?: boolean;
 }
 
 /** Streams the records of a capture log; see followLog for how it ends. */
@@ -35,7 +33,6 @@ export function followSerial(opts: SerialFollowOptions): Promise<FollowEnd> {
     offset: opts.from,
     follow: opts.follow,
     signal: opts.signal,
-    background: opts.background,
     sink: {
       send(piece) {
         if (piece.stream !== 'stdout') return true;

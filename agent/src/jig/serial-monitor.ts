@@ -48,8 +48,6 @@ export class SerialMonitor extends EventEmitter {
       from: 0,
       follow: true,
       signal: this.#controller.signal,
-      // Bookkeeping: clients' tails, consoles and expects get each record first.
-      background: true,
       onRecord: (record) => {
         this.#take(record);
         return true;

@@ -56,8 +56,6 @@ export async function followLog(opts: {
    * OutputLog.trimTo) and skips from `from` to `to`; without it the skip is silent.
    */
   onSkip?(from: number, to: number): void;
-  /** The agent's own reader (see OutputLog.waitForGrowth): woken after clients' followers. */
-  background?: boolean;
 }): Promise<FollowEnd> {
   const { log, follow, signal, sink } = opts;
   const release = log.acquire();
@@ -77,10 +75,7 @@ export async function followLog(opts: {
           await sink.settled(signal);
           continue;
         }
-        const max = Math.min(FOLLOW_PIECE_BYTES, stopAt - offset);
-        // Bytes still in the log's memory tail are taken at once (no await: a follower that keeps
-        // up sends within the turn that appended them); older ones are read from the file.
-        const piece = log.readKept(offset, max) ?? (await log.read(offset, max));
+        const piece = await log.read(offset, Math.min(FOLLOW_PIECE_BYTES, stopAt - offset));
         if (signal.aborted) return 'aborted';
         if (piece.data.length === 0) continue;
         offset += piece.data.length;
@@ -88,7 +83,7 @@ export async function followLog(opts: {
         continue;
       }
       if (log.closed) return 'complete';
-      await log.waitForGrowth(offset, signal, { background: opts.background });
+      await log.waitForGrowth(offset, signal);
     }
   } finally {
     release();

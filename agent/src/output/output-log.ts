@@ -1,9 +1,7 @@
 /**
  * One append-only, binary-safe output log per job (serial captures are jobs too). Writers append
  * synchronously; readers read positionally at their own offsets and wait for growth on an
- * in-process signal, so there is no polling and no per-reader buffer. The newest bytes appended
- * are also kept in memory (one bounded tail per live log, shared by all its readers), so a reader
- * that keeps up is served without a trip to the thread pool: every byte is in the file first.
+ * in-process signal, so there is no polling and no per-reader buffer.
  */
 import {
   appendFileSync,
@@ -30,21 +28,6 @@ const INDEX_FILE = 'output.idx';
 /** The first offset still held, once the log's head was dropped (a serial capture's bound). */
 const START_FILE = 'output.start';
 
-/**
- * How many of the newest appended bytes a live log keeps in memory while it has readers (plus at
- * most one append's chunk, which is never split). Readers at or past the tail's start read from
- * memory; readers further behind read the file. One tail per log, whatever the number of readers.
- */
-export const TAIL_BYTES = 128 * 1024;
-/** At most this many appends are held (a serial console appends tens of bytes at a time). */
-const TAIL_CHUNKS = 64;
-
-/** An appended chunk held in the tail: its bytes start at `offset`. */
-interface TailChunk {
-  offset: number;
-  data: Buffer;
-}
-
 /** A run of bytes from one stream, starting at `offset`; it lasts until the next segment. */
 interface Segment {
   offset: number;
@@ -70,11 +53,6 @@ export class OutputLog {
   #start: number;
   readonly #segments: Segment[];
   readonly #waiters = new Set<() => void>();
-  readonly #background = new Set<() => void>();
-  #backgroundWake: NodeJS.Immediate | undefined;
-  /** The newest appended chunks, oldest first (empty once closed); #tailBytes is their total. */
-  readonly #tail: TailChunk[] = [];
-  #tailBytes = 0;
 
   private constructor(
     readonly dir: string,
@@ -180,7 +158,6 @@ export class OutputLog {
     while (written < data.length) {
       written += writeSync(fd, data, written, data.length - written);
     }
-    this.#keep(data);
     this.#length += data.length;
     this.#wake();
   }
@@ -189,7 +166,6 @@ export class OutputLog {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
-    this.#dropTail();
     this.#releaseFdIfIdle();
     this.#wake();
   }
@@ -203,8 +179,6 @@ export class OutputLog {
       if (released) return;
       released = true;
       this.#readers -= 1;
-      // Nobody left to serve from memory: a reader that comes later starts from the file.
-      if (this.#readers === 0) this.#dropTail();
       this.#releaseFdIfIdle();
     };
   }
@@ -218,10 +192,9 @@ export class OutputLog {
   async read(offset: number, max: number): Promise<LogPiece> {
     const fd = this.#fd;
     if (fd === null) throw new Error('read without acquire()');
-    const kept = this.readKept(offset, max);
-    if (kept) return kept;
     const { stream, end } = this.#segmentAt(offset);
-    const want = Math.min(max, end - offset, this.#length - offset);
+    const want = offset < this.#start ? 0 : Math.max(0, Math.min(max, end - offset, this.#length - offset));
+    if (want === 0) return { offset, data: Buffer.alloc(0), stream };
     const buf = Buffer.allocUnsafe(want);
     const { bytesRead } = await read(fd, buf, 0, want, offset);
     if (offset < this.#start) return { offset, data: Buffer.alloc(0), stream };
@@ -229,96 +202,29 @@ export class OutputLog {
   }
 
   /**
-   * read() without waiting, for bytes still in the in-memory tail: the piece read() would give,
-   * or undefined when it has to come from the file. Empty pieces (at the end, before the start)
-   * are given at once too.
-   */
-  readKept(offset: number, max: number): LogPiece | undefined {
-    const { stream, end } = this.#segmentAt(offset);
-    const want = offset < this.#start ? 0 : Math.max(0, Math.min(max, end - offset, this.#length - offset));
-    if (want === 0) return { offset, data: Buffer.alloc(0), stream };
-    const kept = this.#fromTail(offset, want);
-    return kept ? { offset, data: kept, stream } : undefined;
-  }
-
-  /**
    * Resolves when the log is longer than `offset`, is closed, or `signal` aborts. The waiter is
-   * removed on every path, so an abandoned follower leaves nothing behind. A `background` waiter
-   * (the agent's own bookkeeping, not a client) is woken only after the current loop turn's
-   * writes have gone out: clients' followers go first, and their messages leave before it runs.
+   * removed on every path, so an abandoned follower leaves nothing behind.
    */
-  waitForGrowth(offset: number, signal: AbortSignal, opts: { background?: boolean } = {}): Promise<void> {
+  waitForGrowth(offset: number, signal: AbortSignal): Promise<void> {
     if (this.#length > offset || this.#closed || signal.aborted) return Promise.resolve();
-    const waiters = opts.background ? this.#background : this.#waiters;
     return new Promise((resolve) => {
       const done = (): void => {
-        waiters.delete(done);
+        this.#waiters.delete(done);
         signal.removeEventListener('abort', done);
         resolve();
       };
-      waiters.add(done);
+      this.#waiters.add(done);
       signal.addEventListener('abort', done, { once: true });
     });
   }
 
-  /** Bytes of appended output held in memory for readers (for leak checks). */
-  get keptBytes(): number {
-    return this.#tailBytes;
-  }
-
   /** Number of readers waiting for growth (for leak checks and metrics). */
   get waiting(): number {
-    return this.#waiters.size + this.#background.size;
-  }
-
-  /**
-   * Holds `data` (the caller's buffer, not a copy: appended buffers are never written to again)
-   * and forgets the oldest chunks past TAIL_BYTES.
-   */
-  #keep(data: Buffer): void {
-    if (this.#readers === 0) return; // a job nobody follows costs no memory
-    const tail = this.#tail;
-    tail.push({ offset: this.#length, data });
-    this.#tailBytes += data.length;
-    while (tail.length > TAIL_CHUNKS || this.#tailBytes - tail[0]!.data.length >= TAIL_BYTES) {
-      this.#tailBytes -= tail.shift()!.data.length;
-    }
-  }
-
-  #dropTail(): void {
-    this.#tail.length = 0;
-    this.#tailBytes = 0;
-  }
-
-  /**
-   * `want` bytes at `offset` from the tail, or undefined when they start before it. A range within
-   * one appended chunk is a view of it; a longer one is copied out once.
-   */
-  #fromTail(offset: number, want: number): Buffer | undefined {
-    const tail = this.#tail;
-    if (tail.length === 0 || offset < tail[0]!.offset) return undefined;
-    // The chunk holding `offset`: appends are usually few per read, so search from the newest.
-    let i = tail.length - 1;
-    while (tail[i]!.offset > offset) i--;
-    const first = tail[i]!;
-    const at = offset - first.offset;
-    if (at + want <= first.data.length) return first.data.subarray(at, at + want);
-    const out = Buffer.allocUnsafe(want);
-    let filled = first.data.copy(out, 0, at);
-    for (let j = i + 1; filled < want; j++) filled += tail[j]!.data.copy(out, filled, 0, want - filled);
-    return out;
+    return this.#waiters.size;
   }
 
   #wake(): void {
     for (const w of [...this.#waiters]) w();
-    // One immediate per loop turn, however many appends. Node runs its own immediates first,
-    // and that is where HTTP/2 hands the followers' messages to the socket.
-    if (this.#background.size > 0 && !this.#backgroundWake) {
-      this.#backgroundWake = setImmediate(() => {
-        this.#backgroundWake = undefined;
-        for (const w of [...this.#background]) w();
-      });
-    }
   }
 
   #segmentAt(offset: number): { stream: StreamName; end: number } {
