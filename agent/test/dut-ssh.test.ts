@@ -14,6 +14,7 @@ import { JigletClient } from '../../client/src/jiglet-client.js';
 import { buildImage } from '../../fixtures/images/build-image.js';
 import { editedBuiltinJig } from '../../fixtures/test-support/builtin-jig.js';
 import { errorOf } from '../../fixtures/test-support/call-errors.js';
+import { freePort } from '../../fixtures/test-support/free-port.js';
 import { type JigletProcess, startJigletProcess } from '../../fixtures/test-support/jiglet-process.js';
 import { runJigctl } from '../../fixtures/test-support/run-jigctl.js';
 import { type SshdServer, startSshd } from '../../fixtures/test-support/sshd-server.js';
@@ -50,7 +51,8 @@ describe('SSH to a DUT: exec, copies, sessions and host keys', function () {
     deadKey = join(jigDir, 'dead-key');
     copyFileSync(sshd.clientKey, deadKey);
     chmodSync(deadKey, 0o644);
-    const closedPort = sshd.port === 65_000 ? 65_001 : 65_000;
+    // A port nobody listens on (taken free, then closed): its DUT's SSH never answers.
+    const closedPort = await freePort();
     const config = editedBuiltinJig('virtual.yaml', jigDir, (c) => {
       const duts = c.duts as { name: string; ssh?: unknown }[];
       duts.find((d) => d.name === DUT)!.ssh = {
