@@ -83,10 +83,12 @@ describe('HIL: SSH to the QEMU DUT (dropbear over user-mode networking)', functi
   });
 
   it('connects again after a reboot, to the same host key', async () => {
-    const before = Number((await ssh('cut -d. -f1 /proc/uptime')).stdout.toString());
+    // The initramfs lives in RAM: a file written before the cycle is gone after a reboot.
+    await ssh('echo before > /tmp/reboot-marker');
     await target.operator.jig.power(DUT, 'cycle');
-    const after = Number((await ssh('cut -d. -f1 /proc/uptime')).stdout.toString());
-    assert.ok(after <= before + 1, `uptime ${after} s after the cycle, ${before} s before: no reboot?`);
+    const after = await ssh('cat /tmp/reboot-marker 2>/dev/null || echo rebooted');
+    assert.equal(after.stdout.toString(), 'rebooted\n');
+    // The same key: no host key event besides the first learning (checked in the last test too).
   });
 
   it('says within its deadline that SSH never came up on a DUT whose image does not boot', async () => {
