@@ -54,14 +54,10 @@ export function parseSha256Output(dut: string, path: string, exitCode: number, o
     throw failedPrecondition(
       `${dut} has no sha256sum (coreutils or busybox): jiglet checks every copy with it`,
     );
-  return copyFailedThrow(`sha256sum of ${path} on ${dut} failed (exit ${exitCode}): ${said}`);
+  throw copyFailed(`sha256sum of ${path} on ${dut} failed (exit ${exitCode}): ${said}`);
 }
 
 /** A copy step that failed on the DUT (no space, no such folder, a read-only file system). */
 export function copyFailed(message: string): JigletError {
   return failedPrecondition(message);
-}
-
-function copyFailedThrow(message: string): never {
-  throw copyFailed(message);
 }
