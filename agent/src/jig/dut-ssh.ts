@@ -10,6 +10,7 @@ import { readFile } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import ssh2, { type Client, type ConnectConfig } from 'ssh2';
+import { abortable } from '../../../jig-drivers/src/deadline.js';
 import type { SshConfig } from '../../../jig-drivers/src/ssh-config.js';
 import { failedPrecondition, JigletError } from '../../../protocol/src/errors.js';
 import type { AgentEvents } from '../events/agent-events.js';
@@ -114,7 +115,11 @@ export class DutSsh {
     pending.waiters++;
     const started = Date.now();
     try {
-      return await raceAbort(pending.promise, signal, () => this.#timeoutError(Date.now() - started));
+      return await abortable(pending.promise, signal);
+    } catch (error) {
+      // The caller's deadline, not the attempts': say what the attempts saw meanwhile.
+      if (signal.aborted && error === signal.reason) throw this.#timeoutError(Date.now() - started);
+      throw error;
     } finally {
       // The last caller gone ends the attempts; a connection made meanwhile is kept for the next.
       if (--pending.waiters === 0 && this.#pending === pending && !this.#client) pending.stop.abort();
@@ -329,23 +334,4 @@ function describeAttemptError(error: unknown): string {
   if (err.code === 'EHOSTUNREACH' || err.code === 'ENETUNREACH') return 'no route to the DUT';
   if (err.level === 'client-timeout') return 'no SSH handshake within the connect timeout';
   return err.message ?? String(error);
-}
-
-/** `promise`, or the error `onAbort` makes once `signal` aborts first. */
-function raceAbort<T>(promise: Promise<T>, signal: AbortSignal, onAbort: () => Error): Promise<T> {
-  if (signal.aborted) return Promise.reject(onAbort());
-  return new Promise<T>((resolve, reject) => {
-    const abort = (): void => reject(onAbort());
-    signal.addEventListener('abort', abort, { once: true });
-    promise.then(
-      (value) => {
-        signal.removeEventListener('abort', abort);
-        resolve(value);
-      },
-      (error: unknown) => {
-        signal.removeEventListener('abort', abort);
-        reject(error);
-      },
-    );
-  });
 }

@@ -133,6 +133,16 @@ export async function heartbeat(
   return { ours: row !== undefined, cancelRequested: row?.cancel_requested ?? false };
 }
 
+/** How an attempt ended, as its worker reports it. */
+export interface FinishedAttempt {
+  state: FinalState;
+  exitCode?: number;
+  error?: string;
+  verdict?: Verdict;
+  step?: RunStep;
+  agentJobId?: string;
+}
+
 /**
  * Records how this worker's attempt ended, and so the job; false if the job is no longer this
  * attempt's. The verdict defaults from the state (succeeded: pass, failed: fail).
@@ -142,14 +152,7 @@ export async function finish(
   id: string,
   attempt: number,
   worker: string,
-  end: {
-    state: FinalState;
-    exitCode?: number;
-    error?: string;
-    verdict?: Verdict;
-    step?: RunStep;
-    agentJobId?: string;
-  },
+  end: FinishedAttempt,
 ): Promise<boolean> {
   if (!['succeeded', 'failed', 'cancelled'].includes(end.state)) {
     throw invalidArgument(`a job finishes as succeeded, failed or cancelled, not "${end.state}"`);

@@ -20,7 +20,6 @@ import {
   DEFAULT_LIST_LIMIT,
   DEFAULT_MAX_ATTEMPTS,
   type DutReport,
-  type FinalState,
   JOB_STATES,
   type JobSpec,
   type JobState,
@@ -32,7 +31,6 @@ import {
   type QueueStats,
   type RunStep,
   SUBMIT_CHANNEL,
-  type Verdict,
   validateSpec,
 } from './queue-job.js';
 import { type AttemptResults, readTestCases, saveTestCases } from './queue-results.js';
@@ -158,19 +156,7 @@ export class QueueStore {
    * Records how this worker's attempt ended, and so the job; false if the job is no longer this
    * attempt's. The verdict defaults from the state (succeeded: pass, failed: fail).
    */
-  finish(
-    id: string,
-    attempt: number,
-    worker: string,
-    end: {
-      state: FinalState;
-      exitCode?: number;
-      error?: string;
-      verdict?: Verdict;
-      step?: RunStep;
-      agentJobId?: string;
-    },
-  ): Promise<boolean> {
+  finish(id: string, attempt: number, worker: string, end: claims.FinishedAttempt): Promise<boolean> {
     return claims.finish(this.db, id, attempt, worker, end);
   }
 

@@ -31,7 +31,7 @@ describe('fixtures/jigs/qemu.yaml', () => {
     // any absolute folders do here, since what matters is that service and DUT name the same paths.
     const folders: Record<string, string> = {
       stateDir: '/var/lib/jiglet',
-      tmpDir: '/srv/tmp',
+      tmpDir: '/srv/scratch',
       configDir: path.dirname(JIG),
     };
     // ${port:NAME} is a free port the agent takes at start: any one does here.
@@ -65,7 +65,7 @@ describe('fixtures/jigs/qemu.yaml', () => {
     assert.equal(flag(commandLine, 'ssh-port'), '${port:qdut-1-ssh}');
     // ...and the DUT's ssh: section names that same port, with the key build-image.sh makes.
     assert.equal(dut.ssh?.port, 40022);
-    assert.equal(dut.ssh?.keyFile, '/srv/tmp/jiglet-qemu-jig/image/ssh/id_ed25519');
+    assert.equal(dut.ssh?.keyFile, '/srv/scratch/jiglet-qemu-jig/image/ssh/id_ed25519');
     assert.equal(dut.ssh?.hostKey, 'relearn-after-flash');
     assert.match(
       await readFile(JIG, 'utf8'),
