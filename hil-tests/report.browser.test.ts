@@ -83,9 +83,14 @@ describe('the HTML report of a flash → boot → login run, in chromium', funct
         dut: 'vdut-a',
       });
       assert.equal((await collect(op, test.id, { follow: true })).finished?.exitCode, 1);
-      // Enough lines after the login that the log must scroll to reach the start.
+      // Enough lines after the login that the log must scroll to reach the start. The marker
+      // comes after the last of them: the lease must not end (and the power go off) while the
+      // DUT is still printing, or how many lines the record holds depends on the machine's load.
       for (let i = 0; i < 12; i++) await session.write('cat $VROOT/etc/os-release\r');
+      await session.write('echo report-lines-$((6 * 7))\r');
       await op.jig.expect('vdut-a', '^VERSION_ID=7\\.1\\.0', { offset: on.serialOffset, timeoutMs: 10_000 });
+      // Not anchored: typeahead puts the marker's output after a prompt. The typed line says $((6 * 7)).
+      await op.jig.expect('vdut-a', 'report-lines-42', { offset: on.serialOffset, timeoutMs: 20_000 });
     } finally {
       await session.close();
     }
