@@ -5,11 +5,7 @@
  */
 import type { FlashResponse } from '../../protocol/gen/jiglet/v1/jig.js';
 import { JobState } from '../../protocol/gen/jiglet/v1/jobs.js';
-import {
-  DriverEventReader,
-  type DriverFailure,
-  type FlashProgress,
-} from '../../protocol/src/driver-events.js';
+import type { DriverFailure, FlashProgress } from '../../protocol/src/driver-events.js';
 import { DriverFailedError, type ErrorCode } from '../../protocol/src/errors.js';
 import type { TransferProgress } from './image-client.js';
 import type { JigletClient } from './jiglet-client.js';
@@ -53,6 +49,8 @@ export async function flashDut(
   opts: { bmap?: string; verify?: boolean; onEvent?: (e: FlashEvent) => void; signal?: AbortSignal } = {},
 ): Promise<FlashResult> {
   const onProgress = (progress: TransferProgress): void => opts.onEvent?.({ type: 'transfer', progress });
+  // Loaded here, not with the client: its schemas bring zod, which no other jigctl command needs.
+  const { DriverEventReader } = await import('../../protocol/src/driver-events.js');
   const uploaded = await client.images.upload(image, { onProgress, signal: opts.signal });
   const bmap = opts.bmap ? await client.images.upload(opts.bmap, { signal: opts.signal }) : undefined;
   const started: FlashResponse = await client.jig.flash(dut, {

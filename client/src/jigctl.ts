@@ -65,25 +65,30 @@ async function diagnose() {
 // then prints DEP0123 on every connection to 127.0.0.1: noise a CLI user cannot act on.
 process.noDeprecation = true;
 
-const outcome: Outcome = { exitCode: 0 };
-try {
-  let cli: Argv = yargs(hideBin(process.argv))
-    .scriptName('jigctl')
-    .parserConfiguration({ 'populate--': true })
-    .strict();
-  for (const add of COMMANDS) cli = add(cli, outcome);
-  await cli
-    .demandCommand(1, 'name a command (jigctl --help lists them)')
-    .fail((msg, err) => {
-      if (err) throw err;
-      process.stderr.write(`jigctl: ${msg}\n`);
-      process.exit(EXIT.usage);
-    })
-    .help()
-    .parseAsync();
-} catch (err) {
-  const { code, message } = await describeFailure(err, diagnose);
-  process.stderr.write(`jigctl: ${message}\n`);
-  outcome.exitCode = code;
+/** Runs the command line; the exit code goes to process.exitCode (no top-level await: the bundle is CommonJS, see protocol/bundle-binaries.mjs). */
+async function main(): Promise<void> {
+  const outcome: Outcome = { exitCode: 0 };
+  try {
+    let cli: Argv = yargs(hideBin(process.argv))
+      .scriptName('jigctl')
+      .parserConfiguration({ 'populate--': true })
+      .strict();
+    for (const add of COMMANDS) cli = add(cli, outcome);
+    await cli
+      .demandCommand(1, 'name a command (jigctl --help lists them)')
+      .fail((msg, err) => {
+        if (err) throw err;
+        process.stderr.write(`jigctl: ${msg}\n`);
+        process.exit(EXIT.usage);
+      })
+      .help()
+      .parseAsync();
+  } catch (err) {
+    const { code, message } = await describeFailure(err, diagnose);
+    process.stderr.write(`jigctl: ${message}\n`);
+    outcome.exitCode = code;
+  }
+  process.exitCode = outcome.exitCode;
 }
-process.exitCode = outcome.exitCode;
+
+void main();
