@@ -36,8 +36,9 @@ const ENTRIES = {
 const JIGCTL = join(DIST, 'client/src/jigctl.js');
 /**
  * Packages only some jigctl commands use, left out of jigctl.cjs and required from node_modules
- * when their command runs (certs, queue, flash progress, JUnit): every start reads the bundle
- * and its code cache, and these are ~1.5 MB of its 3.7. All have CommonJS entries.
+ * when their command runs (certs, queue, flash progress): every start reads the bundle and its
+ * code cache, and these are ~1.4 MB of its 3.7. All have CommonJS entries. (`run` reads JUnit
+ * files, so fast-xml-parser stays in.)
  */
 const JIGCTL_RARE = [
   '@peculiar/*',
@@ -47,7 +48,6 @@ const JIGCTL_RARE = [
   'pg',
   'pg-*',
   'pgpass',
-  'fast-xml-parser',
   'cli-progress',
   'zod',
 ];
