@@ -31,6 +31,7 @@ import { jigService } from './jig-service.js';
 import { type FollowerRegistry, jobService } from './job-service.js';
 import { leaseService } from './lease-service.js';
 import { JobServiceWire } from './output-wire.js';
+import { raiseReceiveWindow } from './receive-window.js';
 import { recordService } from './record-service.js';
 import { reflectionDefinition } from './reflection-files.js';
 import { webService } from './web-service.js';
@@ -58,6 +59,12 @@ export interface GrpcServer {
  */
 const KEEPALIVE_TIME_MS = 10_000;
 const KEEPALIVE_TIMEOUT_MS = 5_000;
+
+/**
+ * What a client may have in flight to the agent per stream and per connection (receive-window.ts).
+ * An upload pauses its call while a write is pending, so this is also the most an upload buffers.
+ */
+const RECEIVE_WINDOW_BYTES = 4 * 1024 * 1024;
 
 /** Binds and starts the server on `host:port` (port 0 = any free port). */
 export async function startGrpcServer(opts: {
@@ -95,6 +102,7 @@ export async function startGrpcServer(opts: {
     'grpc.keepalive_permit_without_calls': 1,
     'grpc.max_receive_message_length': 8 * 1024 * 1024,
   });
+  raiseReceiveWindow(server, RECEIVE_WINDOW_BYTES, log);
   const followers: FollowerRegistry = { active: new Set(), stalled: 0 };
   server.addService(JobServiceWire, jobService(opts.supervisor, log, followers, opts.leases, opts.jig));
   server.addService(
