@@ -171,6 +171,7 @@ export async function writeImage(options: WriteImageOptions): Promise<WriteResul
     const data = buffer.subarray(0, fill);
     const at = offset;
     options.inspect?.(at, data);
+    await plan.prepare?.(at, at + data.length);
     const spans = [...plan.spans(at, data)];
     // Hashed here, in image order, while the other buffer's writes are still in flight.
     for (const [start, end] of spans) recorder.add(at + start, data.subarray(start, end));

@@ -2,6 +2,9 @@
  * `jig-driver flash`: the job the agent runs to flash a DUT's medium.
  *   jig-driver flash --image PATH [--bmap PATH] [--no-verify] --device PATH --mux-json JSON|@FILE|none
  *                    [--allow-file] [--no-skip-zeros] [--device-timeout-ms 60000]
+ *                    [--arriving-size BYTES --arriving-sha256 HEX]
+ * With --arriving-*, the image file is still being written (an upload into the agent's cache):
+ * it is read as it grows and its SHA-256 checked at the end (arriving-image.ts).
  * stdout: progress JSON lines. stderr: one JSON step line per action, warnings, on failure a JSON
  * `failed` line with the error's code, and a last line saying what happened (protocol's
  * driver-events.ts has the line formats). Exit 0 on success, 1 with a one-line reason on failure,
@@ -15,6 +18,7 @@ import { invalidArgument, JigletError } from '../../../protocol/src/errors.js';
 import { readConfigArg } from '../config-arg.js';
 import type { StorageMux } from '../storage-mux.js';
 import { waitForPathWithin } from '../wait-for-path.js';
+import type { ArrivingImage } from './arriving-image.js';
 import { flashDut } from './flash-dut.js';
 
 /** Exit code for a bad invocation (sysexits EX_USAGE). */
@@ -44,6 +48,10 @@ export interface FlashCliArgs {
   skipZeros: boolean;
   /** How long to wait for the device to appear. */
   deviceTimeoutMs: number;
+  /** The image is still arriving: its final size (--arriving-size)… */
+  arrivingSize?: number;
+  /** …and SHA-256 (--arriving-sha256). */
+  arrivingSha256?: string;
 }
 
 /** Where the command writes, and how it builds a mux from `--mux-json`. */
@@ -101,7 +109,9 @@ export async function runFlashCli(args: FlashCliArgs, context: FlashCliContext):
     say(failure.message);
   };
   let mux: StorageMux;
+  let arriving: ArrivingImage | undefined;
   try {
+    arriving = arrivingOf(args);
     mux = muxFrom(args.muxJson, context);
   } catch (err) {
     fail(err);
@@ -110,6 +120,7 @@ export async function runFlashCli(args: FlashCliArgs, context: FlashCliContext):
   try {
     const summary = await flashDut({
       image: args.image,
+      arriving,
       bmap: args.bmap,
       mux,
       // Without a mux the medium is already attached: a missing device is the safety check's to report.
@@ -168,7 +179,26 @@ function builder(y: Argv) {
       type: 'number',
       default: DEFAULT_DEVICE_TIMEOUT_MS,
       describe: 'wait this long for --device to appear after switching the mux',
+    })
+    .option('arriving-size', {
+      type: 'number',
+      describe: 'the image is still being written: read it as it grows to this many bytes',
+    })
+    .option('arriving-sha256', {
+      type: 'string',
+      describe: 'with --arriving-size: the SHA-256 its bytes must have',
     });
+}
+
+/** The --arriving-* pair, checked: both or neither. */
+function arrivingOf(argv: { arrivingSize?: number; arrivingSha256?: string }): ArrivingImage | undefined {
+  const { arrivingSize: size, arrivingSha256: sha256 } = argv;
+  if (size === undefined && sha256 === undefined) return undefined;
+  if (size === undefined || !Number.isSafeInteger(size) || size <= 0)
+    throw new UsageError('--arriving-size must be the image size in bytes (with --arriving-sha256)');
+  if (sha256 === undefined || !/^[0-9a-f]{64}$/.test(sha256))
+    throw new UsageError('--arriving-sha256 must be 64 lower-case hex digits (with --arriving-size)');
+  return { size, sha256 };
 }
 
 /** The options yargs parses for `flash` (kebab-case keys; the handler sees them camelCased too). */
@@ -193,6 +223,8 @@ export function createFlashCommand(
         process.exitCode = await runFlashCli(
           {
             image: argv.image,
+            arrivingSize: argv.arrivingSize,
+            arrivingSha256: argv.arrivingSha256,
             bmap: argv.bmap,
             verify: argv.verify,
             device: argv.device,

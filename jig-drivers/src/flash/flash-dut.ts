@@ -9,16 +9,17 @@ import type { FlashProgress } from '../../../protocol/src/driver-events.js';
 import { JigletError } from '../../../protocol/src/errors.js';
 import { step as recordStep, type StepSink } from '../../../protocol/src/step.js';
 import type { StorageMux } from '../storage-mux.js';
+import { type ArrivingImage, readArrivingImage, waitForArrivingBytes } from './arriving-image.js';
 import { finishTarget, openTarget, type WriteResult, writeImage } from './block-writer.js';
 import { type Bmap, BmapChecker, bmapWrittenRanges, readBmap } from './bmap.js';
 import { decompressStream } from './decompress.js';
 import { checkFlashTarget, type FlashTarget, type SafetyRoots } from './device-safety.js';
-import { type ImageInfo, inspectImage } from './image-format.js';
+import { HEAD_BYTES, type ImageInfo, inspectImage } from './image-format.js';
 import { imageSizeHint } from './image-size.js';
 import { ProgressTracker } from './progress.js';
 import { NO_VERIFY_WARNING, verifyWritten } from './verify.js';
 import { bmapPlan, writeAllPlan, zeroSkipPlan } from './write-plan.js';
-import { canZeroCheaply, zeroTarget } from './zero-target.js';
+import { canZeroCheaply, type ZeroedExtent, zeroTarget } from './zero-target.js';
 
 /** Read size of the image file: big reads keep the decompressor fed without many syscalls. */
 const IMAGE_READ_BYTES = 1024 * 1024;
@@ -39,6 +40,11 @@ export type FlashAction =
 export interface FlashDutOptions {
   /** Path of the image: raw, .gz, .xz or .zst (detected from its content). */
   image: string;
+  /**
+   * The image file is still being written (an upload into the agent's cache): read it as it
+   * grows to this size and check this SHA-256 (arriving-image.ts).
+   */
+  arriving?: ArrivingImage;
   /** Path of a bmaptool .bmap for the (decompressed) image. */
   bmap?: string;
   /** The DUT's storage mux. */
@@ -89,9 +95,12 @@ interface CheckedImage {
   totalExact: boolean;
 }
 
-async function checkInputs(options: FlashDutOptions): Promise<CheckedImage> {
-  const info = await inspectImage(options.image);
-  const hint = await imageSizeHint(info);
+async function checkInputs(options: FlashDutOptions, signal: AbortSignal): Promise<CheckedImage> {
+  const { arriving } = options;
+  if (arriving) await waitForArrivingBytes(options.image, Math.min(HEAD_BYTES, arriving.size), { signal });
+  const info = await inspectImage(options.image, arriving?.size);
+  // A compressed image's size is told by its end, which an arriving one does not have yet.
+  const hint = arriving && info.format !== 'raw' ? { bytes: null, exact: false } : await imageSizeHint(info);
   const bmap = options.bmap === undefined ? undefined : await readBmap(options.bmap);
   if (bmap !== undefined && hint.exact && hint.bytes !== bmap.imageSize) {
     throw new JigletError(
@@ -118,7 +127,7 @@ export async function flashDut(options: FlashDutOptions): Promise<FlashSummary> 
   const progress = new ProgressTracker((report) => options.onProgress?.(report));
   const step: Step = (action, target, work) => recordStep(options.onStep, { action, target }, work);
 
-  const image = await step('inspect-image', options.image, () => checkInputs(options));
+  const image = await step('inspect-image', options.image, () => checkInputs(options, signal));
   if (!options.verify) options.onWarning?.(NO_VERIFY_WARNING);
   let summary: Omit<FlashSummary, 'seconds'>;
   progress.phase('host');
@@ -192,13 +201,15 @@ async function writeAndSync(
   const { info, bmap } = image;
   // Skipping zero blocks is only correct on a medium that reads zeros there (zero-target.ts): zero
   // it first where that is cheap, and otherwise write the zero blocks too.
-  let skipZeros = !bmap && options.skipZeroBlocks !== false;
-  if (skipZeros) {
-    if (image.totalBytes !== null && canZeroCheaply(target.path)) {
-      const extent = image.totalBytes;
-      await step('zero', target.path, () => zeroTarget(target.path, extent, signal));
+  let zeroed: ZeroedExtent | undefined;
+  if (!bmap && options.skipZeroBlocks !== false) {
+    if (canZeroCheaply(target.path)) {
+      // The image's extent at once where it is known; otherwise the plan zeroes ahead as it goes.
+      const extent = image.totalBytes ?? 0;
+      zeroed = await step('zero', target.path, () =>
+        zeroTarget(target.path, extent, { deviceBytes: target.sizeBytes, signal }),
+      );
     } else {
-      skipZeros = false;
       options.onWarning?.(`${target.path} cannot zero itself cheaply: writing the zero blocks too`);
     }
   }
@@ -211,9 +222,10 @@ async function writeAndSync(
       totalExact: image.totalExact,
     });
     const checker = bmap === undefined ? undefined : new BmapChecker(bmap);
-    const plan = bmap ? bmapPlan(bmap) : skipZeros ? zeroSkipPlan() : writeAllPlan();
+    const plan = bmap ? bmapPlan(bmap) : zeroed ? zeroSkipPlan(zeroed) : writeAllPlan();
     const result = await step('write', target.path, async () => {
-      const file = createReadStream(info.path, { highWaterMark: IMAGE_READ_BYTES });
+      const arriving = options.arriving && readArrivingImage(info.path, options.arriving, { signal });
+      const file = arriving?.stream ?? createReadStream(info.path, { highWaterMark: IMAGE_READ_BYTES });
       const source = decompressStream(info.format, file, info.name);
       try {
         const written = await writeImage({
@@ -228,6 +240,11 @@ async function writeAndSync(
           signal,
         });
         checker?.finish(written.imageBytes);
+        if (arriving) {
+          // Every decoder reads its input to the end; one that did not leaves bytes unchecked.
+          if (!arriving.stream.readableEnded) arriving.stream.destroy();
+          await arriving.checked;
+        }
         if (!bmap && image.totalExact && image.totalBytes !== written.imageBytes) {
           throw new JigletError(
             'JIGLET_E_INVALID_ARGUMENT',

@@ -94,7 +94,7 @@ export function notAnImageReason(head: Uint8Array, fileSize: number): string | u
  * Reads the start of the image file and names its format. Throws JIGLET_E_INVALID_ARGUMENT when
  * the file cannot be read or is clearly not a disk image ("image.img: not a disk image: looks like HTML").
  */
-export async function inspectImage(imagePath: string): Promise<ImageInfo> {
+export async function inspectImage(imagePath: string, arrivingSize?: number): Promise<ImageInfo> {
   const name = path.basename(imagePath);
   let handle: Awaited<ReturnType<typeof open>>;
   try {
@@ -105,12 +105,14 @@ export async function inspectImage(imagePath: string): Promise<ImageInfo> {
   try {
     const stats = await handle.stat();
     if (!stats.isFile()) throw invalidArgument(`image ${imagePath} is not a regular file`);
-    const head = Buffer.alloc(Math.min(HEAD_BYTES, stats.size));
+    // An image still arriving is judged by the size it will have (its head is there already).
+    const fileSize = arrivingSize ?? stats.size;
+    const head = Buffer.alloc(Math.min(HEAD_BYTES, fileSize));
     const { bytesRead } = await handle.read(head, 0, head.length, 0);
     const start = head.subarray(0, bytesRead);
-    const reason = notAnImageReason(start, stats.size);
+    const reason = notAnImageReason(start, fileSize);
     if (reason !== undefined) throw invalidArgument(`${name}: not a disk image: ${reason}`);
-    return { path: imagePath, name, format: detectFormat(start), fileSize: stats.size };
+    return { path: imagePath, name, format: detectFormat(start), fileSize };
   } finally {
     await handle.close();
   }

@@ -5,6 +5,7 @@
  * verified: whatever the medium held there before stays, exactly like bmaptool's unmapped blocks.
  */
 import { type Bmap, rangeBytes } from './bmap.js';
+import type { ZeroedExtent } from './zero-target.js';
 
 /** Granularity of zero-block skipping: the page size, and the block size of every common filesystem. */
 export const ZERO_BLOCK_BYTES = 4096;
@@ -16,6 +17,8 @@ export type Span = readonly [start: number, end: number];
 
 /** Decides which parts of each buffer are written; buffers come in image order. */
 export interface WritePlan {
+  /** Work that must be done on the target before the buffer at image bytes [offset, end) is planned. */
+  prepare?(offset: number, end: number): Promise<void>;
   /** The spans of `data` (the image bytes at image offset `offset`) to write, ascending. */
   spans(offset: number, data: Buffer): Span[];
 }
@@ -32,15 +35,22 @@ export function writeAllPlan(): WritePlan {
   return { spans: (_offset, data) => (data.length > 0 ? [[0, data.length]] : []) };
 }
 
-/** Writes every 4 KiB block that is not entirely zero (a short last block is judged alone). */
-export function zeroSkipPlan(): WritePlan {
+/**
+ * Writes every 4 KiB block that is not entirely zero (a short last block is judged alone), where
+ * the target is known to read zeros: it zeroes ahead of each buffer (`zeroed.extend`), and past
+ * what it could zero (the end of the device) it writes zero blocks too.
+ */
+export function zeroSkipPlan(zeroed: ZeroedExtent): WritePlan {
   return {
-    spans(_offset, data) {
+    prepare: (_offset, end) => zeroed.extend(end),
+    spans(offset, data) {
       const spans: Span[] = [];
       for (let start = 0; start < data.length; start += ZERO_BLOCK_BYTES) {
         const end = Math.min(start + ZERO_BLOCK_BYTES, data.length);
         // Buffer.equals is a memcmp: far faster than a byte loop in JavaScript.
-        if (!data.subarray(start, end).equals(ZEROS.subarray(0, end - start))) pushSpan(spans, start, end);
+        const skip =
+          offset + end <= zeroed.bytes && data.subarray(start, end).equals(ZEROS.subarray(0, end - start));
+        if (!skip) pushSpan(spans, start, end);
       }
       return spans;
     },

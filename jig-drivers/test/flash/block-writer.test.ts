@@ -23,10 +23,17 @@ import {
 } from '../../src/flash/block-writer.js';
 import { verifyWritten } from '../../src/flash/verify.js';
 import { writeAllPlan, zeroSkipPlan } from '../../src/flash/write-plan.js';
+import { type ZeroedExtent, zeroTarget } from '../../src/flash/zero-target.js';
 import { LoopDevice } from './helpers/loop-device.js';
 import { BLOCK, buildImage, sha256, type TestImage } from './helpers/test-images.js';
 
 const MiB = 1024 * 1024;
+
+/**
+ * A target taken as all zeros already, so that the writer's own skipping shows on a device
+ * pre-filled with 0xaa (the flasher zeroes the target first, zero-target.ts).
+ */
+const ZEROED_ALREADY: ZeroedExtent = { bytes: Number.POSITIVE_INFINITY, extend: async () => {} };
 
 /** Yields `data` in `piece`-byte chunks, counting how many the consumer has pulled. */
 function chunked(data: Buffer, piece: number): AsyncGenerator<Buffer> & { pulled: () => number } {
@@ -44,7 +51,7 @@ function chunked(data: Buffer, piece: number): AsyncGenerator<Buffer> & { pulled
 async function writeTo(
   target: WriteTarget,
   image: Buffer,
-  options: { skipZeros?: boolean; signal?: AbortSignal } = {},
+  options: { skipZeros?: boolean; zeroed?: ZeroedExtent; signal?: AbortSignal } = {},
 ): Promise<WriteResult> {
   const handle = await openTarget(target);
   try {
@@ -52,7 +59,7 @@ async function writeTo(
       source: chunked(image, 1 * MiB),
       handle,
       targetPath: target.path,
-      plan: options.skipZeros === false ? writeAllPlan() : zeroSkipPlan(),
+      plan: options.skipZeros === false ? writeAllPlan() : zeroSkipPlan(options.zeroed ?? ZEROED_ALREADY),
       signal: options.signal,
     });
     await finishTarget(handle, target, result.imageBytes);
@@ -108,6 +115,27 @@ describe('flash block writer and verify', () => {
       result.ranges.reduce((sum, range) => sum + range.length, 0),
       result.bytesWritten,
     );
+    await verifyWritten({ path: loop.device, kind: 'block' }, result);
+  });
+
+  it('skips zero blocks only where the target was zeroed, zeroing ahead of the writer', async () => {
+    // An image whose size was not known up front: nothing zeroed at the start, then extend() is
+    // asked before each buffer. The device ends where zeroing must stop (the 0xaa past 16 MiB of
+    // a 20 MiB device would otherwise survive in skipped blocks).
+    const loop = loopDevice(20 * MiB);
+    const zeroed = await zeroTarget(loop.device, 0, { deviceBytes: 16 * MiB });
+    assert.equal(zeroed.bytes, 0);
+    const head = image.data.subarray(0, 20 * MiB);
+    const result = await writeTo({ path: loop.device, kind: 'block' }, head, { zeroed });
+    assert.equal(zeroed.bytes, 16 * MiB, 'zeroed up to the end it was given, no further');
+    assert.ok(
+      readFileSync(loop.device).equals(head),
+      'every block reads back as the image, zero ones included',
+    );
+    const zerosPast = image.zeroBlocks.filter((b) => b * BLOCK >= 16 * MiB && b * BLOCK < head.length).length;
+    assert.ok(zerosPast > 0, 'the image has zero blocks past the zeroed extent');
+    const zerosBefore = image.zeroBlocks.filter((b) => b * BLOCK < 16 * MiB).length;
+    assert.equal(result.bytesSkipped, zerosBefore * BLOCK, 'zero blocks past the zeroed extent are written');
     await verifyWritten({ path: loop.device, kind: 'block' }, result);
   });
 

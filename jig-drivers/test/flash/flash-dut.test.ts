@@ -155,6 +155,56 @@ describe('flashDut onto a real loop device', () => {
     });
   }
 
+  /**
+   * Copies `source` into a new file in pieces, as an upload into the agent's cache writes it, and
+   * resolves when all of it is there. The reader must wait for each piece.
+   */
+  async function arriveAt(target: string, source: Buffer, piece = 256 * 1024): Promise<void> {
+    const fd = openSync(target, 'w');
+    try {
+      for (let at = 0; at < source.length; at += piece) {
+        writeSync(fd, source, at, Math.min(piece, source.length - at), at);
+        await new Promise((resolve) => setTimeout(resolve, 2)); // an upload's pace, not a sync
+      }
+    } finally {
+      closeSync(fd);
+    }
+  }
+
+  for (const format of ['gzip', 'xz'] as const) {
+    it(`flashes a ${format} image that is still arriving: reads it as it grows, zeroes ahead, checks its SHA-256`, async () => {
+      const compressed = readFileSync(compress(image.path, format));
+      const growing = path.join(dir, `arriving-${format}`);
+      writeFileSync(growing, compressed.subarray(0, 100)); // the upload has begun, no more
+      const run = flash({
+        image: growing,
+        arriving: { size: compressed.length, sha256: sha256(compressed) },
+      });
+      await arriveAt(growing, compressed);
+      const summary = await run.result;
+      assert.equal(summary.imageBytes, image.data.length);
+      assert.equal(summary.verified, true);
+      assertZeroSkippingFlash(summary);
+      assert.deepEqual(run.mux.calls, ['toHost', 'toDut']);
+    });
+  }
+
+  it('fails with DATA_LOSS when the bytes that arrived are not the announced image, and gives the medium back', async () => {
+    const compressed = readFileSync(compress(image.path, 'gzip'));
+    const growing = path.join(dir, 'arriving-other');
+    writeFileSync(growing, '');
+    const run = flash({
+      image: growing,
+      arriving: { size: compressed.length, sha256: sha256(Buffer.from('another image')) },
+    });
+    await arriveAt(growing, compressed, 4 * MiB);
+    await assert.rejects(
+      run.result,
+      coded('JIGLET_E_DATA_LOSS', /hashes to [0-9a-f]{64}, not [0-9a-f]{64}.*flash it again/),
+    );
+    assert.deepEqual(run.mux.calls, ['toHost', 'toDut']);
+  });
+
   it('with a bmap writes exactly the mapped ranges, zeros inside them included', async () => {
     const blocks = image.data.length / BLOCK;
     const dataRanges = blockRanges(blocks, (b) => !image.zeroBlocks.includes(b));
