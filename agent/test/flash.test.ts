@@ -5,13 +5,18 @@
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { credentials } from '@grpc/grpc-js';
 import { FlashFailedError, type FlashProgress } from '../../client/src/flash-client.js';
 import { buildImage } from '../../fixtures/images/build-image.js';
 import { errorOf } from '../../fixtures/test-support/call-errors.js';
+import { collect } from '../../fixtures/test-support/collect.js';
 import { startVirtualJig, type VirtualJig } from '../../fixtures/test-support/virtual-jig.js';
+import { ImageServiceClient, type UploadImageRequest } from '../../protocol/gen/jiglet/v1/images.js';
+import { JobState } from '../../protocol/gen/jiglet/v1/jobs.js';
 
 const MiB = 1024 * 1024;
 
@@ -99,5 +104,78 @@ describe('flashing a virtual DUT', function () {
     assert.equal((await op.jig.duts())[0]!.storage?.dirty, true);
     await op.flash('vdut-a', good);
     assert.equal((await op.jig.duts())[0]!.storage?.dirty, false);
+  });
+
+  /** An upload driven by hand (ImageService.UploadImage), so a test decides what is sent and when. */
+  function rawUpload(): {
+    send: (msg: UploadImageRequest) => void;
+    end: () => void;
+    cancel: () => void;
+    answer: Promise<Error | null>;
+  } {
+    const settings = v.t.pki.as('operator', v.t.address);
+    const raw = new ImageServiceClient(
+      settings.server,
+      credentials.createSsl(
+        readFileSync(settings.ca),
+        readFileSync(settings.key),
+        readFileSync(settings.cert),
+      ),
+    );
+    let call!: ReturnType<ImageServiceClient['uploadImage']>;
+    const answer = new Promise<Error | null>((resolve) => {
+      call = raw.uploadImage((err) => resolve(err));
+    }).finally(() => raw.close());
+    return {
+      send: (msg) => call.write(msg),
+      end: () => call.end(),
+      cancel: () => call.cancel(),
+      answer,
+    };
+  }
+
+  it('fails a flash that follows an upload whose bytes are not the image, and keeps the DUT dirty', async () => {
+    const op = v.t.client('operator');
+    const before = (await op.jig.duts())[0]!.storage?.lastImageSha256;
+    const bytes = readFileSync(good);
+    const claimed = createHash('sha256').update('some other image').digest('hex');
+    const upload = rawUpload();
+    upload.send({ start: { sha256: claimed, size: BigInt(bytes.length), name: 'claims-another.img' } });
+    const started = await op.jig.flash('vdut-a', { imageSha256: claimed, verify: true, followUpload: true });
+    for (let at = 0; at < bytes.length; at += MiB)
+      upload.send({ data: { offset: BigInt(at), data: bytes.subarray(at, at + MiB) } });
+    upload.end();
+    assert.match((await upload.answer)?.message ?? '', /hash to [0-9a-f]{64}, not [0-9a-f]{64}/);
+    const job = (await collect(op, started.jobId, { follow: true })).finished;
+    assert.ok(
+      job && !(job.state === JobState.JOB_STATE_EXITED && job.exitCode === 0),
+      'the flash did not succeed',
+    );
+    const dut = (await op.jig.duts())[0]!;
+    assert.equal(dut.storage?.dirty, true);
+    assert.equal(dut.storage?.lastImageSha256, before);
+    await op.flash('vdut-a', good);
+  });
+
+  it('stops a flash that follows an upload when the upload is abandoned, instead of waiting for bytes', async () => {
+    const op = v.t.client('operator');
+    const fresh = (await buildImage({ out: join(dir, 'fresh.img'), version: '2.0.9', sizeBytes: 16 * MiB }))
+      .path;
+    const bytes = readFileSync(fresh);
+    const sha256 = createHash('sha256').update(bytes).digest('hex');
+    const upload = rawUpload();
+    upload.send({ start: { sha256, size: BigInt(bytes.length), name: 'abandoned.img' } });
+    upload.send({ data: { offset: 0n, data: bytes.subarray(0, 2 * MiB) } });
+    const started = await op.jig.flash('vdut-a', { imageSha256: sha256, verify: true, followUpload: true });
+    upload.cancel();
+    await upload.answer;
+    const job = (await collect(op, started.jobId, { follow: true })).finished;
+    assert.equal(
+      job?.state,
+      JobState.JOB_STATE_STOPPED,
+      `the flash was stopped, not left to time out: state ${job?.state}, exit ${job?.exitCode}, ${job?.stopReason}`,
+    );
+    assert.equal(job?.stopReason, 'error');
+    assert.equal((await op.jig.duts())[0]!.storage?.dirty, true);
   });
 });

@@ -1,13 +1,14 @@
 /**
  * Flashing as CI runs it: make sure the agent has the image (and bmap), start the flash job, and
  * follow its progress lines (protocol's driver-events.ts) until it ends. One function over the three services, so jigctl
- * and the HIL suites flash the same way.
+ * and the HIL suites flash the same way. A first flash (the image not cached yet, as for every new
+ * build) uploads and flashes at once: the agent writes the image as it arrives
+ * (FlashRequest.follow_upload), so the upload no longer comes on top of the flash.
  */
-import type { FlashResponse } from '../../protocol/gen/jiglet/v1/jig.js';
 import { JobState } from '../../protocol/gen/jiglet/v1/jobs.js';
 import type { DriverFailure, FlashProgress } from '../../protocol/src/driver-events.js';
 import { DriverFailedError, type ErrorCode } from '../../protocol/src/errors.js';
-import type { TransferProgress } from './image-client.js';
+import { hashFile, type TransferProgress } from './image-client.js';
 import type { JigletClient } from './jiglet-client.js';
 
 /** One progress report of a flash job. */
@@ -49,16 +50,66 @@ export async function flashDut(
   opts: { bmap?: string; verify?: boolean; onEvent?: (e: FlashEvent) => void; signal?: AbortSignal } = {},
 ): Promise<FlashResult> {
   const onProgress = (progress: TransferProgress): void => opts.onEvent?.({ type: 'transfer', progress });
+  const bmap = opts.bmap ? await client.images.upload(opts.bmap, { signal: opts.signal }) : undefined;
+  const sha256 = await hashFile(image, onProgress);
+  const cached = (await client.images.stat(sha256)).present;
+  // The upload runs beside the flash; stopping it does not lose what was sent (it resumes).
+  const uploadStop = new AbortController();
+  const stopUpload = (): void => uploadStop.abort();
+  opts.signal?.addEventListener('abort', stopUpload, { once: true });
+  const upload = client.images.upload(image, { sha256, onProgress, signal: uploadStop.signal });
+  let uploadFailure: unknown;
+  let uploadSettled = false;
+  upload.then(
+    () => {
+      uploadSettled = true;
+    },
+    (err: unknown) => {
+      uploadSettled = true;
+      uploadFailure = err;
+    },
+  );
+  /**
+   * What to throw when the flash failed with `err`: the upload's own failure if it had one (it
+   * says more than the flash it stopped); else `err`, once an upload still running is stopped.
+   */
+  const failure = async (err: unknown): Promise<unknown> => {
+    if (uploadFailure !== undefined) return uploadFailure;
+    if (!uploadSettled) {
+      uploadStop.abort();
+      await upload.catch(() => undefined);
+    }
+    return err;
+  };
+  try {
+    if (cached) await upload;
+    const started = await client.jig.flash(dut, {
+      imageSha256: sha256,
+      bmapSha256: bmap?.sha256,
+      verify: opts.verify ?? true,
+      followUpload: !cached,
+    });
+    return await followFlash(client, dut, started.jobId, opts, async (last) => {
+      const uploaded = await upload;
+      return { jobId: started.jobId, imageSha256: sha256, uploaded: uploaded.sent, last };
+    });
+  } catch (err) {
+    throw await failure(err);
+  } finally {
+    opts.signal?.removeEventListener('abort', stopUpload);
+  }
+}
+
+/** Follows flash job `jobId` to its end; `done` makes the result of a job that succeeded. */
+async function followFlash(
+  client: JigletClient,
+  dut: string,
+  jobId: string,
+  opts: { onEvent?: (e: FlashEvent) => void; signal?: AbortSignal },
+  done: (last: FlashProgress | undefined) => Promise<FlashResult>,
+): Promise<FlashResult> {
   // Loaded here, not with the client: its schemas bring zod, which no other jigctl command needs.
   const { DriverEventReader } = await import('../../protocol/src/driver-events.js');
-  const uploaded = await client.images.upload(image, { onProgress, signal: opts.signal });
-  const bmap = opts.bmap ? await client.images.upload(opts.bmap, { signal: opts.signal }) : undefined;
-  const started: FlashResponse = await client.jig.flash(dut, {
-    imageSha256: uploaded.sha256,
-    bmapSha256: bmap?.sha256,
-    verify: opts.verify ?? true,
-  });
-  const jobId = started.jobId;
   let last: FlashProgress | undefined;
   const stdout = new DriverEventReader();
   const stderr = new DriverEventReader();
@@ -73,9 +124,7 @@ export async function flashDut(
     for await (const event of client.output(jobId, { follow: true })) {
       if (event.type === 'finished') {
         const job = event.job;
-        if (job.state === JobState.JOB_STATE_EXITED && job.exitCode === 0) {
-          return { jobId, imageSha256: uploaded.sha256, uploaded: uploaded.sent, last };
-        }
+        if (job.state === JobState.JOB_STATE_EXITED && job.exitCode === 0) return await done(last);
         for (const said of stderr.end())
           if (said.kind === 'text' && said.text.trim()) lastSaid = said.text.trim();
         const reason = lastSaid ?? failure?.message ?? job.error ?? `job ${job.state}`;

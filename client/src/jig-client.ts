@@ -150,7 +150,7 @@ export class JigClient {
   /** Starts flashing a cached image (see flashDut for the whole upload + flash + follow). */
   flash(
     dut: string,
-    opts: { imageSha256: string; bmapSha256?: string; verify: boolean },
+    opts: { imageSha256: string; bmapSha256?: string; verify: boolean; followUpload?: boolean },
   ): Promise<FlashResponse> {
     return startFlash(this.#stub, dut, opts);
   }

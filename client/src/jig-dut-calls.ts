@@ -139,12 +139,18 @@ export async function checkHealth(stub: JigServiceClient, dut: string): Promise<
 export async function startFlash(
   stub: JigServiceClient,
   dut: string,
-  opts: { imageSha256: string; bmapSha256?: string; verify: boolean },
+  opts: { imageSha256: string; bmapSha256?: string; verify: boolean; followUpload?: boolean },
 ): Promise<FlashResponse> {
   // Powering the DUT off first can take a driver's deadline; the job itself is followed separately.
   return unaryCall<FlashResponse>((cb) =>
     stub.flash(
-      { dut, imageSha256: opts.imageSha256, bmapSha256: opts.bmapSha256 ?? '', noVerify: !opts.verify },
+      {
+        dut,
+        imageSha256: opts.imageSha256,
+        bmapSha256: opts.bmapSha256 ?? '',
+        noVerify: !opts.verify,
+        followUpload: opts.followUpload ?? false,
+      },
       new Metadata(),
       callOptions(UNARY_DEADLINE_MS * 2),
       cb,

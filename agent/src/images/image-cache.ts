@@ -2,6 +2,7 @@
  * The content-addressed image cache: `<state>/images/<sha256>/image` plus a small meta.json, and
  * unfinished uploads in `<state>/images/partial/<sha256>`, kept so a broken upload resumes. The
  * size limit is kept by evicting the least recently used images, never one a flash is reading.
+ * A flash may also read an upload while it arrives (`follow`, arriving-uploads.ts).
  */
 import { createHash, type Hash } from 'node:crypto';
 import { createReadStream, mkdirSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs';
@@ -10,6 +11,7 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { failedPrecondition, invalidArgument, JigletError, notFound } from '../../../protocol/src/errors.js';
 import { readJsonIfPresent, writeJsonAtomic } from '../state/atomic-json.js';
+import { type ArrivingUpload, ArrivingUploads } from './arriving-uploads.js';
 
 /** Default size limit of the cache. */
 export const DEFAULT_CACHE_BYTES = 20 * 1024 ** 3;
@@ -63,6 +65,7 @@ export class ImageCache {
   readonly #partialDir: string;
   readonly #images = new Map<string, CachedImage>();
   readonly #uploading = new Set<string>();
+  readonly #arriving: ArrivingUploads;
   readonly #log: Logger;
 
   constructor(opts: { stateDir: string; limitBytes?: number; log: Logger }) {
@@ -71,6 +74,7 @@ export class ImageCache {
     this.#partialDir = join(this.#dir, 'partial');
     this.#log = opts.log;
     mkdirSync(this.#partialDir, { recursive: true });
+    this.#arriving = new ArrivingUploads(join(this.#dir, 'arriving'));
     for (const entry of readdirSync(this.#dir, { withFileTypes: true })) {
       if (!entry.isDirectory() || !SHA256.test(entry.name)) continue;
       try {
@@ -116,6 +120,22 @@ export class ImageCache {
     if (!image)
       throw notFound(`the agent has no image ${sha256.slice(0, 12)}…; upload it first (jigctl flash does)`);
     return image;
+  }
+
+  /** True when the image is cached (complete and checked). */
+  has(sha256: string): boolean {
+    return this.#images.has(checkSha256(sha256));
+  }
+
+  /**
+   * A hold on the upload of `sha256` while it arrives, waiting up to `waitMs` for it to begin;
+   * undefined when none began (or it completed meanwhile: then the image is cached).
+   */
+  follow(
+    sha256: string,
+    opts: { waitMs: number; signal?: AbortSignal },
+  ): Promise<ArrivingUpload | undefined> {
+    return this.#arriving.follow(checkSha256(sha256), opts);
   }
 
   /** Path of a cached image's bytes. */
@@ -186,6 +206,7 @@ export class ImageCache {
           hash.update(chunk as Buffer);
       }
       const file = await open(partial, received > 0 ? 'r+' : 'w');
+      this.#arriving.started(sha256, partial, start.size, start.name);
       return this.#session({ sha256, size: start.size, name: start.name, partial, file, hash, received });
     } catch (err) {
       this.#uploading.delete(sha256);
@@ -242,13 +263,16 @@ export class ImageCache {
         const actual = s.hash.digest('hex');
         if (actual !== s.sha256) {
           rmSync(s.partial, { force: true });
-          throw invalidArgument(
+          const error = invalidArgument(
             `the uploaded bytes hash to ${actual}, not ${s.sha256}: the image changed or was damaged in transit; upload it again`,
           );
+          this.#arriving.ended(s.sha256, error);
+          throw error;
         }
         const dir = join(this.#dir, s.sha256);
         mkdirSync(dir, { recursive: true });
         renameSync(s.partial, join(dir, IMAGE));
+        this.#arriving.ended(s.sha256);
         const now = Date.now();
         const image: CachedImage = {
           sha256: s.sha256,
@@ -263,7 +287,16 @@ export class ImageCache {
         this.#log.info({ image: s.sha256, size: s.size, name: s.name }, 'image cached');
         return image;
       },
-      abandon: close,
+      abandon: async () => {
+        await close();
+        this.#arriving.ended(
+          s.sha256,
+          new JigletError(
+            'JIGLET_E_UNAVAILABLE',
+            `the upload of ${s.name || s.sha256.slice(0, 12)} ended at ${received} of ${s.size} bytes`,
+          ),
+        );
+      },
     };
   }
 

@@ -7,6 +7,7 @@ import type { Logger } from 'pino';
 import type { DutDescription } from '../../../jig-drivers/src/jig-description.js';
 import { failedPrecondition } from '../../../protocol/src/errors.js';
 import type { AgentEvents } from '../events/agent-events.js';
+import type { ArrivingUpload } from '../images/arriving-uploads.js';
 import type { ImageCache } from '../images/image-cache.js';
 import type { Supervisor } from '../jobs/supervisor.js';
 import type { DutStateFile, DutStorageState } from './dut-state.js';
@@ -16,6 +17,8 @@ import type { JigDriverCommand } from './jig-driver-command.js';
 /** What a flash asks for. */
 export interface FlashRequest {
   imageSha256: string;
+  /** The image is still being uploaded: write it as it arrives (image-cache.ts follow). */
+  arriving?: ArrivingUpload;
   bmapSha256?: string;
   verify: boolean;
   owner: string;
@@ -50,16 +53,18 @@ export class DutFlasher {
   }
 
   /**
-   * Starts flashing a cached image; resolves with the job once it runs. The image stays pinned in
-   * the cache until the job ends.
+   * Starts flashing a cached image, or one still arriving; resolves with the job once it runs. A
+   * cached image stays pinned until the job ends; an arriving one's failed upload stops the job.
    */
   async start(opts: FlashRequest): Promise<string> {
     const { dut, images, supervisor, jigDriver, stateFile, storage: medium, log, events } = this.#o;
     const { storage } = dut;
-    if (!storage) throw failedPrecondition(`DUT ${dut.name} has no storage mux in the jig description`);
-    if (this.flashing) throw failedPrecondition(`a flash of ${dut.name} is running (job ${this.flashing})`);
-    const releases = [images.pin(opts.imageSha256)];
+    const { arriving } = opts;
+    const releases: (() => void)[] = arriving ? [arriving.release] : [];
     try {
+      if (!storage) throw failedPrecondition(`DUT ${dut.name} has no storage mux in the jig description`);
+      if (this.flashing) throw failedPrecondition(`a flash of ${dut.name} is running (job ${this.flashing})`);
+      if (!arriving) releases.push(images.pin(opts.imageSha256));
       if (opts.bmapSha256) releases.push(images.pin(opts.bmapSha256));
       this.flashing = 'starting';
       if (dut.power) await this.#o.powerOff(opts.owner, opts.fence);
@@ -70,17 +75,23 @@ export class DutFlasher {
           jigDriver,
           dut: dut.name,
           storage,
-          imagePath: images.pathOf(opts.imageSha256),
+          imagePath: arriving ? arriving.path : images.pathOf(opts.imageSha256),
+          arriving: arriving && { size: arriving.size, sha256: arriving.sha256 },
           bmapPath: opts.bmapSha256 ? images.pathOf(opts.bmapSha256) : undefined,
           verify: opts.verify,
           stateDir: this.#o.stateDir,
         }),
         opts.owner,
         // The flasher writes a block device and switches the mux: an agent job.
-        { privileged: true, title: `flash ${imageName(images, opts.imageSha256)}` },
+        { privileged: true, title: `flash ${arriving?.name || imageName(images, opts.imageSha256)}` },
       );
       const id = job.record.id;
       this.flashing = id;
+      // The flasher would wait out its stall timeout for bytes that will never come.
+      arriving?.outcome.catch((err: unknown) => {
+        log.warn({ job: id, err }, 'the upload a flash was reading failed; stopping the flash');
+        supervisor.stop(id, 2000, 'error').catch(() => undefined);
+      });
       const flashEvent = (phase: 'started' | 'done' | 'failed'): void =>
         events.publish({
           kind: 'flash',

@@ -19,6 +19,8 @@ export function flashJobSpec(opts: {
   dut: string;
   storage: StorageConfig;
   imagePath: string;
+  /** The image at imagePath is still being uploaded: its final size and SHA-256. */
+  arriving?: { size: number; sha256: string };
   bmapPath?: string;
   verify: boolean;
   /** Where the mux config file goes (the agent's state directory). */
@@ -41,6 +43,9 @@ export function flashJobSpec(opts: {
       // image file (a QEMU or virtual DUT's medium) is as legitimate as a block device.
       '--allow-file',
       ...(opts.bmapPath ? ['--bmap', opts.bmapPath] : []),
+      ...(opts.arriving
+        ? ['--arriving-size', String(opts.arriving.size), '--arriving-sha256', opts.arriving.sha256]
+        : []),
       ...(opts.verify ? [] : ['--no-verify']),
     ],
     env: {},

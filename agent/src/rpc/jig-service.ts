@@ -16,6 +16,7 @@ import {
 import { invalidArgument, JigletError, permissionDenied } from '../../../protocol/src/errors.js';
 import { identityOf } from '../auth/auth-interceptor.js';
 import { can } from '../auth/permissions.js';
+import type { ArrivingUpload } from '../images/arriving-uploads.js';
 import { checkSha256, type ImageCache } from '../images/image-cache.js';
 import { expectLine } from '../jig/dut-expect.js';
 import type { JigRuntime } from '../jig/jig-runtime.js';
@@ -43,6 +44,8 @@ import { abortWhenClientGone, eventOrAbort, failStream, unary } from './respond.
 const MAX_OFF_TIME_MS = 600_000;
 /** Expect waits this long when the client names no timeout, and at most this long at all. */
 const DEFAULT_EXPECT_MS = 30_000;
+/** How long a flash that follows an upload waits for that upload to begin (FlashRequest.follow_upload). */
+const FOLLOW_UPLOAD_WAIT_MS = 30_000;
 const MAX_EXPECT_MS = 24 * 3600 * 1000;
 /** Longest reason an admin may give for a DUT's state. */
 const MAX_REASON = 1024;
@@ -123,10 +126,26 @@ export function jigService(
       const fence = (): void => void leases.check(dut.dut.name, leaseId, who);
       fence();
       checkSha256(request.imageSha256);
-      images.get(request.imageSha256);
       if (request.bmapSha256) images.get(checkSha256(request.bmapSha256));
+      // A first flash: the client uploads the image and asks for it in the same breath.
+      let arriving: ArrivingUpload | undefined;
+      if (request.followUpload && !images.has(request.imageSha256)) {
+        const { controller, dispose } = abortWhenClientGone(call);
+        try {
+          arriving = await images.follow(request.imageSha256, {
+            waitMs: FOLLOW_UPLOAD_WAIT_MS,
+            signal: controller.signal,
+          });
+        } finally {
+          dispose();
+        }
+      }
+      if (!arriving && !images.has(request.imageSha256)) {
+        images.get(request.imageSha256); // NOT_FOUND, saying to upload it
+      }
       const jobId = await dut.startFlash({
         imageSha256: request.imageSha256,
+        arriving,
         bmapSha256: request.bmapSha256 || undefined,
         verify: !request.noVerify,
         owner: who.name,

@@ -597,6 +597,12 @@ export interface FlashRequest {
   bmapSha256: string;
   /** Skip the read-back verification (loudly). Verification is on by default. */
   noVerify: boolean;
+  /**
+   * The image is being uploaded now, or its upload starts within 30 s (ImageService.UploadImage):
+   * write it as it arrives instead of after. The flasher checks the image's SHA-256 itself; a
+   * failed or abandoned upload stops the flash. Without it an image not in the cache is NOT_FOUND.
+   */
+  followUpload: boolean;
 }
 
 export interface FlashResponse {
@@ -3740,7 +3746,7 @@ export const ExpectResponse: MessageFns<ExpectResponse> = {
 };
 
 function createBaseFlashRequest(): FlashRequest {
-  return { dut: "", imageSha256: "", bmapSha256: "", noVerify: false };
+  return { dut: "", imageSha256: "", bmapSha256: "", noVerify: false, followUpload: false };
 }
 
 export const FlashRequest: MessageFns<FlashRequest> = {
@@ -3756,6 +3762,9 @@ export const FlashRequest: MessageFns<FlashRequest> = {
     }
     if (message.noVerify !== false) {
       writer.uint32(32).bool(message.noVerify);
+    }
+    if (message.followUpload !== false) {
+      writer.uint32(40).bool(message.followUpload);
     }
     return writer;
   },
@@ -3805,6 +3814,14 @@ export const FlashRequest: MessageFns<FlashRequest> = {
             message.noVerify = reader.bool();
             continue;
           }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.followUpload = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3835,6 +3852,11 @@ export const FlashRequest: MessageFns<FlashRequest> = {
         : isSet(object.no_verify)
         ? globalThis.Boolean(object.no_verify)
         : false,
+      followUpload: isSet(object.followUpload)
+        ? globalThis.Boolean(object.followUpload)
+        : isSet(object.follow_upload)
+        ? globalThis.Boolean(object.follow_upload)
+        : false,
     };
   },
 
@@ -3852,6 +3874,9 @@ export const FlashRequest: MessageFns<FlashRequest> = {
     if (message.noVerify !== false) {
       obj.noVerify = message.noVerify;
     }
+    if (message.followUpload !== false) {
+      obj.followUpload = message.followUpload;
+    }
     return obj;
   },
 
@@ -3864,6 +3889,7 @@ export const FlashRequest: MessageFns<FlashRequest> = {
     message.imageSha256 = object.imageSha256 ?? "";
     message.bmapSha256 = object.bmapSha256 ?? "";
     message.noVerify = object.noVerify ?? false;
+    message.followUpload = object.followUpload ?? false;
     return message;
   },
 };
