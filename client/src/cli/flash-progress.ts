@@ -1,7 +1,9 @@
 /**
  * What `jigctl flash` shows while it works. On a terminal: one bar, phase by phase, whose last
  * frame reads 100% with the average rate and the total time. Elsewhere (CI logs): one line per
- * phase once it ends, with what it moved and how long it took.
+ * phase once it ends, with what it moved and how long it took. On a first flash the upload goes on
+ * beside the flash job (flash-client.ts): once the job reports, the bar follows the job, and the
+ * upload gets its line when it completes.
  */
 import { SingleBar } from 'cli-progress';
 import type { FlashEvent } from '../flash-client.js';
@@ -47,6 +49,10 @@ export class FlashProgressView {
   #phase: Phase | undefined;
   /** The image's size, once a phase that reads it all has reported it. */
   #imageBytes = 0;
+  /** True once the flash job has reported: upload progress then runs beside it. */
+  #flashing = false;
+  /** The upload, once it runs beside the flash job. */
+  #upload: Phase | undefined;
 
   /** Draws on `out`; a bar when `tty`, phase lines otherwise. */
   constructor(out: NodeJS.WriteStream, tty: boolean) {
@@ -63,10 +69,20 @@ export class FlashProgressView {
   /** One event of the upload or the flash job. */
   onEvent(e: FlashEvent): void {
     if (e.type === 'transfer') {
-      this.#update(e.progress.phase, e.progress.done, e.progress.total);
+      if (this.#flashing && e.progress.phase === 'upload')
+        this.#uploadBeside(e.progress.done, e.progress.total);
+      else this.#update(e.progress.phase, e.progress.done, e.progress.total);
       return;
     }
     const p = e.progress;
+    if (!this.#flashing) {
+      this.#flashing = true;
+      // An upload still under way is not over: it goes on beside the job, its line comes later.
+      if (this.#phase?.name === 'upload' && this.#phase.done < (this.#phase.total ?? 0)) {
+        this.#upload = this.#phase;
+        this.#phase = undefined;
+      }
+    }
     if (p.phase === 'done') return;
     // In write, bytesRead counts image bytes and runs up to the image size; bytesWritten (the whole
     // flash's) skips zeros. Other phases than write and verify move no data.
@@ -89,7 +105,9 @@ export class FlashProgressView {
     phase.done = done;
     phase.total = total;
     if (name === 'write' && written !== undefined) phase.written = written;
-    if ((name === 'hash' || name === 'write') && total) this.#imageBytes = total;
+    if (name === 'hash' && total) this.#imageBytes = total;
+    // An image still arriving has no size yet: what the write has read so far is the best one.
+    if (name === 'write') this.#imageBytes = total ?? done;
     if (!this.#tty) return;
     const elapsed = now - phase.startedAt;
     const left = total && done > 0 && elapsed > 0 ? ((total - done) * elapsed) / done : null;
@@ -97,6 +115,19 @@ export class FlashProgressView {
       rate: done > 0 ? rate(done, elapsed) : '-',
       time: left === null ? 'ETA -' : `ETA ${humanDuration(left)}`,
     });
+  }
+
+  /** Upload progress while the flash job runs; without a terminal, its line once it is complete. */
+  #uploadBeside(done: number, total: number): void {
+    const upload = this.#upload;
+    if (!upload || upload.done >= (upload.total ?? 0)) return;
+    upload.done = done;
+    if (done < total || this.#tty) return;
+    const took = Date.now() - upload.startedAt;
+    const name = PHASE_NAMES.upload!.padEnd(NAME_WIDTH);
+    this.#out.write(
+      `jigctl: ${name}  ${mib(done)} in ${humanDuration(took)} (${rate(done, took)}), beside the flash\n`,
+    );
   }
 
   #draw(name: string, done: number, total: number | null, text: { rate: string; time: string }): void {
