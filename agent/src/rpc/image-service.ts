@@ -96,7 +96,9 @@ function upload(
     if (!msg.data) return;
     if (!session) throw invalidArgument('the first upload message must be start (sha256, size, name)');
     if (msg.data.offset > BigInt(Number.MAX_SAFE_INTEGER)) throw invalidArgument('offset out of range');
-    await session.write(Number(msg.data.offset), Buffer.from(msg.data.data));
+    // A view, not a copy: the message owns its bytes until the write is done.
+    const { data } = msg.data;
+    await session.write(Number(msg.data.offset), Buffer.from(data.buffer, data.byteOffset, data.byteLength));
   };
   const onData = (msg: UploadImageRequest): void => {
     call.pause();
