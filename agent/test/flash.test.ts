@@ -9,13 +9,13 @@ import { createHash } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { credentials } from '@grpc/grpc-js';
 import { FlashFailedError, type FlashProgress } from '../../client/src/flash-client.js';
 import { buildImage } from '../../fixtures/images/build-image.js';
 import { errorOf } from '../../fixtures/test-support/call-errors.js';
 import { collect } from '../../fixtures/test-support/collect.js';
+import { rawImageService } from '../../fixtures/test-support/raw-image-service.js';
 import { startVirtualJig, type VirtualJig } from '../../fixtures/test-support/virtual-jig.js';
-import { ImageServiceClient, type UploadImageRequest } from '../../protocol/gen/jiglet/v1/images.js';
+import type { ImageServiceClient, UploadImageRequest } from '../../protocol/gen/jiglet/v1/images.js';
 import { JobState } from '../../protocol/gen/jiglet/v1/jobs.js';
 
 const MiB = 1024 * 1024;
@@ -113,15 +113,7 @@ describe('flashing a virtual DUT', function () {
     cancel: () => void;
     answer: Promise<Error | null>;
   } {
-    const settings = v.t.pki.as('operator', v.t.address);
-    const raw = new ImageServiceClient(
-      settings.server,
-      credentials.createSsl(
-        readFileSync(settings.ca),
-        readFileSync(settings.key),
-        readFileSync(settings.cert),
-      ),
-    );
+    const raw = rawImageService(v.t.pki, v.t.address);
     let call!: ReturnType<ImageServiceClient['uploadImage']>;
     const answer = new Promise<Error | null>((resolve) => {
       call = raw.uploadImage((err) => resolve(err));

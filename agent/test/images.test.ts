@@ -9,11 +9,10 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { credentials } from '@grpc/grpc-js';
 import { hashFile } from '../../client/src/image-client.js';
 import { errorOf } from '../../fixtures/test-support/call-errors.js';
+import { rawImageService } from '../../fixtures/test-support/raw-image-service.js';
 import { startTestAgent, type TestAgent } from '../../fixtures/test-support/test-agent.js';
-import { ImageServiceClient } from '../../protocol/gen/jiglet/v1/images.js';
 
 const MiB = 1024 * 1024;
 
@@ -55,15 +54,7 @@ describe('image cache', function () {
     const bytes = readFileSync(image);
     const sha256 = await hashFile(image);
     // A client that dies after sending 1.5 MiB: the call ends early, the agent keeps the bytes.
-    const settings = t.pki.as('operator', t.address);
-    const raw = new ImageServiceClient(
-      settings.server,
-      credentials.createSsl(
-        readFileSync(settings.ca),
-        readFileSync(settings.key),
-        readFileSync(settings.cert),
-      ),
-    );
+    const raw = rawImageService(t.pki, t.address);
     const ended = new Promise<Error | null>((resolve) => {
       const call = raw.uploadImage((err) => resolve(err));
       call.write({ start: { sha256, size: BigInt(bytes.length), name: 'b.img' } });
