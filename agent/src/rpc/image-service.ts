@@ -1,7 +1,8 @@
 /**
  * jiglet.v1.ImageService over the image cache. Uploads are written as they arrive, one message
- * at a time: the call is paused while a write is pending, so a fast client cannot fill the
- * agent's memory, and a broken call keeps what was written for a resume.
+ * at a time and in order; the call keeps receiving while up to UPLOAD_AHEAD_BYTES wait for their
+ * write (so the network and the disk work at once) and is paused beyond that, so a fast client
+ * cannot fill the agent's memory. A broken call keeps what was written for a resume.
  */
 import type { ServerReadableStream, sendUnaryData } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
@@ -17,6 +18,8 @@ import { statusFor, unary } from './respond.js';
 
 /** Longest image name kept. */
 const MAX_NAME = 255;
+/** Upload bytes received and not yet written that make the agent stop reading the call. */
+const UPLOAD_AHEAD_BYTES = 8 * 1024 * 1024;
 
 /** The wire form of a cached image. */
 export function toWireImage(image: CachedImage): Image {
@@ -100,13 +103,17 @@ function upload(
     const { data } = msg.data;
     await session.write(Number(msg.data.offset), Buffer.from(data.buffer, data.byteOffset, data.byteLength));
   };
+  let ahead = 0;
   const onData = (msg: UploadImageRequest): void => {
-    call.pause();
+    const bytes = msg.data?.data.length ?? 0;
+    ahead += bytes;
+    if (ahead > UPLOAD_AHEAD_BYTES) call.pause();
     queue = queue
       .then(() => handle(msg))
       .then(
         () => {
-          if (!settled) call.resume();
+          ahead -= bytes;
+          if (!settled && ahead <= UPLOAD_AHEAD_BYTES) call.resume();
         },
         (err: unknown) => finish(err, false),
       );
