@@ -28,7 +28,10 @@ describe('flashing a virtual DUT', function () {
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'jiglet-flash-'));
     good = (await buildImage({ out: join(dir, 'good.img'), version: '2.0.1', sizeBytes: 16 * MiB })).path;
-    v = await startVirtualJig([{ name: 'vdut-a', storageBytes: 32 * MiB }]);
+    v = await startVirtualJig([
+      { name: 'vdut-a', storageBytes: 32 * MiB },
+      { name: 'vdut-b', storageBytes: 32 * MiB },
+    ]);
   });
   after(async () => {
     await v?.stop();
@@ -125,6 +128,23 @@ describe('flashing a virtual DUT', function () {
       answer,
     };
   }
+
+  it('flashes one new image onto two DUTs at once: one upload, and both flashes follow it', async () => {
+    // What a pipeline does with a fresh build and two boards: two clients, the same new image.
+    const shared = (await buildImage({ out: join(dir, 'shared.img'), version: '2.1.0', sizeBytes: 16 * MiB }))
+      .path;
+    const [a, b] = await Promise.all([
+      v.t.client('operator').flash('vdut-a', shared),
+      v.t.client('operator2').flash('vdut-b', shared),
+    ]);
+    assert.equal(a.imageSha256, b.imageSha256);
+    assert.equal(a.uploaded + b.uploaded, 16 * MiB, 'the image went over the wire once');
+    const duts = await v.t.client('operator').jig.duts();
+    for (const dut of duts) {
+      assert.equal(dut.storage?.dirty, false, dut.name);
+      assert.equal(dut.storage?.lastImageSha256, a.imageSha256, dut.name);
+    }
+  });
 
   it('fails a flash that follows an upload whose bytes are not the image, and keeps the DUT dirty', async () => {
     const op = v.t.client('operator');

@@ -7,8 +7,8 @@
  */
 import { JobState } from '../../protocol/gen/jiglet/v1/jobs.js';
 import type { DriverFailure, FlashProgress } from '../../protocol/src/driver-events.js';
-import { DriverFailedError, type ErrorCode } from '../../protocol/src/errors.js';
-import { hashFile, type TransferProgress } from './image-client.js';
+import { DriverFailedError, type ErrorCode, JigletError } from '../../protocol/src/errors.js';
+import { hashFile, type TransferProgress, type UploadResult } from './image-client.js';
 import type { JigletClient } from './jiglet-client.js';
 
 /** One progress report of a flash job. */
@@ -57,7 +57,15 @@ export async function flashDut(
   const uploadStop = new AbortController();
   const stopUpload = (): void => uploadStop.abort();
   opts.signal?.addEventListener('abort', stopUpload, { once: true });
-  const upload = client.images.upload(image, { sha256, onProgress, signal: uploadStop.signal });
+  // Another client uploading the same image now (the same build flashed onto several DUTs at
+  // once) is as good as our own upload: the flash follows whichever upload there is.
+  const upload = client.images
+    .upload(image, { sha256, onProgress, signal: uploadStop.signal })
+    .catch((err: unknown): UploadResult => {
+      if (!cached && err instanceof JigletError && err.code === 'JIGLET_E_ALREADY_EXISTS')
+        return { sha256, size: 0, sent: 0, resumedAt: 0 };
+      throw err;
+    });
   let uploadFailure: unknown;
   let uploadSettled = false;
   upload.then(

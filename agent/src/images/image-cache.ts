@@ -186,8 +186,11 @@ export class ImageCache {
       );
     }
     if (this.#uploading.has(sha256)) {
-      throw failedPrecondition(
-        `an upload of ${sha256.slice(0, 12)}… is already in progress; resume it when it ends`,
+      // ALREADY_EXISTS, not FAILED_PRECONDITION: a client flashing the same new image onto
+      // another DUT at the same time follows that upload instead (flash-client.ts).
+      throw new JigletError(
+        'JIGLET_E_ALREADY_EXISTS',
+        `an upload of ${sha256.slice(0, 12)}… is already in progress; flash it with follow_upload, or resume the upload when it ends`,
       );
     }
     this.#uploading.add(sha256);
