@@ -8,6 +8,7 @@
 import { JobState } from '../../protocol/gen/jiglet/v1/jobs.js';
 import type { DriverFailure, FlashProgress } from '../../protocol/src/driver-events.js';
 import { DriverFailedError, type ErrorCode, JigletError } from '../../protocol/src/errors.js';
+import { cachedSha256 } from './hash-cache.js';
 import { hashFile, type TransferProgress, type UploadResult } from './image-client.js';
 import type { JigletClient } from './jiglet-client.js';
 
@@ -51,7 +52,7 @@ export async function flashDut(
 ): Promise<FlashResult> {
   const onProgress = (progress: TransferProgress): void => opts.onEvent?.({ type: 'transfer', progress });
   const bmap = opts.bmap ? await client.images.upload(opts.bmap, { signal: opts.signal }) : undefined;
-  const sha256 = await hashFile(image, onProgress);
+  const sha256 = await cachedSha256(image, () => hashFile(image, onProgress));
   const cached = (await client.images.stat(sha256)).present;
   // The upload runs beside the flash; stopping it does not lose what was sent (it resumes).
   const uploadStop = new AbortController();
