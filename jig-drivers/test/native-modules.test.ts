@@ -6,7 +6,8 @@
  */
 import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
-import { dirname } from 'node:path';
+import { readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 
 const require = createRequire(import.meta.url);
 /** node-gyp-build's own resolver: the .node file each module loads (a prebuild, or a local build). */
@@ -31,5 +32,25 @@ describe('native modules', () => {
     }
     const binary = nodeGypBuild.path(dirname(require.resolve('@serialport/bindings-cpp/package.json')));
     assert.match(binary, /\.node$/);
+  });
+
+  it('every dependency with an install script is allowed or denied in package.json', () => {
+    // npm 11 warns about unlisted ones and npm 12 skips them, so a missing entry changes the tree.
+    const root = join(import.meta.dirname, '../..');
+    const lock = JSON.parse(readFileSync(join(root, 'package-lock.json'), 'utf8')) as {
+      packages: Record<string, { hasInstallScript?: boolean }>;
+    };
+    const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as {
+      allowScripts: Record<string, boolean>;
+    };
+    const withScripts = Object.entries(lock.packages)
+      .filter(([, entry]) => entry.hasInstallScript)
+      .map(([path]) => path.slice(path.lastIndexOf('node_modules/') + 'node_modules/'.length));
+    assert.ok(withScripts.includes('usb'), 'the lock file lists install scripts');
+    assert.deepEqual(
+      withScripts.filter((name) => !(name in pkg.allowScripts)),
+      [],
+      'add these to allowScripts in package.json (true to run the script, false to skip it)',
+    );
   });
 });
