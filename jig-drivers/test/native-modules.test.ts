@@ -5,8 +5,8 @@
  * compile where none fits); a broken install shows here rather than on a jig at the first power-on.
  */
 import assert from 'node:assert/strict';
-import { createRequire } from 'node:module';
 import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 
 const require = createRequire(import.meta.url);
