@@ -10,7 +10,7 @@ import { type ClientReadableStream, credentials, Metadata } from '@grpc/grpc-js'
 import {
   type GetJobResponse,
   type Job,
-  JobServiceClient,
+  type JobServiceClient,
   type JobSpec,
   JobState,
   type ListJobsResponse,
@@ -20,6 +20,7 @@ import {
   type StreamOutputResponse,
 } from '../../protocol/gen/jiglet/v1/jobs.js';
 import { JigletError } from '../../protocol/src/errors.js';
+import { JobServiceWireClient } from '../../protocol/src/output-wire.js';
 import { fromGrpcError } from '../../protocol/src/status.js';
 import { type ConnectionSettings, isLocalAddress } from './connection.js';
 import { DutAccessClient } from './dut-access-client.js';
@@ -109,7 +110,7 @@ export class JigletClient {
         );
     // Every stub gets this interceptor: each call carries the current lease.
     const interceptors = [leaseInterceptor(() => this.lease)];
-    this.#stub = new JobServiceClient(settings.server, creds, {
+    this.#stub = new JobServiceWireClient(settings.server, creds, {
       interceptors,
       'grpc-node.flow_control_window': FLOW_CONTROL_WINDOW,
       // An exec answers with up to 16 MiB of output.
