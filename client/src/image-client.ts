@@ -7,14 +7,15 @@ import { once } from 'node:events';
 import { createReadStream, statSync } from 'node:fs';
 import { basename } from 'node:path';
 import { type ChannelCredentials, type Client, type Interceptor, Metadata } from '@grpc/grpc-js';
-import {
-  type Image,
+import type {
+  Image,
   ImageServiceClient,
-  type ListImagesResponse,
-  type StatImageResponse,
-  type UploadImageResponse,
+  ListImagesResponse,
+  StatImageResponse,
+  UploadImageResponse,
 } from '../../protocol/gen/jiglet/v1/images.js';
 import { fromGrpcError } from '../../protocol/src/status.js';
+import { ImageServiceWireClient } from '../../protocol/src/upload-wire.js';
 import { callOptions, unaryCall } from './unary-call.js';
 
 export type { Image } from '../../protocol/gen/jiglet/v1/images.js';
@@ -62,7 +63,7 @@ export class ImageClient {
     channel: ReturnType<Client['getChannel']>,
     interceptors: Interceptor[] = [],
   ) {
-    this.#stub = new ImageServiceClient(server, creds, { channelOverride: channel, interceptors });
+    this.#stub = new ImageServiceWireClient(server, creds, { channelOverride: channel, interceptors });
   }
 
   /** Whether the agent has the image, and how much of an upload it kept. */

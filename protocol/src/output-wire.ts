@@ -8,24 +8,7 @@
  */
 import { makeGenericClientConstructor } from '@grpc/grpc-js';
 import { type JobServiceClient, JobServiceService, StreamOutputResponse } from '../gen/jiglet/v1/jobs.js';
-
-/** Bytes of `value` as a protobuf varint (a non-negative safe integer). */
-function varintLength(value: number): number {
-  let n = 1;
-  for (let v = value; v >= 0x80; v = Math.floor(v / 0x80)) n++;
-  return n;
-}
-
-function putVarint(buf: Buffer, pos: number, value: number): number {
-  let v = value;
-  let p = pos;
-  while (v >= 0x80) {
-    buf[p++] = (v % 0x80) | 0x80;
-    v = Math.floor(v / 0x80);
-  }
-  buf[p++] = v;
-  return p;
-}
+import { getVarint, putVarint, readFlatFields, varintLength } from './wire-varint.js';
 
 /** StreamOutputResponse as protobuf bytes, byte-identical to the generated encoder's. */
 export function encodeStreamOutputResponse(message: StreamOutputResponse): Buffer {
@@ -67,19 +50,6 @@ export function encodeStreamOutputResponse(message: StreamOutputResponse): Buffe
   return out;
 }
 
-/** Reads a varint at `pos`: [value, next position], or undefined past `end` or beyond 2^53. */
-function getVarint(buf: Buffer, pos: number, end: number): [number, number] | undefined {
-  let value = 0;
-  let scale = 1;
-  for (let p = pos; p < end && scale <= 2 ** 49; p++) {
-    const byte = buf[p]!;
-    value += (byte & 0x7f) * scale;
-    if (byte < 0x80) return Number.isSafeInteger(value) ? [value, p + 1] : undefined;
-    scale *= 0x80;
-  }
-  return undefined;
-}
-
 /**
  * StreamOutputResponse from protobuf bytes. A plain chunk (offset, data, stream, each at most
  * once) is read here with its data a view of `buf`; anything else (the final record, unknown
@@ -94,30 +64,16 @@ function decodeChunk(buf: Buffer): StreamOutputResponse | undefined {
   if (buf.length < 2 || buf[0] !== 10) return undefined;
   const len = getVarint(buf, 1, buf.length);
   if (!len || len[1] + len[0] !== buf.length) return undefined;
-  let p = len[1];
-  let offset = 0;
-  let data: Buffer = Buffer.alloc(0);
-  let stream = 0;
-  let seen = 0;
-  while (p < buf.length) {
-    const tag = buf[p++];
-    const field = tag === 8 ? 1 : tag === 18 ? 2 : tag === 24 ? 4 : 0;
-    if (field === 0 || seen & field) return undefined;
-    seen |= field;
-    const v = getVarint(buf, p, buf.length);
-    if (!v) return undefined;
-    p = v[1];
-    if (tag === 8) offset = v[0];
-    else if (tag === 24) {
-      if (v[0] > 0x7fffffff) return undefined;
-      stream = v[0];
-    } else {
-      if (p + v[0] > buf.length) return undefined;
-      data = buf.subarray(p, p + v[0]);
-      p += v[0];
-    }
-  }
-  return { chunk: { offset: BigInt(offset), data, stream } };
+  const fields = readFlatFields(buf, len[1], buf.length, [8, 18, 24]);
+  const stream = fields?.get(24) ?? 0;
+  if (!fields || (stream as number) > 0x7fffffff) return undefined;
+  return {
+    chunk: {
+      offset: BigInt((fields.get(8) as number | undefined) ?? 0),
+      data: (fields.get(18) as Buffer | undefined) ?? Buffer.alloc(0),
+      stream: stream as number,
+    },
+  };
 }
 
 /** JobService's definition with StreamOutput's responses coded by the functions above. */

@@ -9,13 +9,13 @@ import { ReflectionService } from '@grpc/reflection';
 import { HealthImplementation } from 'grpc-health-check';
 import type { Logger } from 'pino';
 import { DutAccessServiceService } from '../../../protocol/gen/jiglet/v1/dut_access.js';
-import { ImageServiceService } from '../../../protocol/gen/jiglet/v1/images.js';
 import { JigServiceService } from '../../../protocol/gen/jiglet/v1/jig.js';
 import { LeaseServiceService } from '../../../protocol/gen/jiglet/v1/leases.js';
 import { RecordServiceService } from '../../../protocol/gen/jiglet/v1/records.js';
 import { WebServiceService } from '../../../protocol/gen/jiglet/v1/web.js';
 import { JigletError } from '../../../protocol/src/errors.js';
 import { JobServiceWire } from '../../../protocol/src/output-wire.js';
+import { ImageServiceWire } from '../../../protocol/src/upload-wire.js';
 import { authInterceptor } from '../auth/auth-interceptor.js';
 import type { ImageCache } from '../images/image-cache.js';
 import type { JigRuntime } from '../jig/jig-runtime.js';
@@ -111,7 +111,7 @@ export async function startGrpcServer(opts: {
   );
   server.addService(LeaseServiceService, leaseService(opts.jig, opts.leases, log));
   server.addService(DutAccessServiceService, dutAccessService(opts.jig, opts.leases, log));
-  server.addService(ImageServiceService, imageService(opts.images, log));
+  server.addService(ImageServiceWire, imageService(opts.images, log));
   server.addService(RecordServiceService, recordService(opts.records, log));
   server.addService(WebServiceService, webService(opts.jig, opts.web, log));
   const health = new HealthImplementation({
