@@ -5,6 +5,7 @@
 import { createHash } from 'node:crypto';
 import { once } from 'node:events';
 import { createReadStream, statSync } from 'node:fs';
+import { open } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { type ChannelCredentials, type Client, type Interceptor, Metadata } from '@grpc/grpc-js';
 import type {
@@ -12,10 +13,12 @@ import type {
   ImageServiceClient,
   ListImagesResponse,
   StatImageResponse,
+  UploadImageRequest,
   UploadImageResponse,
 } from '../../protocol/gen/jiglet/v1/images.js';
+import { JigletError } from '../../protocol/src/errors.js';
 import { fromGrpcError } from '../../protocol/src/status.js';
-import { ImageServiceWireClient } from '../../protocol/src/upload-wire.js';
+import { ImageServiceWireClient, uploadPiece } from '../../protocol/src/upload-wire.js';
 import { callOptions, unaryCall } from './unary-call.js';
 
 export type { Image } from '../../protocol/gen/jiglet/v1/images.js';
@@ -51,6 +54,48 @@ export async function hashFile(path: string, onProgress?: (p: TransferProgress) 
     onProgress?.({ phase: 'hash', done, total });
   }
   return hash.digest('hex');
+}
+
+/**
+ * Reads `path` from `start` to `size` straight into encoded upload messages (uploadPiece) and
+ * hands them to `send` in order, reading the next piece while one is being sent. A file that
+ * got shorter meanwhile ends in an error, as the agent would refuse its hash anyway.
+ */
+async function sendPieces(
+  path: string,
+  start: number,
+  size: number,
+  send: (piece: UploadImageRequest) => Promise<void>,
+): Promise<void> {
+  if (start >= size) return;
+  const file = await open(path, 'r');
+  const read = async (offset: number): Promise<UploadImageRequest> => {
+    const piece = uploadPiece(offset, Math.min(CHUNK_BYTES, size - offset));
+    const into = piece.data.data;
+    for (let got = 0; got < into.length; ) {
+      const { bytesRead } = await file.read(into, got, into.length - got, offset + got);
+      if (bytesRead === 0)
+        throw new JigletError(
+          'JIGLET_E_FAILED_PRECONDITION',
+          `${path} ended at ${offset + got} of ${size} bytes while it was uploaded: something is changing it; upload it again once it is written`,
+        );
+      got += bytesRead;
+    }
+    return piece;
+  };
+  // The piece read ahead is always awaited (below or in finally), so its failure is never unhandled.
+  let next: Promise<UploadImageRequest> | undefined = read(start);
+  try {
+    for (let offset = start; offset < size; ) {
+      const piece = await next!;
+      offset += piece.data!.data.length;
+      next = offset < size ? read(offset) : undefined;
+      await send(piece);
+    }
+  } finally {
+    await next?.catch(() => undefined);
+    await file.close();
+  }
 }
 
 /** The ImageService client. */
@@ -98,17 +143,14 @@ export class ImageClient {
     opts.signal?.addEventListener('abort', onAbort, { once: true });
     try {
       call.write({ start: { sha256, size: BigInt(size), name: basename(path) } });
-      let offset = resumedAt;
-      if (offset < size) {
-        for await (const chunk of createReadStream(path, { start: offset, highWaterMark: CHUNK_BYTES })) {
-          const data = chunk as Buffer;
-          if (!call.write({ data: { offset: BigInt(offset), data } })) {
-            await Promise.race([once(call, 'drain'), result]);
-          }
-          offset += data.length;
-          opts.onProgress?.({ phase: 'upload', done: offset, total: size });
-        }
-      }
+      await sendPieces(path, resumedAt, size, async (piece) => {
+        if (!call.write(piece)) await Promise.race([once(call, 'drain'), result]);
+        opts.onProgress?.({
+          phase: 'upload',
+          done: Number(piece.data!.offset) + piece.data!.data.length,
+          total: size,
+        });
+      });
       call.end();
       const res = await result;
       return { sha256, size, sent: Number(res.bytesReceived), resumedAt };

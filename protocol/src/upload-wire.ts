@@ -8,11 +8,47 @@
  * else (the start message) goes through the generated code.
  */
 import { makeGenericClientConstructor } from '@grpc/grpc-js';
-import { type ImageServiceClient, ImageServiceService, UploadImageRequest } from '../gen/jiglet/v1/images.js';
+import {
+  type ImageServiceClient,
+  ImageServiceService,
+  type UploadData,
+  UploadImageRequest,
+} from '../gen/jiglet/v1/images.js';
 import { getVarint, putVarint, readFlatFields, varintLength } from './wire-varint.js';
 
+/** Where a request made by uploadPiece() keeps its encoded bytes. */
+const ENCODED = Symbol('encoded upload piece');
+
+/** A data request whose bytes are already encoded (see uploadPiece). */
+export type EncodedUploadRequest = UploadImageRequest & { data: UploadData; readonly [ENCODED]: Buffer };
+
+/**
+ * A data request for `length` bytes at `offset`, encoded in advance: `data.data` is a view of the
+ * encoded message for the caller to fill (a file read straight into it), and the serializer then
+ * sends the message as it is, without the copy encodeUploadImageRequest() makes. The caller must
+ * fill all of it, or send a request of its own instead.
+ */
+export function uploadPiece(offset: number, length: number): EncodedUploadRequest {
+  const inner =
+    (offset !== 0 ? 1 + varintLength(offset) : 0) + (length !== 0 ? 1 + varintLength(length) + length : 0);
+  const out = Buffer.allocUnsafe(1 + varintLength(inner) + inner);
+  let p = 0;
+  out[p++] = 18; // field 2 (data), length-delimited
+  p = putVarint(out, p, inner);
+  if (offset !== 0) {
+    out[p++] = 8; // field 1 (offset), varint
+    p = putVarint(out, p, offset);
+  }
+  if (length !== 0) {
+    out[p++] = 18; // field 2 (data), length-delimited
+    p = putVarint(out, p, length);
+  }
+  return { data: { offset: BigInt(offset), data: out.subarray(p) }, [ENCODED]: out };
+}
+
 /** UploadImageRequest as protobuf bytes, byte-identical to the generated encoder's. */
-export function encodeUploadImageRequest(message: UploadImageRequest): Buffer {
+export function encodeUploadImageRequest(message: UploadImageRequest | EncodedUploadRequest): Buffer {
+  if (ENCODED in message) return message[ENCODED];
   const piece = message.data;
   const offset = piece ? Number(piece.offset) : -1;
   if (!piece || message.start !== undefined || !Number.isSafeInteger(offset) || offset < 0) {

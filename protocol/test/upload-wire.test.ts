@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { UploadImageRequest } from '../gen/jiglet/v1/images.js';
-import { decodeUploadImageRequest, encodeUploadImageRequest } from '../src/upload-wire.js';
+import { decodeUploadImageRequest, encodeUploadImageRequest, uploadPiece } from '../src/upload-wire.js';
 
 const cases: UploadImageRequest[] = [
   { data: { offset: 0n, data: Buffer.alloc(0) } },
@@ -38,5 +38,27 @@ describe('UploadImage wire encoding', () => {
     assert.equal(decodeUploadImageRequest(twice).data?.offset, 9n);
     const cut = good.subarray(0, good.length - 1);
     assert.throws(() => decodeUploadImageRequest(cut));
+  });
+
+  it('sends a piece encoded in advance as it is, the same bytes as the generated encoder', () => {
+    for (const [offset, length] of [
+      [0, 0],
+      [0, 5],
+      [3 * 2 ** 20, 2 ** 20],
+      [2 ** 53 - 1, 1],
+    ] as const) {
+      const piece = uploadPiece(offset, length);
+      assert.equal(piece.data.data.length, length);
+      randomBytes(length).copy(piece.data.data);
+      const bytes = encodeUploadImageRequest(piece);
+      assert.deepEqual(
+        bytes,
+        Buffer.from(
+          UploadImageRequest.encode({ data: { offset: BigInt(offset), data: piece.data.data } }).finish(),
+        ),
+      );
+      assert.equal(bytes.buffer, piece.data.data.buffer, 'no copy of the data');
+      assert.deepEqual(decodeUploadImageRequest(bytes).data?.data, piece.data.data);
+    }
   });
 });
