@@ -62,8 +62,8 @@ async function diagnose() {
   return diagnoseConnection(resolveConnection(argv));
 }
 
-// grpc-js sets the TLS ServerName even to an IP address (channel-credentials.js), and Node
-// then prints DEP0123 on every connection to 127.0.0.1: noise a CLI user cannot act on.
+// A dependency's deprecation warning is noise a CLI user cannot act on. (The one seen, DEP0123
+// for grpc-js sending an IP address as the TLS server name, the client library now avoids.)
 process.noDeprecation = true;
 
 // grpc-js asks net.isIPv6 about every address it connects to, and Node answers with a large

@@ -5,6 +5,7 @@
 
 import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
 import tls from 'node:tls';
 import { type ClientReadableStream, credentials, Metadata } from '@grpc/grpc-js';
 import {
@@ -62,6 +63,26 @@ export interface StdinWriter {
 }
 
 /** A connection to one jiglet agent. */
+/**
+ * The TLS server name sent when the agent is dialled by IP address. grpc-js sends the host of the
+ * address as the server name, and Node prints a deprecation warning (DEP0123, RFC 6066 allows no
+ * IP there) in every program that uses this library against `127.0.0.1:7411`. The agent ignores
+ * the name; the certificate is checked against the IP address itself (the `.invalid` name is
+ * reserved and never resolves, so it cannot be confused with a real host).
+ */
+const IP_SERVERNAME = 'jiglet-agent.invalid';
+
+/** The IP address of `host:port` or `[v6]:port`, or undefined for a name (or a unix socket). */
+function ipLiteralOf(server: string): string | undefined {
+  const colon = server.lastIndexOf(':');
+  const host = server.startsWith('[')
+    ? server.slice(1, server.indexOf(']'))
+    : colon < 0
+      ? server
+      : server.slice(0, colon);
+  return isIP(host) === 0 ? undefined : host;
+}
+
 /** Filters of the job list; empty = any. */
 export interface JobListFilter {
   states?: JobState[];
@@ -98,6 +119,7 @@ export class JigletClient {
         );
       }
     };
+    const ipHost = ipLiteralOf(settings.server);
     const creds = isLocalAddress(settings.server)
       ? credentials.createInsecure()
       : credentials.createFromSecureContext(
@@ -107,10 +129,15 @@ export class JigletClient {
             key: read('client key', settings.key),
             minVersion: 'TLSv1.3',
           }),
+          // See IP_SERVERNAME: the certificate is still checked against the address dialled.
+          ipHost === undefined
+            ? undefined
+            : { checkServerIdentity: (_name, cert) => tls.checkServerIdentity(ipHost, cert) },
         );
     // Every stub gets this interceptor: each call carries the current lease.
     const interceptors = [leaseInterceptor(() => this.lease)];
     this.#stub = new JobServiceWireClient(settings.server, creds, {
+      ...(ipHost === undefined ? {} : { 'grpc.ssl_target_name_override': IP_SERVERNAME }),
       interceptors,
       'grpc-node.flow_control_window': FLOW_CONTROL_WINDOW,
       // An exec answers with up to 16 MiB of output.
