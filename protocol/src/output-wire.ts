@@ -8,7 +8,7 @@
  */
 import { makeGenericClientConstructor } from '@grpc/grpc-js';
 import { type JobServiceClient, JobServiceService, StreamOutputResponse } from '../gen/jiglet/v1/jobs.js';
-import { getVarint, putVarint, readFlatFields, varintLength } from './wire-varint.js';
+import { encodeChunkMessage, getVarint, readFlatFields } from './wire-chunk.js';
 
 /** StreamOutputResponse as protobuf bytes, byte-identical to the generated encoder's. */
 export function encodeStreamOutputResponse(message: StreamOutputResponse): Buffer {
@@ -24,29 +24,8 @@ export function encodeStreamOutputResponse(message: StreamOutputResponse): Buffe
   ) {
     return Buffer.from(StreamOutputResponse.encode(message).finish());
   }
-  const data = chunk.data;
-  const inner =
-    (offset !== 0 ? 1 + varintLength(offset) : 0) +
-    (data.length !== 0 ? 1 + varintLength(data.length) + data.length : 0) +
-    (chunk.stream !== 0 ? 1 + varintLength(chunk.stream) : 0);
-  const out = Buffer.allocUnsafe(1 + varintLength(inner) + inner);
-  let p = 0;
-  out[p++] = 10; // field 1 (chunk), length-delimited
-  p = putVarint(out, p, inner);
-  if (offset !== 0) {
-    out[p++] = 8; // field 1 (offset), varint
-    p = putVarint(out, p, offset);
-  }
-  if (data.length !== 0) {
-    out[p++] = 18; // field 2 (data), length-delimited
-    p = putVarint(out, p, data.length);
-    out.set(data, p);
-    p += data.length;
-  }
-  if (chunk.stream !== 0) {
-    out[p++] = 24; // field 3 (stream), varint
-    p = putVarint(out, p, chunk.stream);
-  }
+  const { out, dataAt } = encodeChunkMessage(10, offset, chunk.data.length, chunk.stream);
+  out.set(chunk.data, dataAt);
   return out;
 }
 

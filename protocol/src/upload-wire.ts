@@ -14,7 +14,7 @@ import {
   type UploadData,
   UploadImageRequest,
 } from '../gen/jiglet/v1/images.js';
-import { getVarint, putVarint, readFlatFields, varintLength } from './wire-varint.js';
+import { encodeChunkMessage, getVarint, readFlatFields } from './wire-chunk.js';
 
 /** Where a request made by uploadPiece() keeps its encoded bytes. */
 const ENCODED = Symbol('encoded upload piece');
@@ -29,21 +29,8 @@ export type EncodedUploadRequest = UploadImageRequest & { data: UploadData; read
  * fill all of it, or send a request of its own instead.
  */
 export function uploadPiece(offset: number, length: number): EncodedUploadRequest {
-  const inner =
-    (offset !== 0 ? 1 + varintLength(offset) : 0) + (length !== 0 ? 1 + varintLength(length) + length : 0);
-  const out = Buffer.allocUnsafe(1 + varintLength(inner) + inner);
-  let p = 0;
-  out[p++] = 18; // field 2 (data), length-delimited
-  p = putVarint(out, p, inner);
-  if (offset !== 0) {
-    out[p++] = 8; // field 1 (offset), varint
-    p = putVarint(out, p, offset);
-  }
-  if (length !== 0) {
-    out[p++] = 18; // field 2 (data), length-delimited
-    p = putVarint(out, p, length);
-  }
-  return { data: { offset: BigInt(offset), data: out.subarray(p) }, [ENCODED]: out };
+  const { out, dataAt } = encodeChunkMessage(18, offset, length);
+  return { data: { offset: BigInt(offset), data: out.subarray(dataAt, dataAt + length) }, [ENCODED]: out };
 }
 
 /** UploadImageRequest as protobuf bytes, byte-identical to the generated encoder's. */
@@ -54,23 +41,8 @@ export function encodeUploadImageRequest(message: UploadImageRequest | EncodedUp
   if (!piece || message.start !== undefined || !Number.isSafeInteger(offset) || offset < 0) {
     return Buffer.from(UploadImageRequest.encode(message).finish());
   }
-  const data = piece.data;
-  const inner =
-    (offset !== 0 ? 1 + varintLength(offset) : 0) +
-    (data.length !== 0 ? 1 + varintLength(data.length) + data.length : 0);
-  const out = Buffer.allocUnsafe(1 + varintLength(inner) + inner);
-  let p = 0;
-  out[p++] = 18; // field 2 (data), length-delimited
-  p = putVarint(out, p, inner);
-  if (offset !== 0) {
-    out[p++] = 8; // field 1 (offset), varint
-    p = putVarint(out, p, offset);
-  }
-  if (data.length !== 0) {
-    out[p++] = 18; // field 2 (data), length-delimited
-    p = putVarint(out, p, data.length);
-    out.set(data, p);
-  }
+  const { out, dataAt } = encodeChunkMessage(18, offset, piece.data.length);
+  out.set(piece.data, dataAt);
   return out;
 }
 
