@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { hashFile } from '../../client/src/image-client.js';
@@ -86,6 +86,39 @@ describe('image cache', function () {
     const after = await op.images.upload(other);
     assert.equal(after.resumedAt + after.sent, 2 * MiB);
     await t.client('admin').images.remove(after.sha256);
+  });
+
+  it('says so when the file is cut while it is uploaded, and keeps what was sent', async () => {
+    const op = t.client('operator');
+    // Small enough to leave the cache's other images alone (10 MiB), three pieces long.
+    const size = 2.5 * MiB;
+    const image = file('cut.img', size);
+    const bytes = readFileSync(image);
+    const sha256 = await hashFile(image);
+    // Cut to 2 MiB once the first piece is sent. The second piece, being read meanwhile, lies
+    // below the cut (a read racing a truncation over its own range may see torn data, which the
+    // agent's hash would refuse); the third finds the end of the file.
+    const err = await errorOf(
+      op.images.upload(image, {
+        sha256,
+        onProgress: (p) => {
+          if (p.phase === 'upload' && p.done === MiB) truncateSync(image, 2 * MiB);
+        },
+      }),
+    );
+    assert.equal(err.code, 'JIGLET_E_FAILED_PRECONDITION');
+    assert.match(
+      err.message,
+      /cut\.img ended at 2097152 of 2621440 bytes while it was uploaded: something is changing it/,
+    );
+    // What reached the agent before the call ended is kept (how much depends on timing).
+    const kept = (await op.images.stat(sha256)).received;
+    assert.ok(kept < size, `kept ${kept} bytes`);
+    // Written back whole, it resumes where the agent stopped.
+    writeFileSync(image, bytes);
+    const resumed = await op.images.upload(image, { sha256 });
+    assert.equal(resumed.resumedAt, kept);
+    await t.client('admin').images.remove(sha256);
   });
 
   it('refuses an upload whose bytes do not match its hash, and keeps nothing of it', async () => {

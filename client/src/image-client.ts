@@ -83,13 +83,19 @@ async function sendPieces(
     }
     return piece;
   };
-  // The piece read ahead is always awaited (below or in finally), so its failure is never unhandled.
-  let next: Promise<UploadImageRequest> | undefined = read(start);
+  // A read ahead may fail while a send waits for 'drain': it is marked handled at once (or the
+  // process would end on an unhandled rejection) and its error surfaces when it is awaited.
+  const readAhead = (offset: number): Promise<UploadImageRequest> => {
+    const reading = read(offset);
+    reading.catch(() => undefined);
+    return reading;
+  };
+  let next: Promise<UploadImageRequest> | undefined = readAhead(start);
   try {
     for (let offset = start; offset < size; ) {
       const piece = await next!;
       offset += piece.data!.data.length;
-      next = offset < size ? read(offset) : undefined;
+      next = offset < size ? readAhead(offset) : undefined;
       await send(piece);
     }
   } finally {
@@ -143,14 +149,21 @@ export class ImageClient {
     opts.signal?.addEventListener('abort', onAbort, { once: true });
     try {
       call.write({ start: { sha256, size: BigInt(size), name: basename(path) } });
-      await sendPieces(path, resumedAt, size, async (piece) => {
-        if (!call.write(piece)) await Promise.race([once(call, 'drain'), result]);
-        opts.onProgress?.({
-          phase: 'upload',
-          done: Number(piece.data!.offset) + piece.data!.data.length,
-          total: size,
+      try {
+        await sendPieces(path, resumedAt, size, async (piece) => {
+          if (!call.write(piece)) await Promise.race([once(call, 'drain'), result]);
+          opts.onProgress?.({
+            phase: 'upload',
+            done: Number(piece.data!.offset) + piece.data!.data.length,
+            total: size,
+          });
         });
-      });
+      } catch (err) {
+        // Reading the file failed (or a callback threw): end the call, so the agent ends this
+        // upload and keeps what it received for a resume, instead of waiting for more.
+        call.cancel();
+        throw err;
+      }
       call.end();
       const res = await result;
       return { sha256, size, sent: Number(res.bytesReceived), resumedAt };
