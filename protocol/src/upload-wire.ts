@@ -3,9 +3,10 @@
  * output-wire.ts does for output): the generated encoder grows a zero-filled buffer by doubling
  * and copies each 1 MiB piece several times, and the generated decoder copies it out of the
  * message again. A first flash uploads while it writes, on the same two cores, so those copies and
- * the garbage they make came straight out of the flash's time. Here the client's piece costs one
- * allocation and one copy, and the agent's is a view of the message grpc-js assembled. Anything
- * else (the start message) goes through the generated code.
+ * the garbage they make came straight out of the flash's time. Here the client reads its file
+ * straight into a message encoded in advance (uploadPiece: one allocation, no copy), and the
+ * agent's piece is a view of the message grpc-js assembled. Anything else (the start message)
+ * goes through the generated code.
  */
 import { makeGenericClientConstructor } from '@grpc/grpc-js';
 import {
