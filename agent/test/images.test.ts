@@ -9,10 +9,12 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { setTimeout as delay } from 'node:timers/promises';
 import { hashFile } from '../../client/src/image-client.js';
 import { errorOf } from '../../fixtures/test-support/call-errors.js';
 import { rawImageService } from '../../fixtures/test-support/raw-image-service.js';
 import { startTestAgent, type TestAgent } from '../../fixtures/test-support/test-agent.js';
+import { JigletError } from '../../protocol/src/errors.js';
 
 const MiB = 1024 * 1024;
 
@@ -111,14 +113,59 @@ describe('image cache', function () {
       err.message,
       /cut\.img ended at 2097152 of 2621440 bytes while it was uploaded: something is changing it/,
     );
-    // What reached the agent before the call ended is kept (how much depends on timing).
-    const kept = (await op.images.stat(sha256)).received;
-    assert.ok(kept < size, `kept ${kept} bytes`);
-    // Written back whole, it resumes where the agent stopped.
+    // Written back whole, it resumes where the agent stopped: what reached the agent before the
+    // call ended is kept (how much depends on timing). Until the agent has seen the cancel, a new
+    // upload of the image is refused as one in progress, which says to resume when it ends.
     writeFileSync(image, bytes);
-    const resumed = await op.images.upload(image, { sha256 });
-    assert.equal(resumed.resumedAt, kept);
+    const deadline = Date.now() + 10_000;
+    let resumed: Awaited<ReturnType<typeof op.images.upload>> | undefined;
+    while (!resumed) {
+      const attempt = await op.images.upload(image, { sha256 }).catch((e: unknown) => e as JigletError);
+      if (!(attempt instanceof JigletError)) resumed = attempt;
+      else if (attempt.code !== 'JIGLET_E_ALREADY_EXISTS' || Date.now() > deadline) throw attempt;
+      else await delay(10);
+    }
+    assert.ok(resumed.resumedAt <= 2 * MiB, `resumed at ${resumed.resumedAt}`);
+    assert.equal((await op.images.stat(sha256)).present, true);
     await t.client('admin').images.remove(sha256);
+  });
+
+  it('resumes from below what it has (skipping those bytes), and refuses a gap', async () => {
+    const image = file('overlap.img', 2 * MiB);
+    const bytes = readFileSync(image);
+    const sha256 = await hashFile(image);
+    const raw = rawImageService(t.pki, t.address);
+    /** One upload call: start, then `pieces` as [offset, end]; its answer or its error. */
+    const upload = (pieces: [number, number][]) =>
+      new Promise<{ err: Error | null; added?: bigint }>((resolve) => {
+        const call = raw.uploadImage((err, res) => resolve({ err, added: res?.bytesReceived }));
+        call.write({ start: { sha256, size: BigInt(bytes.length), name: 'overlap.img' } });
+        for (const [from, to] of pieces)
+          call.write({ data: { offset: BigInt(from), data: bytes.subarray(from, to) } });
+        call.end();
+      });
+    try {
+      // The agent keeps 1 MiB of an upload that ended early.
+      assert.match((await upload([[0, MiB]])).err?.message ?? '', /resume it from 1048576/);
+      // A gap is refused with where to continue, and loses nothing.
+      const gap = await upload([[MiB + 1, 2 * MiB]]);
+      assert.match(
+        gap.err?.message ?? '',
+        /OUT_OF_RANGE: upload data at offset 1048577, .* continue from 1048576/,
+      );
+      // A client that asked where to resume while the earlier call was still writing starts
+      // below what the agent has: the overlap is skipped, and the whole image checks out.
+      const overlap = await upload([[MiB / 2, 2 * MiB]]);
+      assert.equal(overlap.err, null);
+      assert.equal(overlap.added, BigInt(MiB));
+      assert.equal((await t.client('operator').images.stat(sha256)).present, true);
+    } finally {
+      raw.close();
+      await t
+        .client('admin')
+        .images.remove(sha256)
+        .catch(() => undefined);
+    }
   });
 
   it('refuses an upload whose bytes do not match its hash, and keeps nothing of it', async () => {
