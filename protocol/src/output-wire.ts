@@ -4,7 +4,8 @@
  * and Buffer.from() copies it again: four passes over every byte of a piece before grpc-js frames
  * it; the generated decoder copies every chunk's data out of the message once more. Here the
  * agent's chunk costs one allocation and one copy, and the client's chunk data is a view of the
- * message grpc-js assembled. Anything else goes through the generated code.
+ * message grpc-js assembled (a copy for a small chunk, see compact()). Anything else goes
+ * through the generated code.
  */
 import { makeGenericClientConstructor } from '@grpc/grpc-js';
 import { type JobServiceClient, JobServiceService, StreamOutputResponse } from '../gen/jiglet/v1/jobs.js';
@@ -49,10 +50,20 @@ function decodeChunk(buf: Buffer): StreamOutputResponse | undefined {
   return {
     chunk: {
       offset: BigInt((fields.get(8) as number | undefined) ?? 0),
-      data: (fields.get(18) as Buffer | undefined) ?? Buffer.alloc(0),
+      data: compact((fields.get(18) as Buffer | undefined) ?? Buffer.alloc(0)),
       stream: stream as number,
     },
   };
+}
+
+/**
+ * The chunk's data as a view, unless that would keep a much larger buffer alive: grpc-js cuts a
+ * message that arrived inside one network read out of that read's buffer, so a serial line
+ * could hold a whole read. A caller that keeps chunks (a console log collected in memory) then
+ * keeps only their bytes. A big chunk (a fast job's output) is its own buffer and stays a view.
+ */
+function compact(data: Buffer): Buffer {
+  return data.buffer.byteLength > 2 * data.length ? Buffer.from(data) : data;
 }
 
 /** JobService's definition with StreamOutput's responses coded by the functions above. */

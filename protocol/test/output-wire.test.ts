@@ -58,6 +58,15 @@ describe('StreamOutput wire encoding', () => {
     const bytes = encodeStreamOutputResponse(cases[1]!);
     const data = decodeStreamOutputResponse(bytes).chunk!.data;
     assert.equal(data.buffer, bytes.buffer, 'no copy of the data');
+    // A small chunk cut out of a big buffer (several messages in one network read) is copied,
+    // so keeping it does not keep the whole read.
+    const line = encodeStreamOutputResponse({
+      chunk: { offset: 9n, data: Buffer.from('login: '), stream: 1 },
+    });
+    const read = Buffer.concat([Buffer.alloc(64 * 1024), line]);
+    const kept = decodeStreamOutputResponse(read.subarray(read.length - line.length)).chunk!.data;
+    assert.equal(kept.toString(), 'login: ');
+    assert.notEqual(kept.buffer, read.buffer);
   });
 
   it('hands malformed or unusual chunks to the generated decoder, which decides', () => {
