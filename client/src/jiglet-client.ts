@@ -62,7 +62,6 @@ export interface StdinWriter {
   end(): Promise<number>;
 }
 
-/** A connection to one jiglet agent. */
 /**
  * The TLS server name sent when the agent is dialled by IP address. grpc-js sends the host of the
  * address as the server name, and Node prints a deprecation warning (DEP0123, RFC 6066 allows no
@@ -90,6 +89,7 @@ export interface JobListFilter {
   dut?: string;
 }
 
+/** A connection to one jiglet agent. */
 export class JigletClient {
   readonly #stub: JobServiceClient;
   /** DUTs, power, serial, console and expect, over the same connection. */
