@@ -8,7 +8,15 @@
  * (`~/.cache/…`), at most MAX_ENTRIES files; a cache that cannot be read or written is no cache.
  */
 import { randomUUID } from 'node:crypto';
-import { type BigIntStats, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import {
+  type BigIntStats,
+  mkdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 
@@ -41,7 +49,8 @@ export async function cachedSha256(
   const stamp = stampOf(before);
   const entries = load(cachePath);
   const known = entries[path];
-  if (known?.stamp === stamp) {
+  // A cache file edited or damaged by hand must not hand the agent something that is not a hash.
+  if (known?.stamp === stamp && typeof known.sha256 === 'string' && /^[0-9a-f]{64}$/.test(known.sha256)) {
     known.usedAt = Date.now();
     save(cachePath, entries);
     return known.sha256;
@@ -76,13 +85,17 @@ function load(cachePath: string): Record<string, Entry> {
 
 /** Written whole under a temporary name and renamed: a reader sees the old cache or the new. */
 function save(cachePath: string, entries: Record<string, Entry>): void {
+  const temp = `${cachePath}.${randomUUID()}.tmp`;
   try {
     mkdirSync(dirname(cachePath), { recursive: true });
-    const temp = `${cachePath}.${randomUUID()}.tmp`;
     writeFileSync(temp, JSON.stringify(entries));
     renameSync(temp, cachePath);
   } catch {
-    // A read-only home: the next flash hashes again, nothing more.
+    // A read-only home or a full disk: the next flash hashes again, and no temporary is left
+    // (where the folder itself could not be made, there is none to remove).
+    try {
+      rmSync(temp, { force: true });
+    } catch {}
   }
 }
 

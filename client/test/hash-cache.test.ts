@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { cachedSha256 } from '../src/hash-cache.js';
@@ -57,5 +57,18 @@ describe('remembered image hashes', () => {
     assert.equal(sha, createHash('sha256').update('data').digest('hex'));
     assert.equal(await cachedSha256(file, hashOf(file), broken), sha);
     assert.equal(hashed, 2);
+  });
+
+  it('hashes again when the remembered entry is damaged, and leaves no temporary files', async () => {
+    const file = join(dir, 'os.img');
+    writeFileSync(file, 'data');
+    const settled = { cachePath, settledNs: 0n };
+    const sha = await cachedSha256(file, hashOf(file), settled);
+    const entries = JSON.parse(readFileSync(cachePath, 'utf8')) as Record<string, { sha256: unknown }>;
+    for (const entry of Object.values(entries)) entry.sha256 = 'not a hash';
+    writeFileSync(cachePath, JSON.stringify(entries));
+    assert.equal(await cachedSha256(file, hashOf(file), settled), sha);
+    assert.equal(hashed, 2);
+    assert.deepEqual(readdirSync(join(dir, 'cache')), ['image-sha256.json']);
   });
 });

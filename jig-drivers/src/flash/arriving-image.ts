@@ -91,14 +91,16 @@ async function* chunks(
   opts: ArrivingOptions,
   settle: { resolve: () => void; reject: (err: unknown) => void },
 ): AsyncGenerator<Buffer> {
-  const growth = new GrowthWatch(path, opts);
   const hash = createHash('sha256');
   let position = 0;
   let outcome: unknown = new JigletError(
     'JIGLET_E_DATA_LOSS',
     'the image was not read to its end, so its SHA-256 was not checked',
   );
+  // Made inside the try: a watch that cannot start (the link already gone) must still settle `checked`.
+  let growth: GrowthWatch | undefined;
   try {
+    growth = new GrowthWatch(path, opts);
     const handle = await open(path, 'r');
     try {
       while (position < image.size) {
@@ -129,7 +131,7 @@ async function* chunks(
     outcome = err;
     throw err;
   } finally {
-    growth.close();
+    growth?.close();
     if (outcome === undefined) settle.resolve();
     else settle.reject(outcome);
   }
