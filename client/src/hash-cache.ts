@@ -55,7 +55,9 @@ export async function cachedSha256(
     save(cachePath, entries);
     return known.sha256;
   }
-  const startedNs = BigInt(Date.now()) * 1_000_000n;
+  // Rounded up to the next millisecond: file times have nanoseconds, Date.now() only milliseconds,
+  // and a file changed within the current millisecond must not look changed after the start.
+  const startedNs = BigInt(Date.now() + 1) * 1_000_000n;
   const sha256 = await hash();
   const after = statSync(path, { bigint: true });
   const settled = startedNs - maxBig(after.mtimeNs, after.ctimeNs) >= (opts.settledNs ?? SETTLED_NS);
