@@ -4,12 +4,12 @@
  * gathered into big messages instead of one per write.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, truncateSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { waitUntil } from '../../fixtures/test-support/wait-until.js';
 import { FOLLOW_PIECE_BYTES, followLog } from '../src/output/follow-log.js';
-import { OutputLog } from '../src/output/output-log.js';
+import { LOG_FILE, OutputLog, type StreamName } from '../src/output/output-log.js';
 
 /** A transport whose sends stay "in flight" until the test settles them. */
 function heldSink() {
@@ -81,5 +81,56 @@ describe('follower message sizes', () => {
     ac.abort();
     assert.equal(await follow, 'aborted');
     log.close();
+  });
+
+  it("reads each piece straight into the sink's buffer, and a short read into a view of it", async () => {
+    const log = OutputLog.create(dir);
+    log.append('stdout', Buffer.from('out:'));
+    log.append('stderr', Buffer.from('err!'));
+    log.close();
+    const given: { offset: number; length: number; stream: StreamName; buf: Buffer }[] = [];
+    const sent: Buffer[] = [];
+    const sink = {
+      buffer(offset: number, length: number, stream: StreamName): Buffer {
+        const buf = Buffer.alloc(length);
+        given.push({ offset, length, stream, buf });
+        return buf;
+      },
+      send(piece: { data: Buffer }): boolean {
+        sent.push(piece.data);
+        return true;
+      },
+      drained: async () => {},
+    };
+    const signal = new AbortController().signal;
+    assert.equal(await followLog({ log, offset: 0, follow: false, signal, sink }), 'caught-up');
+    // One buffer per piece, never across the change of stream, and each one sent as it is.
+    assert.deepEqual(
+      given.map(({ offset, length, stream }) => [offset, length, stream]),
+      [
+        [0, 4, 'stdout'],
+        [4, 4, 'stderr'],
+      ],
+    );
+    assert.equal(sent[0], given[0]!.buf);
+    assert.equal(sent[1], given[1]!.buf);
+    assert.equal(Buffer.concat(sent).toString(), 'out:err!');
+
+    // The file lost its last bytes under the log (a full disk's repair, a hand edit): the read
+    // comes up short, and the piece is the part that was read, a view of the given buffer.
+    truncateSync(join(dir, LOG_FILE), 6);
+    const release = log.acquire();
+    try {
+      let into: Buffer | undefined;
+      const piece = await log.read(4, 1024, (length) => {
+        into = Buffer.alloc(length);
+        return into;
+      });
+      assert.equal(piece.data.toString(), 'er');
+      assert.notEqual(piece.data, into);
+      assert.equal(piece.data.buffer, into!.buffer);
+    } finally {
+      release();
+    }
   });
 });

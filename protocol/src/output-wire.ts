@@ -8,11 +8,43 @@
  * through the generated code.
  */
 import { makeGenericClientConstructor } from '@grpc/grpc-js';
-import { type JobServiceClient, JobServiceService, StreamOutputResponse } from '../gen/jiglet/v1/jobs.js';
+import {
+  type JobServiceClient,
+  JobServiceService,
+  type OutputChunk,
+  StreamOutputResponse,
+} from '../gen/jiglet/v1/jobs.js';
 import { encodeChunkMessage, getVarint, readFlatFields } from './wire-chunk.js';
 
+/** Where a response made by outputPiece() keeps its encoded bytes. */
+const ENCODED = Symbol('encoded output piece');
+
+/** A chunk response whose bytes are already encoded (see outputPiece). */
+export type EncodedStreamOutputResponse = StreamOutputResponse & {
+  chunk: OutputChunk;
+  readonly [ENCODED]: Buffer;
+};
+
+/**
+ * A chunk response for `length` bytes at `offset` of `stream`, encoded in advance: `chunk.data`
+ * is a view of the encoded message for the caller to fill (the output log read straight into
+ * it), and the serializer then sends the message as it is, without the copy
+ * encodeStreamOutputResponse() makes. The caller must fill all of it, or send a response of its
+ * own instead.
+ */
+export function outputPiece(offset: number, length: number, stream: number): EncodedStreamOutputResponse {
+  const { out, dataAt } = encodeChunkMessage(10, offset, length, stream);
+  return {
+    chunk: { offset: BigInt(offset), data: out.subarray(dataAt, dataAt + length), stream },
+    [ENCODED]: out,
+  };
+}
+
 /** StreamOutputResponse as protobuf bytes, byte-identical to the generated encoder's. */
-export function encodeStreamOutputResponse(message: StreamOutputResponse): Buffer {
+export function encodeStreamOutputResponse(
+  message: StreamOutputResponse | EncodedStreamOutputResponse,
+): Buffer {
+  if (ENCODED in message) return message[ENCODED];
   const chunk = message.chunk;
   const offset = chunk ? Number(chunk.offset) : -1;
   if (

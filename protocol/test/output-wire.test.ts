@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { OutputStream, StreamOutputResponse } from '../gen/jiglet/v1/jobs.js';
-import { decodeStreamOutputResponse, encodeStreamOutputResponse } from '../src/output-wire.js';
+import { decodeStreamOutputResponse, encodeStreamOutputResponse, outputPiece } from '../src/output-wire.js';
 
 describe('StreamOutput wire encoding', () => {
   it('encodes chunks exactly as the generated encoder does', () => {
@@ -67,6 +67,22 @@ describe('StreamOutput wire encoding', () => {
     const kept = decodeStreamOutputResponse(read.subarray(read.length - line.length)).chunk!.data;
     assert.equal(kept.toString(), 'login: ');
     assert.notEqual(kept.buffer, read.buffer);
+  });
+
+  it('sends a piece encoded in advance as it is, once its data is filled in', () => {
+    for (const [offset, length, stream] of [
+      [0, 1, OutputStream.OUTPUT_STREAM_STDOUT],
+      [2 ** 40 + 3, 128 * 1024, OutputStream.OUTPUT_STREAM_STDERR],
+    ] as const) {
+      const piece = outputPiece(offset, length, stream);
+      const data = randomBytes(length);
+      piece.chunk.data.set(data);
+      const bytes = encodeStreamOutputResponse(piece);
+      const plain = { chunk: { offset: BigInt(offset), data, stream } };
+      assert.deepEqual(bytes, Buffer.from(StreamOutputResponse.encode(plain).finish()));
+      assert.equal(piece.chunk.data.buffer, bytes.buffer, 'the data was filled in place, not copied');
+      assert.deepEqual(decodeStreamOutputResponse(bytes).chunk?.data, data);
+    }
   });
 
   it('hands malformed or unusual chunks to the generated decoder, which decides', () => {

@@ -3,7 +3,7 @@
  * more (write() returned true, or after 'drain'), so a slow follower costs one pending read and
  * never slows the job or other followers. Each follower is just an offset.
  */
-import type { LogPiece, OutputLog } from './output-log.js';
+import type { LogPiece, OutputLog, StreamName } from './output-log.js';
 
 /**
  * Largest piece read and sent at once. Bigger pieces move faster over gRPC, but a connection
@@ -36,6 +36,12 @@ export interface FollowSink {
   busy?(): boolean;
   /** Resolves when nothing is in flight any more, or when `signal` aborts. */
   settled?(signal: AbortSignal): Promise<void>;
+  /**
+   * Optional: the buffer the next piece (`length` bytes at `offset`) is read into, a view of the
+   * message that will carry it, so the bytes are not copied again to be sent. send() is then
+   * given that same buffer, or a shorter view of it if the read came up short.
+   */
+  buffer?(offset: number, length: number, stream: StreamName): Buffer;
 }
 
 /** How a follow ended: the log was complete, or the follower went away. */
@@ -75,7 +81,10 @@ export async function followLog(opts: {
           await sink.settled(signal);
           continue;
         }
-        const piece = await log.read(offset, Math.min(FOLLOW_PIECE_BYTES, stopAt - offset));
+        const at = offset;
+        const into =
+          sink.buffer && ((length: number, stream: StreamName) => sink.buffer!(at, length, stream));
+        const piece = await log.read(offset, Math.min(FOLLOW_PIECE_BYTES, stopAt - offset), into);
         if (signal.aborted) return 'aborted';
         if (piece.data.length === 0) continue;
         offset += piece.data.length;

@@ -187,15 +187,20 @@ export class OutputLog {
    * Reads up to `max` bytes at `offset`, never across a stream boundary. Returns an empty piece
    * at the end of the log, and before its start (see trimTo; also when the head was dropped
    * while this read was under way, since those bytes may be zeros now). The caller must hold
-   * `acquire()`.
+   * `acquire()`. `into` gives the buffer to read into (a message encoded around it, so the bytes
+   * are copied once on their way out); a read that comes up short returns a view of it.
    */
-  async read(offset: number, max: number): Promise<LogPiece> {
+  async read(
+    offset: number,
+    max: number,
+    into?: (length: number, stream: StreamName) => Buffer,
+  ): Promise<LogPiece> {
     const fd = this.#fd;
     if (fd === null) throw new Error('read without acquire()');
     const { stream, end } = this.#segmentAt(offset);
     const want = offset < this.#start ? 0 : Math.max(0, Math.min(max, end - offset, this.#length - offset));
     if (want === 0) return { offset, data: Buffer.alloc(0), stream };
-    const buf = Buffer.allocUnsafe(want);
+    const buf = into ? into(want, stream) : Buffer.allocUnsafe(want);
     const { bytesRead } = await read(fd, buf, 0, want, offset);
     if (offset < this.#start) return { offset, data: Buffer.alloc(0), stream };
     return { offset, data: bytesRead === want ? buf : buf.subarray(0, bytesRead), stream };

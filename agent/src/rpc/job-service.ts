@@ -13,6 +13,7 @@ import {
   type WriteStdinResponse,
 } from '../../../protocol/gen/jiglet/v1/jobs.js';
 import { invalidArgument, JigletError } from '../../../protocol/src/errors.js';
+import { type EncodedStreamOutputResponse, outputPiece } from '../../../protocol/src/output-wire.js';
 import { identityOf } from '../auth/auth-interceptor.js';
 import type { Identity } from '../auth/identity.js';
 import { authorizeOwner } from '../auth/permissions.js';
@@ -23,6 +24,7 @@ import { leaseOf } from '../leases/lease-header.js';
 import { fenceStartedJob } from '../leases/lease-jobs.js';
 import type { LeaseManager } from '../leases/lease-manager.js';
 import { FOLLOW_INFLIGHT_BYTES, followLog } from '../output/follow-log.js';
+import type { StreamName } from '../output/output-log.js';
 import { jobPage } from './job-page.js';
 import { stateName, toWireJob } from './job-wire.js';
 import { abortWhenClientGone, ByteBoundedWriter, failStream, statusFor, unary } from './respond.js';
@@ -130,26 +132,28 @@ async function streamOutput(
       );
     }
     const out = new ByteBoundedWriter<StreamOutputResponse>(call, FOLLOW_INFLIGHT_BYTES);
+    // The message the log's next read goes straight into (see FollowSink.buffer).
+    let prepared: EncodedStreamOutputResponse | undefined;
     const end = await followLog({
       log: output,
       offset: Number(rawOffset),
       follow,
       signal: controller.signal,
       sink: {
-        send: (piece) =>
-          out.write(
-            {
-              chunk: {
-                offset: BigInt(piece.offset),
-                data: piece.data,
-                stream:
-                  piece.stream === 'stderr'
-                    ? OutputStream.OUTPUT_STREAM_STDERR
-                    : OutputStream.OUTPUT_STREAM_STDOUT,
-              },
-            },
-            piece.data.length,
-          ),
+        buffer: (offset, length, stream) => {
+          prepared = outputPiece(offset, length, wireStream(stream));
+          return prepared.chunk.data;
+        },
+        send: (piece) => {
+          const message =
+            prepared?.chunk.data === piece.data
+              ? prepared
+              : {
+                  chunk: { offset: BigInt(piece.offset), data: piece.data, stream: wireStream(piece.stream) },
+                };
+          prepared = undefined;
+          return out.write(message, piece.data.length);
+        },
         busy: () => out.pending > 0,
         settled: (signal) => waitForClient(followers, () => out.settled(signal)),
         drained: (signal) => waitForClient(followers, () => out.drained(signal)),
@@ -166,6 +170,10 @@ async function streamOutput(
     followers.active.delete(controller);
     dispose();
   }
+}
+
+function wireStream(stream: StreamName): OutputStream {
+  return stream === 'stderr' ? OutputStream.OUTPUT_STREAM_STDERR : OutputStream.OUTPUT_STREAM_STDOUT;
 }
 
 /** Counts a follower as stalled while it waits for its client to take what was sent. */
