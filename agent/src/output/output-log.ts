@@ -1,7 +1,7 @@
 /**
  * One append-only, binary-safe output log per job (serial captures are jobs too). Writers append
- * synchronously; readers read positionally at their own offsets and wait for growth on an
- * in-process signal, so there is no polling and no per-reader buffer.
+ * synchronously; readers read positionally at their own offsets (the newest appends from memory)
+ * and wait for growth on an in-process signal, so there is no polling and no per-reader buffer.
  */
 import {
   appendFileSync,
@@ -34,6 +34,20 @@ interface Segment {
   stream: StreamName;
 }
 
+/**
+ * Bytes of the newest appends a log keeps in memory while it has readers, counted by the
+ * buffers they hold. A follower that keeps up (a serial console, a job's output at the speed of
+ * its reader) is served from here, without a read on the thread pool, whose round trip was most
+ * of a serial line's time inside the agent; one that lags further reads the file.
+ */
+export const LOG_TAIL_BYTES = 256 * 1024;
+
+/** An append kept in memory, from `offset`. */
+interface TailChunk {
+  offset: number;
+  data: Buffer;
+}
+
 /** A piece read back from the log. */
 export interface LogPiece {
   offset: number;
@@ -53,6 +67,9 @@ export class OutputLog {
   #start: number;
   readonly #segments: Segment[];
   readonly #waiters = new Set<() => void>();
+  /** The newest appends, oldest first, while there are readers (see LOG_TAIL_BYTES). */
+  #tail: TailChunk[] = [];
+  #tailHeld = 0;
 
   private constructor(
     readonly dir: string,
@@ -133,6 +150,11 @@ export class OutputLog {
     await punchHead(join(this.dir, LOG_FILE), offset);
   }
 
+  /** Bytes the log keeps in memory for its readers (at most LOG_TAIL_BYTES). */
+  get memoryBytes(): number {
+    return this.#tailHeld;
+  }
+
   /** No more bytes will be appended. */
   get closed(): boolean {
     return this.#closed;
@@ -143,7 +165,11 @@ export class OutputLog {
     return this.#readers;
   }
 
-  /** Appends bytes from one stream and wakes every waiting reader. */
+  /**
+   * Appends bytes from one stream and wakes every waiting reader. The bytes are in the file
+   * before any reader sees them; while there are readers the log also keeps `data` itself
+   * (see LOG_TAIL_BYTES), so the caller must not change it afterwards.
+   */
   append(stream: StreamName, data: Buffer): void {
     if (this.#closed) throw new Error(`output log ${this.dir} is closed`);
     if (data.length === 0) return;
@@ -158,8 +184,34 @@ export class OutputLog {
     while (written < data.length) {
       written += writeSync(fd, data, written, data.length - written);
     }
+    if (this.#readers > 0) this.#keep(this.#length, data);
     this.#length += data.length;
     this.#wake();
+  }
+
+  /** Keeps an append in the tail, dropping the oldest ones past the bound. */
+  #keep(offset: number, data: Buffer): void {
+    // A small chunk cut from a big read would hold the whole read: count what it keeps alive.
+    const held = data.buffer.byteLength;
+    if (held > LOG_TAIL_BYTES) {
+      // Too big to keep: the tail starts again after it (it must hold every byte from its start).
+      this.#tail = [];
+      this.#tailHeld = 0;
+      return;
+    }
+    this.#tail.push({ offset, data });
+    this.#tailHeld += held;
+    while (this.#tailHeld > LOG_TAIL_BYTES) this.#tailHeld -= this.#tail.shift()!.data.buffer.byteLength;
+  }
+
+  /** The index of the tail chunk holding `offset`, or -1 if the tail does not reach back to it. */
+  #tailIndexOf(offset: number): number {
+    const tail = this.#tail;
+    if (tail.length === 0 || offset < tail[0]!.offset) return -1;
+    // From the newest: a reader that keeps up is in the last chunk or two.
+    let i = tail.length - 1;
+    while (tail[i]!.offset > offset) i--;
+    return i;
   }
 
   /** Marks the log complete; idempotent. Readers drain what is left and then see the end. */
@@ -179,6 +231,10 @@ export class OutputLog {
       if (released) return;
       released = true;
       this.#readers -= 1;
+      if (this.#readers === 0) {
+        this.#tail = [];
+        this.#tailHeld = 0;
+      }
       this.#releaseFdIfIdle();
     };
   }
@@ -200,10 +256,29 @@ export class OutputLog {
     const { stream, end } = this.#segmentAt(offset);
     const want = offset < this.#start ? 0 : Math.max(0, Math.min(max, end - offset, this.#length - offset));
     if (want === 0) return { offset, data: Buffer.alloc(0), stream };
+    const kept = this.#tailIndexOf(offset);
+    if (kept >= 0) return { offset, data: this.#fromTail(kept, offset, want, into?.(want, stream)), stream };
     const buf = into ? into(want, stream) : Buffer.allocUnsafe(want);
     const { bytesRead } = await read(fd, buf, 0, want, offset);
     if (offset < this.#start) return { offset, data: Buffer.alloc(0), stream };
     return { offset, data: bytesRead === want ? buf : buf.subarray(0, bytesRead), stream };
+  }
+
+  /**
+   * `want` bytes at `offset` from the tail, starting in chunk `index` (the tail holds every byte
+   * appended since its first chunk): copied into `into`, or else a view of the one chunk `offset` is in, which may
+   * be shorter (the reader comes back for the rest).
+   */
+  #fromTail(index: number, offset: number, want: number, into: Buffer | undefined): Buffer {
+    const first = this.#tail[index]!;
+    const start = offset - first.offset;
+    if (!into) return first.data.subarray(start, Math.min(first.data.length, start + want));
+    let copied = first.data.copy(into, 0, start, Math.min(first.data.length, start + want));
+    for (let i = index + 1; copied < want; i++) {
+      const next = this.#tail[i]!.data;
+      copied += next.copy(into, copied, 0, Math.min(next.length, want - copied));
+    }
+    return into;
   }
 
   /**
