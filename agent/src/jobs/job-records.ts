@@ -1,16 +1,17 @@
 /**
  * Durable job records: one JSON file per job in the state directory, replaced atomically so a
  * crash never leaves a half-written record. A job's final record is fsynced, so its outcome
- * survives a power cut; the pending and running ones are not (three fsyncs per job would block
- * the event loop for every power action): after a power cut such a job is `lost`, or, when even
- * its first record did not reach the disk, moved aside as damaged.
+ * survives a power cut, and off the event loop (saveFinal), so a busy disk does not stall every
+ * other request meanwhile; the pending and running ones are not fsynced (three fsyncs per job
+ * would cost every power action): after a power cut such a job is `lost`, or, when even its
+ * first record did not reach the disk, moved aside as damaged.
  */
 import { chmodSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { JigletError } from '../../../protocol/src/errors.js';
 import type { TestCase } from '../../../protocol/src/test-cases.js';
-import { writeJsonAtomic } from '../state/atomic-json.js';
+import { writeJsonAtomic, writeJsonAtomicDurably } from '../state/atomic-json.js';
 import { DAMAGED_MARK, moveAside, shapeProblem } from '../state/damaged-file.js';
 import type { CgroupPaths } from './containment.js';
 import { JobRecordSchema } from './job-record-shape.js';
@@ -79,9 +80,48 @@ export class JobRecords {
     return dir;
   }
 
-  /** Writes the record atomically (durably once final). Synchronous so saves of one job never reorder. */
+  /** Final saves under way, by job: the next save of that job, or its removal, waits for them. */
+  readonly #saving = new Map<string, Promise<void>>();
+
+  /**
+   * Writes the record atomically, synchronously (durably once final: only the recovery at
+   * start-up saves a final record this way). A job with a final save under way is not saved
+   * here: that save would land after this one.
+   */
   save(record: JobRecord): void {
+    if (this.#saving.has(record.id))
+      throw new Error(`job ${record.id} has a final save under way: use saveFinal`);
     writeJsonAtomic(join(this.dirOf(record.id), RECORD_FILE), record, { durable: isFinal(record.state) });
+  }
+
+  /**
+   * Writes a final record atomically and durably, off the event loop. The record is taken as it
+   * is now; saves of one job land in the order they were asked for.
+   */
+  saveFinal(record: JobRecord): Promise<void> {
+    const { id } = record;
+    const text = JSON.stringify(record);
+    const before = this.#saving.get(id);
+    const saved = (async () => {
+      await before?.catch(() => undefined);
+      await writeJsonAtomicDurably(join(this.dirOf(id), RECORD_FILE), text);
+    })();
+    // The map's copy is awaited only through catch(): a failure is the caller's to report.
+    const tracked: Promise<void> = saved.then(
+      () => this.#forget(id, tracked),
+      () => this.#forget(id, tracked),
+    );
+    this.#saving.set(id, tracked);
+    return saved;
+  }
+
+  #forget(id: string, save: Promise<void>): void {
+    if (this.#saving.get(id) === save) this.#saving.delete(id);
+  }
+
+  /** Resolves once every final save asked for so far has landed or failed. */
+  async flush(): Promise<void> {
+    await Promise.all([...this.#saving.values()]);
   }
 
   /**
@@ -130,6 +170,7 @@ export class JobRecords {
 
   /** Deletes a job's folder (record, log, work dir) off the event loop. */
   async remove(id: string): Promise<void> {
+    await this.#saving.get(id);
     await rm(this.dirOf(id), { recursive: true, force: true, maxRetries: 2 });
   }
 }

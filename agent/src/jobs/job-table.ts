@@ -193,7 +193,10 @@ export class JobTable {
     this.index.setBytes(id, bytes, true);
     const record = this.#recent.get(id)?.record ?? this.records.load(id);
     record.diskBytes = bytes;
-    this.records.save(record);
+    this.records.saveFinal(record).catch((err: unknown) => {
+      // Only the measurement is lost: the next start measures the folder again.
+      this.log.warn({ job: id, err }, 'could not save the measured size of a job');
+    });
   }
 }
 

@@ -158,7 +158,7 @@ export class Supervisor {
       }
     }
     try {
-      this.#fail(entry, `could not start ${record.spec.command}: ${(err as Error).message}`);
+      await this.#fail(entry, `could not start ${record.spec.command}: ${(err as Error).message}`);
     } catch (e) {
       log.error({ job: record.id, err: e }, 'could not record the failed start');
     }
@@ -171,7 +171,7 @@ export class Supervisor {
     const { id, spec } = record;
     const launched = await launchJob(this.#opts, record, dir, privileged);
     if (!launched.ok) {
-      this.#fail(entry, launched.reason);
+      await this.#fail(entry, launched.reason);
       return;
     }
     const { child, cgroup, results } = launched;
@@ -319,6 +319,8 @@ export class Supervisor {
         }
       }),
     );
+    // Outcomes recorded just before (a job ended as the agent was told to stop) reach the disk.
+    await this.#opts.records.flush();
   }
 
   /** Waits for the job's end (see job-cleanup.ts), then records it: exited or stopped. */
@@ -331,7 +333,8 @@ export class Supervisor {
     delete record.pid;
     record.outputBytes = entry.log!.length;
     try {
-      this.#opts.records.save(record);
+      // Durable before the log ends, so a follower told how the job ended can rely on it.
+      await this.#opts.records.saveFinal(record);
     } catch (err) {
       // The in-memory record stays right; a restart would report the job as lost instead.
       this.#opts.log.error({ job: record.id, err }, 'could not save the final job record');
@@ -353,20 +356,20 @@ export class Supervisor {
   }
 
   /** A job that never ran fails: only ever from pending, through the compare-and-set. */
-  #fail(entry: Entry, reason: string): void {
+  async #fail(entry: Entry, reason: string): Promise<void> {
     this.#transition(entry, 'pending', 'failed');
     entry.record.error = reason;
     entry.record.endedAt = Date.now();
     entry.record.outputBytes = entry.log?.length ?? 0;
-    entry.log?.close();
     try {
-      this.#opts.records.save(entry.record);
+      await this.#opts.records.saveFinal(entry.record);
     } catch (err) {
       this.#opts.log.error(
         { job: entry.record.id, err },
         'could not save the record of a job that failed to start',
       );
     } finally {
+      entry.log?.close();
       this.#table.retire(entry);
     }
     this.#opts.log.warn({ job: entry.record.id, reason }, 'job failed to start');
