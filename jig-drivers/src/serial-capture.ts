@@ -4,7 +4,9 @@
  * USB-serial adapters vanish when the DUT is powered off (lava-docker #162, labgrid #1571), so a
  * vanished port is a gap to mark and wait out, never the end of the capture.
  */
-import { existsSync, type Stats, stat } from 'node:fs';
+import { closeSync, constants, existsSync, openSync, type Stats, stat } from 'node:fs';
+import type { SocketConstructorOpts } from 'node:net';
+import { ReadStream as TtyReadStream } from 'node:tty';
 import { SerialPort } from 'serialport';
 import { DEFAULT_REOPEN_TIMEOUT_MS } from './serial-defaults.js';
 import { encodeChunk, encodeEvent, type SerialEventName } from './serial-framing.js';
@@ -42,16 +44,17 @@ export async function runSerialCapture(opts: SerialCaptureOptions): Promise<void
   const now = opts.now ?? Date.now;
   const periodMs = opts.reopen?.timeoutMs ?? DEFAULT_REOPEN_TIMEOUT_MS;
   let port: SerialPort | undefined; // set only while open and forwarding
+  let reader: TtyReadStream | undefined; // the port's reading side, as long as `port`
   let outBlocked = false;
 
   const onDrain = (): void => {
     outBlocked = false;
-    port?.resume();
+    reader?.resume();
   };
   const emit = (record: Buffer): void => {
     if (out.write(record) || outBlocked) return;
     outBlocked = true;
-    port?.pause(); // the OS buffer, then the DUT's flow, absorbs the rest (DESIGN §2: no unbounded buffers)
+    reader?.pause(); // the OS buffer, then the DUT's flow, absorbs the rest (DESIGN §2: no unbounded buffers)
     out.once('drain', onDrain);
   };
   const event = (name: SerialEventName, detail: string): void => emit(encodeEvent(now(), name, detail));
@@ -90,7 +93,7 @@ export async function runSerialCapture(opts: SerialCaptureOptions): Promise<void
     while (!signal.aborted) {
       startWaiting(); // also covers a port that is absent when the capture starts
       if (!(await waitForPath(ttyPath, signal))) break;
-      let opened: SerialPort;
+      let opened: Opened;
       try {
         opened = await openPort(ttyPath, opts.baudRate);
       } catch (error) {
@@ -111,18 +114,19 @@ export async function runSerialCapture(opts: SerialCaptureOptions): Promise<void
       // tcflush() does not say how many bytes it discarded, so the detail names the call instead.
       event('flush', 'tcioflush');
       everOpened = true;
-      port = opened;
+      port = opened.port;
+      reader = opened.reader;
       const forwarding = forward(opened, ttyPath, onData, signal);
-      if (outBlocked) opened.pause(); // attaching 'data' set it flowing; `out` is still full
+      if (outBlocked) reader.pause(); // attaching 'data' set it flowing; `out` is still full
       const reason = await forwarding;
       port = undefined;
+      reader = undefined;
       input?.resume(); // a write pending on the lost port will never drain
-      await closePort(opened);
       // Bytes already read but held back by backpressure still belong before the gap marker.
       // read() emits 'data' for each buffered chunk, so onData frames them; bounded by highWaterMark.
-      while (opened.readableLength > 0 && opened.read() !== null) {}
-      opened.removeAllListeners();
-      opened.on('error', ignoreLateError);
+      opened.reader.pause();
+      while (opened.reader.readableLength > 0 && opened.reader.read() !== null) {}
+      await closePort(opened);
       if (reason === undefined) break;
       event('gone', reason);
     }
@@ -135,13 +139,25 @@ export async function runSerialCapture(opts: SerialCaptureOptions): Promise<void
 }
 
 /**
+ * A port open for the capture: serialport sets the line up (speed, raw mode, flush) and writes
+ * the console's keystrokes; the bytes are read through Node's tty stream on a second descriptor.
+ * serialport reads on the thread pool (a read, then a poll when it gets EAGAIN), which put a
+ * thread-pool round trip into every line's latency and most of its p99; the tty stream reads on
+ * the event loop as soon as epoll says so. The tty stream leaves the line settings alone.
+ */
+interface Opened {
+  port: SerialPort;
+  reader: TtyReadStream;
+}
+
+/**
  * Forwards data until the port is lost (resolves with the reason) or `signal` aborts (undefined).
- * A hung-up tty (unplugged adapter, closed pty master) reads 0 bytes forever, and serialport 13
- * retries that in a tight loop without reporting it (bindings-cpp #162, fix #164 unmerged). So the
- * loss is also detected from the device node or its by-id link vanishing: watched, plus re-checked.
+ * A hung-up tty (unplugged adapter, closed pty master) reads 0 bytes, which the tty stream takes
+ * for its end, or fails with EIO. The loss is also detected from the device node or its by-id
+ * link vanishing (watched, plus re-checked), since an adapter can vanish before a read tells.
  */
 function forward(
-  port: SerialPort,
+  { port, reader }: Opened,
   ttyPath: string,
   onData: (chunk: Buffer) => void,
   signal: AbortSignal,
@@ -154,19 +170,25 @@ function forward(
       settled = true;
       signal.removeEventListener('abort', onAbort);
       port.removeListener('close', onClose);
+      reader.removeListener('end', onEnd);
+      reader.removeListener('error', onReadError);
       clearInterval(recheck);
       unwatch();
       resolve(reason);
     };
     const onAbort = (): void => finish(undefined);
     const onClose = (error: Error | null): void => finish(error?.message || lastError || 'closed');
+    const onEnd = (): void => finish(`${ttyPath} hung up`);
+    const onReadError = (error: Error): void => finish(`read failed: ${error.message}`);
     // A write error on a vanishing port comes with a close; keep its text as the gone reason.
     port.on('error', (error: Error) => {
       lastError = error.message;
     });
     port.once('close', onClose);
+    reader.once('end', onEnd);
+    reader.once('error', onReadError);
     signal.addEventListener('abort', onAbort, { once: true });
-    port.on('data', onData);
+    reader.on('data', onData);
     // Same name, different node: the adapter went and came back between two looks.
     const identity = (st: Stats): string => `${st.dev}:${st.ino}:${st.rdev}`;
     let openedAs: string | undefined;
@@ -192,22 +214,64 @@ function ignoreLateError(): void {}
  * bindings-cpp's open already calls tcflush() while setting the baud rate; the explicit flush once
  * open() has completed also drops what arrived meanwhile, and keeps us safe if that ever changes.
  */
-async function openPort(ttyPath: string, baudRate: number): Promise<SerialPort> {
+async function openPort(ttyPath: string, baudRate: number): Promise<Opened> {
   const port = new SerialPort({ path: ttyPath, baudRate, autoOpen: false });
   await new Promise<void>((resolve, reject) => port.open((error) => (error ? reject(error) : resolve())));
   try {
     await new Promise<void>((resolve, reject) => port.flush((error) => (error ? reject(error) : resolve())));
+    // Non-blocking, so an open never waits for a carrier; no controlling tty for the capture.
+    const fd = openSync(ttyPath, constants.O_RDONLY | constants.O_NOCTTY | constants.O_NONBLOCK);
+    let reader: TtyReadStream;
+    try {
+      // Read ahead up to 64 KiB while paused, as serialport did: bytes read before the port
+      // vanishes are kept (before the gap marker); what the OS still held is lost either way.
+      reader = new TtyReadStream(fd, READ_AHEAD);
+    } catch (error) {
+      closeSync(fd);
+      throw error;
+    }
+    // libuv reopens a tty for its handle (so its non-blocking mode is its own) and leaves the
+    // descriptor it was given to the caller, as with a process's stdin: ours to close. If it
+    // could not reopen, the handle uses ours (and an unknown handle keeps it, to be safe).
+    const used = handleFd(reader);
+    if (used !== undefined && used !== fd) closeSync(fd);
+    return { port, reader };
   } catch (error) {
-    await closePort(port);
+    await closeSerialPort(port);
     throw error;
   }
-  return port;
 }
 
-/** Closes `port` if still open; a close error on a dead device changes nothing for the capture. */
-function closePort(port: SerialPort): Promise<void> {
+/** Closes both sides of an opened port; errors on a dead device change nothing for the capture. */
+async function closePort({ port, reader }: Opened): Promise<void> {
+  reader.removeAllListeners();
+  reader.on('error', ignoreLateError);
+  if (!reader.destroyed) {
+    const closed = new Promise<void>((resolve) => reader.once('close', () => resolve()));
+    reader.destroy();
+    await closed;
+  }
+  await closeSerialPort(port);
+  port.removeAllListeners();
+  port.on('error', ignoreLateError);
+}
+
+function closeSerialPort(port: SerialPort): Promise<void> {
   if (!port.isOpen) return Promise.resolve();
   return new Promise((resolve) => port.close(() => resolve()));
+}
+
+/**
+ * The capture reads up to 64 KiB from the port ahead of a paused `out` (tty.ReadStream passes its
+ * options on to the stream, though Node's types list only the socket's).
+ */
+const READ_AHEAD: SocketConstructorOpts & { readableHighWaterMark: number } = {
+  readableHighWaterMark: 64 * 1024,
+};
+
+/** The descriptor a tty stream's handle reads (net.Socket's `_handle.fd`, which Node sets on Unix). */
+function handleFd(reader: TtyReadStream): number | undefined {
+  return (reader as unknown as { _handle?: { fd?: number } })._handle?.fd;
 }
 
 /** Resolves after `ms`, or at once when `signal` aborts. */

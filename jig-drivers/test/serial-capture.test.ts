@@ -195,6 +195,25 @@ describe('serial capture on a real pty', function () {
     ]);
   });
 
+  it('says the port is gone when the DUT side closes, and goes on waiting for it', async () => {
+    const pty = await newPty();
+    const done = start({ timeoutMs: 50 });
+    await sink.until('open', opened(1));
+    pty.child.stdin.write('last words');
+    await sink.until('data', () => sink.data().toString() === 'last words');
+    // The pty master closes: the read hangs up (an adapter's EIO is the same path), or the
+    // /dev/pts node's removal is noticed first; either way the gap is marked, after the data.
+    await pty.kill();
+    await sink.until('gone', () => sink.events().some((e) => e.startsWith('gone ')));
+    const gone = sink.events().find((e) => e.startsWith('gone '))!;
+    assert.match(gone, /hung up|read failed|vanished/);
+    assert.equal(sink.records.at(-1)?.kind, 'event', 'a chunk came after the gap marker');
+    // And it waits for the port to come back rather than ending.
+    await sink.until('waiting', () => sink.events().some((e) => e.startsWith('waiting ')), 10_000);
+    controller.abort();
+    await done;
+  });
+
   it('stops on abort leaving no port, listener, timer or watcher behind', async () => {
     const pty = await newPty();
     const input = new PassThrough();
