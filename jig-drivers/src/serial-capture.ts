@@ -122,10 +122,12 @@ export async function runSerialCapture(opts: SerialCaptureOptions): Promise<void
       port = undefined;
       reader = undefined;
       input?.resume(); // a write pending on the lost port will never drain
-      // Bytes already read but held back by backpressure still belong before the gap marker.
-      // read() emits 'data' for each buffered chunk, so onData frames them; bounded by highWaterMark.
+      // Bytes already read but held back by backpressure still belong before the gap marker
+      // (at most the read-ahead). They are taken from read()'s result: after a read error has
+      // destroyed the stream, read() still gives them but emits no 'data'.
       opened.reader.pause();
-      while (opened.reader.readableLength > 0 && opened.reader.read() !== null) {}
+      opened.reader.removeListener('data', onData);
+      for (let held = takeHeld(opened.reader); held; held = takeHeld(opened.reader)) onData(held);
       await closePort(opened);
       if (reason === undefined) break;
       event('gone', reason);
@@ -268,6 +270,12 @@ function closeSerialPort(port: SerialPort): Promise<void> {
 const READ_AHEAD: SocketConstructorOpts & { readableHighWaterMark: number } = {
   readableHighWaterMark: 64 * 1024,
 };
+
+/** What `reader` has read and not yet handed out, or undefined. */
+function takeHeld(reader: TtyReadStream): Buffer | undefined {
+  if (reader.readableLength === 0) return undefined;
+  return (reader.read() as Buffer | null) ?? undefined;
+}
 
 /** The descriptor a tty stream's handle reads (net.Socket's `_handle.fd`, which Node sets on Unix). */
 function handleFd(reader: TtyReadStream): number | undefined {

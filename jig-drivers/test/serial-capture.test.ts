@@ -260,6 +260,31 @@ describe('serial capture on a real pty', function () {
     await done;
   });
 
+  it('keeps every byte read ahead of a stalled `out` when the port hangs up', async () => {
+    sink = new RecordSink(1024);
+    const pty = await newPty();
+    const done = start({ timeoutMs: 50 });
+    await sink.until('open', opened(1));
+    sink.stall();
+    // Less than the read-ahead: the capture is paused for `out` but still reads the port, and
+    // holds these bytes in its stream when the hang-up ends its reads.
+    const payload = Buffer.alloc(20 * 1024);
+    for (let i = 0; i < payload.length; i++) payload[i] = (i * 31) & 0xff;
+    pty.child.stdin.write(payload);
+    await pty.until('the helper to pass it all on', () => pty.written() === payload.length);
+    // Until the capture has taken every byte from the pty: what a hang-up finds still in the
+    // kernel is discarded (as with an unplugged adapter), what the capture holds must not be.
+    while ((await pty.unread()) > 0) {}
+    await pty.kill();
+    await sink.until('gone', () => sink.offeredEvents.some((e) => e.startsWith('gone ')));
+    sink.release();
+    await sink.until('gone consumed', () => sink.events().some((e) => e.startsWith('gone ')));
+    assert.ok(sink.data().equals(payload), `${sink.data().length} of ${payload.length} bytes kept`);
+    assert.equal(sink.records.at(-1)?.kind, 'event', 'a chunk came after the gap marker');
+    controller.abort();
+    await done;
+  });
+
   it('keeps bytes held back by backpressure when the port vanishes, before the gap marker', async () => {
     sink = new RecordSink(1024);
     const pty = await newPty();
@@ -277,8 +302,10 @@ describe('serial capture on a real pty', function () {
     sink.release();
     await sink.until('gone consumed', () => sink.events().some((e) => e.startsWith('gone ')));
     const data = sink.data();
-    // serialport had read up to its 64 KiB highWaterMark into its stream while paused.
-    assert.ok(data.length >= 64 * 1024, `only ${data.length} bytes survived`);
+    // How much the capture had read ahead (up to 64 KiB) depends on the scheduler: the helper's
+    // "blocked" also fires when the capture merely had no CPU for 100 ms (two test suites on two
+    // cores), and the kill's hang-up discards what the kernel still held. What it had read must
+    // come out whole, in order, before the gap (the next test holds an exact count).
     assert.ok(data.equals(payload.subarray(0, data.length)), 'bytes altered or reordered');
     assert.equal(sink.records.at(-1)?.kind, 'event', 'a chunk came after the gap marker');
     controller.abort();

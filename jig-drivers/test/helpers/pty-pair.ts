@@ -10,12 +10,18 @@ import { EventEmitter, once } from 'node:events';
 // A full pty raises no event anywhere, so the helper itself turns "the master stayed unwritable
 // for 100 ms with DUT bytes pending" into a `blocked` line on stderr: tests use it as the event
 // "the capture stopped reading". A capture that keeps reading never produces it.
+// SIGUSR1 asks for an "unread N" line: the bytes in the pty that no reader of the slave has
+// taken yet (FIONREAD on the helper's own slave descriptor), for "the capture has read it all".
 const HELPER = String.raw`
-import os, sys, tty, select, errno, fcntl
+import os, sys, tty, select, errno, fcntl, signal, struct, termios
 m, s = os.openpty()
 tty.setraw(s)
 fcntl.fcntl(m, fcntl.F_SETFL, fcntl.fcntl(m, fcntl.F_GETFL) | os.O_NONBLOCK)
 err = sys.stderr
+def unread(signum, frame):
+    n = struct.unpack("i", fcntl.ioctl(s, termios.FIONREAD, b"\0\0\0\0"))[0]
+    os.write(2, b"unread %d\n" % n)  # not err: the handler may run inside its write
+signal.signal(signal.SIGUSR1, unread)
 err.write(os.ttyname(s) + "\n"); err.flush()
 pending = b""
 blocked = False
@@ -58,6 +64,8 @@ export interface PtyPair {
   received(): Buffer;
   /** Bytes the helper has put into the pty so far. */
   written(): number;
+  /** Bytes in the pty that the capture has not read yet, asked of the helper now. */
+  unread(): Promise<number>;
   /** True once the helper found the pty full (nobody reading the slave). */
   wasBlocked(): boolean;
   /** Resolves once `predicate` holds, re-checked on every helper output; rejects after `timeoutMs`. */
@@ -90,6 +98,7 @@ export async function openPtyPair(): Promise<PtyPair> {
       if (!slavePath) slavePath = line;
       else if (line === 'blocked') blocked = true;
       else if (line.startsWith('wrote ')) written += Number(line.slice(6));
+      else if (line.startsWith('unread ')) changes.emit('unread', Number(line.slice(7)));
     }
     changes.emit('change');
   });
@@ -119,6 +128,12 @@ export async function openPtyPair(): Promise<PtyPair> {
     received: () => Buffer.concat(received),
     written: () => written,
     wasBlocked: () => blocked,
+    unread: async () => {
+      const answer = once(changes, 'unread');
+      child.kill('SIGUSR1');
+      const [count] = (await answer) as [number];
+      return count;
+    },
     until,
     kill: async () => {
       if (child.exitCode === null && child.signalCode === null) {
