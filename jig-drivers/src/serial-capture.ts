@@ -221,7 +221,8 @@ async function openPort(ttyPath: string, baudRate: number): Promise<Opened> {
   await new Promise<void>((resolve, reject) => port.open((error) => (error ? reject(error) : resolve())));
   try {
     await new Promise<void>((resolve, reject) => port.flush((error) => (error ? reject(error) : resolve())));
-    // Non-blocking, so an open never waits for a carrier; no controlling tty for the capture.
+    // Opened after serialport has set the line up: its CLOCAL is what keeps libuv's own
+    // (blocking) reopen below from waiting for a carrier. No controlling tty for the capture.
     const fd = openSync(ttyPath, constants.O_RDONLY | constants.O_NOCTTY | constants.O_NONBLOCK);
     let reader: TtyReadStream;
     try {
