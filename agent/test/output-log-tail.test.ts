@@ -71,6 +71,10 @@ describe('output log tail in memory', () => {
           };
           assert.equal(piece.stream, streamOf(offset));
           assert.equal(streamOf(offset + piece.data.length - 1), piece.stream, 'a piece crossed streams');
+          // Whole pieces, even from many small appends (a reader catching up), up to a stream change.
+          let end = offset;
+          while (end < all.length && end - offset < 10_007 && streamOf(end) === piece.stream) end++;
+          assert.equal(piece.data.length, end - offset, `a short piece at ${offset}`);
           pieces.push(Buffer.from(piece.data));
           offset += piece.data.length;
         }

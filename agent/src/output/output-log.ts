@@ -208,10 +208,15 @@ export class OutputLog {
   #tailIndexOf(offset: number): number {
     const tail = this.#tail;
     if (tail.length === 0 || offset < tail[0]!.offset) return -1;
-    // From the newest: a reader that keeps up is in the last chunk or two.
-    let i = tail.length - 1;
-    while (tail[i]!.offset > offset) i--;
-    return i;
+    // The last chunk starting at or before `offset`: a serial log's tail holds thousands.
+    let lo = 0;
+    let hi = tail.length - 1;
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >> 1;
+      if (tail[mid]!.offset <= offset) lo = mid;
+      else hi = mid - 1;
+    }
+    return lo;
   }
 
   /** Marks the log complete; idempotent. Readers drain what is left and then see the end. */
@@ -266,19 +271,20 @@ export class OutputLog {
 
   /**
    * `want` bytes at `offset` from the tail, starting in chunk `index` (the tail holds every byte
-   * appended since its first chunk): copied into `into`, or else a view of the one chunk `offset` is in, which may
-   * be shorter (the reader comes back for the rest).
+   * appended since its first chunk): a view when they lie in that one chunk, else copied into
+   * `into` or a new buffer, so a reader catching up gets whole pieces, not one per append.
    */
   #fromTail(index: number, offset: number, want: number, into: Buffer | undefined): Buffer {
     const first = this.#tail[index]!;
     const start = offset - first.offset;
-    if (!into) return first.data.subarray(start, Math.min(first.data.length, start + want));
-    let copied = first.data.copy(into, 0, start, Math.min(first.data.length, start + want));
+    if (!into && start + want <= first.data.length) return first.data.subarray(start, start + want);
+    const out = into ?? Buffer.allocUnsafe(want);
+    let copied = first.data.copy(out, 0, start, Math.min(first.data.length, start + want));
     for (let i = index + 1; copied < want; i++) {
       const next = this.#tail[i]!.data;
-      copied += next.copy(into, copied, 0, Math.min(next.length, want - copied));
+      copied += next.copy(out, copied, 0, Math.min(next.length, want - copied));
     }
-    return into;
+    return out;
   }
 
   /**
