@@ -8,6 +8,7 @@
 import { randomUUID } from 'node:crypto';
 import { rmSync } from 'node:fs';
 import type { Writable } from 'node:stream';
+import { setTimeout as delay } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import { JigletError } from '../../../protocol/src/errors.js';
 import type { AgentEvents } from '../events/agent-events.js';
@@ -35,6 +36,9 @@ import type { JobSpecInput } from './job-spec.js';
 import { compareAndSet, isFinal, type JobStateName } from './job-state.js';
 import { stopJob } from './job-stop.js';
 import { JobTable } from './job-table.js';
+
+/** How long a stopping agent waits for final job records still being written. */
+const FLUSH_WAIT_MS = 10_000;
 
 export { DEFAULT_GRACE_MS } from './job-cleanup.js';
 export type { JobView, LocalGrant, LocalJob } from './job-entry.js';
@@ -319,8 +323,18 @@ export class Supervisor {
         }
       }),
     );
-    // Outcomes recorded just before (a job ended as the agent was told to stop) reach the disk.
-    await this.#opts.records.flush();
+    // Outcomes recorded just before (a job ended as the agent was told to stop) reach the disk,
+    // unless the disk stopped answering: the agent still stops, and says what may be lost.
+    const giveUp = new AbortController();
+    const flushed = await Promise.race([
+      this.#opts.records.flush().then(() => true),
+      delay(FLUSH_WAIT_MS, false, { ref: false, signal: giveUp.signal }).catch(() => false),
+    ]);
+    giveUp.abort(); // the timer, once the records are in
+    if (!flushed)
+      this.#opts.log.error(
+        `final job records were still being written ${FLUSH_WAIT_MS / 1000} s after the stop: the state disk is not answering; after a restart those jobs may show as lost`,
+      );
   }
 
   /** Waits for the job's end (see job-cleanup.ts), then records it: exited or stopped. */
