@@ -60,13 +60,22 @@ export interface ConsoleSocketOptions {
   log: Logger;
 }
 
-/** Serves one console socket until it closes; never rejects. */
-export function serveConsoleSocket(opts: ConsoleSocketOptions): Promise<void> {
-  return new ConsoleSocket(opts).done;
+/** A console socket being served. */
+export interface ServedConsole {
+  /** Resolves once the socket has closed and everything it held is let go; never rejects. */
+  readonly done: Promise<void>;
+  /** True while output waits for the page to take what was sent (backpressure). */
+  readonly heldBack: boolean;
 }
 
-class ConsoleSocket {
+/** Serves one console socket until it closes. */
+export function serveConsoleSocket(opts: ConsoleSocketOptions): ServedConsole {
+  return new ConsoleSocket(opts);
+}
+
+class ConsoleSocket implements ServedConsole {
   readonly done: Promise<void>;
+  #heldBack = false;
   readonly #o: ConsoleSocketOptions;
   readonly #controller = new AbortController();
   #writer: ConsoleWriter | undefined;
@@ -125,6 +134,10 @@ class ConsoleSocket {
     // Text frames after hello are control messages; none is defined yet, so they are ignored.
     if (isBinary) this.#input(bytes);
   };
+
+  get heldBack(): boolean {
+    return this.#heldBack;
+  }
 
   readonly #onLeaseChange = (): void => {
     if (this.#writer && this.#readOnlyReason()) this.#releaseWriter();
@@ -209,9 +222,11 @@ class ConsoleSocket {
    */
   #drained(signal: AbortSignal): Promise<void> {
     if (signal.aborted) return Promise.resolve();
+    this.#heldBack = true;
     return new Promise((resolve) => {
       const done = (): void => {
         signal.removeEventListener('abort', done);
+        this.#heldBack = false;
         resolve();
       };
       signal.addEventListener('abort', done, { once: true });

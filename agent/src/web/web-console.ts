@@ -19,7 +19,7 @@ import { invalidArgument } from '../../../protocol/src/errors.js';
 import type { Identity } from '../auth/identity.js';
 import type { JigRuntime } from '../jig/jig-runtime.js';
 import type { LeaseManager } from '../leases/lease-manager.js';
-import { CLOSE, serveConsoleSocket } from './console-socket.js';
+import { CLOSE, type ServedConsole, serveConsoleSocket } from './console-socket.js';
 import { newNonce, setSecurityHeaders } from './http-security.js';
 import { consolePage, type DutRow, dutListPage, messagePage } from './pages.js';
 import { parseCookies, SESSION_TTL_MS, SessionStore, sessionCookie } from './sessions.js';
@@ -46,8 +46,11 @@ export interface WebConsole {
   readonly ticketTtlMs: number;
   /** Issues a ticket for `identity` and `dut`, and the URL that trades it. */
   issueTicket(identity: Identity, dut: string, callerHost?: string): IssuedTicket & { url: string };
-  /** Open console sockets, and the bytes queued on them not yet handed to the network. */
-  stats(): { consoles: number; bufferedBytes: number };
+  /**
+   * Open console sockets, the bytes queued on them not yet handed to the network, and how many
+   * of them wait for a page that does not keep up (their log reading paused).
+   */
+  stats(): { consoles: number; bufferedBytes: number; heldBack: number };
   /** Ends every session and socket and stops listening. */
   close(): Promise<void>;
 }
@@ -69,7 +72,7 @@ export async function startWebConsole(opts: {
   const sessions = new SessionStore();
   const wss = new WebSocketServer({ noServer: true, maxPayload: MAX_INPUT_BYTES });
   const sockets = new Set<Socket>();
-  const consoles = new Map<WebSocket, Promise<void>>();
+  const consoles = new Map<WebSocket, ServedConsole>();
   const alive = new WeakSet<WebSocket>();
 
   const send = (
@@ -237,9 +240,9 @@ export async function startWebConsole(opts: {
     wss.handleUpgrade(req, socket, head, (ws) => {
       alive.add(ws);
       ws.on('pong', () => alive.add(ws));
-      const done = serveConsoleSocket({ ws, session, sessions, dut: runtime, leases, log });
-      consoles.set(ws, done);
-      void done.then(() => consoles.delete(ws));
+      const served = serveConsoleSocket({ ws, session, sessions, dut: runtime, leases, log });
+      consoles.set(ws, served);
+      void served.done.then(() => consoles.delete(ws));
     });
   };
 
@@ -293,8 +296,12 @@ export async function startWebConsole(opts: {
     },
     stats() {
       let bufferedBytes = 0;
-      for (const ws of consoles.keys()) bufferedBytes += ws.bufferedAmount;
-      return { consoles: consoles.size, bufferedBytes };
+      let heldBack = 0;
+      for (const [ws, served] of consoles) {
+        bufferedBytes += ws.bufferedAmount;
+        if (served.heldBack) heldBack += 1;
+      }
+      return { consoles: consoles.size, bufferedBytes, heldBack };
     },
     close() {
       closing ??= (async () => {
@@ -306,7 +313,7 @@ export async function startWebConsole(opts: {
         const grace = setTimeout(() => {
           for (const ws of consoles.keys()) ws.terminate();
         }, CLOSE_GRACE_MS);
-        await Promise.all(consoles.values());
+        await Promise.all([...consoles.values()].map((c) => c.done));
         clearTimeout(grace);
         for (const socket of sockets) socket.destroy();
         wss.close();
