@@ -38,6 +38,37 @@ const text = (records: SerialRecord[]): string =>
 const events = (records: SerialRecord[]): string[] =>
   records.flatMap((r) => (r.type === 'event' ? [`${r.event} ${r.detail}`] : []));
 
+/**
+ * Powers `dut` on and resolves with where that began and its login prompt. An adapter that comes
+ * back with the power can be opened after a fast board printed its prompt, and opening it drops
+ * what it held (bindings-cpp flushes on open), as an engineer's late-opened terminal shows nothing.
+ * So once the capture has the port again, one Enter asks the getty for a fresh prompt, as the
+ * engineer would; typed while the board still boots, it is dropped and the boot's own prompt comes.
+ */
+async function powerOnToLogin(
+  target: HilTarget,
+  dut: string,
+): Promise<{ serialOffset: number; prompt: { lineOffset: number } }> {
+  const { jig } = target.operator;
+  const on = await jig.power(dut, 'on');
+  if (target.portVanishes) {
+    await tailUntil(target.viewers[0]!, dut, { offset: on.serialOffset }, (r) =>
+      events(r).some((e) => e.startsWith('flush')),
+    );
+    const session = await jig.console(dut);
+    try {
+      await session.write('\r');
+    } finally {
+      await session.close();
+    }
+  }
+  const prompt = await jig.expect(dut, target.login.loginPrompt, {
+    offset: on.serialOffset,
+    timeoutMs: STEP_TIMEOUT_MS,
+  });
+  return { serialOffset: on.serialOffset, prompt };
+}
+
 describe('HIL: a DUT on the jig', function () {
   this.timeout(10 * STEP_TIMEOUT_MS);
   let target: HilTarget;
@@ -94,24 +125,16 @@ describe('HIL: a DUT on the jig', function () {
   it('keeps capturing when the serial port vanishes during power-off, and recovers when it returns', async () => {
     const { jig } = target.operator;
     const dut = target.vanishingDut;
-    const on = await jig.power(dut, 'on');
-    const first = await jig.expect(dut, target.login.loginPrompt, {
-      offset: on.serialOffset,
-      timeoutMs: STEP_TIMEOUT_MS,
-    });
+    const { serialOffset: onAt, prompt: first } = await powerOnToLogin(target, dut);
     const off = await jig.power(dut, 'off');
     if (target.portVanishes) {
       await tailUntil(target.viewers[0]!, dut, { offset: off.serialOffset }, (r) =>
         events(r).some((e) => e.startsWith('gone')),
       );
     }
-    const again = await jig.power(dut, 'on');
-    const prompt = await jig.expect(dut, target.login.loginPrompt, {
-      offset: again.serialOffset,
-      timeoutMs: STEP_TIMEOUT_MS,
-    });
+    const { prompt } = await powerOnToLogin(target, dut);
     const log: SerialRecord[] = [];
-    for await (const r of jig.serial(dut, { offset: on.serialOffset })) {
+    for await (const r of jig.serial(dut, { offset: onAt })) {
       log.push(r);
       if (r.offset >= prompt.lineOffset) break;
     }
@@ -122,7 +145,7 @@ describe('HIL: a DUT on the jig', function () {
       assert.ok(gone >= 0 && reopen > gone, `expected gone then reopen, got ${JSON.stringify(seen)}`);
       // The first boot's output is still there, before the gap. (Not its banner: an adapter that
       // comes back with the power, as this one does, can miss a board's first lines on a busy
-      // host, printed before the capture could open it; its login prompt comes later.)
+      // host, printed before the capture could open it; see powerOnToLogin.)
       const gap = log.find((r) => r.type === 'event' && r.event === 'gone')!;
       assert.ok(first.lineOffset < gap.offset, 'the first boot is not before the gap');
     }
