@@ -163,6 +163,31 @@ describe('JigService on a virtual jig', function () {
     assert.equal((await op.jig.duts()).length, 2);
   });
 
+  it("finds the next line from a match's nextOffset, also when both lines came in one record", async () => {
+    const op = v.t.client('operator');
+    const from = Number((await op.jig.duts()).find((d) => d.name === 'vdut-a')?.serial?.endOffset ?? 0);
+    // One write, which the capture reads (here, as a rule) as one chunk: one record, two lines.
+    v.dut('vdut-a').inject(Buffer.from('\r\nchain first\r\nchain second\r\nchain third'));
+    const first = await op.jig.expect('vdut-a', '^chain first$', { offset: from, timeoutMs: 5000 });
+    const second = await op.jig.expect('vdut-a', '^chain second$', {
+      offset: first.nextOffset,
+      timeoutMs: 5000,
+    });
+    assert.ok(second.nextOffset > first.nextOffset);
+    // An unfinished last line (a prompt) matches too, and ends where the bytes end.
+    const third = await op.jig.expect('vdut-a', '^chain third$', {
+      offset: second.nextOffset,
+      timeoutMs: 5000,
+    });
+    assert.equal(third.line, 'chain third');
+    // Nothing before nextOffset is seen again.
+    const again = await errorOf(
+      op.jig.expect('vdut-a', '^chain first$', { offset: first.nextOffset, timeoutMs: 300 }),
+    );
+    assert.ok(again instanceof ExpectTimeoutError);
+    assert.ok(again.lastLines.includes('chain second'), JSON.stringify(again.lastLines));
+  });
+
   it('resumes a tail at any offset it printed, and reads by time', async () => {
     const viewer = v.t.client('viewer');
     // Twelve lines, each awaited on the agent, are twelve records however the pty coalesces reads.
@@ -175,17 +200,32 @@ describe('JigService on a virtual jig', function () {
     const all: SerialRecord[] = [];
     for await (const r of viewer.jig.serial('vdut-a')) all.push(r);
     assert.ok(all.length > 10);
-    const middle = all[Math.floor(all.length / 2)]!;
+    // A chunk of a few bytes at least, near the middle (events are records too).
+    const chunks = all.filter((r) => r.type === 'chunk' && r.data.length >= 3);
+    const middle = chunks[Math.floor(chunks.length / 2)]!;
     const resumed: SerialRecord[] = [];
     for await (const r of viewer.jig.serial('vdut-a', { offset: middle.offset })) resumed.push(r);
     assert.deepEqual(
       resumed.map((r) => r.offset),
       all.slice(all.indexOf(middle)).map((r) => r.offset),
     );
-    // An offset inside a record moves forward to the next record.
-    const inside: SerialRecord[] = [];
-    for await (const r of viewer.jig.serial('vdut-a', { offset: middle.offset + 1 })) inside.push(r);
-    assert.equal(inside[0]?.offset, middle.nextOffset);
+    // An offset inside a record gives what follows it: inside the header, all of the record's
+    // data; inside the data, the rest of it. Then the records after it, whole.
+    const readFrom = async (offset: number): Promise<SerialRecord[]> => {
+      const got: SerialRecord[] = [];
+      for await (const r of viewer.jig.serial('vdut-a', { offset })) got.push(r);
+      return got;
+    };
+    assert.equal(middle.type, 'chunk');
+    const middleData = middle.type === 'chunk' ? middle.data : Buffer.alloc(0);
+    const inHeader = await readFrom(middle.offset + 1);
+    assert.equal(inHeader[0]?.offset, middle.offset + 1);
+    assert.deepEqual(inHeader[0]?.type === 'chunk' && inHeader[0].data, middleData);
+    assert.equal(inHeader[1]?.offset, middle.nextOffset);
+    const inData = await readFrom(middle.nextOffset - 3);
+    assert.deepEqual(inData[0]?.type === 'chunk' && inData[0].data, middleData.subarray(-3));
+    assert.equal(inData[0]?.nextOffset, middle.nextOffset);
+    assert.equal(inData[1]?.offset, middle.nextOffset);
     const since: SerialRecord[] = [];
     for await (const r of viewer.jig.serial('vdut-a', { since: middle.time })) since.push(r);
     assert.ok(since.every((r) => r.time.getTime() >= middle.time.getTime()));

@@ -38,7 +38,10 @@ export function encodeEvent(at: number, event: SerialEventName, detail: string):
 
 /** A decoded record and where it sits in the byte stream it was decoded from. */
 export type PositionedRecord = SerialRecord & {
-  /** Stream offset of the record's first header byte. */
+  /**
+   * Stream offset of the record's first header byte; for the rest of a chunk delivered from an
+   * offset inside its data (agent/src/jig/serial-follow.ts), that offset.
+   */
   offset: number;
   /** Stream offset just past its last byte: where the next record starts. */
   nextOffset: number;

@@ -17,7 +17,10 @@ export interface ExpectMatch {
   matched: string;
   groups: string[];
   lineOffset: number;
-  /** Where to search from for the next match. */
+  /**
+   * Where to search from for the next match: just after the matched line, which may be inside
+   * its record (a search from there sees the rest of that record).
+   */
   nextOffset: number;
   time: Date;
 }
@@ -82,7 +85,7 @@ export async function expectLine(o: ExpectOptions): Promise<ExpectOutcome | 'cli
       onRecord: (record) => {
         reached = record.nextOffset;
         if (record.kind !== 'chunk' || match) return true;
-        const m = matcher.push(record.data, record.offset);
+        const m = matcher.push(record.data, record.offset, record.nextOffset - record.data.length);
         if (m) {
           matchedIn = captureJobId;
           match = {
@@ -90,7 +93,7 @@ export async function expectLine(o: ExpectOptions): Promise<ExpectOutcome | 'cli
             matched: m.matched,
             groups: m.groups,
             lineOffset: m.lineOffset,
-            nextOffset: record.nextOffset,
+            nextOffset: m.endOffset,
             time: new Date(record.at),
           };
           found.abort();

@@ -20,6 +20,12 @@ export interface LineMatch {
   groups: string[];
   /** Offset of the record where the line began. */
   lineOffset: number;
+  /**
+   * Offset just after the matched line (its newline included), or after the bytes pushed when
+   * the line is unfinished: where a search for what comes next begins, even when the next line
+   * came in the same record.
+   */
+  endOffset: number;
 }
 
 /** Compiles a client's pattern; a pattern that does not compile is INVALID_ARGUMENT with the reason. */
@@ -55,20 +61,27 @@ export class LineMatcher {
   }
 
   /**
-   * Adds the bytes of one record that starts at `offset`; returns the first match in them.
+   * Adds the bytes of one record that starts at `offset`, whose data starts at `dataOffset` in
+   * the log (after the record's header; the same for raw bytes); returns the first match in them.
    * The unfinished last line is tested too, because prompts ("login: ") end without a newline.
    */
-  push(data: Buffer, offset: number): LineMatch | undefined {
+  push(data: Buffer, offset: number, dataOffset = offset): LineMatch | undefined {
     const text = this.#decoder.decode(data, { stream: true });
     if (text === '') return undefined;
     if (this.#partialOffset < 0) this.#partialOffset = offset;
     const pieces = (this.#partial + text).split('\n');
     this.#partial = pieces.pop() ?? '';
+    // Each complete line ends at a newline byte of `data` (0x0a is never part of a UTF-8
+    // sequence, and bytes the decoder holds back are never one), so the k-th line ends after
+    // the k-th 0x0a.
+    let after = 0;
     for (const raw of pieces) {
-      const found = this.#test(stripCr(raw), this.#partialOffset);
+      after = data.indexOf(0x0a, after) + 1;
+      const found = this.#test(stripCr(raw), this.#partialOffset, dataOffset + after);
       this.#partialOffset = offset;
       if (found) return found;
     }
+    const end = dataOffset + data.length;
     if (this.#partial === '') {
       this.#partialOffset = -1;
       return undefined;
@@ -77,24 +90,24 @@ export class LineMatcher {
       const long = this.#partial;
       this.#partial = '';
       this.#partialOffset = -1;
-      return this.#test(long, offset);
+      return this.#test(long, offset, end);
     }
-    const found = this.#match(stripCr(this.#partial), this.#partialOffset);
+    const found = this.#match(stripCr(this.#partial), this.#partialOffset, end);
     return found;
   }
 
-  #test(line: string, lineOffset: number): LineMatch | undefined {
+  #test(line: string, lineOffset: number, endOffset: number): LineMatch | undefined {
     this.#last.push(line);
     if (this.#last.length > LAST_LINES) this.#last.shift();
-    return this.#match(line, lineOffset);
+    return this.#match(line, lineOffset, endOffset);
   }
 
-  #match(line: string, lineOffset: number): LineMatch | undefined {
+  #match(line: string, lineOffset: number, endOffset: number): LineMatch | undefined {
     const m = this.#re.matcher(line);
     if (!m.find()) return undefined;
     const groups: string[] = [];
     for (let i = 1; i <= m.groupCount(); i++) groups.push(m.group(i) ?? '');
-    return { line, matched: m.group() ?? '', groups, lineOffset };
+    return { line, matched: m.group() ?? '', groups, lineOffset, endOffset };
   }
 }
 

@@ -12,7 +12,10 @@ export interface SerialFollowOptions {
   log: OutputLog;
   /** A record boundary to decode from (0, or a checkpoint). */
   from: number;
-  /** Records that start before this offset are decoded but not delivered. */
+  /**
+   * Where delivery starts: records before it are decoded but not delivered, and a chunk whose
+   * data it falls inside is delivered from there on (an expect's nextOffset can be mid-record).
+   */
   skipBefore?: number;
   /** Records stamped before this time (epoch ms) are decoded but not delivered. */
   skipUntilMs?: number;
@@ -37,8 +40,9 @@ export function followSerial(opts: SerialFollowOptions): Promise<FollowEnd> {
       send(piece) {
         if (piece.stream !== 'stdout') return true;
         let more = true;
-        for (const record of decoder.pushPositioned(piece.data, piece.offset)) {
-          if (record.offset < skipBefore || record.at < skipUntil) continue;
+        for (const whole of decoder.pushPositioned(piece.data, piece.offset)) {
+          const record = whole.offset < skipBefore ? fromOffset(whole, skipBefore) : whole;
+          if (record === undefined || record.at < skipUntil) continue;
           more = opts.onRecord(record) && more;
         }
         return more;
@@ -60,4 +64,15 @@ export function followSerial(opts: SerialFollowOptions): Promise<FollowEnd> {
       });
     },
   });
+}
+
+/**
+ * What a reader that starts at `from` gets of a record that starts before it: the bytes of a
+ * chunk at or after `from` (all of its data when `from` is in its header), as a record at
+ * `from`; nothing of an event, or of a record that ends by then.
+ */
+function fromOffset(record: PositionedRecord, from: number): PositionedRecord | undefined {
+  if (record.kind !== 'chunk' || record.nextOffset <= from) return undefined;
+  const dataStart = record.nextOffset - record.data.length;
+  return { ...record, offset: from, data: record.data.subarray(Math.max(0, from - dataStart)) };
 }

@@ -568,7 +568,11 @@ export interface ExpectMatch {
   /** The matched text and its capture groups. */
   matched: string;
   groups: string[];
-  /** Where the line starts in the capture log, and where to search from to find the next match. */
+  /**
+   * Where the line starts in the capture log (its record's offset), and where to search from to
+   * find the next match: just after the matched line, which may be inside a record (a reader
+   * started there gets the rest of that record).
+   */
   lineOffset: bigint;
   nextOffset: bigint;
   time?: Date | undefined;
