@@ -120,9 +120,12 @@ describe('fleet queue workers on a virtual jig', function () {
       const ids: string[] = [];
       for (let i = 0; i < 24; i++)
         ids.push((await submitter.submit({ labels: LABELS, command: noteRun(), timeoutMs: 60_000 })).id);
-      // On PostgreSQL each worker has its own pool; the embedded engine lives in one process.
+      // On PostgreSQL each worker has its own pool; the embedded engine lives in one process. A
+      // lease TTL that a loaded host's stall cannot outlast: no worker dies here, and a lease
+      // lost to a 1.5 s stall is a retry, not the duplicate or loss this test is about.
+      const patient: QueueWorkerTiming = { ...FAST, leaseTtlMs: 10_000, expiryMs: 20_000 };
       for (let i = 0; i < 3; i++)
-        startWorker(engine === 'postgres' ? await openStore(url) : submitter, `w${i}`);
+        startWorker(engine === 'postgres' ? await openStore(url) : submitter, `w${i}`, patient);
       for (const id of ids) await jobUntil(submitter, id, 'succeeded', (j) => j.state === 'succeeded');
       const counts = counted(runsOf(join(work, 'runs')));
       assert.deepEqual(
