@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync, truncateSync } from 'node:fs';
+import { appendFileSync, mkdtempSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { LOG_FILE, LOG_TAIL_BYTES, OutputLog } from '../src/output/output-log.js';
@@ -96,5 +96,31 @@ describe('output log tail in memory', () => {
     assert.equal(log.memoryBytes, 5);
     release();
     log.close();
+  });
+  it("keeps another thread's reported appends that carry their bytes, and reads the file for the rest", async () => {
+    const log = OutputLog.create(dir);
+    const release = log.acquire();
+    try {
+      // What the output pump does: the bytes go into the file first, then the log is told.
+      appendFileSync(join(dir, LOG_FILE), 'boot ok\nlogin: ');
+      log.appended({
+        length: 15,
+        segments: [{ offset: 0, stream: 'stdout' }],
+        data: new Uint8Array(Buffer.from('boot ok\nlogin: ')),
+      });
+      truncateSync(join(dir, LOG_FILE), 0);
+      assert.equal((await log.read(8, 1024)).data.toString(), 'login: ', 'served from memory');
+      assert.ok(log.memoryBytes > 0);
+      // Too much to carry: the report names only the new length, and the tail starts over.
+      writeFileSync(join(dir, LOG_FILE), Buffer.concat([Buffer.alloc(31), Buffer.from('bulk')]));
+      log.appended({ length: 35, segments: [{ offset: 15, stream: 'stderr' }] });
+      assert.equal(log.memoryBytes, 0);
+      const piece = await log.read(31, 1024);
+      assert.deepEqual([piece.data.toString(), piece.stream], ['bulk', 'stderr']);
+      assert.throws(() => log.appended({ length: 10, segments: [] }), /cannot shrink/);
+    } finally {
+      release();
+      log.close();
+    }
   });
 });

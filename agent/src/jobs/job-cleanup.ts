@@ -5,11 +5,11 @@
  * is not job exit, because a grandchild can hold the pipes open.
  */
 import type { Logger } from 'pino';
+import type { StderrTail } from '../output/stderr-tail.js';
 import type { Runtime } from './job-entry.js';
 import type { JobRecord } from './job-records.js';
 import { readJobResults } from './job-results.js';
-import { signalTree, streamClosed, withDeadline } from './process-tree.js';
-import type { StderrTail } from './stderr-tail.js';
+import { signalTree, withDeadline } from './process-tree.js';
 
 /** Time between SIGTERM and SIGKILL when the client names none. */
 export const DEFAULT_GRACE_MS = 5000;
@@ -28,8 +28,7 @@ export interface LeaderExit {
  * job must still reach a final state, or its followers would wait forever.
  */
 export async function cleanUpAfterExit(record: JobRecord, rt: Runtime, log: Logger): Promise<LeaderExit> {
-  const { child, cgroup } = rt;
-  const pipesClosed = Promise.all([child.stdout!, child.stderr!].map((s) => streamClosed(s)));
+  const { child, cgroup, output } = rt;
   const [code, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((resolve) => {
     child.once('exit', (c, s) => resolve([c, s]));
   });
@@ -39,12 +38,11 @@ export async function cleanUpAfterExit(record: JobRecord, rt: Runtime, log: Logg
       signalTree(rt, 'SIGTERM', log);
       if (!(await cgroup.waitEmpty(DEFAULT_GRACE_MS))) await cgroup.killAll();
     }
-    const drained = await withDeadline(pipesClosed, PIPE_DRAIN_MS);
+    const drained = await withDeadline(output.closed, PIPE_DRAIN_MS);
     if (!drained) {
       // Only possible without a cgroup: something escaped the process group and holds the pipes.
       signalTree(rt, 'SIGKILL', log);
-      child.stdout!.destroy();
-      child.stderr!.destroy();
+      await output.destroy();
     }
     record.oomKilled = cgroup ? await cgroup.oomKilled() : false;
     await cgroup?.remove();

@@ -6,10 +6,10 @@ import type { ChildProcess } from 'node:child_process';
 import type { Writable } from 'node:stream';
 import { JigletError } from '../../../protocol/src/errors.js';
 import type { Role } from '../auth/identity.js';
+import type { JobOutput } from '../output/job-output.js';
 import { OutputLog } from '../output/output-log.js';
 import type { JobCgroup } from './containment.js';
 import type { JobRecord } from './job-records.js';
-import type { StderrTail } from './stderr-tail.js';
 
 /** The rights a job's processes get on the local endpoint, besides its owner and DUT. */
 export interface LocalGrant {
@@ -50,8 +50,8 @@ export interface Runtime {
   killTimer?: NodeJS.Timeout;
   /** When a stop stops waiting for the job to end (set by the first stop). */
   giveUpAt?: number;
-  /** The last lines of stderr, kept for the record of a job that fails. */
-  stderrTail: StderrTail;
+  /** Its stdout and stderr on their way into the log, with the last lines of stderr. */
+  output: JobOutput;
   /** A user's job's $JIGLET_RESULTS, read when it ends; uid = who must own the files. */
   results?: { dir: string; uid?: number };
 }

@@ -4,15 +4,14 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { chownSync, mkdirSync, statSync } from 'node:fs';
+import type { Socket } from 'node:net';
 import { join } from 'node:path';
 import { failedPrecondition, JigletError } from '../../../protocol/src/errors.js';
-import type { OutputLog } from '../output/output-log.js';
 import { resolveExecutable } from './command-path.js';
 import type { Containment, JobCgroup } from './containment.js';
 import type { Runtime } from './job-entry.js';
 import type { JobRecord } from './job-records.js';
 import type { JobCredentials, JobUsers } from './job-users.js';
-import { StderrTail } from './stderr-tail.js';
 
 /**
  * Joins the cgroups, then execs the job. Runs before the job's first instruction, so every
@@ -62,6 +61,8 @@ export async function launchJob(
   record: JobRecord,
   dir: string,
   privileged: boolean,
+  /** The sockets stdout and stderr go to (the output pump's); pipes to this thread without. */
+  outputTo?: readonly [Socket, Socket],
 ): Promise<Launched> {
   const { containment, baseEnv } = settings;
   const { id, spec } = record;
@@ -126,7 +127,7 @@ export async function launchJob(
       cwd,
       env,
       detached: true,
-      stdio: [spec.stdin ? 'pipe' : 'ignore', 'pipe', 'pipe'],
+      stdio: [spec.stdin ? 'pipe' : 'ignore', outputTo?.[0] ?? 'pipe', outputTo?.[1] ?? 'pipe'],
     },
   );
   const spawned = await new Promise<Error | null>((resolve) => {
@@ -138,31 +139,6 @@ export async function launchJob(
     return { ok: false, reason: `could not start ${spec.command}: ${spawned.message}` };
   }
   return { ok: true, child, cgroup, results };
-}
-
-/**
- * Appends the process's stdout and stderr to the job's output log as they come, and keeps the
- * last lines of stderr for the record. A write that fails goes to `onWriteError`.
- */
-export function captureOutput(
-  child: ChildProcess,
-  output: OutputLog,
-  onWriteError: (err: Error) => void,
-): StderrTail {
-  const stderrTail = new StderrTail();
-  const append = (stream: 'stdout' | 'stderr', chunk: Buffer): void => {
-    try {
-      output.append(stream, chunk);
-    } catch (err) {
-      onWriteError(err as Error);
-    }
-  };
-  child.stdout!.on('data', (chunk: Buffer) => append('stdout', chunk));
-  child.stderr!.on('data', (chunk: Buffer) => {
-    append('stderr', chunk);
-    stderrTail.push(chunk);
-  });
-  return stderrTail;
 }
 
 /** Creates a user's job folder, owned by the job's uid and closed to everyone else. */

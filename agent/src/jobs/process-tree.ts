@@ -63,12 +63,6 @@ function killQuietly(pid: number, sig: NodeJS.Signals): void {
   }
 }
 
-/** Resolves once `stream` has closed. */
-export function streamClosed(stream: NodeJS.ReadableStream & { closed?: boolean }): Promise<void> {
-  if (stream.closed) return Promise.resolve();
-  return new Promise((resolve) => stream.once('close', () => resolve()));
-}
-
 /** True if `p` settled before `ms`; the timer is always cleared. */
 export async function withDeadline(p: Promise<unknown>, ms: number): Promise<boolean> {
   let timer: NodeJS.Timeout | undefined;

@@ -12,7 +12,9 @@ import { setTimeout as delay } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import { JigletError } from '../../../protocol/src/errors.js';
 import type { AgentEvents } from '../events/agent-events.js';
+import { captureInline, type JobOutput, type OnWriteError } from '../output/job-output.js';
 import { OutputLog } from '../output/output-log.js';
+import { OutputPump, type PumpedOutput } from '../output/output-pump.js';
 import { cleanUpAfterExit, DEFAULT_GRACE_MS, putOutcome } from './job-cleanup.js';
 import {
   type Entry,
@@ -23,13 +25,7 @@ import {
   stdinOf,
 } from './job-entry.js';
 import type { JobCursor, JobFilter, JobIndex, JobIndexEntry } from './job-index.js';
-import {
-  captureOutput,
-  checkWorkingDir,
-  type LaunchSettings,
-  launchJob,
-  noSpaceAsExhausted,
-} from './job-launch.js';
+import { checkWorkingDir, type LaunchSettings, launchJob, noSpaceAsExhausted } from './job-launch.js';
 import type { JobRecord, JobRecords, StopReason } from './job-records.js';
 import { recoverJobs } from './job-recovery.js';
 import type { JobSpecInput } from './job-spec.js';
@@ -80,6 +76,8 @@ export class Supervisor {
   readonly #table: JobTable;
   readonly #opts: SupervisorOptions;
   #closing = false;
+  /** The thread that writes users' jobs' output (output-pump.ts), started with the first one. */
+  #pump: Promise<OutputPump> | undefined;
 
   constructor(opts: SupervisorOptions) {
     this.#opts = opts;
@@ -173,20 +171,31 @@ export class Supervisor {
     const { log, records } = this.#opts;
     const { record } = entry;
     const { id, spec } = record;
-    const launched = await launchJob(this.#opts, record, dir, privileged);
-    if (!launched.ok) {
-      await this.#fail(entry, launched.reason);
-      return;
-    }
-    const { child, cgroup, results } = launched;
-    child.stdin?.on('error', (err) => log.debug({ job: id, err }, 'job stdin closed'));
-    const stderrTail = captureOutput(child, entry.log!, (err) => {
+    const onWriteError: OnWriteError = (err) => {
       // Disk full or the state dir gone: a job whose output cannot be kept is stopped, not lost silently.
       if (record.error) return;
       record.error = `the agent could not write this job's output: ${err.message}`;
       log.error({ job: id, err }, 'output log write failed; stopping the job');
       this.stop(id, DEFAULT_GRACE_MS, 'error').catch((e) => log.error({ job: id, err: e }, 'stop failed'));
-    });
+    };
+    // The agent's own jobs (power, consoles) are written on this thread, where a thread hop
+    // would add to every action's and every console line's time; users' jobs, whose output can
+    // come at pipe speed, by the pump's thread.
+    const pumped = privileged ? undefined : await this.#pumpedOutput(entry.log!, onWriteError);
+    let launched: Awaited<ReturnType<typeof launchJob>>;
+    try {
+      launched = await launchJob(this.#opts, record, dir, privileged, pumped?.stdio);
+    } finally {
+      pumped?.handedOver();
+    }
+    if (!launched.ok) {
+      await pumped?.destroy();
+      await this.#fail(entry, launched.reason);
+      return;
+    }
+    const { child, cgroup, results } = launched;
+    child.stdin?.on('error', (err) => log.debug({ job: id, err }, 'job stdin closed'));
+    const output: JobOutput = pumped ?? captureInline(child, entry.log!, onWriteError);
     this.#transition(entry, 'pending', 'running');
     record.pid = child.pid!;
     record.startedAt = Date.now();
@@ -197,7 +206,7 @@ export class Supervisor {
       // record still pending and reports the job lost, which is what it would be then.
       log.error({ job: id, err }, 'could not save the record of a started job');
     }
-    const runtime: Runtime = { child, cgroup, done: Promise.resolve(), stderrTail, results };
+    const runtime: Runtime = { child, cgroup, done: Promise.resolve(), output, results };
     entry.runtime = runtime;
     // #supervise records its own failures; this catch is the last line against an unhandled rejection.
     runtime.done = this.#supervise(entry, runtime).catch((err) =>
@@ -211,6 +220,30 @@ export class Supervisor {
       }, spec.timeoutMs);
     }
     log.info({ job: id, owner: record.owner, command: spec.command, pid: child.pid }, 'job started');
+  }
+
+  /** The pump's sockets for a user's job; undefined (written inline) if no pump can be had. */
+  async #pumpedOutput(log: OutputLog, onWriteError: OnWriteError): Promise<PumpedOutput | undefined> {
+    try {
+      return await (await this.#livePump()).attach(log, onWriteError);
+    } catch (err) {
+      this.#opts.log.warn(
+        { job: log.dir, err },
+        "the output writer thread is not available: this job's output is written by the agent's own thread",
+      );
+      return undefined;
+    }
+  }
+
+  /** The pump, started (again, if its thread failed) when needed; calls queue behind each other. */
+  #livePump(): Promise<OutputPump> {
+    const start = (): Promise<OutputPump> => OutputPump.start();
+    this.#pump = (this.#pump ?? Promise.reject(new Error('not started'))).then((pump) => {
+      if (pump.alive) return pump;
+      pump.close().catch((err) => this.#opts.log.warn({ err }, 'could not close a failed output writer'));
+      return start();
+    }, start);
+    return this.#pump;
   }
 
   /** One job (a finished one is read from disk); throws JIGLET_E_NOT_FOUND, saying so if it was pruned. */
@@ -331,6 +364,8 @@ export class Supervisor {
       delay(FLUSH_WAIT_MS, false, { ref: false, signal: giveUp.signal }).catch(() => false),
     ]);
     giveUp.abort(); // the timer, once the records are in
+    const pump = await this.#pump?.catch(() => undefined);
+    await pump?.close();
     if (!flushed)
       this.#opts.log.error(
         `final job records were still being written ${FLUSH_WAIT_MS / 1000} s after the stop: the state disk is not answering; after a restart those jobs may show as lost`,
@@ -342,7 +377,7 @@ export class Supervisor {
     const { record } = entry;
     const { code, signal } = await cleanUpAfterExit(record, rt, this.#opts.log);
     // The outcome is on the record before the change is announced, so listeners see it.
-    const to = putOutcome(record, { code, signal }, rt.stderrTail);
+    const to = putOutcome(record, { code, signal }, rt.output.stderrTail);
     this.#transition(entry, 'running', to);
     delete record.pid;
     record.outputBytes = entry.log!.length;

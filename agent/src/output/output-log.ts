@@ -24,14 +24,32 @@ export type StreamName = 'stdout' | 'stderr';
 
 /** File names inside a job directory. */
 export const LOG_FILE = 'output.log';
-const INDEX_FILE = 'output.idx';
+export const INDEX_FILE = 'output.idx';
 /** The first offset still held, once the log's head was dropped (a serial capture's bound). */
 const START_FILE = 'output.start';
 
 /** A run of bytes from one stream, starting at `offset`; it lasts until the next segment. */
-interface Segment {
+export interface Segment {
   offset: number;
   stream: StreamName;
+}
+
+/** The index file's line for a stream change (see OutputLog). */
+export function indexLine(seg: Segment): string {
+  return `${seg.offset} ${seg.stream} ${Date.now()}\n`;
+}
+
+/**
+ * What a writer on another thread (the output pump) appended to a log's file, in order: the
+ * bytes are in the file and the stream changes in the index before the log is told.
+ */
+export interface AppendReport {
+  /** The log's length after these appends. */
+  length: number;
+  /** Stream changes among them, oldest first. */
+  segments: Segment[];
+  /** The bytes appended since the last report, if the writer sent them. */
+  data?: Uint8Array;
 }
 
 /**
@@ -178,7 +196,7 @@ export class OutputLog {
     if (last?.stream !== stream) {
       const seg = { offset: this.#length, stream };
       this.#segments.push(seg);
-      appendFileSync(join(this.dir, INDEX_FILE), `${seg.offset} ${stream} ${Date.now()}\n`);
+      appendFileSync(join(this.dir, INDEX_FILE), indexLine(seg));
     }
     let written = 0;
     while (written < data.length) {
@@ -186,6 +204,31 @@ export class OutputLog {
     }
     if (this.#readers > 0) this.#keep(this.#length, data);
     this.#length += data.length;
+    this.#wake();
+  }
+
+  /**
+   * Takes note of appends another thread made to this log's file (see AppendReport) and wakes
+   * every waiting reader. Bytes the report does not carry are read from the file; the tail then
+   * starts again after them.
+   */
+  appended(report: AppendReport): void {
+    if (this.#closed) throw new Error(`output log ${this.dir} is closed`);
+    if (report.length < this.#length)
+      throw new RangeError(`output log ${this.dir} cannot shrink from ${this.#length} to ${report.length}`);
+    for (const seg of report.segments) this.#segments.push(seg);
+    const added = report.length - this.#length;
+    if (this.#readers > 0 && added > 0) {
+      const data = report.data;
+      if (data?.length === added) {
+        this.#keep(this.#length, Buffer.from(data.buffer, data.byteOffset, data.length));
+      } else {
+        this.#tail = [];
+        this.#tailHeld = 0;
+      }
+    }
+    if (report.length === this.#length) return;
+    this.#length = report.length;
     this.#wake();
   }
 

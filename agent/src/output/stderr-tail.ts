@@ -8,6 +8,12 @@ export const STDERR_TAIL_BYTES = 4096;
 /** Most lines kept. */
 export const STDERR_TAIL_LINES = 20;
 
+/** A tail's bytes, and whether bytes before them were dropped. */
+export interface StderrTailSnapshot {
+  data: Uint8Array;
+  cut: boolean;
+}
+
 /** A bounded tail of a byte stream. */
 export class StderrTail {
   #buf = Buffer.alloc(0);
@@ -25,6 +31,17 @@ export class StderrTail {
     if (joined.length > STDERR_TAIL_BYTES) this.#cut = true;
     this.#buf =
       joined.length > STDERR_TAIL_BYTES ? joined.subarray(joined.length - STDERR_TAIL_BYTES) : joined;
+  }
+
+  /** What the tail holds, to be carried to another thread (see take()). */
+  snapshot(): StderrTailSnapshot {
+    return { data: new Uint8Array(this.#buf), cut: this.#cut };
+  }
+
+  /** Holds what another thread's tail held (its snapshot()) instead of its own bytes. */
+  take(snapshot: StderrTailSnapshot): void {
+    this.#buf = Buffer.from(snapshot.data);
+    this.#cut = snapshot.cut;
   }
 
   /** The last STDERR_TAIL_LINES whole lines (a cut first line is dropped); '' when there was none. */
