@@ -83,6 +83,33 @@ describe("the output pump: users' jobs' output written off the event loop", () =
     );
   });
 
+  it('keeps every byte in order through writes of every size, on both streams', async () => {
+    const op = t.client('operator');
+    // Writes from 1 byte to 300 KB: small ones the pump gathers before writing, big ones it writes
+    // at once, in the order they came; every 7th goes to stderr.
+    const program = `
+      const { writeSync } = require('node:fs');
+      for (let i = 0; i < 160; i++) {
+        const size = ((i * 7919) % 300000) % (i % 3 === 0 ? 300000 : 3000) + 1;
+        const chunk = Buffer.alloc(size, (i * 31) & 255);
+        if (size >= 4) chunk.writeUInt32LE(i, 0);
+        let done = 0;
+        while (done < size) done += writeSync(i % 7 === 6 ? 2 : 1, chunk, done);
+      }`;
+    const expected = { stdout: [] as Buffer[], stderr: [] as Buffer[] };
+    for (let i = 0; i < 160; i++) {
+      const size = (((i * 7919) % 300000) % (i % 3 === 0 ? 300000 : 3000)) + 1;
+      const chunk = Buffer.alloc(size, (i * 31) & 255);
+      if (size >= 4) chunk.writeUInt32LE(i, 0);
+      (i % 7 === 6 ? expected.stderr : expected.stdout).push(chunk);
+    }
+    const job = await op.start({ command: process.execPath, args: ['-e', program] });
+    const { stdout, stderr, finished } = await collect(op, job.id, { follow: true });
+    assert.equal(finished?.exitCode, 0, finished?.stderrTail);
+    assert.ok(stdout.equals(Buffer.concat(expected.stdout)), 'stdout differs');
+    assert.ok(stderr.equals(Buffer.concat(expected.stderr)), 'stderr differs');
+  });
+
   it('gives a follower that keeps up each line as it is written', async () => {
     const op = t.client('operator');
     const job = await op.start({
