@@ -5,11 +5,11 @@
 import type { Segment, StreamName } from './output-log.js';
 import type { StderrTailSnapshot } from './stderr-tail.js';
 
-/** Hex characters of the token that opens each of a job's output sockets. */
+/** Hex characters of the token that opens each of a job's output sockets (pump → agent). */
 export const TOKEN_CHARS = 32;
 /** The token, then one byte naming the stream (see STREAM_CODES). */
 export const HEADER_BYTES = TOKEN_CHARS + 1;
-/** The stream byte of a socket's header. */
+/** The stream byte of a socket's header: which of the job's streams the agent hands it to. */
 export const STREAM_CODES: Readonly<Record<number, StreamName>> = { 111: 'stdout', 101: 'stderr' };
 /** The header byte for each stream. */
 export const STREAM_BYTE: Readonly<Record<StreamName, number>> = { stdout: 0x6f, stderr: 0x65 };
@@ -22,7 +22,7 @@ export const REPORT_DATA_BYTES = 64 * 1024;
 
 /** Agent → pump. */
 export type ToPump =
-  /** A job's log to append to; the pump answers 'opened' before the job's sockets connect. */
+  /** A job's log to append to: the pump opens it and connects the job's two sockets. */
   | { type: 'open'; token: string; dir: string }
   /** Close a job's sockets now (something outside the job holds them open); its end is reported. */
   | { type: 'destroy'; token: string }
@@ -44,6 +44,5 @@ export interface JobReport {
 /** Pump → agent. */
 export type FromPump =
   | { type: 'ready' }
-  | { type: 'failed'; message: string }
-  | { type: 'opened'; token: string; error?: string }
+  | { type: 'open-failed'; token: string; error: string }
   | { type: 'report'; reports: JobReport[] };

@@ -1,87 +1,82 @@
 /**
  * Worker thread body of the output pump (see output-pump.ts): reads users' jobs' stdout and
  * stderr from unix sockets and appends them to their output logs, so a job that writes as fast
- * as a pipe allows costs this thread its reads and writes, not the agent's event loop. The agent
- * is told what was appended, at most one report in flight: a fast job's appends are reported
- * together, a slow one's at once.
+ * as a pipe allows costs this thread its reads and writes, not the agent's event loop.
+ *
+ * Each socket reads straight into a buffer of its own, and a buffer is written out when it fills,
+ * when another socket has bytes to write, or before a report: one write per batch of reads, no
+ * buffer allocated per read, and the log's bytes in the order they were read. The agent is told
+ * what was appended at most once per REPORT_INTERVAL_MS, one report in flight.
  */
 import { appendFileSync, closeSync, openSync, writeSync } from 'node:fs';
-import { createServer, type Socket } from 'node:net';
+import { createConnection, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { parentPort, workerData } from 'node:worker_threads';
 import { INDEX_FILE, indexLine, LOG_FILE, type Segment, type StreamName } from './output-log.js';
 import {
   type FromPump,
-  HEADER_BYTES,
   type JobReport,
   REPORT_DATA_BYTES,
-  STREAM_CODES,
+  STREAM_BYTE,
   type ToPump,
 } from './output-pump-protocol.js';
 import { StderrTail } from './stderr-tail.js';
+
+/** Each socket's read buffer; it is written out once less than READ_MIN_BYTES is free. */
+const READ_BUFFER_BYTES = 128 * 1024;
+const READ_MIN_BYTES = 32 * 1024;
+/** See scheduleReport(). */
+const REPORT_INTERVAL_MS = 1;
 
 /** One job's output, from registration until both its sockets are closed. */
 interface PumpedJob {
   token: string;
   dir: string;
   fd: number;
-  /** Bytes appended, counting those still in the batch. */
-  length: number;
   /** Bytes in the file: what the agent is told. */
   written: number;
+  /** Bytes read, counting those not yet written. */
+  length: number;
   lastStream: StreamName | undefined;
   segments: Segment[];
-  /** Appends since the last report, while they fit in REPORT_DATA_BYTES. */
+  /** Copies of the reads since the last report, while they fit in REPORT_DATA_BYTES. */
   data: Buffer[];
   dataBytes: number;
-  /** More was appended since the last report than it may carry: the agent reads the file. */
+  /** More was read since the last report than it may carry: the agent reads the file. */
   dataDropped: boolean;
-  sockets: Set<Socket>;
-  /** Sockets that ended (stdout and stderr make two). */
-  ended: number;
+  readers: Reader[];
+  /** Sockets that closed (stdout and stderr make two). */
+  closed: number;
   stderrTail: StderrTail;
   error: string | undefined;
   dirty: boolean;
   over: boolean;
 }
 
+/**
+ * One of a job's sockets and its buffer: bytes before `start` are written, bytes from `start` to
+ * `fill` are not yet, and the next read lands at `fill` (only nextReadBuffer() moves it back to 0,
+ * since the read buffer is handed out before the read).
+ */
+interface Reader {
+  job: PumpedJob;
+  stream: StreamName;
+  socket: Socket;
+  buf: Buffer;
+  start: number;
+  fill: number;
+}
+
 const port = parentPort!;
 const { socketPath } = workerData as { socketPath: string };
 const jobs = new Map<string, PumpedJob>();
-/** Appends not yet written, all of one job (see batched()). */
-const batch = Buffer.allocUnsafeSlow(256 * 1024);
-let batchFill = 0;
-let batchJob: PumpedJob | undefined;
-/** See scheduleReport(). */
-const REPORT_INTERVAL_MS = 1;
+/** The one reader with bytes not yet written, if any: bytes reach the file in the order read. */
+let pending: Reader | undefined;
 let reportInFlight = false;
 let reportScheduled = false;
 let lastReportAt = Number.NEGATIVE_INFINITY;
 
 const post = (msg: FromPump, transfer: ArrayBuffer[] = []): void => port.postMessage(msg, transfer);
-
-const server = createServer((conn) => {
-  // The first bytes say whose output this is; anything unknown is closed at once.
-  let header = Buffer.alloc(0);
-  const onHeader = (chunk: Buffer): void => {
-    header = Buffer.concat([header, chunk]);
-    if (header.length < HEADER_BYTES) return;
-    conn.off('data', onHeader);
-    const token = header.subarray(0, HEADER_BYTES - 1).toString('latin1');
-    const stream = STREAM_CODES[header[HEADER_BYTES - 1]!];
-    const job = jobs.get(token);
-    if (!job || !stream || job.over) {
-      conn.destroy();
-      return;
-    }
-    adopt(job, conn, stream);
-    if (header.length > HEADER_BYTES) append(job, stream, header.subarray(HEADER_BYTES));
-  };
-  conn.on('data', onHeader);
-  conn.on('error', () => conn.destroy());
-});
-server.listen(socketPath, () => post({ type: 'ready' }));
-server.on('error', (err) => post({ type: 'failed', message: err.message }));
 
 port.on('message', (msg: ToPump) => {
   switch (msg.type) {
@@ -91,8 +86,8 @@ port.on('message', (msg: ToPump) => {
     case 'destroy': {
       const job = jobs.get(msg.token);
       if (!job) break;
-      for (const s of job.sockets) s.destroy();
-      job.ended = 2;
+      for (const r of job.readers) r.socket.destroy();
+      job.closed = 2;
       finish(job);
       break;
     }
@@ -102,68 +97,107 @@ port.on('message', (msg: ToPump) => {
       break;
   }
 });
+post({ type: 'ready' });
 
+/** Opens the job's log, then connects its two sockets to the agent, each named by its header. */
 function open(token: string, dir: string): void {
   let fd: number;
   try {
     fd = openSync(join(dir, LOG_FILE), 'a');
   } catch (err) {
-    post({ type: 'opened', token, error: (err as Error).message });
+    post({ type: 'open-failed', token, error: (err as Error).message });
     return;
   }
-  jobs.set(token, {
+  const job: PumpedJob = {
     token,
     dir,
     fd,
-    length: 0,
     written: 0,
+    length: 0,
     lastStream: undefined,
     segments: [],
     data: [],
     dataBytes: 0,
     dataDropped: false,
-    sockets: new Set(),
-    ended: 0,
+    readers: [],
+    closed: 0,
     stderrTail: new StderrTail(),
     error: undefined,
     dirty: false,
     over: false,
-  });
-  post({ type: 'opened', token });
+  };
+  jobs.set(token, job);
+  for (const stream of ['stdout', 'stderr'] as const) connect(job, stream);
 }
 
-function adopt(job: PumpedJob, conn: Socket, stream: StreamName): void {
-  job.sockets.add(conn);
-  conn.on('data', (chunk: Buffer) => append(job, stream, chunk));
-  conn.once('close', () => {
-    job.sockets.delete(conn);
-    job.ended += 1;
-    if (job.ended >= 2) finish(job);
+function connect(job: PumpedJob, stream: StreamName): void {
+  const reader = { job, stream, buf: Buffer.allocUnsafeSlow(READ_BUFFER_BYTES), start: 0, fill: 0 } as Reader;
+  reader.socket = createConnection({
+    path: socketPath,
+    onread: {
+      buffer: () => nextReadBuffer(reader),
+      callback: (n: number) => {
+        took(reader, n);
+        return true;
+      },
+    },
+  });
+  job.readers.push(reader);
+  reader.socket.write(Buffer.concat([Buffer.from(job.token, 'latin1'), Buffer.of(STREAM_BYTE[stream])]));
+  // The job's output ends here; its end is reported once both sockets have closed (the agent
+  // then knows a socket it was still waiting for will not come).
+  reader.socket.on('error', () => reader.socket.destroy());
+  reader.socket.once('close', () => {
+    job.closed += 1;
+    if (job.closed >= 2) finish(job);
   });
 }
 
-function append(job: PumpedJob, stream: StreamName, chunk: Buffer): void {
-  if (job.over) return;
+/** Where the socket's next read goes: after what it holds, once there is room enough. */
+function nextReadBuffer(reader: Reader): Buffer {
+  if (reader.buf.length - reader.fill < READ_MIN_BYTES) {
+    flush(reader);
+    reader.start = 0;
+    reader.fill = 0;
+  }
+  return reader.buf.subarray(reader.fill);
+}
+
+/** `n` bytes were read into the reader's buffer, at its fill mark. */
+function took(reader: Reader, n: number): void {
+  const { job, stream } = reader;
+  if (job.over) {
+    reader.fill += n;
+    reader.start = reader.fill;
+    return;
+  }
+  const chunk = reader.buf.subarray(reader.fill, reader.fill + n);
   if (stream === 'stderr') job.stderrTail.push(chunk);
   // A log that cannot be written is reported once; the agent stops the job, and what it writes
   // meanwhile is read and dropped so it is not blocked on a full pipe while it is stopped.
-  if (job.error !== undefined) return;
-  try {
-    if (job.lastStream !== stream) {
-      const seg = { offset: job.length, stream };
-      appendFileSync(join(job.dir, INDEX_FILE), indexLine(seg));
-      job.segments.push(seg);
-      job.lastStream = stream;
-    }
-  } catch (err) {
-    fail(job, err);
+  if (job.error !== undefined) {
+    reader.fill += n;
+    reader.start = reader.fill;
     return;
   }
-  batched(job, chunk);
-  job.length += chunk.length;
-  if (!job.dataDropped && job.dataBytes + chunk.length <= REPORT_DATA_BYTES) {
-    job.data.push(chunk);
-    job.dataBytes += chunk.length;
+  if (pending && pending !== reader) flush(pending);
+  if (job.lastStream !== stream) {
+    const seg = { offset: job.length, stream };
+    try {
+      appendFileSync(join(job.dir, INDEX_FILE), indexLine(seg));
+    } catch (err) {
+      fail(job, err);
+      return;
+    }
+    job.segments.push(seg);
+    job.lastStream = stream;
+  }
+  reader.fill += n;
+  pending = reader;
+  job.length += n;
+  if (!job.dataDropped && job.dataBytes + n <= REPORT_DATA_BYTES) {
+    job.data.push(Buffer.from(chunk));
+    job.dataBytes += n;
   } else {
     job.dataDropped = true;
     job.data = [];
@@ -172,39 +206,16 @@ function append(job: PumpedJob, stream: StreamName, chunk: Buffer): void {
   markDirty(job);
 }
 
-/**
- * Appends `chunk` to the job's file through the batch: a job writing fast arrives in reads of a
- * few KiB (what its own writes were), and one write per batch instead of one per read halves
- * this thread's time. Everything batched is written before the next report, so the agent is
- * never told of bytes that are not in the file.
- */
-function batched(job: PumpedJob, chunk: Buffer): void {
-  if (batchJob !== job || batchFill + chunk.length > batch.length) flushBatch();
-  if (job.error !== undefined) return;
-  // Socket reads are 64 KiB at most; anything bigger goes straight out, after the batch.
-  if (chunk.length > batch.length) {
-    writeAll(job, chunk, chunk.length);
-    return;
-  }
-  chunk.copy(batch, batchFill);
-  batchFill += chunk.length;
-  batchJob = job;
-}
-
-/** Writes out the batch (see batched()). */
-function flushBatch(): void {
-  const job = batchJob;
-  const length = batchFill;
-  batchJob = undefined;
-  batchFill = 0;
-  if (job && length > 0 && job.error === undefined) writeAll(job, batch, length);
-}
-
-function writeAll(job: PumpedJob, data: Buffer, length: number): void {
+/** Writes out what the reader holds. */
+function flush(reader: Reader): void {
+  const { job, start, fill } = reader;
+  reader.start = fill;
+  if (pending === reader) pending = undefined;
+  if (fill === start || job.error !== undefined) return;
   try {
-    let done = 0;
-    while (done < length) done += writeSync(job.fd, data, done, length - done);
-    job.written += length;
+    let done = start;
+    while (done < fill) done += writeSync(job.fd, reader.buf, done, fill - done);
+    job.written += fill - start;
   } catch (err) {
     fail(job, err);
   }
@@ -217,7 +228,7 @@ function fail(job: PumpedJob, err: unknown): void {
 
 function finish(job: PumpedJob): void {
   if (job.over) return;
-  if (batchJob === job) flushBatch();
+  if (pending?.job === job) flush(pending);
   job.over = true;
   closeSync(job.fd);
   markDirty(job);
@@ -229,7 +240,7 @@ function markDirty(job: PumpedJob): void {
 }
 
 /**
- * Reports once this turn's reads are done, so a burst of appends makes one report, and at most
+ * Reports once this turn's reads are done, so a burst of reads makes one report, and at most
  * one report per REPORT_INTERVAL_MS: output that trickles is reported the moment it is written,
  * while a job writing at pipe speed costs both threads a message per millisecond, not one per
  * read (each costs a wake-up of the other thread: as much CPU as the read itself).
@@ -247,8 +258,9 @@ function scheduleReport(): void {
 
 function sendReport(): void {
   reportScheduled = false;
-  flushBatch();
   lastReportAt = performance.now();
+  // The agent is only told of bytes in the file.
+  if (pending) flush(pending);
   const reports: JobReport[] = [];
   const transfer: ArrayBuffer[] = [];
   for (const job of jobs.values()) {
@@ -257,7 +269,7 @@ function sendReport(): void {
     const report: JobReport = { token: job.token, length: job.written, segments: job.segments };
     job.segments = [];
     if (!job.dataDropped && job.dataBytes > 0) {
-      // One buffer of its own, sent without a copy (a chunk can be a view of a bigger one).
+      // One buffer of its own, sent without a copy.
       const data = new Uint8Array(job.dataBytes);
       let at = 0;
       for (const d of job.data) {

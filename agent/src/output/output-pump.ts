@@ -1,14 +1,14 @@
 /**
  * The output pump: one thread of the agent that writes users' jobs' output into their logs. A
- * job's stdout and stderr are unix sockets to that thread (the agent connects them, names the
- * job in their first bytes, and hands them to the job's process), so a job writing at pipe speed
- * costs the agent's event loop one short message per batch of appends instead of a read, a write
- * and a callback per 8–64 KiB. The log keeps its rule: bytes are in the file before any reader is
- * told of them.
+ * job's stdout and stderr are unix sockets to that thread: the thread connects them to the
+ * agent's listener (in a private folder), names the job in their first bytes, and the agent hands
+ * its ends to the job's process. A job writing at pipe speed then costs the agent's event loop one
+ * short message per millisecond instead of a read, a write and a callback per 8–64 KiB. The log
+ * keeps its rule: bytes are in the file before any reader is told of them.
  */
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createConnection, type Socket } from 'node:net';
+import { createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
@@ -16,8 +16,9 @@ import type { JobOutput, OnWriteError } from './job-output.js';
 import type { OutputLog } from './output-log.js';
 import {
   type FromPump,
+  HEADER_BYTES,
   type JobReport,
-  STREAM_BYTE,
+  STREAM_CODES,
   TOKEN_CHARS,
   type ToPump,
 } from './output-pump-protocol.js';
@@ -95,23 +96,29 @@ export class PumpedOutput implements JobOutput {
   }
 }
 
+/** A job whose sockets are on their way from the thread. */
+interface Arriving {
+  sockets: Partial<Record<'stdout' | 'stderr', Socket>>;
+  arrived(): void;
+  failed(err: Error): void;
+}
+
 /** The pump's thread and the jobs it writes for. */
 export class OutputPump {
   readonly #worker: Worker;
+  readonly #server: Server;
   readonly #dir: string;
   readonly #socketPath: string;
   readonly #outputs = new Map<string, PumpedOutput>();
-  readonly #opening = new Map<string, (error: string | undefined) => void>();
-  #ready: Promise<void>;
+  readonly #arriving = new Map<string, Arriving>();
+  readonly #ready: Promise<void>;
   #dead: Error | undefined;
 
   private constructor() {
     // A fresh private folder: a socket path has ~100 bytes, more than a deep state directory leaves.
     this.#dir = mkdtempSync(join(tmpdir(), 'jiglet-pump-'));
     this.#socketPath = join(this.#dir, 'output.sock');
-    this.#worker = new Worker(WORKER_URL, { workerData: { socketPath: this.#socketPath } });
-    // The agent's stop closes it; a test that never stops its supervisor must still exit.
-    this.#worker.unref();
+    this.#server = createServer((conn) => this.#accept(conn));
     let ready!: () => void;
     let failed!: (err: Error) => void;
     this.#ready = new Promise<void>((resolve, reject) => {
@@ -119,24 +126,34 @@ export class OutputPump {
       failed = reject;
     });
     this.#ready.catch(() => {});
+    this.#server.on('error', (err) => {
+      failed(err);
+      this.#die(err);
+    });
+    this.#worker = new Worker(WORKER_URL, { workerData: { socketPath: this.#socketPath } });
+    // The agent's stop closes it; a test that never stops its supervisor must still exit.
+    this.#worker.unref();
+    this.#server.unref();
+    let listening = false;
+    let started = false;
+    const bothReady = (): void => {
+      if (listening && started) ready();
+    };
+    this.#server.listen(this.#socketPath, () => {
+      listening = true;
+      bothReady();
+    });
     this.#worker.on('message', (msg: FromPump) => {
       switch (msg.type) {
         case 'ready':
-          ready();
+          started = true;
+          bothReady();
           break;
-        case 'failed':
-          failed(new Error(`the output writer could not listen on ${this.#socketPath}: ${msg.message}`));
-          this.#die(new Error(msg.message));
-          break;
-        case 'opened':
-          this.#opening.get(msg.token)?.(msg.error);
+        case 'open-failed':
+          this.#arriving.get(msg.token)?.failed(new Error(msg.error));
           break;
         case 'report':
-          for (const report of msg.reports) {
-            const output = this.#outputs.get(report.token);
-            if (report.end) this.#outputs.delete(report.token);
-            output?.take(report);
-          }
+          for (const report of msg.reports) this.#take(report);
           this.#post({ type: 'ack' });
           break;
       }
@@ -149,7 +166,7 @@ export class OutputPump {
     this.#worker.on('exit', (code) => gone(new Error(`the output writer thread exited (${code})`)));
   }
 
-  /** Starts the thread; resolves once it listens. */
+  /** Starts the thread and the listener; resolves once both are up. */
   static async start(): Promise<OutputPump> {
     const pump = new OutputPump();
     try {
@@ -161,7 +178,7 @@ export class OutputPump {
     return pump;
   }
 
-  /** Where the thread listens for jobs' sockets (a private folder; each must open with a token). */
+  /** Where the thread's sockets connect (a private folder; each must open with a token). */
   get socketPath(): string {
     return this.#socketPath;
   }
@@ -176,33 +193,28 @@ export class OutputPump {
     return this.#outputs.size;
   }
 
-  /** Opens `log` for a job about to start, and connects the sockets its process will write to. */
+  /** Has the thread open `log` and connect the two sockets a job about to start will write to. */
   async attach(log: OutputLog, onWriteError: OnWriteError): Promise<PumpedOutput> {
     if (this.#dead) throw this.#dead;
     const token = randomBytes(TOKEN_CHARS / 2).toString('hex');
-    const error = await withTimeout(
-      new Promise<string | undefined>((resolve) => {
-        this.#opening.set(token, resolve);
-        this.#post({ type: 'open', token, dir: log.dir });
-      }),
-      'the output writer thread did not answer',
-    ).finally(() => this.#opening.delete(token));
-    if (error !== undefined) throw new Error(`the output writer could not open ${log.dir}: ${error}`);
-    const sockets: Socket[] = [];
+    const arriving: Arriving = { sockets: {}, arrived: () => {}, failed: () => {} };
+    const arrived = new Promise<void>((resolve, reject) => {
+      arriving.arrived = resolve;
+      arriving.failed = reject;
+    });
+    this.#arriving.set(token, arriving);
+    this.#post({ type: 'open', token, dir: log.dir });
     try {
-      for (const stream of ['stdout', 'stderr'] as const) {
-        sockets.push(
-          await this.#connect(Buffer.concat([Buffer.from(token, 'latin1'), Buffer.of(STREAM_BYTE[stream])])),
-        );
-      }
+      await withTimeout(arrived, "the output writer did not connect the job's output");
     } catch (err) {
-      for (const s of sockets) s.destroy();
+      for (const s of Object.values(arriving.sockets)) s.destroy();
       this.#post({ type: 'destroy', token });
-      throw err;
+      throw new Error(`the output writer could not take ${log.dir}: ${(err as Error).message}`);
+    } finally {
+      this.#arriving.delete(token);
     }
-    const output = new PumpedOutput(token, [sockets[0]!, sockets[1]!], log, onWriteError, (m) =>
-      this.#post(m),
-    );
+    const { stdout, stderr } = arriving.sockets as Required<Arriving['sockets']>;
+    const output = new PumpedOutput(token, [stdout, stderr], log, onWriteError, (m) => this.#post(m));
     this.#outputs.set(token, output);
     return output;
   }
@@ -211,24 +223,40 @@ export class OutputPump {
   async close(): Promise<void> {
     this.#die(new Error('the agent is stopping'));
     await this.#worker.terminate();
+    await new Promise((resolve) => this.#server.close(resolve));
     rmSync(this.#dir, { recursive: true, force: true });
   }
 
-  /** A socket to the thread whose header has been written: the job's bytes can only follow it. */
-  #connect(header: Buffer): Promise<Socket> {
-    return new Promise((resolve, reject) => {
-      const socket = createConnection(this.#socketPath);
-      socket.once('error', reject);
-      socket.once('connect', () => {
-        socket.write(header, (err) => {
-          if (err) return reject(err);
-          socket.off('error', reject);
-          // The thread only ever closes it; late errors (EPIPE) have no one to tell.
-          socket.on('error', () => {});
-          resolve(socket);
-        });
-      });
-    });
+  /** A socket from the thread: its header names the job and stream it carries. */
+  #accept(conn: Socket): void {
+    conn.on('error', () => conn.destroy());
+    let header = Buffer.alloc(0);
+    const onHeader = (chunk: Buffer): void => {
+      header = Buffer.concat([header, chunk]);
+      if (header.length < HEADER_BYTES) return;
+      conn.off('data', onHeader);
+      // Nothing but the header ever comes this way: the job's bytes go the other.
+      conn.pause();
+      const arriving = this.#arriving.get(header.subarray(0, TOKEN_CHARS).toString('latin1'));
+      const stream = STREAM_CODES[header[TOKEN_CHARS]!];
+      if (!arriving || !stream || arriving.sockets[stream] || header.length > HEADER_BYTES) {
+        conn.destroy();
+        return;
+      }
+      arriving.sockets[stream] = conn;
+      if (arriving.sockets.stdout && arriving.sockets.stderr) arriving.arrived();
+    };
+    conn.on('data', onHeader);
+  }
+
+  #take(report: JobReport): void {
+    const output = this.#outputs.get(report.token);
+    if (report.end) {
+      this.#outputs.delete(report.token);
+      // Ended before both sockets arrived: they never will.
+      this.#arriving.get(report.token)?.failed(new Error('its sockets closed before they were connected'));
+    }
+    output?.take(report);
   }
 
   #post(msg: ToPump): void {
@@ -238,7 +266,7 @@ export class OutputPump {
   #die(err: Error): void {
     if (this.#dead) return;
     this.#dead = err;
-    for (const resolve of this.#opening.values()) resolve(err.message);
+    for (const arriving of this.#arriving.values()) arriving.failed(err);
     for (const output of this.#outputs.values()) output.lost(err);
     this.#outputs.clear();
   }
