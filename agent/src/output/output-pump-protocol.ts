@@ -22,8 +22,13 @@ export const REPORT_DATA_BYTES = 64 * 1024;
 
 /** Agent → pump. */
 export type ToPump =
-  /** A job's log to append to: the pump opens it and connects the job's two sockets. */
-  | { type: 'open'; token: string; dir: string }
+  /**
+   * Connect two sockets for the next job, named by `token`, ahead of it: a job's start then
+   * waits for one message, not for two connections.
+   */
+  | { type: 'prepare'; token: string }
+  /** The prepared sockets of `token` are a job's: append to the log in `dir`; answered by 'bound'. */
+  | { type: 'bind'; token: string; dir: string }
   /** Close a job's sockets now (something outside the job holds them open); its end is reported. */
   | { type: 'destroy'; token: string }
   /** The last report was taken: the next may be sent. */
@@ -44,5 +49,5 @@ export interface JobReport {
 /** Pump → agent. */
 export type FromPump =
   | { type: 'ready' }
-  | { type: 'open-failed'; token: string; error: string }
+  | { type: 'bound'; token: string; error?: string }
   | { type: 'report'; reports: JobReport[] };

@@ -32,6 +32,7 @@ const REPORT_INTERVAL_MS = 1;
 interface PumpedJob {
   token: string;
   dir: string;
+  /** The log, once the agent bound the sockets to a job; -1 before. */
   fd: number;
   /** Bytes in the file: what the agent is told. */
   written: number;
@@ -80,8 +81,11 @@ const post = (msg: FromPump, transfer: ArrayBuffer[] = []): void => port.postMes
 
 port.on('message', (msg: ToPump) => {
   switch (msg.type) {
-    case 'open':
-      open(msg.token, msg.dir);
+    case 'prepare':
+      prepare(msg.token);
+      break;
+    case 'bind':
+      bind(msg.token, msg.dir);
       break;
     case 'destroy': {
       const job = jobs.get(msg.token);
@@ -99,19 +103,12 @@ port.on('message', (msg: ToPump) => {
 });
 post({ type: 'ready' });
 
-/** Opens the job's log, then connects its two sockets to the agent, each named by its header. */
-function open(token: string, dir: string): void {
-  let fd: number;
-  try {
-    fd = openSync(join(dir, LOG_FILE), 'a');
-  } catch (err) {
-    post({ type: 'open-failed', token, error: (err as Error).message });
-    return;
-  }
+/** Connects two sockets to the agent for a job still to come, each named by its header. */
+function prepare(token: string): void {
   const job: PumpedJob = {
     token,
-    dir,
-    fd,
+    dir: '',
+    fd: -1,
     written: 0,
     length: 0,
     lastStream: undefined,
@@ -128,6 +125,23 @@ function open(token: string, dir: string): void {
   };
   jobs.set(token, job);
   for (const stream of ['stdout', 'stderr'] as const) connect(job, stream);
+}
+
+/** Opens the log the prepared sockets of `token` append to; the job starts once the agent hears. */
+function bind(token: string, dir: string): void {
+  const job = jobs.get(token);
+  if (!job || job.over) {
+    post({ type: 'bound', token, error: 'its sockets are closed' });
+    return;
+  }
+  try {
+    job.fd = openSync(join(dir, LOG_FILE), 'a');
+    job.dir = dir;
+  } catch (err) {
+    post({ type: 'bound', token, error: (err as Error).message });
+    return;
+  }
+  post({ type: 'bound', token });
 }
 
 function connect(job: PumpedJob, stream: StreamName): void {
@@ -175,6 +189,8 @@ function took(reader: Reader, n: number): void {
   if (stream === 'stderr') job.stderrTail.push(chunk);
   // A log that cannot be written is reported once; the agent stops the job, and what it writes
   // meanwhile is read and dropped so it is not blocked on a full pipe while it is stopped.
+  // The agent starts the job only once it is bound: bytes before that are no job's.
+  if (job.fd < 0) job.error ??= 'output arrived before the job had a log';
   if (job.error !== undefined) {
     reader.fill += n;
     reader.start = reader.fill;
@@ -230,7 +246,7 @@ function finish(job: PumpedJob): void {
   if (job.over) return;
   if (pending?.job === job) flush(pending);
   job.over = true;
-  closeSync(job.fd);
+  if (job.fd >= 0) closeSync(job.fd);
   markDirty(job);
 }
 

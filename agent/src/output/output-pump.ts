@@ -96,6 +96,13 @@ export class PumpedOutput implements JobOutput {
   }
 }
 
+/** A pair of sockets connected ahead of the job that will write to them. */
+interface Spare {
+  token: string;
+  stdout: Socket;
+  stderr: Socket;
+}
+
 /** A job whose sockets are on their way from the thread. */
 interface Arriving {
   sockets: Partial<Record<'stdout' | 'stderr', Socket>>;
@@ -111,6 +118,10 @@ export class OutputPump {
   readonly #socketPath: string;
   readonly #outputs = new Map<string, PumpedOutput>();
   readonly #arriving = new Map<string, Arriving>();
+  /** Jobs waiting for the thread to open their log: the error, if it could not. */
+  readonly #binding = new Map<string, (error: string | undefined) => void>();
+  /** The pair of sockets the next job gets (see attach()). */
+  #spare: Promise<Spare> | undefined;
   readonly #ready: Promise<void>;
   #dead: Error | undefined;
 
@@ -149,8 +160,8 @@ export class OutputPump {
           started = true;
           bothReady();
           break;
-        case 'open-failed':
-          this.#arriving.get(msg.token)?.failed(new Error(msg.error));
+        case 'bound':
+          this.#binding.get(msg.token)?.(msg.error);
           break;
         case 'report':
           for (const report of msg.reports) this.#take(report);
@@ -171,6 +182,8 @@ export class OutputPump {
     const pump = new OutputPump();
     try {
       await withTimeout(pump.#ready, 'the output writer thread did not start');
+      pump.#spare = pump.#prepare();
+      pump.#spare.catch(() => {});
     } catch (err) {
       await pump.close();
       throw err;
@@ -193,8 +206,50 @@ export class OutputPump {
     return this.#outputs.size;
   }
 
-  /** Has the thread open `log` and connect the two sockets a job about to start will write to. */
+  /**
+   * Binds the next prepared pair of sockets to `log` for a job about to start, and prepares the
+   * pair after it. Resolves once the thread has the log open: bytes the job writes then have
+   * somewhere to go.
+   */
   async attach(log: OutputLog, onWriteError: OnWriteError): Promise<PumpedOutput> {
+    if (this.#dead) throw this.#dead;
+    // Taken before any await: two starts at once never get the same pair.
+    const next = this.#spare ?? this.#prepare();
+    this.#spare = this.#prepare();
+    // Its failure is met by the attach that takes it; until then it must not count as unhandled.
+    this.#spare.catch(() => {});
+    let spare: Spare;
+    try {
+      spare = await next;
+    } catch {
+      // That pair was lost (its thread was busy past the deadline, say): one more try.
+      spare = await this.#prepare();
+    }
+    const { token, stdout, stderr } = spare;
+    try {
+      const error = await withTimeout(
+        new Promise<string | undefined>((resolve) => {
+          this.#binding.set(token, resolve);
+          this.#post({ type: 'bind', token, dir: log.dir });
+        }),
+        'the output writer did not open the log',
+      );
+      if (error !== undefined) throw new Error(error);
+    } catch (err) {
+      stdout.destroy();
+      stderr.destroy();
+      this.#post({ type: 'destroy', token });
+      throw new Error(`the output writer could not take ${log.dir}: ${(err as Error).message}`);
+    } finally {
+      this.#binding.delete(token);
+    }
+    const output = new PumpedOutput(token, [stdout, stderr], log, onWriteError, (m) => this.#post(m));
+    this.#outputs.set(token, output);
+    return output;
+  }
+
+  /** Has the thread connect a pair of sockets for a job to come. */
+  async #prepare(): Promise<Spare> {
     if (this.#dead) throw this.#dead;
     const token = randomBytes(TOKEN_CHARS / 2).toString('hex');
     const arriving: Arriving = { sockets: {}, arrived: () => {}, failed: () => {} };
@@ -202,26 +257,28 @@ export class OutputPump {
       arriving.arrived = resolve;
       arriving.failed = reject;
     });
+    arrived.catch(() => {});
     this.#arriving.set(token, arriving);
-    this.#post({ type: 'open', token, dir: log.dir });
+    this.#post({ type: 'prepare', token });
     try {
-      await withTimeout(arrived, "the output writer did not connect the job's output");
+      await withTimeout(arrived, "the output writer did not connect a job's output");
     } catch (err) {
       for (const s of Object.values(arriving.sockets)) s.destroy();
       this.#post({ type: 'destroy', token });
-      throw new Error(`the output writer could not take ${log.dir}: ${(err as Error).message}`);
+      throw err;
     } finally {
       this.#arriving.delete(token);
     }
     const { stdout, stderr } = arriving.sockets as Required<Arriving['sockets']>;
-    const output = new PumpedOutput(token, [stdout, stderr], log, onWriteError, (m) => this.#post(m));
-    this.#outputs.set(token, output);
-    return output;
+    return { token, stdout, stderr };
   }
 
   /** Ends the thread; jobs it still wrote for are told their output is lost. */
   async close(): Promise<void> {
     this.#die(new Error('the agent is stopping'));
+    const spare = await this.#spare?.catch(() => undefined);
+    spare?.stdout.destroy();
+    spare?.stderr.destroy();
     await this.#worker.terminate();
     await new Promise((resolve) => this.#server.close(resolve));
     rmSync(this.#dir, { recursive: true, force: true });
@@ -267,6 +324,7 @@ export class OutputPump {
     if (this.#dead) return;
     this.#dead = err;
     for (const arriving of this.#arriving.values()) arriving.failed(err);
+    for (const resolve of this.#binding.values()) resolve(err.message);
     for (const output of this.#outputs.values()) output.lost(err);
     this.#outputs.clear();
   }
