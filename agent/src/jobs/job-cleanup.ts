@@ -42,7 +42,8 @@ export async function cleanUpAfterExit(record: JobRecord, rt: Runtime, log: Logg
     if (!drained) {
       // Only possible without a cgroup: something escaped the process group and holds the pipes.
       signalTree(rt, 'SIGKILL', log);
-      await output.destroy();
+      // Bounded too: the job must reach a final state even if the writer no longer answers.
+      await withDeadline(output.destroy(), PIPE_DRAIN_MS);
     }
     record.oomKilled = cgroup ? await cgroup.oomKilled() : false;
     await cgroup?.remove();
