@@ -27,6 +27,12 @@ const READ_BUFFER_BYTES = 128 * 1024;
 const READ_MIN_BYTES = 32 * 1024;
 /** See scheduleReport(). */
 const REPORT_INTERVAL_MS = 1;
+/**
+ * Read buffers of closed sockets, kept for the next jobs: allocated per job instead, they are
+ * memory outside this thread's small heap that waits for its rare collections, which let the
+ * agent's RSS run ~40 MiB higher over a thousand short jobs.
+ */
+const FREE_BUFFERS_MAX = 16;
 
 /** One job's output, from registration until both its sockets are closed. */
 interface PumpedJob {
@@ -71,6 +77,7 @@ interface Reader {
 const port = parentPort!;
 const { socketPath } = workerData as { socketPath: string };
 const jobs = new Map<string, PumpedJob>();
+const freeBuffers: Buffer[] = [];
 /** The one reader with bytes not yet written, if any: bytes reach the file in the order read. */
 let pending: Reader | undefined;
 let reportInFlight = false;
@@ -145,7 +152,8 @@ function bind(token: string, dir: string): void {
 }
 
 function connect(job: PumpedJob, stream: StreamName): void {
-  const reader = { job, stream, buf: Buffer.allocUnsafeSlow(READ_BUFFER_BYTES), start: 0, fill: 0 } as Reader;
+  const buf = freeBuffers.pop() ?? Buffer.allocUnsafeSlow(READ_BUFFER_BYTES);
+  const reader = { job, stream, buf, start: 0, fill: 0 } as Reader;
   reader.socket = createConnection({
     path: socketPath,
     onread: {
@@ -162,8 +170,12 @@ function connect(job: PumpedJob, stream: StreamName): void {
   // then knows a socket it was still waiting for will not come).
   reader.socket.on('error', () => reader.socket.destroy());
   reader.socket.once('close', () => {
+    // Its last bytes go out before its buffer can serve another job.
+    if (pending === reader) flush(reader);
     job.closed += 1;
     if (job.closed >= 2) finish(job);
+    if (freeBuffers.length < FREE_BUFFERS_MAX) freeBuffers.push(reader.buf);
+    reader.buf = Buffer.alloc(0);
   });
 }
 
