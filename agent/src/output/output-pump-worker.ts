@@ -202,7 +202,7 @@ function took(reader: Reader, n: number): void {
   // A log that cannot be written is reported once; the agent stops the job, and what it writes
   // meanwhile is read and dropped so it is not blocked on a full pipe while it is stopped.
   // The agent starts the job only once it is bound: bytes before that are no job's.
-  if (job.fd < 0) job.error ??= 'output arrived before the job had a log';
+  if (job.fd < 0 && job.error === undefined) fail(job, new Error('output arrived before the job had a log'));
   if (job.error !== undefined) {
     reader.fill += n;
     reader.start = reader.fill;

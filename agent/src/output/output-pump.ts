@@ -287,11 +287,14 @@ export class OutputPump {
   /** A socket from the thread: its header names the job and stream it carries. */
   #accept(conn: Socket): void {
     conn.on('error', () => conn.destroy());
+    // A connection that never names itself is not held open for good.
+    conn.setTimeout(REPLY_TIMEOUT_MS, () => conn.destroy());
     let header = Buffer.alloc(0);
     const onHeader = (chunk: Buffer): void => {
       header = Buffer.concat([header, chunk]);
       if (header.length < HEADER_BYTES) return;
       conn.off('data', onHeader);
+      conn.setTimeout(0);
       // Nothing but the header ever comes this way: the job's bytes go the other.
       conn.pause();
       const arriving = this.#arriving.get(header.subarray(0, TOKEN_CHARS).toString('latin1'));
