@@ -61,16 +61,17 @@ export async function runUsbSerialCapture(opts: UsbSerialCaptureOptions): Promis
   const what = describeMatch(match);
   // An absent adapter is said at once (as runSerialCapture does for an absent path), so a reader
   // of the log tells "waiting for the adapter" from "starting"; then once per period.
-  let announced = false;
+  // The periods count from the announcement, so `0 ms` always comes first, however long a loaded
+  // host takes over the first look at the device tree.
+  let waiting: NodeJS.Timeout | undefined;
   const announce = (): void => {
-    if (announced) return;
-    announced = true;
+    if (waiting !== undefined) return;
     event('waiting', `${what} 0 ms`);
+    waiting = setInterval(() => {
+      // A stop lands mid-slice: the log must not claim a wait that is already over.
+      if (!signal.aborted) event('waiting', `${what} ${++periods * periodMs} ms`);
+    }, periodMs);
   };
-  const waiting = setInterval(() => {
-    // A stop lands mid-slice: the log must not claim a wait that is already over.
-    if (!signal.aborted) event('waiting', `${what} ${++periods * periodMs} ms`);
-  }, periodMs);
   let ttyPath: string | undefined;
   try {
     while (!signal.aborted && ttyPath === undefined) {

@@ -46,7 +46,7 @@ export function qemuImage(): Promise<QemuImage> {
     const [code] = (await once(child, 'close')) as [number | null];
     if (code !== 0) throw new Error(`build-image.sh exited ${code}: ${stderr.trim()}`);
     return {
-      kernel: path.join(out, 'vmlinuz'),
+      kernel: path.join(out, 'vmlinux'),
       initrd: path.join(out, 'initrd.cpio.gz'),
       disk: path.join(out, 'disk-1.2.3.img'),
       sshKey: path.join(out, 'ssh', 'id_ed25519'),
