@@ -14,6 +14,7 @@ import { join } from 'node:path';
 import type { Browser } from 'playwright-core';
 import { buildImage } from '../fixtures/images/build-image.js';
 import { launchChromium } from '../fixtures/test-support/browser.js';
+import { freshPgliteDir } from '../fixtures/test-support/pglite-template.js';
 import {
   type QueueWorkerProcess,
   startQueueWorkerProcess,
@@ -46,7 +47,7 @@ describe('a CI pipeline through the fleet queue: flash, test on the DUT, verdict
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'jiglet-ci-pipeline-'));
     v = await startVirtualJig([{ name: 'vdut-a', storageBytes: 32 * MiB }]);
-    db = `pglite:${join(dir, 'queue')}`;
+    db = `pglite:${await freshPgliteDir(join(dir, 'queue'))}`;
     worker = await startQueueWorkerProcess(db, v.t.pki.as('operator', v.t.address));
     image = (await buildImage({ out: join(dir, 'os-4.2.0.img'), version: '4.2.0', sizeBytes: 16 * MiB }))
       .path;

@@ -5,10 +5,10 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
+import { freshPgliteDir } from '../../fixtures/test-support/pglite-template.js';
 import {
   type QueueWorkerProcess,
   startQueueWorkerProcess,
@@ -38,7 +38,7 @@ describe('jigctl queue on the embedded engine', function () {
 
   before(async () => {
     v = await startVirtualJig([{ name: 'vdut-q' }]);
-    dir = mkdtempSync(join(tmpdir(), 'jiglet-pglite-'));
+    dir = await freshPgliteDir();
     db = `pglite:${dir}`;
     worker = await startQueueWorkerProcess(db, v.t.pki.as('operator', v.t.address), ['--name', 'lab-host']);
     store = await QueueStore.open(db);

@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildImage } from '../../fixtures/images/build-image.js';
 import { collect } from '../../fixtures/test-support/collect.js';
+import { freshPgliteDir } from '../../fixtures/test-support/pglite-template.js';
 import {
   type QueueWorkerProcess,
   startQueueWorkerProcess,
@@ -132,7 +133,7 @@ describe('jigctl report', function () {
     let worker: QueueWorkerProcess | undefined;
     let db: string;
     before(async () => {
-      db = `pglite:${join(dir, 'queue')}`;
+      db = `pglite:${await freshPgliteDir(join(dir, 'queue'))}`;
       worker = await startQueueWorkerProcess(db, v.t.pki.as('operator', v.t.address), [
         '--name',
         'report-host',

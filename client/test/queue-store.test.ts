@@ -5,11 +5,10 @@
  * PostgreSQL restart, and the embedded engine served to another process on its socket.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { rmSync } from 'node:fs';
 import { setTimeout as delay } from 'node:timers/promises';
 import { errorOf } from '../../fixtures/test-support/call-errors.js';
+import { freshPgliteDir } from '../../fixtures/test-support/pglite-template.js';
 import { type PostgresServer, startPostgres } from '../../fixtures/test-support/postgres-server.js';
 import { MAX_TEST_CASES, parseJunit, renderJunit, type TestCase } from '../../protocol/src/test-cases.js';
 import { LATEST_SCHEMA_VERSION, MIGRATIONS, migrate } from '../src/queue/migrations.js';
@@ -833,8 +832,8 @@ async function untilSleeping(pool: QueueDb): Promise<void> {
 describe('queue store on embedded PGlite served to other processes', function () {
   this.timeout(60_000);
   let dir: string;
-  beforeEach(() => {
-    dir = mkdtempSync(join(tmpdir(), 'jiglet-queue-'));
+  beforeEach(async () => {
+    dir = await freshPgliteDir();
   });
   afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
