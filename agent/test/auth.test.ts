@@ -60,6 +60,14 @@ describe('authentication', () => {
     );
   });
 
+  it('picks AES-128-GCM for a client that prefers AES-256-GCM, and still serves one that offers only that', async () => {
+    // openssl's own order puts TLS_AES_256_GCM_SHA384 first; the agent's preference decides.
+    const preferred = await sClient(t, ['-tls1_3']);
+    assert.match(preferred.out, /Cipher is TLS_AES_128_GCM_SHA256/, preferred.out);
+    const only256 = await sClient(t, ['-tls1_3', '-ciphersuites', 'TLS_AES_256_GCM_SHA384']);
+    assert.match(only256.out, /Cipher is TLS_AES_256_GCM_SHA384/, only256.out);
+  });
+
   it('refuses a client that presents no certificate', async () => {
     const old = await sClient(t, ['-tls1_3', '-cert', '/dev/null', '-key', '/dev/null']).catch(() => null);
     assert.ok(old);

@@ -27,6 +27,7 @@ import { type ConnectionSettings, isLocalAddress } from './connection.js';
 import { DutAccessClient } from './dut-access-client.js';
 import { type FlashEvent, type FlashResult, flashDut } from './flash-client.js';
 import { ImageClient } from './image-client.js';
+import { TLS13_SUITES } from '../../protocol/src/tls-suites.js';
 import { JigClient } from './jig-client.js';
 import { type ClaimOptions, type Lease, LeaseClient, leaseInterceptor, withLease } from './lease-client.js';
 import { readStream } from './read-stream.js';
@@ -128,6 +129,7 @@ export class JigletClient {
             cert: read('client certificate', settings.cert),
             key: read('client key', settings.key),
             minVersion: 'TLSv1.3',
+            ciphers: TLS13_SUITES,
           }),
           // See IP_SERVERNAME: the certificate is still checked against the address dialled.
           ipHost === undefined

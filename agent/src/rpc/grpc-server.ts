@@ -14,6 +14,7 @@ import { LeaseServiceService } from '../../../protocol/gen/jiglet/v1/leases.js';
 import { RecordServiceService } from '../../../protocol/gen/jiglet/v1/records.js';
 import { WebServiceService } from '../../../protocol/gen/jiglet/v1/web.js';
 import { JigletError } from '../../../protocol/src/errors.js';
+import { TLS13_SUITES } from '../../../protocol/src/tls-suites.js';
 import { JobServiceWire } from '../../../protocol/src/output-wire.js';
 import { ImageServiceWire } from '../../../protocol/src/upload-wire.js';
 import { authInterceptor } from '../auth/auth-interceptor.js';
@@ -85,8 +86,10 @@ export async function startGrpcServer(opts: {
   local?: { endpoint: LocalEndpoint; callers: LocalCallers };
 }): Promise<GrpcServer> {
   const { log, supervisor } = opts;
-  // grpc-js's createSsl has no minVersion; this process-wide default is what its TLS server uses.
+  // grpc-js's createSsl has no minVersion nor cipher list; these process-wide defaults are what
+  // its TLS server uses.
   tls.DEFAULT_MIN_VERSION = 'TLSv1.3';
+  tls.DEFAULT_CIPHERS = TLS13_SUITES;
   const server = new Server({
     // grpc-js wraps each interceptor around those listed before it: a status the auth interceptor
     // sends passes through the ones listed ahead of it.
