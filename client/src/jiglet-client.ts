@@ -23,11 +23,11 @@ import {
 import { JigletError } from '../../protocol/src/errors.js';
 import { JobServiceWireClient } from '../../protocol/src/output-wire.js';
 import { fromGrpcError } from '../../protocol/src/status.js';
+import { TLS13_SUITES } from '../../protocol/src/tls-suites.js';
 import { type ConnectionSettings, isLocalAddress } from './connection.js';
 import { DutAccessClient } from './dut-access-client.js';
 import { type FlashEvent, type FlashResult, flashDut } from './flash-client.js';
 import { ImageClient } from './image-client.js';
-import { TLS13_SUITES } from '../../protocol/src/tls-suites.js';
 import { JigClient } from './jig-client.js';
 import { type ClaimOptions, type Lease, LeaseClient, leaseInterceptor, withLease } from './lease-client.js';
 import { readStream } from './read-stream.js';
