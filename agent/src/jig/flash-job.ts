@@ -29,6 +29,7 @@ export function flashJobSpec(opts: {
   return {
     command: opts.jigDriver.command,
     args: [
+      ...(opts.jigDriver.flashArgs ?? []),
       ...opts.jigDriver.args,
       'flash',
       '--image',
